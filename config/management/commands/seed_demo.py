@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from config.roles import ADMIN, ANNOTATOR, RESEARCHER, user_role_add
+from generation import services
+from generation.models import GenerationJob, PolicyModel, PromptSet
+from generation.tiny_model import build_tiny_model, is_tiny_model
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+# Demo accounts only: the passwords are printed and documented in the README.
+DEMO_USERS = [
+    ("alice", ANNOTATOR, "alice-demo"),
+    ("bob", ANNOTATOR, "bob-demo"),
+    ("carol", ADMIN, "carol-demo"),
+    ("dave", RESEARCHER, "dave-demo"),
+]
+DEMO_SET = "Demo prompts"
+HH_JOB = "HH-RLHF harmless (imported, first 200)"
+TINY_MODEL = "tiny-random (demo)"
+
+
+def tiny_model_dir() -> Path:
+    return Path(settings.PREFLAB_DATA_DIR) / "models" / "tiny-random"
+
+
+class Command(BaseCommand):
+    help = "Create demo users for each role, the demo prompt set, the tiny model and demo jobs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--no-job", action="store_true", help="Do not queue the tiny model's sampling job."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = tiny_model_dir()
+        if not is_tiny_model(path):
+            self.stdout.write(f"Building the tiny offline model in {path} ...")
+            build_tiny_model(path)
+        with transaction.atomic():
+            carol = self._users()
+            prompt_set = self._prompt_set(carol)
+            model = self._model(carol, path)
+            self._hh_job(carol)
+            if not options["no_job"] and not GenerationJob.objects.filter(model=model).exists():
+                services.generation_job_create(
+                    prompt_set=prompt_set,
+                    model=model,
+                    k=4,
+                    max_new_tokens=32,
+                    name="Demo: tiny model × demo prompts (k=4)",
+                    user=carol,
+                )
+                self.stdout.write("Queued a k=4 sampling job on the tiny model.")
+        self.stdout.write(self.style.SUCCESS("Demo data ready. Logins (demo only):"))
+        for username, role, password in DEMO_USERS:
+            self.stdout.write(f"  {role:<11} {username:<6} password: {password}")
+
+    def _users(self) -> Any:
+        User = get_user_model()
+        users = {}
+        for username, role, password in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.org"}
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+            user_role_add(user=user, role=role)
+            users[username] = user
+        return users["carol"]
+
+    def _prompt_set(self, carol: Any) -> PromptSet:
+        prompt_set = PromptSet.objects.filter(name=DEMO_SET).first()
+        if prompt_set is None:
+            prompt_set = services.prompt_set_create(
+                name=DEMO_SET,
+                description="Varied prompts written for the Preflab demo.",
+                user=carol,
+            )
+            services.prompt_set_import(
+                prompt_set=prompt_set,
+                data=(DEMO_DIR / "prompts.jsonl").read_bytes(),
+                format="jsonl",
+            )
+        return prompt_set
+
+    def _model(self, carol: Any, path: Path) -> PolicyModel:
+        model = PolicyModel.objects.filter(name=TINY_MODEL).first()
+        if model is None:
+            model = services.policy_model_create(
+                name=TINY_MODEL,
+                backend=PolicyModel.Backend.TRANSFORMERS,
+                source=str(path),
+                description="Random-init tiny Llama built offline: it writes gibberish by design.",
+                user=carol,
+            )
+        return model
+
+    def _hh_job(self, carol: Any) -> None:
+        if GenerationJob.objects.filter(name=HH_JOB).exists():
+            return
+        source = DEMO_DIR / "hh-rlhf-harmless-base-test-first200.jsonl.gz"
+        services.generation_job_import(
+            data=source.read_bytes(),
+            format="hh",
+            name=HH_JOB,
+            source_name=source.name,
+            user=carol,
+        )
+        self.stdout.write("Imported 200 HH-RLHF prompts with their chosen and rejected answers.")

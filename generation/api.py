@@ -1,0 +1,337 @@
+"""REST API for models, prompt sets, imports and generation jobs (token or session auth).
+
+Researchers and admins read; only admins write. Annotators get 404s: they label blind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.roles import IsResearcher, user_is_admin
+from generation import importers, selectors, services
+from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+
+
+class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = PolicyModel
+        fields = [
+            "id",
+            "name",
+            "backend",
+            "source",
+            "server_url",
+            "server_model",
+            "use_chat_template",
+            "parent",
+            "description",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+
+
+class PromptSetSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    prompt_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = PromptSet
+        fields = ["id", "name", "description", "prompt_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class PromptSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Prompt
+        fields = ["id", "position", "text", "messages"]
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    progress_percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "name",
+            "prompt_set",
+            "model",
+            "source",
+            "import_source",
+            "k",
+            "temperature",
+            "top_p",
+            "max_new_tokens",
+            "seed",
+            "stop",
+            "batch_size",
+            "status",
+            "cancel_requested",
+            "prompts_total",
+            "prompts_done",
+            "progress_percent",
+            "tokens_generated",
+            "tokens_per_second",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
+    model = serializers.PrimaryKeyRelatedField(queryset=PolicyModel.objects.all())
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    k = serializers.IntegerField(min_value=1, max_value=services.MAX_K, default=4)
+    temperature = serializers.FloatField(min_value=0, default=1.0)
+    top_p = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
+    max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=64)
+    seed = serializers.IntegerField(default=0)
+    stop = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
+
+
+class CompletionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    prompt_text = serializers.CharField(source="prompt.text", read_only=True)
+
+    class Meta:
+        model = Completion
+        fields = [
+            "id",
+            "prompt",
+            "prompt_text",
+            "sample_index",
+            "text",
+            "model",
+            "model_name",
+            "prompt_tokens",
+            "completion_tokens",
+            "finish_reason",
+            "seed",
+            "params",
+        ]
+
+
+class FileImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A multipart ``file`` upload, or the file's text in ``content`` (JSON body)."""
+
+    file = serializers.FileField(required=False)
+    content = serializers.CharField(required=False, trim_whitespace=False)
+    format = serializers.ChoiceField(choices=["auto", "jsonl", "csv", "hh"], default="auto")
+    filename = serializers.CharField(required=False, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("file" in attrs) == ("content" in attrs):
+            raise serializers.ValidationError("send either a file or content, not both or neither")
+        if attrs["format"] == "auto":
+            name = attrs["file"].name if "file" in attrs else attrs["filename"]
+            if not name:
+                raise serializers.ValidationError("format is required when there is no file name")
+            attrs["format"] = importers.detect_format(name)
+        return attrs
+
+    def payload(self) -> tuple[bytes | str, str, str]:
+        data = self.validated_data
+        if "file" in data:
+            return data["file"].read(), data["format"], data["file"].name
+        return data["content"], data["format"], data.get("filename", "")
+
+
+def _admin_only(request: Request) -> Response | None:
+    if not user_is_admin(request.user):
+        return Response(
+            {"detail": "Only admins can change this."}, status=status.HTTP_403_FORBIDDEN
+        )
+    return None
+
+
+def _import_error(exc: Exception) -> Response:
+    line = getattr(exc, "line", None)
+    return Response(
+        {"detail": f"Nothing was imported. {exc}", "line": line}, status=status.HTTP_400_BAD_REQUEST
+    )
+
+
+class BaseAPIView(APIView):
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+        # Annotators must not learn that generation objects exist: 404, not 403.
+        from django.http import Http404
+
+        if request.user and request.user.is_authenticated:
+            raise Http404
+        super().permission_denied(request, message, code)
+
+
+class PolicyModelListAPI(BaseAPIView):
+    def get(self, request: Request) -> Response:
+        models = selectors.policy_model_list(user=request.user)
+        return Response(PolicyModelSerializer(models, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        serializer = PolicyModelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            model = services.policy_model_create(user=request.user, **serializer.validated_data)
+        except services.GenerationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(PolicyModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyModelDetailAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        model = get_object_or_404(selectors.policy_model_list(user=request.user), pk=pk)
+        return Response(PolicyModelSerializer(model).data)
+
+
+class PromptSetListAPI(BaseAPIView):
+    def get(self, request: Request) -> Response:
+        sets = selectors.prompt_set_list(user=request.user)
+        return Response(PromptSetSerializer(sets, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        serializer = PromptSetSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            prompt_set = services.prompt_set_create(user=request.user, **serializer.validated_data)
+        except services.GenerationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        prompt_set.prompt_count = 0  # type: ignore[attr-defined]
+        return Response(PromptSetSerializer(prompt_set).data, status=status.HTTP_201_CREATED)
+
+
+class PromptSetDetailAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
+        return Response(PromptSetSerializer(prompt_set).data)
+
+
+class PromptSetPromptsAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        from rest_framework.pagination import PageNumberPagination
+
+        prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.prompt_set_prompts(prompt_set=prompt_set), request, view=self
+        )
+        return paginator.get_paginated_response(PromptSerializer(page, many=True).data)
+
+
+class PromptSetImportAPI(BaseAPIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def post(self, request: Request, pk: int) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
+        serializer = FileImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data, fmt, _ = serializer.payload()
+        try:
+            result = services.prompt_set_import(prompt_set=prompt_set, data=data, format=fmt)
+        except importers.ImportFileError as exc:
+            return _import_error(exc)
+        return Response(
+            {"created": result.created, "skipped_duplicates": result.skipped_duplicates},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class GenerationJobListAPI(BaseAPIView):
+    def get(self, request: Request) -> Response:
+        jobs = selectors.generation_job_list(user=request.user)
+        if job_status := request.query_params.get("status"):
+            jobs = jobs.filter(status=job_status)
+        return Response(GenerationJobSerializer(jobs[:500], many=True).data)
+
+    def post(self, request: Request) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        serializer = GenerationJobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            job = services.generation_job_create(user=request.user, **serializer.validated_data)
+        except services.GenerationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobImportAPI(BaseAPIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def post(self, request: Request) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        serializer = FileImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data, fmt, filename = serializer.payload()
+        prompt_set = None
+        if set_id := request.data.get("prompt_set"):
+            prompt_set = get_object_or_404(PromptSet, pk=set_id)
+        try:
+            job = services.generation_job_import(
+                data=data,
+                format=fmt,
+                name=str(request.data.get("name", "")),
+                source_name=filename,
+                prompt_set=prompt_set,
+                user=request.user,
+            )
+        except (importers.ImportFileError, services.GenerationError) as exc:
+            return _import_error(exc)
+        return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobDetailAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+        return Response(GenerationJobSerializer(job).data)
+
+
+class GenerationJobActionAPI(BaseAPIView):
+    action: str = ""
+
+    def post(self, request: Request, pk: int) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+        action = (
+            services.generation_job_cancel
+            if self.action == "cancel"
+            else services.generation_job_resume
+        )
+        try:
+            with transaction.atomic():
+                job = action(job=job)
+        except services.GenerationError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(GenerationJobSerializer(job).data)
+
+
+class GenerationJobCompletionsAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        from rest_framework.pagination import PageNumberPagination
+
+        job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.generation_job_completions(job=job), request, view=self
+        )
+        return paginator.get_paginated_response(CompletionSerializer(page, many=True).data)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from generation import api
+
+urlpatterns = [
+    path("models/", api.PolicyModelListAPI.as_view(), name="api-model-list"),
+    path("models/<int:pk>/", api.PolicyModelDetailAPI.as_view(), name="api-model-detail"),
+    path("prompt-sets/", api.PromptSetListAPI.as_view(), name="api-promptset-list"),
+    path("prompt-sets/<int:pk>/", api.PromptSetDetailAPI.as_view(), name="api-promptset-detail"),
+    path(
+        "prompt-sets/<int:pk>/prompts/",
+        api.PromptSetPromptsAPI.as_view(),
+        name="api-promptset-prompts",
+    ),
+    path(
+        "prompt-sets/<int:pk>/import/",
+        api.PromptSetImportAPI.as_view(),
+        name="api-promptset-import",
+    ),
+    path("jobs/", api.GenerationJobListAPI.as_view(), name="api-job-list"),
+    path("jobs/import/", api.GenerationJobImportAPI.as_view(), name="api-job-import"),
+    path("jobs/<int:pk>/", api.GenerationJobDetailAPI.as_view(), name="api-job-detail"),
+    path(
+        "jobs/<int:pk>/cancel/",
+        api.GenerationJobActionAPI.as_view(action="cancel"),
+        name="api-job-cancel",
+    ),
+    path(
+        "jobs/<int:pk>/resume/",
+        api.GenerationJobActionAPI.as_view(action="resume"),
+        name="api-job-resume",
+    ),
+    path(
+        "jobs/<int:pk>/completions/",
+        api.GenerationJobCompletionsAPI.as_view(),
+        name="api-job-completions",
+    ),
+]

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from generation.models import PolicyModel, PromptSet
+
+IMPORT_FORMATS = [
+    ("auto", "Detect from the file name"),
+    ("jsonl", 'JSONL: {"prompt": ...} per line'),
+    ("csv", "CSV with a prompt column"),
+    ("hh", "Anthropic HH-RLHF (chosen/rejected transcripts)"),
+]
+COMPLETION_FORMATS = [
+    ("auto", "Detect from the file name"),
+    ("jsonl", 'JSONL: {"prompt": ..., "completions": [...], "model": ...}'),
+    ("hh", "Anthropic HH-RLHF: chosen and rejected become two completions"),
+]
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+class PolicyModelForm(forms.ModelForm):  # type: ignore[type-arg]
+    # Inference servers usually listen on plain HTTP inside a cluster.
+    server_url = forms.URLField(
+        required=False,
+        assume_scheme="http",
+        help_text=PolicyModel._meta.get_field("server_url").help_text,
+    )
+
+    class Meta:
+        model = PolicyModel
+        fields = [
+            "name",
+            "backend",
+            "source",
+            "server_url",
+            "server_model",
+            "use_chat_template",
+            "parent",
+            "description",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class PromptSetForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    file = forms.FileField(required=False, help_text="Optional: prompts to import right away.")
+    format = forms.ChoiceField(choices=IMPORT_FORMATS, initial="auto")
+
+
+def _check_size(upload: Any) -> Any:
+    if upload is not None and upload.size > MAX_UPLOAD_BYTES:
+        raise forms.ValidationError(f"the file is over {MAX_UPLOAD_BYTES // 2**20} MB")
+    return upload
+
+
+class PromptImportForm(forms.Form):
+    file = forms.FileField()
+    format = forms.ChoiceField(choices=IMPORT_FORMATS, initial="auto")
+
+    def clean_file(self) -> Any:
+        return _check_size(self.cleaned_data.get("file"))
+
+
+class GenerationJobForm(forms.Form):
+    prompt_set = forms.ModelChoiceField(queryset=PromptSet.objects.all())
+    model = forms.ModelChoiceField(queryset=PolicyModel.objects.all())
+    name = forms.CharField(max_length=200, required=False)
+    k = forms.IntegerField(min_value=1, max_value=64, initial=4, label="k (samples per prompt)")
+    temperature = forms.FloatField(min_value=0, initial=1.0)
+    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=1.0)
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=64)
+    seed = forms.IntegerField(initial=0)
+    stop = forms.CharField(
+        required=False,
+        strip=False,
+        help_text=r"Stop strings, one per line; write \n for a newline (e.g. \n\nHuman:).",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=8)
+
+    def clean_stop(self) -> list[str]:
+        raw = self.cleaned_data.get("stop") or ""
+        return [
+            line.replace("\\n", "\n").replace("\\t", "\t")
+            for line in raw.splitlines()
+            if line.strip()
+        ]
+
+
+class CompletionImportForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False)
+    file = forms.FileField()
+    format = forms.ChoiceField(choices=COMPLETION_FORMATS, initial="auto")
+    prompt_set = forms.ModelChoiceField(
+        queryset=PromptSet.objects.all(),
+        required=False,
+        help_text="Leave empty to create a new prompt set named after the job.",
+    )
+
+    def clean_file(self) -> Any:
+        return _check_size(self.cleaned_data.get("file"))

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class PolicyModel(models.Model):
+    """A model that can write completions: a local folder, a hub id, or a served endpoint."""
+
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "transformers (CPU or GPU)"
+        VLLM = "vllm", "vLLM (in the worker)"
+        OPENAI = "openai", "OpenAI-compatible server"
+
+    name = models.CharField(max_length=200, unique=True)
+    source = models.CharField(
+        max_length=500, blank=True, help_text="Local folder or hub id of the weights."
+    )
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    server_url = models.URLField(
+        blank=True, help_text="Base URL of an OpenAI-compatible server, e.g. http://gpu1:8000/v1"
+    )
+    server_model = models.CharField(
+        max_length=300, blank=True, help_text="Model name the server expects."
+    )
+    use_chat_template = models.BooleanField(
+        default=False, help_text="Render prompts with the tokenizer's chat template."
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:model-detail", args=[self.pk])
+
+
+class PromptSet(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:promptset-detail", args=[self.pk])
+
+
+class Prompt(models.Model):
+    """A plain string, or a conversation when ``messages`` is set.
+
+    ``text`` always holds a readable rendering; backends render ``messages`` with the
+    tokenizer's chat template when the model asks for it.
+    """
+
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    messages = models.JSONField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt_set_id", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt_set", "content_hash"], name="prompt_unique_content_per_set"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class GenerationJob(models.Model):
+    """k completions for every prompt of a set, from a model or imported from a file."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Source(models.TextChoices):
+        MODEL = "model", "sampled from a model"
+        IMPORTED = "imported", "imported from a file"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    name = models.CharField(max_length=200, blank=True)
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="jobs")
+    model = models.ForeignKey(
+        PolicyModel, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MODEL)
+    import_source = models.CharField(max_length=300, blank=True)
+    k = models.PositiveSmallIntegerField(default=4)
+    temperature = models.FloatField(default=1.0)
+    top_p = models.FloatField(default=1.0)
+    max_new_tokens = models.PositiveIntegerField(default=64)
+    seed = models.BigIntegerField(default=0)
+    stop = models.JSONField(default=list, blank=True)
+    batch_size = models.PositiveIntegerField(default=8)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    prompts_total = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    tokens_generated = models.BigIntegerField(default=0)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"job {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:job-detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.prompts_total:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return int(100 * self.prompts_done / self.prompts_total)
+
+    def sampling_params(self) -> dict[str, object]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "stop": list(self.stop or []),
+        }
+
+
+class Completion(models.Model):
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="completions")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    sample_index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    model = models.ForeignKey(
+        PolicyModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="completions"
+    )
+    model_name = models.CharField(max_length=300, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job_id", "prompt_id", "sample_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "prompt", "sample_index"], name="completion_unique_sample"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]

@@ -1,0 +1,522 @@
+"""Writes for the generation app: models, prompt sets, imports and generation jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import close_old_connections, transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from generation import importers
+from generation.backends import BackendError, BackendSpec, Sample, SamplingParams, backend_for
+from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 64
+
+
+class GenerationError(ValueError):
+    """A request that cannot be carried out; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    skipped_duplicates: int
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def policy_model_validate(*, backend: str, source: str, server_url: str, server_model: str) -> None:
+    if backend not in PolicyModel.Backend.values:
+        raise GenerationError(f"unknown backend {backend!r}")
+    if backend == PolicyModel.Backend.OPENAI:
+        if not server_url or not server_model:
+            raise GenerationError("an OpenAI-compatible model needs a server URL and a model name")
+    elif not source:
+        raise GenerationError(f"a {backend} model needs a source: a local folder or a hub id")
+
+
+@transaction.atomic
+def policy_model_create(
+    *,
+    name: str,
+    backend: str,
+    source: str = "",
+    server_url: str = "",
+    server_model: str = "",
+    use_chat_template: bool = False,
+    description: str = "",
+    parent: PolicyModel | None = None,
+    user: AbstractBaseUser | None = None,
+) -> PolicyModel:
+    policy_model_validate(
+        backend=backend, source=source, server_url=server_url, server_model=server_model
+    )
+    if PolicyModel.objects.filter(name=name).exists():
+        raise GenerationError(f"a model named {name!r} already exists")
+    return PolicyModel.objects.create(
+        name=name,
+        backend=backend,
+        source=source,
+        server_url=server_url,
+        server_model=server_model,
+        use_chat_template=use_chat_template,
+        description=description,
+        parent=parent,
+        created_by=user,
+    )
+
+
+def policy_model_backend_spec(model: PolicyModel) -> BackendSpec:
+    return BackendSpec(
+        kind=model.backend,  # type: ignore[arg-type]
+        source=model.source,
+        use_chat_template=model.use_chat_template,
+        server_url=model.server_url,
+        server_model=model.server_model,
+    )
+
+
+# --- prompt sets and imports ------------------------------------------------------------------
+
+
+@transaction.atomic
+def prompt_set_create(
+    *, name: str, description: str = "", user: AbstractBaseUser | None = None
+) -> PromptSet:
+    name = name.strip()
+    if not name:
+        raise GenerationError("a prompt set needs a name")
+    if PromptSet.objects.filter(name=name).exists():
+        raise GenerationError(f"a prompt set named {name!r} already exists")
+    return PromptSet.objects.create(name=name, description=description, created_by=user)
+
+
+def _prompt_rows(
+    prompt_set: PromptSet, records: Sequence[importers.PromptRecord]
+) -> tuple[list[Prompt], dict[str, Prompt], int]:
+    """New Prompt rows for ``records``, skipping content already in the set or repeated.
+
+    Returns (new rows, every record's prompt by hash, duplicates skipped).
+    """
+    existing = {p.content_hash: p for p in prompt_set.prompts.all()}
+    position = max((p.position for p in existing.values()), default=-1) + 1
+    by_hash = dict(existing)
+    new: list[Prompt] = []
+    skipped = 0
+    for record in records:
+        key = record.content_hash
+        if key in by_hash:
+            skipped += 1
+            continue
+        prompt = Prompt(
+            prompt_set=prompt_set,
+            position=position,
+            text=record.text,
+            messages=record.messages,
+            content_hash=key,
+        )
+        position += 1
+        by_hash[key] = prompt
+        new.append(prompt)
+    return new, by_hash, skipped
+
+
+@transaction.atomic
+def prompt_set_import(
+    *, prompt_set: PromptSet, data: bytes | str | IO[bytes], format: str
+) -> ImportResult:
+    """Add every prompt of a JSONL, CSV or HH-RLHF file to ``prompt_set``, or none.
+
+    Any bad line raises ``importers.ImportFileError`` naming the line, before anything
+    is written. Prompts whose normalised content is already in the set are skipped.
+    """
+    records = importers.parse_prompts(data, format=format)
+    if not records:
+        raise importers.ImportFileError(None, "the file holds no prompts")
+    # Lock the set so two concurrent imports cannot race on positions and hashes.
+    PromptSet.objects.select_for_update().get(pk=prompt_set.pk)
+    new, _, skipped = _prompt_rows(prompt_set, records)
+    Prompt.objects.bulk_create(new, batch_size=1000)
+    return ImportResult(created=len(new), skipped_duplicates=skipped)
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def _validate_job_params(
+    *, k: int, temperature: float, top_p: float, max_new_tokens: int, batch_size: int
+) -> None:
+    if not 1 <= k <= MAX_K:
+        raise GenerationError(f"k must be between 1 and {MAX_K}")
+    if temperature < 0:
+        raise GenerationError("temperature must be >= 0")
+    if not 0 < top_p <= 1:
+        raise GenerationError("top_p must be in (0, 1]")
+    if not 1 <= max_new_tokens <= 8192:
+        raise GenerationError("max_new_tokens must be between 1 and 8192")
+    if not 1 <= batch_size <= 1024:
+        raise GenerationError("batch_size must be between 1 and 1024")
+
+
+@transaction.atomic
+def generation_job_create(
+    *,
+    prompt_set: PromptSet,
+    model: PolicyModel,
+    k: int = 4,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    stop: Sequence[str] = (),
+    batch_size: int = 8,
+    name: str = "",
+    user: AbstractBaseUser | None = None,
+) -> GenerationJob:
+    """Queue a job sampling ``k`` completions per prompt; the worker starts after commit."""
+    _validate_job_params(
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    stop_list = [s for s in stop if s]
+    total = prompt_set.prompts.count()
+    if total == 0:
+        raise GenerationError(f"prompt set {prompt_set.name!r} has no prompts")
+    job = GenerationJob.objects.create(
+        name=name or f"{model.name} × {prompt_set.name} (k={k})",
+        prompt_set=prompt_set,
+        model=model,
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        stop=stop_list,
+        batch_size=batch_size,
+        prompts_total=total,
+        created_by=user,
+    )
+    _enqueue(job)
+    return job
+
+
+def _enqueue(job: GenerationJob) -> None:
+    from generation.tasks import generation_job_run
+
+    job_id = job.pk
+    transaction.on_commit(lambda: generation_job_run.delay(job_id))
+
+
+@transaction.atomic
+def generation_job_import(
+    *,
+    data: bytes | str | IO[bytes],
+    format: str,
+    name: str,
+    source_name: str = "",
+    prompt_set: PromptSet | None = None,
+    user: AbstractBaseUser | None = None,
+) -> GenerationJob:
+    """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
+
+    Prompts go into ``prompt_set`` (or a new set named after the job); a prompt repeated
+    in the file keeps its first group of completions and the repeats are counted in
+    the job's error-free summary (``import_source``).
+    """
+    groups = importers.parse_imported_completions(data, format=format)
+    if not groups:
+        raise importers.ImportFileError(None, "the file holds no prompts")
+    name = name.strip() or source_name or "imported completions"
+    if prompt_set is None:
+        prompt_set = prompt_set_create(name=_free_set_name(name), user=user)
+    else:
+        PromptSet.objects.select_for_update().get(pk=prompt_set.pk)
+    new, by_hash, _ = _prompt_rows(prompt_set, [g.prompt for g in groups])
+    Prompt.objects.bulk_create(new, batch_size=1000)
+
+    seen: set[str] = set()
+    rows: list[Completion] = []
+    for group in groups:
+        key = group.prompt.content_hash
+        if key in seen:
+            continue
+        seen.add(key)
+        prompt = by_hash[key]
+        for index, text in enumerate(group.completions):
+            rows.append(
+                Completion(
+                    prompt=prompt, sample_index=index, text=text, model_name=group.model_name
+                )
+            )
+    now = timezone.now()
+    job = GenerationJob.objects.create(
+        name=name,
+        prompt_set=prompt_set,
+        source=GenerationJob.Source.IMPORTED,
+        import_source=source_name,
+        k=max(len(g.completions) for g in groups),
+        status=GenerationJob.Status.SUCCEEDED,
+        prompts_total=len(seen),
+        prompts_done=len(seen),
+        created_by=user,
+        started_at=now,
+        finished_at=now,
+    )
+    for row in rows:
+        row.job = job
+    Completion.objects.bulk_create(rows, batch_size=1000)
+    return job
+
+
+def _free_set_name(name: str) -> str:
+    candidate, n = name, 2
+    while PromptSet.objects.filter(name=candidate).exists():
+        candidate, n = f"{name} ({n})", n + 1
+    return candidate
+
+
+@transaction.atomic
+def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
+    """A queued job stops at once; a running one at its next batch boundary."""
+    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if job.status == GenerationJob.Status.QUEUED:
+        job.status = GenerationJob.Status.CANCELLED
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "finished_at"])
+    elif job.status == GenerationJob.Status.RUNNING:
+        job.cancel_requested = True
+        job.save(update_fields=["cancel_requested"])
+    else:
+        raise GenerationError(f"a {job.status} job cannot be cancelled")
+    return job
+
+
+@transaction.atomic
+def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
+    """Queue a failed or cancelled job again; it generates only what is missing."""
+    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if job.source == GenerationJob.Source.IMPORTED:
+        raise GenerationError("an imported job has nothing to generate")
+    if job.status not in (GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED):
+        raise GenerationError(f"a {job.status} job cannot be resumed")
+    job.status = GenerationJob.Status.QUEUED
+    job.cancel_requested = False
+    job.error = ""
+    job.finished_at = None
+    job.save(update_fields=["status", "cancel_requested", "error", "finished_at"])
+    _enqueue(job)
+    return job
+
+
+def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
+    """Mark running jobs whose worker stopped sending heartbeats as failed. Returns count."""
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.GENERATION_STALE_AFTER_S)
+    cutoff = timezone.now() - stale_after
+    return GenerationJob.objects.filter(
+        status=GenerationJob.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).update(
+        status=GenerationJob.Status.FAILED,
+        finished_at=timezone.now(),
+        error=(
+            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
+            "(it crashed or was killed). Completions written so far are kept; resume the job to "
+            "generate the rest."
+        ),
+    )
+
+
+# --- running a job (called by the Celery task) --------------------------------------------------
+
+
+class _Heartbeat:
+    """Touches the job's heartbeat from a thread while the worker is alive."""
+
+    def __init__(self, job_id: int, interval: float) -> None:
+        self.job_id = job_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{job_id}")
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                GenerationJob.objects.filter(
+                    pk=self.job_id, status=GenerationJob.Status.RUNNING
+                ).update(heartbeat_at=timezone.now())
+        finally:
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+
+
+def _chunks(items: Sequence[Prompt], size: int) -> Iterator[Sequence[Prompt]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _JobLost(Exception):
+    """The job left the running state under us (cancelled by the watchdog, deleted)."""
+
+
+def generation_job_execute(*, job_id: int, heartbeat_interval: float = 5.0) -> str:
+    """Run one queued job to the end. Safe to call twice: only one caller claims the job.
+
+    Each batch's completions and the progress counters commit in one transaction, so a
+    worker killed mid-batch leaves no half-written rows, and a resumed job skips the
+    prompts that already have all k completions. Returns the job's final status.
+    """
+    now = timezone.now()
+    claimed = GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
+        status=GenerationJob.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        logger.info("generation job %s was not queued (claimed elsewhere or gone)", job_id)
+        return "skipped"
+    job = GenerationJob.objects.select_related("model", "prompt_set").get(pk=job_id)
+    try:
+        with _Heartbeat(job_id, heartbeat_interval):
+            return _run_batches(job)
+    except _JobLost:
+        return (
+            GenerationJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            or "gone"
+        )
+    except Exception as exc:
+        logger.exception("generation job %s failed", job_id)
+        message = (
+            str(exc)
+            if isinstance(exc, BackendError | GenerationError)
+            else (f"{type(exc).__name__}: {exc}")
+        )
+        GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.RUNNING).update(
+            status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        return GenerationJob.Status.FAILED
+
+
+def _remaining_prompts(job: GenerationJob) -> list[Prompt]:
+    complete = (
+        Completion.objects.filter(job=job)
+        .values("prompt_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=job.k)
+        .values_list("prompt_id", flat=True)
+    )
+    return list(job.prompt_set.prompts.exclude(id__in=complete).order_by("position"))
+
+
+def _run_batches(job: GenerationJob) -> str:
+    if job.model is None:
+        raise GenerationError("the job has no model to sample from")
+    remaining = _remaining_prompts(job)
+    done_before = job.prompts_total - len(remaining)
+    GenerationJob.objects.filter(pk=job.pk).update(prompts_done=done_before)
+    backend = backend_for(policy_model_backend_spec(job.model))
+    base = job.sampling_params()
+    started = time.perf_counter()
+    tokens = 0
+    for batch in _chunks(remaining, job.batch_size):
+        if GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
+            _finish(job, GenerationJob.Status.CANCELLED)
+            return GenerationJob.Status.CANCELLED
+        # The seed depends on the batch's first prompt, so a resumed job is reproducible
+        # batch by batch with the same batch size.
+        seed = int(base["seed"]) + batch[0].position  # type: ignore[call-overload]
+        params = SamplingParams(
+            temperature=float(base["temperature"]),  # type: ignore[arg-type]
+            top_p=float(base["top_p"]),  # type: ignore[arg-type]
+            max_new_tokens=int(base["max_new_tokens"]),  # type: ignore[call-overload]
+            seed=seed,
+            stop=tuple(base["stop"]),  # type: ignore[arg-type]
+        )
+        inputs = [p.messages if p.messages else p.text for p in batch]
+        samples = backend.generate(inputs, job.k, params)  # type: ignore[arg-type]
+        if len(samples) != len(batch) or any(len(s) != job.k for s in samples):
+            raise BackendError("the backend returned a different number of samples than asked")
+        tokens += sum(s.completion_tokens or 0 for group in samples for s in group)
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        _write_batch(job, batch, samples, params, tokens_per_second=tokens / elapsed)
+    _finish(job, GenerationJob.Status.SUCCEEDED)
+    return GenerationJob.Status.SUCCEEDED
+
+
+@transaction.atomic
+def _write_batch(
+    job: GenerationJob,
+    batch: Sequence[Prompt],
+    samples: list[list[Sample]],
+    params: SamplingParams,
+    *,
+    tokens_per_second: float,
+) -> None:
+    param_dict: dict[str, Any] = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_new_tokens": params.max_new_tokens,
+        "stop": list(params.stop),
+    }
+    rows = [
+        Completion(
+            job=job,
+            prompt=prompt,
+            sample_index=index,
+            text=sample.text,
+            model=job.model,
+            model_name=job.model.name if job.model else "",
+            prompt_tokens=sample.prompt_tokens,
+            completion_tokens=sample.completion_tokens,
+            finish_reason=sample.finish_reason,
+            seed=params.seed,
+            params=param_dict,
+        )
+        for prompt, group in zip(batch, samples, strict=True)
+        for index, sample in enumerate(group)
+    ]
+    # ignore_conflicts: a sample index already written by an earlier attempt stays as is.
+    Completion.objects.bulk_create(rows, ignore_conflicts=True)
+    new_tokens = sum(s.completion_tokens or 0 for group in samples for s in group)
+    updated = GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
+        prompts_done=F("prompts_done") + len(batch),
+        tokens_generated=F("tokens_generated") + new_tokens,
+        tokens_per_second=tokens_per_second,
+        heartbeat_at=timezone.now(),
+    )
+    if not updated:
+        raise _JobLost
+
+
+def _finish(job: GenerationJob, status: str) -> None:
+    updated = GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), cancel_requested=False
+    )
+    if not updated:
+        raise _JobLost

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from config.roles import user_is_admin, user_is_annotator, user_is_researcher
+from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
+
+
+@pytest.mark.slow
+def test_it_builds_a_tiny_model_that_transformers_loads(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "tiny"
+    call_command("build_tiny_model", str(out), stdout=StringIO())
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    reward = AutoModelForSequenceClassification.from_pretrained(out, num_labels=1)
+    assert tokenizer.pad_token and tokenizer.eos_token and tokenizer.chat_template
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Once upon a"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text.endswith("<|assistant|>\n")
+    assert model.config.hidden_size // model.config.num_attention_heads >= 32  # vLLM CPU needs it
+    ids = tokenizer("Once upon a time", return_tensors="pt")
+    assert reward(**ids).logits.shape == (1, 1)
+
+
+@pytest.mark.slow
+def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.PREFLAB_DATA_DIR = tmp_path
+    out = StringIO()
+    call_command("seed_demo", "--no-job", stdout=out)
+    call_command("seed_demo", "--no-job", stdout=StringIO())
+    assert "carol" in out.getvalue() and "carol-demo" in out.getvalue()
+    for username, check in [
+        ("alice", user_is_annotator),
+        ("bob", user_is_annotator),
+        ("carol", user_is_admin),
+        ("dave", user_is_researcher),
+    ]:
+        user = authenticate(username=username, password=f"{username}-demo")
+        assert user is not None and check(user)
+    demo = PromptSet.objects.get(name="Demo prompts")
+    assert demo.prompts.count() >= 50
+    assert demo.prompts.filter(text="Once upon a").exists()
+    hh = GenerationJob.objects.get(source="imported")
+    assert (
+        hh.prompts_total > 150 and Completion.objects.filter(job=hh).count() == 2 * hh.prompts_total
+    )
+    assert PolicyModel.objects.get().source == str(tmp_path / "models" / "tiny-random")
+
+
+def test_it_imports_prompts_from_the_command_line(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    out = StringIO()
+    call_command("import_prompts", str(path), "--set", "cli", stdout=out)
+    assert "Imported 2 prompts" in out.getvalue()
+    path.write_text('{"prompt": "three"}\n{"oops": 1}\n')
+    with pytest.raises(CommandError, match="line 2"):
+        call_command("import_prompts", str(path), "--set", "cli", stdout=StringIO())
+    assert PromptSet.objects.get(name="cli").prompts.count() == 2
