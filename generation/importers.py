@@ -34,6 +34,11 @@ class ImportFileError(ValueError):
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
+def storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; byte-level models and user files can produce it."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _normalise_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
@@ -149,7 +154,7 @@ def _messages(number: int, value: Any, field: str) -> list[Message]:
             )
         if not isinstance(content, str):
             raise ImportFileError(number, f"{field}[{index}].content must be a string")
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": storable_text(content)})
     if not any(m["content"].strip() for m in messages):
         raise ImportFileError(number, f"{field!r} has only empty messages")
     return messages
@@ -159,7 +164,7 @@ def _prompt_record(number: int, value: Any, field: str = "prompt") -> PromptReco
     if isinstance(value, str):
         if not value.strip():
             raise ImportFileError(number, f"{field!r} is empty")
-        return PromptRecord(text=value, messages=None, line=number)
+        return PromptRecord(text=storable_text(value), messages=None, line=number)
     if isinstance(value, list):
         messages = _messages(number, value, field)
         return PromptRecord(text=render_messages(messages), messages=messages, line=number)
@@ -232,7 +237,7 @@ def _hh_turns(number: int, transcript: Any, field: str) -> list[Message]:
     turns = []
     for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
         role = "user" if speaker == "Human" else "assistant"
-        turns.append({"role": role, "content": content.strip()})
+        turns.append({"role": role, "content": storable_text(content.strip())})
     if len(turns) < 2 or turns[-1]["role"] != "assistant":
         raise ImportFileError(number, f"{field!r} must end with an Assistant: turn")
     return turns
@@ -317,7 +322,13 @@ def parse_imported_completions(
         model = obj.get("model", "")
         if not isinstance(model, str):
             raise ImportFileError(number, "'model' must be a string")
-        groups.append(ImportedGroup(prompt=prompt, completions=list(completions), model_name=model))
+        groups.append(
+            ImportedGroup(
+                prompt=prompt,
+                completions=[storable_text(c) for c in completions],
+                model_name=storable_text(model),
+            )
+        )
     return groups
 
 

@@ -489,7 +489,7 @@ def _write_batch(
             job=job,
             prompt=prompt,
             sample_index=index,
-            text=sample.text,
+            text=importers.storable_text(sample.text),
             model=job.model,
             model_name=job.model.name if job.model else "",
             prompt_tokens=sample.prompt_tokens,

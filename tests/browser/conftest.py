@@ -45,6 +45,13 @@ def page(browser):  # type: ignore[no-untyped-def]
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.dialogs = dialogs  # type: ignore[attr-defined]
     yield page
+    # Keep a picture of the last page for whoever debugs a failure.
+    shots = Path(os.environ.get("PREFLAB_SCREENSHOT_DIR", "var/screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(shots / "last.png"), full_page=True)
+    except Exception:  # noqa: BLE001 - a screenshot is a debugging aid, never a failure
+        pass
     context.close()
 
 

@@ -75,3 +75,11 @@ def test_it_refuses_a_duplicate_set_name(db) -> None:  # type: ignore[no-untyped
     services.prompt_set_create(name="same")
     with pytest.raises(services.GenerationError, match="already exists"):
         services.prompt_set_create(name="same")
+
+
+def test_it_stores_text_with_nul_bytes(db) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL refuses NUL in text; byte-level models and JSON "\u0000" can produce it.
+    data = '{"prompt": "a\\u0000b", "completions": ["x\\u0000y"]}\n'
+    job = services.generation_job_import(data=data, format="jsonl", name="nul")
+    assert Prompt.objects.get(prompt_set=job.prompt_set).text == "a\ufffdb"
+    assert Completion.objects.get(job=job).text == "x\ufffdy"
