@@ -13,5 +13,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("generation/", include("generation.urls")),
+    path("labeling/", include("labeling.urls")),
     path("api/", include("config.api_urls")),
 ]

@@ -1,0 +1,104 @@
+"""Agreement between annotators: pure functions over pairwise preference labels.
+
+A *unit* is one pair of completions in one task; each annotator who ranked the task gives
+it a label: ``1`` (the first completion is preferred), ``-1`` (the second) or ``0`` (a
+tie). Django-free.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+
+Label = int
+# unit -> {annotator: label}
+Units = Mapping[Hashable, Mapping[Hashable, Label]]
+
+
+def preference_labels(order: Sequence[Sequence[int]]) -> dict[tuple[int, int], Label]:
+    """Labels for every pair (a, b) with a < b implied by a best-first ranking with ties."""
+    rank = {item: i for i, group in enumerate(order) for item in group}
+    labels: dict[tuple[int, int], Label] = {}
+    for a, b in itertools.combinations(sorted(rank), 2):
+        labels[(a, b)] = 0 if rank[a] == rank[b] else (1 if rank[a] < rank[b] else -1)
+    return labels
+
+
+def pairwise_agreement(units: Units) -> float | None:
+    """Share of annotator pairs that gave a unit the same label, over all units.
+
+    None when no unit has two labels.
+    """
+    agree = total = 0
+    for labels in units.values():
+        for x, y in itertools.combinations(labels.values(), 2):
+            total += 1
+            agree += x == y
+    return agree / total if total else None
+
+
+def krippendorff_alpha_nominal(units: Units) -> float | None:
+    """Krippendorff's alpha for nominal data (Krippendorff 2011, "Computing Krippendorff's
+    Alpha-Reliability", section C): 1 - D_o / D_e from the coincidence matrix.
+
+    Units with fewer than two labels are not pairable and are ignored. None when nothing
+    is pairable or when every label is the same value (no variation to agree on).
+    """
+    coincidence: Counter[tuple[Label, Label]] = Counter()
+    for labels in units.values():
+        values = list(labels.values())
+        m = len(values)
+        if m < 2:
+            continue
+        for i, j in itertools.permutations(range(m), 2):
+            coincidence[(values[i], values[j])] += 1.0 / (m - 1)
+    if not coincidence:
+        return None
+    n_c: Counter[Label] = Counter()
+    for (c, _k), weight in coincidence.items():
+        n_c[c] += weight
+    n = sum(n_c.values())
+    observed = sum(w for (c, k), w in coincidence.items() if c != k)
+    expected = sum(n_c[c] * n_c[k] for c in n_c for k in n_c if c != k) / (n - 1)
+    if expected == 0:
+        return None
+    return 1.0 - observed / expected
+
+
+def agreement_with_majority(units: Units) -> dict[Hashable, tuple[int, int]]:
+    """For each annotator: (agreeing, counted) against the strict majority of the *other*
+    annotators on each unit. Units where the others have no strict majority don't count."""
+    result: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    for labels in units.values():
+        for annotator, label in labels.items():
+            others = Counter(v for who, v in labels.items() if who != annotator)
+            if not others:
+                continue
+            (top, count), *rest = others.most_common()
+            if rest and rest[0][1] == count:
+                continue
+            result[annotator][1] += 1
+            result[annotator][0] += label == top
+    return {who: (agree, total) for who, (agree, total) in result.items()}
+
+
+def gold_accuracy(
+    gold: Mapping[Hashable, Sequence[Sequence[int]]],
+    rankings: Sequence[tuple[Hashable, Hashable, Sequence[Sequence[int]]]],
+) -> dict[Hashable, tuple[int, int]]:
+    """For each annotator: (pairs matching the gold order, pairs judged) on gold tasks.
+
+    ``gold`` maps task -> gold order; ``rankings`` holds (annotator, task, order).
+    """
+    result: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    gold_labels = {task: preference_labels(order) for task, order in gold.items()}
+    for annotator, task, order in rankings:
+        expected = gold_labels.get(task)
+        if expected is None:
+            continue
+        for pair, label in preference_labels(order).items():
+            if pair in expected:
+                result[annotator][1] += 1
+                result[annotator][0] += expected[pair] == label
+    return {who: (ok, total) for who, (ok, total) in result.items()}

@@ -1,0 +1,209 @@
+"""REST API for annotators (next task, submit, undo) and for reading rankings and comparisons.
+
+Annotators see only their own queues and rankings; admins see everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.roles import user_is_admin, user_is_annotator
+from labeling import selectors, services
+from labeling.models import Comparison, LabelingQueue, Ranking
+
+
+class CanLabel(BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_is_annotator(request.user) or user_is_admin(request.user)
+
+
+class QueueSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = LabelingQueue
+        fields = [
+            "id",
+            "name",
+            "mode",
+            "ask_scores",
+            "overlap",
+            "guidelines",
+            "lease_seconds",
+            "is_active",
+        ]
+
+
+class RankingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    annotator = serializers.CharField(source="annotator.username")
+    queue = serializers.IntegerField(source="task.queue_id")
+
+    class Meta:
+        model = Ranking
+        fields = [
+            "id",
+            "task",
+            "queue",
+            "annotator",
+            "order",
+            "scores",
+            "both_bad",
+            "time_spent_ms",
+            "comment",
+            "flags",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    annotator = serializers.CharField(source="annotator.username")
+
+    class Meta:
+        model = Comparison
+        fields = [
+            "id",
+            "ranking",
+            "queue",
+            "prompt",
+            "chosen",
+            "rejected",
+            "is_tie",
+            "margin",
+            "annotator",
+            "created_at",
+        ]
+
+
+class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    assignment = serializers.IntegerField()
+    order = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), required=False
+    )
+    skip = serializers.BooleanField(default=False)
+    scores = serializers.DictField(child=serializers.IntegerField(), required=False, default=dict)
+    both_bad = serializers.BooleanField(default=False)
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+    demonstration = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs["skip"] and not attrs.get("order"):
+            raise serializers.ValidationError("send an order (best first, tie groups) or skip")
+        return attrs
+
+
+def _task_payload(assignment: Any) -> dict[str, Any]:
+    task = assignment.task
+    return {
+        "assignment": assignment.pk,
+        "task": task.pk,
+        "expires_at": assignment.expires_at,
+        "prompt": {"text": task.prompt.text, "messages": task.prompt.messages},
+        # Display order only: no model names, job ids or sample indices.
+        "completions": [
+            {"id": c.pk, "label": label, "text": c.text}
+            for label, c in zip(
+                "ABCDEFGHIJKLMNOP", selectors.task_candidates(task=task), strict=False
+            )
+        ],
+    }
+
+
+class LabelingAPIView(APIView):
+    permission_classes = [IsAuthenticated, CanLabel]
+
+    def queue(self, request: Request, pk: int) -> LabelingQueue:
+        return selectors.queue_get(user=request.user, pk=pk)
+
+
+class QueueListAPI(LabelingAPIView):
+    def get(self, request: Request) -> Response:
+        return Response(QueueSerializer(selectors.queue_list(user=request.user), many=True).data)
+
+
+class NextTaskAPI(LabelingAPIView):
+    def post(self, request: Request, pk: int) -> Response:
+        queue = self.queue(request, pk)
+        assignment = services.task_claim_next(queue=queue, user=request.user)
+        if assignment is None:
+            return Response(
+                {"detail": "no task left for you in this queue"}, status=status.HTTP_204_NO_CONTENT
+            )
+        return Response(_task_payload(assignment))
+
+
+class SubmitAPI(LabelingAPIView):
+    def post(self, request: Request, pk: int) -> Response:
+        queue = self.queue(request, pk)
+        serializer = SubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        assignment = selectors.assignment_get(user=request.user, pk=data["assignment"])
+        if assignment.task.queue_id != queue.pk:
+            raise Http404
+        try:
+            if data["skip"]:
+                services.task_skip(assignment=assignment)
+                return Response({"skipped": True})
+            ranking = services.ranking_submit(
+                assignment_id=assignment.pk,
+                user=request.user,
+                submission=services.Submission(
+                    order=data["order"],
+                    scores=data["scores"],
+                    both_bad=data["both_bad"],
+                    comment=data["comment"],
+                    flags=tuple(data["flags"]),
+                    time_spent_ms=data["time_spent_ms"],
+                    demonstration=data["demonstration"],
+                ),
+            )
+        except services.LeaseExpired as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.LabelingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        body = RankingSerializer(ranking).data
+        body["comparisons"] = ranking.comparisons.count()
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class UndoAPI(LabelingAPIView):
+    def post(self, request: Request, pk: int) -> Response:
+        queue = self.queue(request, pk)
+        assignment = services.ranking_undo_last(queue=queue, user=request.user)
+        if assignment is None:
+            return Response({"detail": "nothing to undo"}, status=status.HTTP_409_CONFLICT)
+        return Response(_task_payload(assignment))
+
+
+class _Paginated(LabelingAPIView):
+    def paginate(self, request: Request, queryset: Any, serializer: Any) -> Response:
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(serializer(page, many=True).data)
+
+    def queue_filter(self, request: Request) -> LabelingQueue | None:
+        raw = request.query_params.get("queue")
+        return self.queue(request, int(raw)) if raw and raw.isdigit() else None
+
+
+class RankingListAPI(_Paginated):
+    def get(self, request: Request) -> Response:
+        rankings = selectors.ranking_list(user=request.user, queue=self.queue_filter(request))
+        return self.paginate(request, rankings, RankingSerializer)
+
+
+class ComparisonListAPI(_Paginated):
+    def get(self, request: Request) -> Response:
+        comparisons = selectors.comparison_list(user=request.user, queue=self.queue_filter(request))
+        return self.paginate(request, comparisons, ComparisonSerializer)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from labeling import api
+
+urlpatterns = [
+    path("queues/", api.QueueListAPI.as_view(), name="api-queue-list"),
+    path("queues/<int:pk>/next/", api.NextTaskAPI.as_view(), name="api-queue-next"),
+    path("queues/<int:pk>/submit/", api.SubmitAPI.as_view(), name="api-queue-submit"),
+    path("queues/<int:pk>/undo/", api.UndoAPI.as_view(), name="api-queue-undo"),
+    path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
+    path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),
+]

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from generation.models import Completion, GenerationJob, Prompt
+
+
+class LabelingQueue(models.Model):
+    """Tasks built from one or more generation jobs; several models in one queue are blind."""
+
+    class Mode(models.TextChoices):
+        PAIRWISE = "pairwise", "Pairwise (A or B)"
+        RANKING = "ranking", "Full ranking of all k"
+
+    name = models.CharField(max_length=200, unique=True)
+    jobs = models.ManyToManyField(GenerationJob, related_name="labeling_queues")
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PAIRWISE)
+    ask_scores = models.BooleanField(default=False, help_text="Ask a 1–7 score per response.")
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many different annotators see each task."
+    )
+    pairs_per_prompt = models.PositiveSmallIntegerField(
+        default=1, help_text="Pairwise mode: how many pairs to draw from each prompt's completions."
+    )
+    guidelines = models.TextField(blank=True, help_text="Markdown, shown to annotators.")
+    lease_seconds = models.PositiveIntegerField(
+        default=900, help_text="A claimed task returns to the pool after this long."
+    )
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="labeling_queues",
+        help_text="Who may label this queue; empty means every annotator.",
+    )
+    is_active = models.BooleanField(default=True)
+    seed = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("labeling:queue-label", args=[self.pk])
+
+
+class LabelingTask(models.Model):
+    """One prompt with the completions an annotator compares, in display order."""
+
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="labeling_tasks")
+    completions = models.ManyToManyField(Completion, through="TaskCompletion", related_name="+")
+    position = models.PositiveIntegerField()
+    is_gold = models.BooleanField(default=False)
+    # Gold tasks: the known best-first order, as a list of tie groups of completion ids.
+    gold_order = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["queue_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "position"], name="task_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} of {self.queue_id}"
+
+
+class TaskCompletion(models.Model):
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="slots")
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField(help_text="Display position: 0 is A, 1 is B, ...")
+
+    class Meta:
+        ordering = ["task_id", "slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "slot"], name="taskcompletion_unique_slot"),
+            models.UniqueConstraint(fields=["task", "completion"], name="taskcompletion_unique"),
+        ]
+
+
+class Assignment(models.Model):
+    """An annotator's claim on a task: a lease that expires unless submitted."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="assignment_once_per_annotator"
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "status"])]
+
+
+class Ranking(models.Model):
+    """One submission: completions best first, in tie groups, with optional scores."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="ranking")
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="rankings")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings"
+    )
+    # [[best ids...], [next ids...], ...]: ids in one inner list are tied.
+    order = models.JSONField()
+    # {"<completion id>": 1..7}
+    scores = models.JSONField(default=dict, blank=True)
+    both_bad = models.BooleanField(default=False)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    comment = models.TextField(blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Comparison(models.Model):
+    """One pair from a ranking: chosen beat rejected (or a tie), with a margin."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="comparisons")
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    chosen = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    rejected = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    is_tie = models.BooleanField(default=False)
+    margin = models.FloatField(default=0.0)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ranking", "chosen", "rejected"], name="comparison_unique_pair"
+            ),
+        ]
+        indexes = [models.Index(fields=["queue", "prompt"])]
+
+
+class Demonstration(models.Model):
+    """An ideal response written by an annotator (SFT data, InstructGPT step 1)."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demonstrations")
+    task = models.ForeignKey(
+        LabelingTask,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="demonstrations",
+    )
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demonstrations"
+    )
+    text = models.TextField()
+    based_on = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)

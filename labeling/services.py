@@ -1,0 +1,452 @@
+"""Writes for labeling: queues and their tasks, claims (leases), submissions, undo."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from generation.models import Completion, GenerationJob
+from labeling.models import (
+    Assignment,
+    Comparison,
+    Demonstration,
+    LabelingQueue,
+    LabelingTask,
+    Ranking,
+    TaskCompletion,
+)
+
+FLAGS = ("unsafe", "broken", "off-topic")
+SCORE_RANGE = (1, 7)
+MAX_CANDIDATES = 16
+
+
+class LabelingError(ValueError):
+    """A request that cannot be carried out; the message is shown to the annotator as is."""
+
+
+class LeaseExpired(LabelingError):
+    pass
+
+
+# --- queues -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    name: str
+    mode: str = LabelingQueue.Mode.PAIRWISE
+    ask_scores: bool = False
+    overlap: int = 1
+    pairs_per_prompt: int = 1
+    guidelines: str = ""
+    lease_seconds: int = 900
+    seed: int = 0
+
+
+def _groups_by_prompt(jobs: Sequence[GenerationJob]) -> list[list[Completion]]:
+    """Completions of the jobs grouped by prompt content, so several models' answers to the
+    same prompt land in one task (a blind comparison)."""
+    groups: dict[str, list[Completion]] = defaultdict(list)
+    order: list[str] = []
+    completions = (
+        Completion.objects.filter(job__in=jobs)
+        .select_related("prompt")
+        .order_by("prompt__prompt_set_id", "prompt__position", "job_id", "sample_index")
+    )
+    for completion in completions:
+        key = completion.prompt.content_hash
+        if key not in groups:
+            order.append(key)
+        groups[key].append(completion)
+    return [groups[key] for key in order]
+
+
+def _pick_pairs(
+    group: list[Completion], count: int, rng: random.Random
+) -> list[tuple[Completion, Completion]]:
+    pairs = list(itertools.combinations(group, 2))
+    # Prefer pairs from different jobs (models) when the queue mixes several.
+    cross = [p for p in pairs if p[0].job_id != p[1].job_id]
+    pool = cross or pairs
+    rng.shuffle(pool)
+    return pool[:count]
+
+
+@transaction.atomic
+def labeling_queue_create(
+    *, jobs: Sequence[GenerationJob], settings: QueueSettings, user: AbstractBaseUser | None = None
+) -> LabelingQueue:
+    """Build a queue and all its tasks from finished generation jobs.
+
+    Ranking mode makes one task per prompt with all its completions; pairwise mode draws
+    ``pairs_per_prompt`` pairs per prompt. Display order is shuffled (seeded) so that
+    position says nothing about the model or the sample index.
+    """
+    if not jobs:
+        raise LabelingError("choose at least one generation job")
+    unfinished = [j for j in jobs if j.status != GenerationJob.Status.SUCCEEDED]
+    if unfinished:
+        raise LabelingError(f"job {unfinished[0]} has not finished ({unfinished[0].status})")
+    if settings.mode not in LabelingQueue.Mode.values:
+        raise LabelingError(f"unknown mode {settings.mode!r}")
+    if not 1 <= settings.overlap <= 20:
+        raise LabelingError("overlap must be between 1 and 20")
+    if not settings.name.strip():
+        raise LabelingError("the queue needs a name")
+    if LabelingQueue.objects.filter(name=settings.name.strip()).exists():
+        raise LabelingError(f"a queue named {settings.name!r} already exists")
+
+    rng = random.Random(settings.seed)
+    candidates: list[list[Completion]] = []
+    for group in _groups_by_prompt(jobs):
+        if len(group) < 2:
+            continue
+        if settings.mode == LabelingQueue.Mode.RANKING:
+            chosen = group[:MAX_CANDIDATES]
+            candidates.append(rng.sample(chosen, len(chosen)))
+        else:
+            for a, b in _pick_pairs(group, max(1, settings.pairs_per_prompt), rng):
+                candidates.append([a, b] if rng.random() < 0.5 else [b, a])
+    if not candidates:
+        raise LabelingError("the jobs have no prompt with at least two completions")
+    rng.shuffle(candidates)
+
+    queue = LabelingQueue.objects.create(
+        name=settings.name.strip(),
+        mode=settings.mode,
+        ask_scores=settings.ask_scores,
+        overlap=settings.overlap,
+        pairs_per_prompt=settings.pairs_per_prompt,
+        guidelines=settings.guidelines,
+        lease_seconds=settings.lease_seconds,
+        seed=settings.seed,
+        created_by=user,
+    )
+    queue.jobs.set(jobs)
+    tasks = LabelingTask.objects.bulk_create(
+        [
+            LabelingTask(queue=queue, prompt=group[0].prompt, position=i)
+            for i, group in enumerate(candidates)
+        ],
+        batch_size=1000,
+    )
+    TaskCompletion.objects.bulk_create(
+        [
+            TaskCompletion(task=task, completion=completion, slot=slot)
+            for task, group in zip(tasks, candidates, strict=True)
+            for slot, completion in enumerate(group)
+        ],
+        batch_size=2000,
+    )
+    return queue
+
+
+@transaction.atomic
+def labeling_task_set_gold(*, task: LabelingTask, order: list[list[int]]) -> LabelingTask:
+    """Mark a task as gold with its known best-first order (tie groups of completion ids)."""
+    task.gold_order = _validate_order(task, order)
+    task.is_gold = True
+    task.save(update_fields=["gold_order", "is_gold"])
+    return task
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def _in_use(now: Any) -> Q:
+    """Assignments that hold a slot: submitted work and unexpired claims (skips free theirs)."""
+    return Q(status=Assignment.Status.SUBMITTED) | Q(
+        status=Assignment.Status.ACTIVE, expires_at__gt=now
+    )
+
+
+def _taken(task_id: int, now: Any) -> int:
+    return Assignment.objects.filter(task_id=task_id).filter(_in_use(now)).count()
+
+
+MAX_CLAIM_ATTEMPTS = 50
+
+
+@transaction.atomic
+def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+    """The annotator's current claim in ``queue``, or a new one on the next open task.
+
+    Concurrency-safe: open tasks are locked with ``FOR UPDATE SKIP LOCKED`` and their
+    slots re-counted under the lock (a fresh statement sees every committed claim), so no
+    task gets more annotators than the queue's overlap and nobody gets a task twice. When
+    every open task is momentarily locked by other claimers, it waits for the first one
+    instead of reporting the queue as finished.
+    """
+    now = timezone.now()
+    current = (
+        Assignment.objects.filter(
+            task__queue=queue, annotator=user, status=Assignment.Status.ACTIVE, expires_at__gt=now
+        )
+        .select_related("task")
+        .order_by("claimed_at")
+        .first()
+    )
+    if current is not None:
+        return current
+    seen = Assignment.objects.filter(annotator=user, task__queue=queue).values("task_id")
+    taken = (
+        Assignment.objects.filter(task=OuterRef("pk"))
+        .filter(_in_use(now))
+        .values("task")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    open_tasks = (
+        LabelingTask.objects.filter(queue=queue)
+        .exclude(id__in=seen)
+        .annotate(taken=Coalesce(Subquery(taken), 0))
+        .filter(taken__lt=queue.overlap)
+        .order_by("position")
+    )
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        candidates = list(open_tasks.select_for_update(skip_locked=True, of=("self",))[:20])
+        if not candidates:
+            # Every open task is being claimed right now, or none is left: wait for one.
+            candidates = list(open_tasks.select_for_update(of=("self",))[:1])
+            if not candidates:
+                return None
+        for task in candidates:
+            if _taken(task.pk, now) < queue.overlap:
+                return Assignment.objects.create(
+                    task=task,
+                    annotator=user,
+                    claimed_at=now,
+                    expires_at=now + timedelta(seconds=queue.lease_seconds),
+                )
+    return None
+
+
+@transaction.atomic
+def task_skip(*, assignment: Assignment) -> Assignment:
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.status != Assignment.Status.ACTIVE:
+        raise LabelingError("only a task you are working on can be skipped")
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "finished_at"])
+    return assignment
+
+
+# --- submissions ----------------------------------------------------------------------------------
+
+
+def _validate_order(task: LabelingTask, order: Any) -> list[list[int]]:
+    ids = set(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))
+    if not isinstance(order, list) or not order:
+        raise LabelingError("the ranking is empty")
+    groups: list[list[int]] = []
+    seen: set[int] = set()
+    for group in order:
+        if not isinstance(group, list) or not group:
+            raise LabelingError("each rank must hold at least one completion")
+        clean = []
+        for item in group:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise LabelingError(f"{item!r} is not a completion id")
+            if item not in ids:
+                raise LabelingError(f"completion {item} is not part of this task")
+            if item in seen:
+                raise LabelingError(f"completion {item} is ranked twice")
+            seen.add(item)
+            clean.append(item)
+        groups.append(sorted(clean))
+    if seen != ids:
+        raise LabelingError("rank every completion of the task")
+    return groups
+
+
+def _validate_scores(queue: LabelingQueue, task: LabelingTask, scores: Any) -> dict[str, int]:
+    if not scores:
+        return {}
+    if not queue.ask_scores:
+        raise LabelingError("this queue does not ask for scores")
+    ids = set(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))
+    clean: dict[str, int] = {}
+    low, high = SCORE_RANGE
+    for key, value in dict(scores).items():
+        try:
+            completion_id = int(key)
+        except (TypeError, ValueError):
+            raise LabelingError(f"{key!r} is not a completion id") from None
+        if completion_id not in ids:
+            raise LabelingError(f"completion {completion_id} is not part of this task")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise LabelingError(f"scores run from {low} to {high}")
+        clean[str(completion_id)] = value
+    return clean
+
+
+def comparison_expand_ranking(ranking: Ranking) -> list[Comparison]:
+    """The k-choose-2 pairs of a ranking: for ranks i < j, chosen from i, rejected from j.
+
+    The margin is the score difference when both have scores, else the rank gap; pairs in
+    one tie group are stored as ties (margin 0, lower id first). Unsaved rows.
+    """
+    scores = {int(k): v for k, v in (ranking.scores or {}).items()}
+    task = ranking.task
+    rows: list[Comparison] = []
+
+    def row(chosen: int, rejected: int, *, tie: bool, margin: float) -> Comparison:
+        return Comparison(
+            ranking=ranking,
+            queue_id=task.queue_id,
+            prompt_id=task.prompt_id,
+            chosen_id=chosen,
+            rejected_id=rejected,
+            is_tie=tie,
+            margin=margin,
+            annotator_id=ranking.annotator_id,
+        )
+
+    for i, group in enumerate(ranking.order):
+        for a, b in itertools.combinations(sorted(group), 2):
+            rows.append(row(a, b, tie=True, margin=0.0))
+        for j in range(i + 1, len(ranking.order)):
+            for a in group:
+                for b in ranking.order[j]:
+                    if a in scores and b in scores:
+                        margin = float(scores[a] - scores[b])
+                    else:
+                        margin = float(j - i)
+                    rows.append(row(a, b, tie=False, margin=margin))
+    return rows
+
+
+@dataclass(frozen=True)
+class Submission:
+    order: list[list[int]]
+    scores: dict[str, int] | None = None
+    both_bad: bool = False
+    comment: str = ""
+    flags: tuple[str, ...] = ()
+    time_spent_ms: int = 0
+    demonstration: str = ""
+
+
+@transaction.atomic
+def ranking_submit(
+    *, assignment_id: int, user: AbstractBaseUser, submission: Submission
+) -> Ranking:
+    """Store a ranking and its comparisons in one transaction.
+
+    A repeated identical submit returns the stored ranking (idempotent); a different one on
+    an already submitted task replaces the ranking's comparisons (an edit). A submit after
+    the lease expired is refused with a message saying so.
+    """
+    try:
+        assignment = (
+            Assignment.objects.select_for_update()
+            .select_related("task__queue")
+            .get(pk=assignment_id, annotator=user)
+        )
+    except Assignment.DoesNotExist:
+        raise LabelingError("this task is not assigned to you") from None
+    task = assignment.task
+    queue = task.queue
+    order = _validate_order(task, submission.order)
+    scores = _validate_scores(queue, task, submission.scores)
+    flags = sorted(set(submission.flags))
+    if unknown := [f for f in flags if f not in FLAGS]:
+        raise LabelingError(f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}")
+    now = timezone.now()
+
+    if assignment.status == Assignment.Status.SUBMITTED:
+        ranking = assignment.ranking
+        same = (ranking.order, ranking.scores, ranking.both_bad) == (
+            order,
+            scores,
+            submission.both_bad,
+        )
+        if same and ranking.comment == submission.comment and ranking.flags == flags:
+            return ranking
+        ranking.order, ranking.scores, ranking.both_bad = order, scores, submission.both_bad
+        ranking.comment, ranking.flags = submission.comment, flags
+        ranking.save()
+        ranking.comparisons.all().delete()
+        Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
+        _store_demonstration(task, user, submission.demonstration)
+        return ranking
+    if assignment.status != Assignment.Status.ACTIVE:
+        raise LabelingError("you skipped this task; it went back to the pool")
+    if assignment.expires_at <= now:
+        minutes = max(1, queue.lease_seconds // 60)
+        raise LeaseExpired(
+            f"Your claim on this task expired (tasks are held for {minutes} min) and it went "
+            "back to the pool. Nothing was saved; load the next task."
+        )
+    ranking = Ranking.objects.create(
+        assignment=assignment,
+        task=task,
+        annotator=user,
+        order=order,
+        scores=scores,
+        both_bad=submission.both_bad,
+        time_spent_ms=max(0, min(submission.time_spent_ms, 24 * 3600 * 1000)),
+        comment=submission.comment,
+        flags=flags,
+    )
+    Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    _store_demonstration(task, user, submission.demonstration)
+    return ranking
+
+
+def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) -> None:
+    text = text.strip()
+    existing = Demonstration.objects.filter(task=task, annotator=user).first()
+    if not text:
+        if existing is not None:
+            existing.delete()
+        return
+    if existing is not None:
+        existing.text = text
+        existing.save(update_fields=["text", "updated_at"])
+    else:
+        Demonstration.objects.create(prompt=task.prompt, task=task, annotator=user, text=text)
+
+
+@transaction.atomic
+def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+    """Take back the annotator's latest submission in ``queue``: its ranking, comparisons
+    and demonstration go, and the task is theirs again with a fresh lease."""
+    ranking = (
+        Ranking.objects.select_for_update()
+        .filter(task__queue=queue, annotator=user)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if ranking is None:
+        return None
+    assignment = ranking.assignment
+    Demonstration.objects.filter(task=ranking.task, annotator=user).delete()
+    ranking.delete()  # cascades to its comparisons
+    now = timezone.now()
+    # Put back any claim the annotator holds, so the undone task is the one shown next.
+    Assignment.objects.filter(
+        task__queue=queue, annotator=user, status=Assignment.Status.ACTIVE
+    ).exclude(pk=assignment.pk).delete()
+    assignment.status = Assignment.Status.ACTIVE
+    assignment.claimed_at = now
+    assignment.expires_at = now + timedelta(seconds=queue.lease_seconds)
+    assignment.finished_at = None
+    assignment.save(update_fields=["status", "claimed_at", "expires_at", "finished_at"])
+    return assignment

@@ -1,0 +1,207 @@
+"""Annotator and admin pages. The labeling page swaps the next task in place with htmx."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from config.roles import ADMIN, ANNOTATOR, role_required
+from labeling import selectors, services
+from labeling.forms import LabelingQueueForm, SubmissionForm
+from labeling.models import Assignment, LabelingQueue
+
+
+@role_required(ANNOTATOR, ADMIN)
+@require_GET
+def queue_index(request: HttpRequest) -> HttpResponse:
+    queues = selectors.queue_counts(
+        queues=selectors.queue_list(user=request.user), user=request.user
+    )
+    return render(request, "labeling/index.html", {"queues": queues})
+
+
+@role_required(ADMIN)
+@require_http_methods(["GET", "POST"])
+def queue_create(request: HttpRequest) -> HttpResponse:
+    initial = {"jobs": request.GET.getlist("job")} if "job" in request.GET else {}
+    form = LabelingQueueForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            queue = services.labeling_queue_create(
+                jobs=list(data["jobs"]),
+                settings=services.QueueSettings(
+                    name=data["name"],
+                    mode=data["mode"],
+                    ask_scores=data["ask_scores"],
+                    overlap=data["overlap"],
+                    pairs_per_prompt=data["pairs_per_prompt"],
+                    guidelines=data["guidelines"],
+                    lease_seconds=data["lease_minutes"] * 60,
+                    seed=data["seed"],
+                ),
+                user=request.user,
+            )
+        except services.LabelingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Created {queue.name} with {queue.tasks.count()} tasks.")
+            return redirect("labeling:queue-dashboard", pk=queue.pk)
+    return render(request, "labeling/queue_form.html", {"form": form})
+
+
+def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, object]:
+    assignment = services.task_claim_next(queue=queue, user=request.user)
+    context: dict[str, object] = {
+        "queue": queue,
+        "assignment": assignment,
+        "progress": selectors.queue_progress(queue=queue, user=request.user),
+        "can_undo": selectors.ranking_list(user=request.user, queue=queue)
+        .filter(annotator=request.user)
+        .exists(),
+    }
+    if assignment is not None:
+        candidates = selectors.task_candidates(task=assignment.task)
+        context["prompt"] = assignment.task.prompt
+        context["candidates"] = list(zip("ABCDEFGHIJKLMNOP", candidates, strict=False))
+        context["ranks"] = range(1, len(candidates) + 1)
+        context["scores"] = range(1, 8)
+        context["flags"] = services.FLAGS
+    return context
+
+
+@role_required(ANNOTATOR, ADMIN)
+@require_GET
+def label(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_get(user=request.user, pk=pk)
+    context = _task_context(request, queue)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "labeling/_task.html", context)
+    context["guidelines"] = selectors.render_markdown(queue.guidelines)
+    return render(request, "labeling/label.html", context)
+
+
+def _order_from_post(
+    data: QueryDict, candidates: list[int], choice: str
+) -> tuple[list[list[int]], bool]:
+    """The best-first order a form post describes; ``both_bad`` is a tie marked as such."""
+    if choice in ("a", "b", "tie", "both_bad"):
+        if len(candidates) != 2:
+            raise services.LabelingError("this task has more than two completions: rank them")
+        a, b = candidates
+        return {
+            "a": ([[a], [b]], False),
+            "b": ([[b], [a]], False),
+            "tie": ([[a, b]], False),
+            "both_bad": ([[a, b]], True),
+        }[choice]
+    if "order" in data and data["order"]:
+        try:
+            return json.loads(data["order"]), False
+        except json.JSONDecodeError:
+            raise services.LabelingError("the ranking could not be read") from None
+    ranks: dict[int, list[int]] = {}
+    for completion_id in candidates:
+        raw = data.get(f"rank_{completion_id}", "")
+        if not raw.isdigit():
+            raise services.LabelingError("give every completion a rank")
+        ranks.setdefault(int(raw), []).append(completion_id)
+    return [ranks[r] for r in sorted(ranks)], False
+
+
+def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
+    scores = {}
+    for completion_id in candidates:
+        raw = data.get(f"score_{completion_id}", "")
+        if raw.isdigit():
+            scores[str(completion_id)] = int(raw)
+    return scores
+
+
+@role_required(ANNOTATOR, ADMIN)
+@require_POST
+def submit(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_get(user=request.user, pk=pk)
+    form = SubmissionForm(request.POST)
+    if not form.is_valid():
+        return _after_action(request, queue, error="The submission was incomplete; try again.")
+    assignment = selectors.assignment_get(user=request.user, pk=form.cleaned_data["assignment"])
+    if assignment.task.queue_id != queue.pk:
+        return _after_action(request, queue, error="That task belongs to another queue.")
+    choice = form.cleaned_data["choice"] or "rank"
+    try:
+        if choice == "skip":
+            services.task_skip(assignment=assignment)
+        else:
+            candidates = [c.pk for c in selectors.task_candidates(task=assignment.task)]
+            order, both_bad = _order_from_post(request.POST, candidates, choice)
+            elapsed = timezone.now() - assignment.claimed_at
+            services.ranking_submit(
+                assignment_id=assignment.pk,
+                user=request.user,
+                submission=services.Submission(
+                    order=order,
+                    scores=_scores_from_post(request.POST, candidates),
+                    both_bad=both_bad,
+                    comment=form.cleaned_data["comment"],
+                    flags=tuple(form.cleaned_data["flags"]),
+                    time_spent_ms=int(elapsed.total_seconds() * 1000),
+                    demonstration=form.cleaned_data["demonstration"],
+                ),
+            )
+    except services.LabelingError as exc:
+        return _after_action(request, queue, error=str(exc))
+    return _after_action(request, queue)
+
+
+@role_required(ANNOTATOR, ADMIN)
+@require_POST
+def undo(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_get(user=request.user, pk=pk)
+    if services.ranking_undo_last(queue=queue, user=request.user) is None:
+        return _after_action(request, queue, error="There is nothing to undo.")
+    return _after_action(request, queue, info="Undone: the task is back for you to label again.")
+
+
+def _after_action(
+    request: HttpRequest, queue: LabelingQueue, *, error: str = "", info: str = ""
+) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        context = _task_context(request, queue)
+        context.update(error=error, info=info)
+        return render(request, "labeling/_task.html", context)
+    if error:
+        messages.error(request, error)
+    elif info:
+        messages.info(request, info)
+    return redirect(reverse("labeling:queue-label", args=[queue.pk]))
+
+
+@role_required(ADMIN)
+@require_GET
+def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_get(user=request.user, pk=pk)
+    board = selectors.queue_dashboard(queue=queue, user=request.user)
+    chart = {
+        "hours": [h for h, _ in board.per_hour],
+        "per_hour": [n for _, n in board.per_hour],
+        "annotators": [a.username for a in board.annotators],
+        "done": [a.done for a in board.annotators],
+        "majority": [a.majority_rate for a in board.annotators],
+        "gold": [a.gold_rate for a in board.annotators],
+    }
+    context = {
+        "queue": queue,
+        "board": board,
+        "chart": chart,
+        "active_claims": Assignment.objects.filter(
+            task__queue=queue, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
+        ).count(),
+    }
+    return render(request, "labeling/dashboard.html", context)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from generation.models import Completion, GenerationJob
+from labeling import services
+from labeling.models import LabelingQueue
+from tests.generation.factories import GenerationJobFactory, prompt_set_with_prompts
+
+
+def finished_job(*, prompts: int = 3, k: int = 4, texts: list[str] | None = None) -> GenerationJob:
+    """A succeeded job with k completions per prompt, without running a model."""
+    prompt_set = prompt_set_with_prompts(prompts)
+    job = GenerationJobFactory(
+        prompt_set=prompt_set, k=k, status="succeeded", prompts_total=prompts, prompts_done=prompts
+    )
+    for prompt in prompt_set.prompts.all():
+        for i in range(k):
+            text = texts[i] if texts else f"answer {i} to {prompt.position}"
+            Completion.objects.create(job=job, prompt=prompt, sample_index=i, text=text)
+    return job
+
+
+def make_queue(
+    *, mode: str = "ranking", prompts: int = 3, k: int = 4, overlap: int = 1, **kwargs: object
+) -> LabelingQueue:
+    job = finished_job(prompts=prompts, k=k)
+    name = str(kwargs.pop("name", f"queue-{job.pk}"))
+    return services.labeling_queue_create(
+        jobs=[job],
+        settings=services.QueueSettings(name=name, mode=mode, overlap=overlap, **kwargs),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from labeling import agreement
+
+
+def test_it_derives_pair_labels_from_a_ranking_with_ties() -> None:
+    assert agreement.preference_labels([[3], [1, 2]]) == {(1, 2): 0, (1, 3): -1, (2, 3): -1}
+
+
+def test_it_counts_pairwise_agreement() -> None:
+    units = {"u1": {"a": 1, "b": 1}, "u2": {"a": 1, "b": -1, "c": 1}, "u3": {"a": 0}}
+    # u1: 1 agreeing pair of 1; u2: (a,b) no, (a,c) yes, (b,c) no.
+    assert agreement.pairwise_agreement(units) == pytest.approx(2 / 4)
+    assert agreement.pairwise_agreement({"u": {"a": 1}}) is None
+
+
+def test_it_computes_krippendorffs_alpha_by_hand() -> None:
+    # Two coders, four units: values (1,1), (1,1), (-1,-1), (1,-1).
+    units = {1: {"x": 1, "y": 1}, 2: {"x": 1, "y": 1}, 3: {"x": -1, "y": -1}, 4: {"x": 1, "y": -1}}
+    # Coincidences: o(1,1)=4, o(-1,-1)=2, o(1,-1)=o(-1,1)=1; n_1=5, n_-1=3, n=8.
+    # D_o = 2; D_e = (5*3 + 3*5) / 7 = 30/7; alpha = 1 - 2 / (30/7) = 1 - 14/30.
+    assert agreement.krippendorff_alpha_nominal(units) == pytest.approx(1 - 14 / 30)
+
+
+def test_it_gives_alpha_one_for_perfect_agreement_and_none_without_variation() -> None:
+    assert agreement.krippendorff_alpha_nominal({1: {"x": 1, "y": 1}, 2: {"x": -1, "y": -1}}) == 1.0
+    assert agreement.krippendorff_alpha_nominal({1: {"x": 1, "y": 1}}) is None
+    assert agreement.krippendorff_alpha_nominal({1: {"x": 1}}) is None
+
+
+def test_it_scores_each_annotator_against_the_others_majority() -> None:
+    units = {1: {"a": 1, "b": 1, "c": -1}, 2: {"a": 1, "b": -1, "c": -1}}
+    result = agreement.agreement_with_majority(units)
+    # unit 1: a vs {b:1,c:-1} tie -> not counted; b same; c vs {1,1} -> disagrees.
+    # unit 2: a vs {-1,-1} -> disagrees; b vs {1,-1} not counted; c vs {1,-1} not counted.
+    assert result["c"] == (0, 1) and result["a"] == (0, 1) and "b" not in result
+
+
+def test_it_measures_gold_accuracy() -> None:
+    gold = {"t1": [[1], [2], [3]]}
+    rankings = [
+        ("alice", "t1", [[1], [2], [3]]),
+        ("bob", "t1", [[3], [2], [1]]),
+        ("bob", "t9", [[1], [2]]),
+    ]
+    assert agreement.gold_accuracy(gold, rankings) == {"alice": (3, 3), "bob": (0, 3)}
