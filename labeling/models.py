@@ -85,6 +85,9 @@ class TaskCompletion(models.Model):
             models.UniqueConstraint(fields=["task", "completion"], name="taskcompletion_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"slot {self.slot} of task {self.task_id}"
+
 
 class Assignment(models.Model):
     """An annotator's claim on a task: a lease that expires unless submitted."""
@@ -111,6 +114,9 @@ class Assignment(models.Model):
         ]
         indexes = [models.Index(fields=["annotator", "status"])]
 
+    def __str__(self) -> str:
+        return f"{self.annotator_id} on task {self.task_id} ({self.status})"
+
 
 class Ranking(models.Model):
     """One submission: completions best first, in tie groups, with optional scores."""
@@ -133,6 +139,9 @@ class Ranking(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"ranking {self.pk} of task {self.task_id}"
 
 
 class Comparison(models.Model):
@@ -158,6 +167,10 @@ class Comparison(models.Model):
         ]
         indexes = [models.Index(fields=["queue", "prompt"])]
 
+    def __str__(self) -> str:
+        relation = "ties" if self.is_tie else "beats"
+        return f"{self.chosen_id} {relation} {self.rejected_id}"
+
 
 class Demonstration(models.Model):
     """An ideal response written by an annotator (SFT data, InstructGPT step 1)."""
@@ -179,3 +192,6 @@ class Demonstration(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.text[:80]
