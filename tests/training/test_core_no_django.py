@@ -1,0 +1,40 @@
+"""``training.core`` must import without Django (and, except for the losses, without torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CHECK = """
+import sys
+
+import training.core
+import training.core.configs
+import training.core.reporting
+
+assert "torch" not in sys.modules, "configs or reporting imported torch"
+
+import training.core.losses
+
+leaked = sorted(name for name in sys.modules if name == "django" or name.startswith("django."))
+assert not leaked, leaked
+print("ok")
+"""
+
+
+def test_it_imports_training_core_without_django() -> None:
+    # A fresh interpreter: this one already has Django loaded by pytest-django.
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,0 +1,466 @@
+"""Training configs: one frozen dataclass per kind of run, documented field by field.
+
+A run is described by ``(kind, config)``: ``kind`` is a key of :data:`CONFIG_CLASSES`, the
+config its dataclass. The help text of each field is the string literal right below it;
+:func:`config_fields` reads those so a Django form can be generated from the dataclass.
+Store a config with :meth:`CommonConfig.to_dict` and load it back with :func:`from_dict`,
+which validates. Change one with :func:`dataclasses.replace`.
+
+Standard library only: importing this module imports neither Django nor torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+import textwrap
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, TypeVar
+
+__all__ = [
+    "CONFIG_CLASSES",
+    "CommonConfig",
+    "ConfigError",
+    "ConfigField",
+    "DPOConfig",
+    "PPOConfig",
+    "RewardConfig",
+    "SFTConfig",
+    "config_fields",
+    "from_dict",
+]
+
+C = TypeVar("C", bound="CommonConfig")
+PairReduction = Literal["prompt", "pairs"]
+KLEstimator = Literal["k1", "k2", "k3"]
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; ``field`` names it (or the unknown keys), ``message`` says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonConfig:
+    """Settings every kind of training run shares.
+
+    Defaults suit a tiny model trained for a few steps on a CPU. Which comparisons or
+    prompts are trained on, and the train/eval split, come from the dataset snapshot the run
+    points at, not from here.
+    """
+
+    learning_rate: float = 1e-5
+    """Peak learning rate of the AdamW optimizer."""
+
+    num_epochs: int = 1
+    """Passes over the training data (over the prompts, for PPO)."""
+
+    max_steps: int = 0
+    """Stop after this many optimizer steps; 0 means run ``num_epochs`` epochs."""
+
+    batch_size: int = 4
+    """Examples per forward/backward micro-batch (see each kind for what an example is)."""
+
+    gradient_accumulation_steps: int = 1
+    """Micro-batches whose gradients are summed before each optimizer step."""
+
+    max_length: int = 512
+    """Longest prompt plus completion, in tokens; longer examples are truncated."""
+
+    max_grad_norm: float = 1.0
+    """Clip the gradient's global norm to this before each step; 0 turns clipping off."""
+
+    seed: int = 0
+    """Seed for shuffling, initialisation of new heads, and sampling."""
+
+    use_lora: bool = False
+    """Train low-rank adapters (LoRA) instead of all of the model's weights."""
+
+    lora_r: int = 8
+    """LoRA rank: the inner dimension of each adapter (used only with ``use_lora``)."""
+
+    lora_alpha: int = 16
+    """LoRA scaling numerator; adapters are scaled by ``lora_alpha / lora_r``."""
+
+    lora_dropout: float = 0.05
+    """Dropout applied to the adapters' input during training, in [0, 1)."""
+
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: "all-linear" or comma-separated module names."""
+
+    logging_steps: int = 10
+    """Report metrics every this many optimizer steps."""
+
+    save_steps: int = 0
+    """Save a checkpoint every this many optimizer steps; 0 saves only at the end."""
+
+    def errors(self) -> list[ConfigError]:
+        """Every problem with this config, in field order; empty when it is valid."""
+        type_errors = [
+            ConfigError(f.name, problem)
+            for f, hint in _fields_with_hints(type(self))
+            if (problem := _type_problem(getattr(self, f.name), hint)) is not None
+        ]
+        if type_errors:
+            return type_errors  # value checks would compare the wrong types
+        return list(self._value_errors())
+
+    def validate(self: C) -> C:
+        """Raise the first :class:`ConfigError`, if any; return the config unchanged."""
+        problems = self.errors()
+        if problems:
+            raise problems[0]
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        if not self.learning_rate > 0:
+            yield ConfigError("learning_rate", "must be > 0")
+        if self.num_epochs < 1:
+            yield ConfigError("num_epochs", "must be >= 1")
+        if self.max_steps < 0:
+            yield ConfigError("max_steps", "must be >= 0 (0 means use num_epochs)")
+        if self.batch_size < 1:
+            yield ConfigError("batch_size", "must be >= 1")
+        if self.gradient_accumulation_steps < 1:
+            yield ConfigError("gradient_accumulation_steps", "must be >= 1")
+        if self.max_length < 2:
+            yield ConfigError("max_length", "must be >= 2 tokens")
+        if self.max_grad_norm < 0:
+            yield ConfigError("max_grad_norm", "must be >= 0 (0 turns clipping off)")
+        if self.seed < 0:
+            yield ConfigError("seed", "must be >= 0")
+        if self.use_lora:
+            if self.lora_r < 1:
+                yield ConfigError("lora_r", "must be >= 1 when use_lora is set")
+            if self.lora_alpha < 1:
+                yield ConfigError("lora_alpha", "must be >= 1 when use_lora is set")
+            if not 0 <= self.lora_dropout < 1:
+                yield ConfigError("lora_dropout", "must be in [0, 1)")
+            if not self.lora_target_modules.strip():
+                yield ConfigError("lora_target_modules", "must name at least one module")
+        if self.logging_steps < 1:
+            yield ConfigError("logging_steps", "must be >= 1")
+        if self.save_steps < 0:
+            yield ConfigError("save_steps", "must be >= 0 (0 saves only at the end)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardConfig(CommonConfig):
+    """Train a scalar reward model on ranked comparisons (Bradley-Terry loss).
+
+    An example is one comparison: a prompt with its ranked completions (two, for a pair).
+    """
+
+    use_margin: bool = False
+    """Subtract a margin from each pair's reward difference, larger for stronger preferences
+    (Llama 2); only comparisons that record a preference strength have one."""
+
+    grouped: bool = True
+    """Score each completion once and compare all its prompt's pairs from those rewards
+    (InstructGPT); off, each pair is a separate example."""
+
+    grouped_reduction: PairReduction = "prompt"
+    """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPOConfig(CommonConfig):
+    """Direct Preference Optimization on ranked comparisons, against a frozen reference.
+
+    An example is one comparison: a prompt with its ranked completions (two, for a pair).
+    """
+
+    beta: float = 0.1
+    """Strength of the implicit KL penalty: larger keeps the policy nearer the reference."""
+
+    label_smoothing: float = 0.0
+    """Assumed probability that a preference label is flipped (conservative DPO), in
+    [0, 0.5); 0 is plain DPO."""
+
+    precompute_ref_log_probs: bool = False
+    """Compute the reference model's log-probabilities once before training and free it,
+    trading a pass over the data for memory."""
+
+    grouped: bool = True
+    """Compute each completion's log-probability once and compare all its prompt's pairs
+    from those; off, each pair is a separate example."""
+
+    grouped_reduction: PairReduction = "prompt"
+    """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        if not self.beta > 0:
+            yield ConfigError("beta", "must be > 0")
+        if not 0 <= self.label_smoothing < 0.5:
+            yield ConfigError("label_smoothing", "must be in [0, 0.5)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PPOConfig(CommonConfig):
+    """RLHF with PPO against a trained reward model, with a KL penalty to the reference.
+
+    Each rollout samples ``rollout_k`` completions for ``rollout_batch_prompts`` prompts,
+    scores them, then runs ``ppo_epochs`` passes over the rollout in minibatches of
+    ``minibatch_size`` completions; ``batch_size`` is the micro-batch within a minibatch.
+    ``max_steps`` counts rollouts.
+    """
+
+    init_kl_coef: float = 0.05
+    """KL penalty coefficient beta per token (the starting value with ``adaptive_kl``)."""
+
+    adaptive_kl: bool = False
+    """Adapt beta so the measured KL tracks ``kl_target`` (Ziegler et al. 2019)."""
+
+    kl_target: float = 6.0
+    """With ``adaptive_kl``: the KL per completion (nats) to aim for."""
+
+    kl_horizon: int = 10000
+    """With ``adaptive_kl``: samples over which beta moves by about 20%."""
+
+    kl_estimator: KLEstimator = "k1"
+    """Per-token KL estimate in the reward: "k1" (log-ratio), "k2" or "k3"."""
+
+    rollout_k: int = 1
+    """Completions sampled per prompt in each rollout."""
+
+    rollout_batch_prompts: int = 8
+    """Prompts per rollout."""
+
+    max_new_tokens: int = 32
+    """Longest sampled completion, in tokens."""
+
+    temperature: float = 1.0
+    """Sampling temperature for rollouts; must be > 0, since PPO needs the policy's own
+    sampling distribution."""
+
+    ppo_epochs: int = 4
+    """Optimisation passes over each rollout."""
+
+    minibatch_size: int = 4
+    """Completions per optimizer step within a PPO epoch."""
+
+    gamma: float = 1.0
+    """Discount factor across tokens, in [0, 1]."""
+
+    lam: float = 0.95
+    """GAE lambda, in [0, 1]: 0 is one-step TD, 1 is Monte Carlo returns."""
+
+    clip_range: float = 0.2
+    """PPO's epsilon: how far the probability ratio may move before its gradient is cut."""
+
+    clip_range_value: float = 0.2
+    """How far a value prediction may move from its rollout-time value before clipping."""
+
+    vf_coef: float = 0.1
+    """Weight of the value loss relative to the policy loss."""
+
+    whiten_rewards: bool = False
+    """Normalise each rollout's per-token rewards to unit variance before computing
+    advantages (their mean is kept)."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        if self.init_kl_coef < 0:
+            yield ConfigError("init_kl_coef", "must be >= 0")
+        if self.adaptive_kl:
+            if self.init_kl_coef <= 0:
+                yield ConfigError("init_kl_coef", "must be > 0 with adaptive_kl")
+            if self.kl_target <= 0:
+                yield ConfigError("kl_target", "must be > 0")
+            if self.kl_horizon < 1:
+                yield ConfigError("kl_horizon", "must be >= 1")
+        if self.rollout_k < 1:
+            yield ConfigError("rollout_k", "must be >= 1")
+        if self.rollout_batch_prompts < 1:
+            yield ConfigError("rollout_batch_prompts", "must be >= 1")
+        if self.max_new_tokens < 1:
+            yield ConfigError("max_new_tokens", "must be >= 1")
+        if not self.temperature > 0:
+            yield ConfigError("temperature", "must be > 0")
+        if self.ppo_epochs < 1:
+            yield ConfigError("ppo_epochs", "must be >= 1")
+        rollout_size = self.rollout_k * self.rollout_batch_prompts
+        if self.minibatch_size < 1:
+            yield ConfigError("minibatch_size", "must be >= 1")
+        elif self.minibatch_size > rollout_size:
+            yield ConfigError(
+                "minibatch_size",
+                f"must be <= rollout_k * rollout_batch_prompts ({rollout_size})",
+            )
+        if not 0 <= self.gamma <= 1:
+            yield ConfigError("gamma", "must be in [0, 1]")
+        if not 0 <= self.lam <= 1:
+            yield ConfigError("lam", "must be in [0, 1]")
+        if not self.clip_range > 0:
+            yield ConfigError("clip_range", "must be > 0")
+        if not self.clip_range_value > 0:
+            yield ConfigError("clip_range_value", "must be > 0")
+        if self.vf_coef < 0:
+            yield ConfigError("vf_coef", "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SFTConfig(CommonConfig):
+    """Supervised fine-tuning on chosen completions.
+
+    An example is one prompt with one completion.
+    """
+
+    completion_only_loss: bool = True
+    """Train only on the completion's tokens; off, the prompt's tokens count too."""
+
+
+CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "ppo": PPOConfig,
+    "sft": SFTConfig,
+}
+
+
+class ConfigField(NamedTuple):
+    """One field of a config, enough to build a form field from."""
+
+    name: str
+    type: Any
+    """``int``, ``float``, ``bool``, ``str`` or a ``Literal[...]`` of strings."""
+    default: Any
+    help: str
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The allowed values of a ``Literal`` field; empty for any other type."""
+        return typing.get_args(self.type) if typing.get_origin(self.type) is Literal else ()
+
+
+def _config_class(kind_or_cls: str | type[C]) -> type[CommonConfig]:
+    if isinstance(kind_or_cls, str):
+        try:
+            return CONFIG_CLASSES[kind_or_cls]
+        except KeyError:
+            known = ", ".join(CONFIG_CLASSES)
+            raise ConfigError("kind", f"unknown kind {kind_or_cls!r} (known: {known})") from None
+    if isinstance(kind_or_cls, type) and issubclass(kind_or_cls, CommonConfig):
+        return kind_or_cls
+    raise TypeError(f"expected a kind name or a config class, got {kind_or_cls!r}")
+
+
+def config_fields(kind: str | type[CommonConfig]) -> list[ConfigField]:
+    """Each field of ``kind``'s config, in declaration order: name, type, default, help."""
+    cls = _config_class(kind)
+    docs = _field_docs(cls)
+    return [
+        ConfigField(f.name, hint, f.default, docs.get(f.name, ""))
+        for f, hint in _fields_with_hints(cls)
+    ]
+
+
+@typing.overload
+def from_dict(kind_or_cls: str, data: Mapping[str, Any]) -> CommonConfig: ...
+@typing.overload
+def from_dict(kind_or_cls: type[C], data: Mapping[str, Any]) -> C: ...
+def from_dict(kind_or_cls: str | type[C], data: Mapping[str, Any]) -> CommonConfig:
+    """Build and validate a config from JSON-like data; missing keys take their defaults.
+
+    Unknown keys are an error naming them. JSON's types are coerced where nothing is lost:
+    an int for a float field, a whole float (``2.0``) for an int field. Strings are never
+    parsed into numbers or booleans, and 0/1 are not booleans. Raises :class:`ConfigError`.
+    """
+    cls = _config_class(kind_or_cls)
+    hints = {f.name: hint for f, hint in _fields_with_hints(cls)}
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(
+            ", ".join(map(str, unknown)),
+            f"unknown field{'s' if len(unknown) > 1 else ''} for {cls.__name__}",
+        )
+    values = {name: _coerce(name, value, hints[name]) for name, value in data.items()}
+    return cls(**values).validate()
+
+
+# --------------------------------------------------------------------------------------
+# Types and docstrings
+# --------------------------------------------------------------------------------------
+
+
+# Plain dicts rather than functools.cache: mypy does not see a class as Hashable.
+_HINTS: dict[type, tuple[tuple[dataclasses.Field[Any], Any], ...]] = {}
+_DOCS: dict[type, dict[str, str]] = {}
+
+
+def _fields_with_hints(cls: type[CommonConfig]) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
+    if cls not in _HINTS:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
+    return _HINTS[cls]
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit ``hint`` exactly, or ``None`` when it does."""
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+    if hint is float:
+        # An int is a fine float (``beta=1``); a bool is not, though Python says it is an int.
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return None
+        return "must be a finite number"
+    if hint is int:
+        return None if type(value) is int else "must be an integer"
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    raise TypeError(f"unsupported config field type {hint!r}")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    if hint is float and type(value) is int:
+        value = float(value)
+    elif hint is int and type(value) is float and value.is_integer():
+        value = int(value)
+    problem = _type_problem(value, hint)
+    if problem is not None:
+        raise ConfigError(name, f"{problem}, got {value!r}")
+    return value
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (a string literal right below a field) of ``cls`` and its bases."""
+    if cls in _DOCS:
+        return _DOCS[cls]
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0]
+        if not isinstance(body, ast.ClassDef):
+            continue
+        for node, following in zip(body.body, body.body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(following.value.value.split())
+    _DOCS[cls] = docs
+    return docs
