@@ -34,7 +34,8 @@
     if (!list || list.dataset.sortable) return;
     list.dataset.sortable = "1";
     if (window.Sortable) {
-      window.Sortable.create(list, { animation: 120, onEnd: ranksFromOrder });
+      // forceFallback: mouse-event dragging, the same in every browser and in automation.
+      window.Sortable.create(list, { animation: 120, forceFallback: true, onEnd: ranksFromOrder });
     }
     list.addEventListener("change", (event) => {
       if (event.target.matches("select[name^=rank_]")) sortByRank();

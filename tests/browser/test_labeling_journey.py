@@ -1,0 +1,108 @@
+"""The annotator's day and the admin's dashboard, in a real browser."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation.models import Completion
+from labeling import services
+from labeling.models import Comparison, Ranking
+from tests.browser.conftest import login
+from tests.factories import PASSWORD
+from tests.labeling.factories import make_queue
+
+pytestmark = [pytest.mark.browser]
+
+
+def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
+    page, live_server, alice
+) -> None:  # type: ignore[no-untyped-def]
+    pairwise = make_queue(mode="pairwise", prompts=4, k=2, name="Pairs")
+    ranking = make_queue(mode="ranking", prompts=1, k=4, name="Ranks")
+    login(page, live_server, "alice", PASSWORD)
+
+    page.goto(f"{live_server.url}/labeling/")
+    page.get_by_role("link", name="Pairs").click()
+    page.wait_for_selector("#task[data-mode=pairwise]")
+    for key in ("1", "ArrowRight", "t"):
+        before = page.input_value("input[name=assignment]")
+        page.keyboard.press(key)
+        page.wait_for_function(
+            "prev => document.querySelector('input[name=assignment]')?.value !== prev", arg=before
+        )
+    assert "You: 3 done" in page.inner_text("#progress-text")
+    assert Ranking.objects.filter(task__queue=pairwise).count() == 3
+
+    page.keyboard.press("u")  # undo the tie
+    page.wait_for_selector("text=Undone")
+    assert "You: 2 done" in page.inner_text("#progress-text")
+    assert Ranking.objects.filter(task__queue=pairwise).count() == 2
+
+    page.goto(f"{live_server.url}/labeling/queues/{ranking.pk}/")
+    page.wait_for_selector("#ranking > li")
+    items = page.locator("#ranking > li")
+    letters = [items.nth(i).get_attribute("data-letter") for i in range(4)]
+    assert letters == ["A", "B", "C", "D"]
+    # Drag D to the top, then give C rank 1 with the keyboard (a tie with D).
+    source = items.nth(3).locator(".handle").bounding_box()
+    target = items.nth(0).locator(".handle").bounding_box()
+    page.mouse.move(source["x"] + 4, source["y"] + 4)
+    page.mouse.down()
+    page.mouse.move(target["x"] + 4, target["y"] + 2, steps=12)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#ranking > li').dataset.letter === 'D'")
+    page.locator("#ranking > li[data-letter=C]").focus()
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=All done here")
+
+    saved = Ranking.objects.get(task__queue=ranking)
+    ids = dict(
+        (label, c.pk)
+        for label, c in zip(
+            "ABCD", [s.completion for s in saved.task.slots.order_by("slot")], strict=True
+        )
+    )
+    assert saved.order[0] == sorted([ids["C"], ids["D"]])
+    assert Comparison.objects.filter(ranking=saved).count() == 6
+    assert Comparison.objects.filter(ranking=saved, is_tie=True).count() == 1
+
+
+def test_it_never_runs_script_from_completions_or_guidelines(page, live_server, alice) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(
+        mode="pairwise",
+        k=2,
+        guidelines='Be kind. <script>window.pwned = "guidelines"</script><img src=x onerror="window.pwned=\'img\'">',
+    )
+    Completion.objects.update(
+        text='<script>window.pwned="completion"</script><img src=x onerror="window.pwned=1">'
+    )
+    login(page, live_server, "alice", PASSWORD)
+    page.goto(f"{live_server.url}/labeling/queues/{queue.pk}/")
+    page.click("summary:has-text('Guidelines')")
+    page.wait_for_selector("#task .completion")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.pwned") is None
+    assert page.dialogs == []
+    assert '<script>window.pwned="completion"</script>' in page.inner_text(
+        "#task .completion >> nth=0"
+    )
+
+
+def test_it_shows_agreement_to_an_admin(page, live_server, alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=3, k=2, overlap=2, name="Agreed")
+    for user in (alice, bob):
+        while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
+            ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
+            services.ranking_submit(
+                assignment_id=claim.pk,
+                user=user,
+                submission=services.Submission(order=[[ids[0]], [ids[1]]]),
+            )
+    login(page, live_server, "carol", PASSWORD)
+    page.goto(f"{live_server.url}/labeling/queues/{queue.pk}/dashboard/")
+    assert "Pairwise agreement: 100%" in page.inner_text("#stat-agreement")
+    assert "Krippendorff" in page.inner_text("#stat-agreement")
+    page.wait_for_selector("#chart-annotators canvas")
+    page.wait_for_selector("#chart-hours canvas")
+    assert page.locator("#annotator-table tbody tr").count() == 2
