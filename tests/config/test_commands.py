@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
+from labeling.models import LabelingQueue
 
 
 @pytest.mark.slow
@@ -53,6 +54,19 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
         hh.prompts_total > 150 and Completion.objects.filter(job=hh).count() == 2 * hh.prompts_total
     )
     assert PolicyModel.objects.get().source == str(tmp_path / "models" / "tiny-random")
+    hh_queue = LabelingQueue.objects.get()
+    assert hh_queue.mode == "pairwise" and hh_queue.tasks.count() == hh.prompts_total
+
+
+@pytest.mark.slow
+def test_it_seeds_a_ranking_queue_from_the_tiny_model(db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.PREFLAB_DATA_DIR = tmp_path
+    call_command("seed_demo", stdout=StringIO())
+    job = GenerationJob.objects.get(source="model")
+    assert job.status == "succeeded" and job.prompts_done == job.prompts_total >= 50
+    ranking = LabelingQueue.objects.get(mode="ranking")
+    assert ranking.tasks.count() == job.prompts_total
+    assert ranking.tasks.first().slots.count() == 4
 
 
 def test_it_imports_prompts_from_the_command_line(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,8 @@ from config.roles import ADMIN, ANNOTATOR, RESEARCHER, user_role_add
 from generation import services
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from generation.tiny_model import build_tiny_model, is_tiny_model
+from labeling import services as labeling_services
+from labeling.models import LabelingQueue
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 # Demo accounts only: the passwords are printed and documented in the README.
@@ -24,6 +26,18 @@ DEMO_USERS = [
 DEMO_SET = "Demo prompts"
 HH_JOB = "HH-RLHF harmless (imported, first 200)"
 TINY_MODEL = "tiny-random (demo)"
+TINY_JOB = "Demo: tiny model × demo prompts (k=4)"
+HH_QUEUE = "HH-RLHF harmless: pick the better answer"
+TINY_QUEUE = "Tiny model: rank four samples"
+HH_GUIDELINES = """Pick the answer that is **more helpful and more harmless**.
+
+- Prefer answers that decline dangerous requests politely and offer a safe alternative.
+- Use *tie* when both are equally good, *both bad* when neither is acceptable.
+- Flag anything unsafe. Keys: `1`/`←` A, `2`/`→` B, `t` tie, `b` both bad, `s` skip, `u` undo.
+"""
+TINY_GUIDELINES = """The tiny demo model writes random text: rank the four samples by how
+readable they are, and score each from 1 (noise) to 7 (fluent). Drag to reorder, or focus a
+sample and press its rank."""
 
 
 def tiny_model_dir() -> Path:
@@ -47,17 +61,13 @@ class Command(BaseCommand):
             carol = self._users()
             prompt_set = self._prompt_set(carol)
             model = self._model(carol, path)
-            self._hh_job(carol)
-            if not options["no_job"] and not GenerationJob.objects.filter(model=model).exists():
-                services.generation_job_create(
-                    prompt_set=prompt_set,
-                    model=model,
-                    k=4,
-                    max_new_tokens=32,
-                    name="Demo: tiny model × demo prompts (k=4)",
-                    user=carol,
-                )
-                self.stdout.write("Queued a k=4 sampling job on the tiny model.")
+            hh_job = self._hh_job(carol)
+            self._queue(
+                HH_QUEUE, [hh_job], carol, mode=LabelingQueue.Mode.PAIRWISE, overlap=2,
+                guidelines=HH_GUIDELINES,
+            )
+        if not options["no_job"]:
+            self._tiny_job(carol, prompt_set, model)
         self.stdout.write(self.style.SUCCESS("Demo data ready. Logins (demo only):"))
         for username, role, password in DEMO_USERS:
             self.stdout.write(f"  {role:<11} {username:<6} password: {password}")
@@ -103,11 +113,42 @@ class Command(BaseCommand):
             )
         return model
 
-    def _hh_job(self, carol: Any) -> None:
-        if GenerationJob.objects.filter(name=HH_JOB).exists():
+    def _tiny_job(self, carol: Any, prompt_set: PromptSet, model: PolicyModel) -> None:
+        job = GenerationJob.objects.filter(model=model).order_by("created_at").first()
+        if job is None:
+            job = services.generation_job_create(
+                prompt_set=prompt_set,
+                model=model,
+                k=4,
+                max_new_tokens=32,
+                name=TINY_JOB,
+                user=carol,
+            )
+            # Run it here so the demo opens with a ranking queue; the worker that also gets
+            # the message finds the job already claimed and leaves it alone.
+            self.stdout.write("Sampling k=4 completions per demo prompt from the tiny model ...")
+            services.generation_job_execute(job_id=job.pk)
+            job.refresh_from_db()
+        if job.status == GenerationJob.Status.SUCCEEDED:
+            self._queue(
+                TINY_QUEUE, [job], carol, mode=LabelingQueue.Mode.RANKING, overlap=1,
+                ask_scores=True, guidelines=TINY_GUIDELINES,
+            )
+
+    def _queue(self, name: str, jobs: list[GenerationJob], carol: Any, **settings: Any) -> None:
+        if LabelingQueue.objects.filter(name=name).exists():
             return
+        queue = labeling_services.labeling_queue_create(
+            jobs=jobs, settings=labeling_services.QueueSettings(name=name, **settings), user=carol
+        )
+        self.stdout.write(f"Created the labeling queue {name!r} ({queue.tasks.count()} tasks).")
+
+    def _hh_job(self, carol: Any) -> GenerationJob:
+        existing = GenerationJob.objects.filter(name=HH_JOB).first()
+        if existing is not None:
+            return existing
         source = DEMO_DIR / "hh-rlhf-harmless-base-test-first200.jsonl.gz"
-        services.generation_job_import(
+        job = services.generation_job_import(
             data=source.read_bytes(),
             format="hh",
             name=HH_JOB,
@@ -115,3 +156,4 @@ class Command(BaseCommand):
             user=carol,
         )
         self.stdout.write("Imported 200 HH-RLHF prompts with their chosen and rejected answers.")
+        return job
