@@ -56,9 +56,16 @@ def celery_worker(transactional_db):  # type: ignore[no-untyped-def]
     wrote. Messages left on the broker by earlier tests are purged first.
     """
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connection
 
     from config.celery import QUEUES, app
 
+    def close_connection(**kwargs: object) -> None:
+        # The worker thread's own connection would keep the test database busy at teardown.
+        connection.close()
+
+    task_postrun.connect(close_connection, weak=False)
     app.control.purge()
     with start_worker(
         app,
@@ -70,6 +77,7 @@ def celery_worker(transactional_db):  # type: ignore[no-untyped-def]
         shutdown_timeout=60,
     ) as worker:
         yield worker
+    task_postrun.disconnect(close_connection)
     from django.db import connections
 
     connections.close_all()
