@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -209,7 +209,7 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
         .values("n")
     )
     open_tasks = (
-        LabelingTask.objects.filter(queue=queue)
+        LabelingTask.objects.filter(queue=queue, submitted_count__lt=queue.overlap)
         .exclude(id__in=seen)
         .annotate(taken=Coalesce(Subquery(taken), 0))
         .filter(taken__lt=queue.overlap)
@@ -403,6 +403,7 @@ def ranking_submit(
         flags=flags,
     )
     Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
+    LabelingTask.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
@@ -439,6 +440,7 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
     assignment = ranking.assignment
     Demonstration.objects.filter(task=ranking.task, annotator=user).delete()
     ranking.delete()  # cascades to its comparisons
+    LabelingTask.objects.filter(pk=ranking.task_id).update(submitted_count=F("submitted_count") - 1)
     now = timezone.now()
     # Put back any claim the annotator holds, so the undone task is the one shown next.
     Assignment.objects.filter(

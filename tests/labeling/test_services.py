@@ -211,3 +211,16 @@ def test_it_undoes_the_last_submission(alice) -> None:  # type: ignore[no-untype
     assert not Demonstration.objects.exists()
     assert services.task_claim_next(queue=queue, user=alice).pk == claim.pk
     assert services.ranking_undo_last(queue=queue, user=alice) is None
+
+
+def test_it_counts_submissions_on_the_task(alice, bob) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=1, k=2, overlap=2)
+    claims = [services.task_claim_next(queue=queue, user=u) for u in (alice, bob)]
+    for claim in claims:
+        a, b = _ids(claim.task)
+        _submit(claim, [[a], [b]])
+    task = LabelingTask.objects.get()
+    assert task.submitted_count == 2
+    services.ranking_undo_last(queue=queue, user=bob)
+    task.refresh_from_db()
+    assert task.submitted_count == 1
