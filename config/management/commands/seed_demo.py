@@ -63,7 +63,11 @@ class Command(BaseCommand):
             model = self._model(carol, path)
             hh_job = self._hh_job(carol)
             self._queue(
-                HH_QUEUE, [hh_job], carol, mode=LabelingQueue.Mode.PAIRWISE, overlap=2,
+                HH_QUEUE,
+                [hh_job],
+                carol,
+                mode=LabelingQueue.Mode.PAIRWISE,
+                overlap=2,
                 guidelines=HH_GUIDELINES,
             )
         if not options["no_job"]:
@@ -131,8 +135,13 @@ class Command(BaseCommand):
             job.refresh_from_db()
         if job.status == GenerationJob.Status.SUCCEEDED:
             self._queue(
-                TINY_QUEUE, [job], carol, mode=LabelingQueue.Mode.RANKING, overlap=1,
-                ask_scores=True, guidelines=TINY_GUIDELINES,
+                TINY_QUEUE,
+                [job],
+                carol,
+                mode=LabelingQueue.Mode.RANKING,
+                overlap=1,
+                ask_scores=True,
+                guidelines=TINY_GUIDELINES,
             )
 
     def _queue(self, name: str, jobs: list[GenerationJob], carol: Any, **settings: Any) -> None:
