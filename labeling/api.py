@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from config.roles import user_is_admin, user_is_annotator
 from labeling import selectors, services
-from labeling.models import Comparison, LabelingQueue, Ranking
+from labeling.models import Comparison, LabelingQueue, LabelingTask, Ranking
 
 
 class CanLabel(BasePermission):
@@ -184,6 +184,25 @@ class UndoAPI(LabelingAPIView):
         if assignment is None:
             return Response({"detail": "nothing to undo"}, status=status.HTTP_409_CONFLICT)
         return Response(_task_payload(assignment))
+
+
+class GoldAPI(APIView):
+    """Admins mark a task as gold with its known order; annotators' accuracy on it is tracked."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request, pk: int) -> Response:
+        if not user_is_admin(request.user):
+            raise Http404
+        task = LabelingTask.objects.filter(pk=pk).first()
+        if task is None:
+            raise Http404
+        order = request.data.get("order")
+        try:
+            task = services.labeling_task_set_gold(task=task, order=order)
+        except services.LabelingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"task": task.pk, "is_gold": task.is_gold, "gold_order": task.gold_order})
 
 
 class _Paginated(LabelingAPIView):

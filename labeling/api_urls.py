@@ -9,6 +9,7 @@ urlpatterns = [
     path("queues/<int:pk>/next/", api.NextTaskAPI.as_view(), name="api-queue-next"),
     path("queues/<int:pk>/submit/", api.SubmitAPI.as_view(), name="api-queue-submit"),
     path("queues/<int:pk>/undo/", api.UndoAPI.as_view(), name="api-queue-undo"),
+    path("tasks/<int:pk>/gold/", api.GoldAPI.as_view(), name="api-task-gold"),
     path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
     path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),
 ]

@@ -93,3 +93,32 @@ def test_it_rejects_a_bad_order_and_researchers(alice, dave) -> None:  # type: i
     )
     assert bad.status_code == 400 and "not part of this task" in bad.json()["detail"]
     assert _api(dave).post(f"/api/labeling/queues/{queue.pk}/next/").status_code == 403
+
+
+def test_it_lets_admins_mark_gold_tasks_and_scores_annotators_on_them(alice, carol) -> None:  # type: ignore[no-untyped-def]
+    from labeling import selectors
+    from labeling.models import LabelingTask
+
+    queue = make_queue(mode="pairwise", prompts=1, k=2)
+    task = LabelingTask.objects.get(queue=queue)
+    a, b = task.slots.order_by("slot").values_list("completion_id", flat=True)
+    assert (
+        _api(alice)
+        .post(f"/api/labeling/tasks/{task.pk}/gold/", {"order": [[a], [b]]}, format="json")
+        .status_code
+        == 404
+    )
+    bad = _api(carol).post(f"/api/labeling/tasks/{task.pk}/gold/", {"order": [[a]]}, format="json")
+    assert bad.status_code == 400
+    marked = _api(carol).post(
+        f"/api/labeling/tasks/{task.pk}/gold/", {"order": [[a], [b]]}, format="json"
+    )
+    assert marked.json()["is_gold"] is True
+    claim = _api(alice).post(f"/api/labeling/queues/{queue.pk}/next/").json()
+    _api(alice).post(
+        f"/api/labeling/queues/{queue.pk}/submit/",
+        {"assignment": claim["assignment"], "order": [[b], [a]]},
+        format="json",
+    )
+    board = selectors.queue_dashboard(queue=queue, user=carol)
+    assert [(x.username, x.gold) for x in board.annotators] == [("alice", (0, 1))]
