@@ -87,7 +87,13 @@ def _database_config() -> dict[str, object]:
     default_url = f"sqlite:///{VAR_DIR / 'preflab.sqlite3'}"
     url = env_str("DATABASE_URL") or default_url
     try:
-        config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
+        # Persistent connections: opening a PostgreSQL connection costs more than most
+        # requests; health checks drop ones the server closed.
+        config = dj_database_url.parse(
+            url,
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} cannot be parsed: {exc}") from None
     engine = str(config["ENGINE"])

@@ -60,7 +60,8 @@ class LabelingTask(models.Model):
     position = models.PositiveIntegerField()
     is_gold = models.BooleanField(default=False)
     # Submissions so far, kept by the services under the task's row lock, so that claims
-    # skip finished tasks through an index instead of counting assignments for each.
+    # walking the (queue, position) index skip finished tasks without counting their
+    # assignments. (An index on this column made the planner sort every open task instead.)
     submitted_count = models.PositiveIntegerField(default=0)
     # Gold tasks: the known best-first order, as a list of tie groups of completion ids.
     gold_order = models.JSONField(null=True, blank=True)
@@ -70,9 +71,6 @@ class LabelingTask(models.Model):
         ordering = ["queue_id", "position"]
         constraints = [
             models.UniqueConstraint(fields=["queue", "position"], name="task_unique_position"),
-        ]
-        indexes = [
-            models.Index(fields=["queue", "submitted_count", "position"], name="task_open_idx"),
         ]
 
     def __str__(self) -> str:

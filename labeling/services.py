@@ -177,6 +177,9 @@ def _taken(task_id: int, now: Any) -> int:
 
 
 MAX_CLAIM_ATTEMPTS = 50
+# Rows locked per claim attempt: few, since every locked row is one that submitters and
+# other claimers must wait for or skip.
+CLAIM_BATCH = 3
 
 
 @transaction.atomic
@@ -200,7 +203,7 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
     )
     if current is not None:
         return current
-    seen = Assignment.objects.filter(annotator=user, task__queue=queue).values("task_id")
+    seen = Assignment.objects.filter(annotator=user).values("task_id")
     taken = (
         Assignment.objects.filter(task=OuterRef("pk"))
         .filter(_in_use(now))
@@ -216,7 +219,9 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
         .order_by("position")
     )
     for _ in range(MAX_CLAIM_ATTEMPTS):
-        candidates = list(open_tasks.select_for_update(skip_locked=True, of=("self",))[:20])
+        candidates = list(
+            open_tasks.select_for_update(skip_locked=True, of=("self",))[:CLAIM_BATCH]
+        )
         if not candidates:
             # Every open task is being claimed right now, or none is left: wait for one.
             candidates = list(open_tasks.select_for_update(of=("self",))[:1])
