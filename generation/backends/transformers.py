@@ -82,10 +82,12 @@ class TransformersBackend:
         )
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         sampling = params.temperature > 0
+        # Greedy decoding gives one answer; generate it once and repeat it n times.
+        per_prompt = n if sampling else 1
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
             "do_sample": sampling,
-            "num_return_sequences": n,
+            "num_return_sequences": per_prompt,
             "pad_token_id": tok.pad_token_id,
             "eos_token_id": tok.eos_token_id,
             "use_cache": True,
@@ -96,7 +98,7 @@ class TransformersBackend:
         new_tokens = output[:, enc["input_ids"].shape[1] :]
         samples: list[list[Sample]] = [[] for _ in texts]
         for row, tokens in enumerate(new_tokens.tolist()):
-            prompt_index = row // n
+            prompt_index = row // per_prompt
             ended = tok.eos_token_id in tokens
             if ended:
                 tokens = tokens[: tokens.index(tok.eos_token_id)]
@@ -107,14 +109,13 @@ class TransformersBackend:
             text = tok.decode(tokens, skip_special_tokens=True)
             text, stopped = truncate_at_stop(text, params.stop)
             finish = "stop" if ended or stopped else "length"
-            samples[prompt_index].append(
-                Sample(
-                    text=text,
-                    prompt_tokens=int(prompt_lengths[prompt_index]),
-                    completion_tokens=len(tokens),
-                    finish_reason=finish,
-                )
+            sample = Sample(
+                text=text,
+                prompt_tokens=int(prompt_lengths[prompt_index]),
+                completion_tokens=len(tokens),
+                finish_reason=finish,
             )
+            samples[prompt_index].extend([sample] * (n // per_prompt))
         return samples
 
     def close(self) -> None:
