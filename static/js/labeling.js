@@ -75,6 +75,16 @@
     if (handled) event.preventDefault();
   });
 
+  // "Start from A": copy a response into the demonstration box to edit it.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-start-from]");
+    if (!button) return;
+    const source = document.querySelector(
+      `#task .candidate[data-letter="${button.dataset.startFrom}"] .completion`);
+    const box = document.getElementById("id_demonstration");
+    if (source && box) { box.value = source.textContent; box.focus(); }
+  });
+
   document.addEventListener("DOMContentLoaded", initRanking);
   document.addEventListener("htmx:afterSwap", () => {
     initRanking();

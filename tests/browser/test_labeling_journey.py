@@ -17,13 +17,14 @@ pytestmark = [pytest.mark.browser]
 def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
     page, live_server, alice
 ) -> None:  # type: ignore[no-untyped-def]
-    pairwise = make_queue(mode="pairwise", prompts=4, k=2, name="Pairs")
+    pairwise = make_queue(mode="pairwise", prompts=5, k=2, name="Pairs")
     ranking = make_queue(mode="ranking", prompts=1, k=4, name="Ranks")
     login(page, live_server, "alice", PASSWORD)
 
     page.goto(f"{live_server.url}/labeling/")
     page.get_by_role("link", name="Pairs").click()
     page.wait_for_selector("#task[data-mode=pairwise]")
+    page.wait_for_load_state("load")  # the keyboard handler is attached by then
     for key in ("1", "ArrowRight", "t"):
         before = page.input_value("input[name=assignment]")
         page.keyboard.press(key)
@@ -31,15 +32,28 @@ def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
             "prev => document.querySelector('input[name=assignment]')?.value !== prev", arg=before
         )
     assert "You: 3 done" in page.inner_text("#progress-text")
-    assert Ranking.objects.filter(task__queue=pairwise).count() == 3
+    # Write a demonstration by editing response B of the next task, then pick A.
+    page.click("summary:has-text('Comment, flags')")
+    page.click("button[data-start-from=B]")
+    b_text = page.inner_text("#task .candidate[data-letter=B] .completion")
+    assert page.input_value("#id_demonstration") == b_text
+    page.fill("#id_demonstration", b_text + " (edited)")
+    page.get_by_role("button", name="A is better").click()
+    page.wait_for_selector("text=You: 4 done")
+    from labeling.models import Demonstration
 
-    page.keyboard.press("u")  # undo the tie
+    assert Demonstration.objects.get(annotator=alice).text == b_text + " (edited)"
+    assert Ranking.objects.filter(task__queue=pairwise).count() == 4
+
+    page.keyboard.press("u")  # undo the last one
     page.wait_for_selector("text=Undone")
-    assert "You: 2 done" in page.inner_text("#progress-text")
-    assert Ranking.objects.filter(task__queue=pairwise).count() == 2
+    assert "You: 3 done" in page.inner_text("#progress-text")
+    assert Ranking.objects.filter(task__queue=pairwise).count() == 3
+    assert not Demonstration.objects.exists()  # it belonged to the undone submission
 
     page.goto(f"{live_server.url}/labeling/queues/{ranking.pk}/")
     page.wait_for_selector("#ranking > li")
+    page.wait_for_load_state("load")
     items = page.locator("#ranking > li")
     letters = [items.nth(i).get_attribute("data-letter") for i in range(4)]
     assert letters == ["A", "B", "C", "D"]
