@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.roles import user_is_admin, user_is_annotator
-from labeling import selectors, services
-from labeling.models import Comparison, LabelingQueue, LabelingTask, Ranking
+from config.roles import IsResearcher, user_is_admin, user_is_annotator
+from labeling import selectors, services, snapshots
+from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
 
 
 class CanLabel(BasePermission):
@@ -226,3 +226,107 @@ class ComparisonListAPI(_Paginated):
     def get(self, request: Request) -> Response:
         comparisons = selectors.comparison_list(user=request.user, queue=self.queue_filter(request))
         return self.paginate(request, comparisons, ComparisonSerializer)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = DatasetSnapshot
+        fields = [
+            "id",
+            "name",
+            "description",
+            "filters",
+            "aggregation",
+            "ties",
+            "eval_fraction",
+            "seed",
+            "content_hash",
+            "row_count",
+            "train_count",
+            "eval_count",
+            "prompt_count",
+            "stats",
+            "created_at",
+        ]
+
+
+class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    queues = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+    date_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    date_to = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    annotators = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    exclude_flags = serializers.ListField(
+        child=serializers.ChoiceField(choices=services.FLAGS), required=False, default=list
+    )
+    min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
+    aggregation = serializers.ChoiceField(choices=DatasetSnapshot.Aggregation.values, default="all")
+    ties = serializers.ChoiceField(choices=DatasetSnapshot.Ties.values, default="drop")
+    eval_fraction = serializers.FloatField(min_value=0, max_value=0.9, default=0.1)
+    seed = serializers.IntegerField(default=0)
+
+
+class SnapshotListAPI(APIView):
+    """Researchers and admins list and build snapshots."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request) -> Response:
+        return Response(SnapshotSerializer(DatasetSnapshot.objects.all(), many=True).data)
+
+    def post(self, request: Request) -> Response:
+        serializer = SnapshotCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            snapshot = snapshots.snapshot_build(
+                name=data["name"],
+                description=data["description"],
+                spec=snapshots.SnapshotFilter(
+                    queues=data["queues"],
+                    date_from=data["date_from"],
+                    date_to=data["date_to"],
+                    annotators=data["annotators"],
+                    exclude_flags=data["exclude_flags"],
+                    min_agreement=data["min_agreement"],
+                ),
+                aggregation=data["aggregation"],
+                ties=data["ties"],
+                eval_fraction=data["eval_fraction"],
+                seed=data["seed"],
+                user=request.user,
+            )
+        except snapshots.SnapshotError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotDetailAPI(APIView):
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> Response:
+        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
+        if snapshot is None:
+            raise Http404
+        return Response(SnapshotSerializer(snapshot).data)
+
+
+class SnapshotExportAPI(APIView):
+    """The TRL preference JSONL, streamed; ``?split=train|eval``."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
+        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
+        if snapshot is None:
+            raise Http404
+        split = request.query_params.get("split") or None
+        if split not in (None, "train", "eval"):
+            return Response(
+                {"detail": "split must be train or eval"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return StreamingHttpResponse(
+            snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
+            content_type="application/jsonl; charset=utf-8",
+        )

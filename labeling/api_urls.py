@@ -10,6 +10,13 @@ urlpatterns = [
     path("queues/<int:pk>/submit/", api.SubmitAPI.as_view(), name="api-queue-submit"),
     path("queues/<int:pk>/undo/", api.UndoAPI.as_view(), name="api-queue-undo"),
     path("tasks/<int:pk>/gold/", api.GoldAPI.as_view(), name="api-task-gold"),
+    path("snapshots/", api.SnapshotListAPI.as_view(), name="api-snapshot-list"),
+    path("snapshots/<int:pk>/", api.SnapshotDetailAPI.as_view(), name="api-snapshot-detail"),
+    path(
+        "snapshots/<int:pk>/export.jsonl",
+        api.SnapshotExportAPI.as_view(),
+        name="api-snapshot-export",
+    ),
     path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
     path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),
 ]

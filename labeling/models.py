@@ -199,3 +199,76 @@ class Demonstration(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen, hashed selection of comparisons: what a training run or an export used.
+
+    Built once from a filter and an aggregation rule; its rows never change afterwards.
+    """
+
+    class Aggregation(models.TextChoices):
+        ALL = "all", "every comparison"
+        MAJORITY = "majority", "majority direction per prompt and pair"
+        MEAN_MARGIN = "mean-margin", "mean signed margin per prompt and pair"
+
+    class Ties(models.TextChoices):
+        DROP = "drop"
+        KEEP = "keep"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    # The filter as given: queues, date range, annotators, excluded flags, min agreement.
+    filters = models.JSONField(default=dict)
+    aggregation = models.CharField(
+        max_length=12, choices=Aggregation.choices, default=Aggregation.ALL
+    )
+    ties = models.CharField(max_length=4, choices=Ties.choices, default=Ties.DROP)
+    eval_fraction = models.FloatField(default=0.1)
+    seed = models.BigIntegerField(default=0)
+    content_hash = models.CharField(max_length=64)
+    row_count = models.PositiveIntegerField(default=0)
+    train_count = models.PositiveIntegerField(default=0)
+    eval_count = models.PositiveIntegerField(default=0)
+    prompt_count = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SnapshotRow(models.Model):
+    """One preference pair of a snapshot, in its split."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        EVAL = "eval"
+
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="rows")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    chosen = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+    rejected = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+    is_tie = models.BooleanField(default=False)
+    margin = models.FloatField(default=0.0)
+    score_chosen = models.FloatField(null=True, blank=True)
+    score_rejected = models.FloatField(null=True, blank=True)
+    # The annotator for `all`; empty when rows aggregate several annotators' votes.
+    annotator = models.CharField(max_length=150, blank=True)
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.PROTECT, related_name="+")
+    votes = models.PositiveIntegerField(default=1)
+    agreement = models.FloatField(default=1.0)
+    split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)
+
+    class Meta:
+        ordering = ["snapshot_id", "id"]
+        indexes = [models.Index(fields=["snapshot", "split", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.chosen_id} > {self.rejected_id} ({self.split})"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import views
+from labeling import snapshot_views, views
 
 app_name = "labeling"
 urlpatterns = [
@@ -12,4 +12,8 @@ urlpatterns = [
     path("queues/<int:pk>/submit/", views.submit, name="queue-submit"),
     path("queues/<int:pk>/undo/", views.undo, name="queue-undo"),
     path("queues/<int:pk>/dashboard/", views.dashboard, name="queue-dashboard"),
+    path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),
+    path("snapshots/<int:pk>/", snapshot_views.snapshot_detail, name="snapshot-detail"),
+    path("snapshots/<int:pk>/export.jsonl", snapshot_views.snapshot_export, name="snapshot-export"),
+    path("snapshots/<int:pk>/README.md", snapshot_views.snapshot_card, name="snapshot-card"),
 ]

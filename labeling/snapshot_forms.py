@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django import forms
+
+from labeling.models import DatasetSnapshot, LabelingQueue
+from labeling.services import FLAGS
+
+
+class SnapshotForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    queues = forms.ModelMultipleChoiceField(
+        queryset=LabelingQueue.objects.all(), widget=forms.SelectMultiple(attrs={"size": 5})
+    )
+    date_from = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM, optional")
+    date_to = forms.DateTimeField(required=False)
+    annotators = forms.CharField(
+        required=False, help_text="Usernames, comma-separated; empty: all."
+    )
+    exclude_flags = forms.MultipleChoiceField(
+        required=False,
+        choices=[(f, f) for f in FLAGS],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["unsafe", "broken"],
+    )
+    aggregation = forms.ChoiceField(choices=DatasetSnapshot.Aggregation.choices)
+    ties = forms.ChoiceField(choices=DatasetSnapshot.Ties.choices)
+    min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0)
+    eval_fraction = forms.FloatField(
+        min_value=0, max_value=0.9, initial=0.1, help_text="Held out by prompt."
+    )
+    seed = forms.IntegerField(initial=0)
+
+    def clean_annotators(self) -> list[str]:
+        raw = self.cleaned_data.get("annotators") or ""
+        return [name.strip() for name in raw.split(",") if name.strip()]

@@ -1,0 +1,91 @@
+"""Researchers build snapshots in the browser and download their exports."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from config.roles import RESEARCHER, role_required
+from labeling import snapshots
+from labeling.models import DatasetSnapshot, SnapshotRow
+from labeling.snapshot_forms import SnapshotForm
+
+
+@role_required(RESEARCHER)
+@require_http_methods(["GET", "POST"])
+def snapshot_list(request: HttpRequest) -> HttpResponse:
+    form = SnapshotForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            snapshot = snapshots.snapshot_build(
+                name=data["name"],
+                description=data["description"],
+                spec=snapshots.SnapshotFilter(
+                    queues=[q.pk for q in data["queues"]],
+                    date_from=data["date_from"],
+                    date_to=data["date_to"],
+                    annotators=data["annotators"],
+                    exclude_flags=data["exclude_flags"],
+                    min_agreement=data["min_agreement"],
+                ),
+                aggregation=data["aggregation"],
+                ties=data["ties"],
+                eval_fraction=data["eval_fraction"],
+                seed=data["seed"],
+                user=request.user,
+            )
+        except snapshots.SnapshotError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Froze {snapshot.row_count} rows into {snapshot.name}.")
+            return redirect("labeling:snapshot-detail", pk=snapshot.pk)
+    context = {"snapshots": DatasetSnapshot.objects.all(), "form": form}
+    return render(request, "labeling/snapshot_list.html", context)
+
+
+@role_required(RESEARCHER)
+@require_GET
+def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+    sample = SnapshotRow.objects.filter(snapshot=snapshot).select_related(
+        "prompt", "chosen", "rejected"
+    )[:10]
+    return render(
+        request, "labeling/snapshot_detail.html", {"snapshot": snapshot, "sample": sample}
+    )
+
+
+@role_required(RESEARCHER)
+@require_GET
+def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
+    snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+    split = request.GET.get("split") or None
+    if split not in (None, *SnapshotRow.Split.values):
+        return HttpResponse("split must be train or eval", status=400)
+    response = StreamingHttpResponse(
+        snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
+        content_type="application/jsonl; charset=utf-8",
+    )
+    suffix = f"-{split}" if split else ""
+    response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}{suffix}.jsonl"'
+    return response
+
+
+@role_required(RESEARCHER)
+@require_GET
+def snapshot_card(request: HttpRequest, pk: int) -> HttpResponse:
+    snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+    response = HttpResponse(
+        snapshots.snapshot_data_card(snapshot), content_type="text/markdown; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}-README.md"'
+    return response
+
+
+def _slug(name: str) -> str:
+    from django.utils.text import slugify
+
+    return slugify(name) or "snapshot"

@@ -1,0 +1,406 @@
+"""Frozen dataset snapshots of the comparison store, and their exports.
+
+A snapshot is built once from a filter and an aggregation rule; its rows and content hash
+never change afterwards, so a training run or an export can always say exactly what data
+it used. Exports stream rows from a server-side cursor in chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, SnapshotRow
+
+EXPORT_CHUNK = 2000
+
+
+class SnapshotError(ValueError):
+    """A snapshot request that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class SnapshotFilter:
+    """Which comparisons go in. Empty fields mean no restriction."""
+
+    queues: Sequence[int]
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    annotators: Sequence[str] = ()
+    exclude_flags: Sequence[str] = ()
+    # Pairs whose annotators agree less than this (share of votes) are left out.
+    min_agreement: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queues": list(self.queues),
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+            "annotators": list(self.annotators),
+            "exclude_flags": list(self.exclude_flags),
+            "min_agreement": self.min_agreement,
+        }
+
+
+@dataclass
+class _Vote:
+    comparison: Comparison
+    # +1: first of the unordered pair preferred, -1: second, 0: tie.
+    direction: int
+    signed_margin: float
+
+
+@dataclass
+class _Row:
+    prompt_id: int
+    prompt_hash: str
+    chosen_id: int
+    rejected_id: int
+    is_tie: bool
+    margin: float
+    score_chosen: float | None
+    score_rejected: float | None
+    annotator: str
+    queue_id: int
+    votes: int
+    agreement: float
+    split: str = SnapshotRow.Split.TRAIN
+    texts: tuple[str, str] = field(default=("", ""))
+
+
+def _scores(comparison: Comparison) -> tuple[float | None, float | None]:
+    scores = comparison.ranking.scores or {}
+    chosen = scores.get(str(comparison.chosen_id))
+    rejected = scores.get(str(comparison.rejected_id))
+    return (
+        float(chosen) if chosen is not None else None,
+        float(rejected) if rejected is not None else None,
+    )
+
+
+def _comparisons(spec: SnapshotFilter) -> list[Comparison]:
+    qs = Comparison.objects.filter(queue_id__in=spec.queues).select_related(
+        "ranking", "annotator", "prompt", "chosen", "rejected"
+    )
+    if spec.date_from:
+        qs = qs.filter(created_at__gte=spec.date_from)
+    if spec.date_to:
+        qs = qs.filter(created_at__lt=spec.date_to)
+    if spec.annotators:
+        qs = qs.filter(annotator__username__in=list(spec.annotators))
+    excluded = set(spec.exclude_flags)
+    return [
+        c for c in qs.order_by("id") if not (excluded and excluded & set(c.ranking.flags or []))
+    ]
+
+
+def _votes_by_pair(comparisons: Iterable[Comparison]) -> dict[tuple[int, int, int], list[_Vote]]:
+    """Votes on each unordered pair (prompt, low id, high id), each with its direction."""
+    pairs: dict[tuple[int, int, int], list[_Vote]] = defaultdict(list)
+    for c in comparisons:
+        low, high = sorted((c.chosen_id, c.rejected_id))
+        if c.is_tie:
+            direction = 0
+        else:
+            direction = 1 if c.chosen_id == low else -1
+        pairs[(c.prompt_id, low, high)].append(_Vote(c, direction, direction * abs(c.margin)))
+    return pairs
+
+
+def _row(
+    c: Comparison,
+    *,
+    chosen_first: bool,
+    tie: bool,
+    margin: float,
+    votes: int,
+    agreement: float,
+    annotator: str,
+) -> _Row:
+    chosen, rejected = (c.chosen, c.rejected) if chosen_first else (c.rejected, c.chosen)
+    score_c, score_r = _scores(c)
+    if not chosen_first:
+        score_c, score_r = score_r, score_c
+    return _Row(
+        prompt_id=c.prompt_id,
+        prompt_hash=c.prompt.content_hash,
+        chosen_id=chosen.pk,
+        rejected_id=rejected.pk,
+        is_tie=tie,
+        margin=margin,
+        score_chosen=score_c,
+        score_rejected=score_r,
+        annotator=annotator,
+        queue_id=c.queue_id,
+        votes=votes,
+        agreement=agreement,
+        texts=(chosen.text, rejected.text),
+    )
+
+
+def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> list[_Row]:
+    rows: list[_Row] = []
+    for (_prompt, low, _high), votes in pairs.items():
+        counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            for vote in votes:
+                c = vote.comparison
+                same = counts[vote.direction] / len(votes)
+                rows.append(
+                    _row(
+                        c,
+                        chosen_first=True,
+                        tie=c.is_tie,
+                        margin=c.margin,
+                        votes=1,
+                        agreement=same,
+                        annotator=c.annotator.get_username(),
+                    )
+                )
+            continue
+        if rule == DatasetSnapshot.Aggregation.MAJORITY:
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            (top, top_count), (_, second_count) = ranked[0], ranked[1]
+            if top_count == second_count:
+                continue  # contested: no majority
+            direction = top
+            agreeing = [v for v in votes if v.direction == direction]
+            margin = sum(abs(v.signed_margin) for v in agreeing) / len(agreeing)
+            agreement = top_count / len(votes)
+        else:  # mean-margin
+            mean = sum(v.signed_margin for v in votes) / len(votes)
+            direction = (mean > 0) - (mean < 0)
+            margin = abs(mean)
+            agreement = counts[direction] / len(votes)
+        first = votes[0].comparison
+        # Orient the row so that "chosen" is the preferred completion (low id on a tie).
+        chosen_first = (first.chosen_id == low) == (direction >= 0)
+        rows.append(
+            _row(
+                first,
+                chosen_first=chosen_first,
+                tie=direction == 0,
+                margin=margin,
+                votes=len(votes),
+                agreement=agreement,
+                annotator="",
+            )
+        )
+    return rows
+
+
+def _split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
+    """Held-out split by prompt: every row of a prompt lands in the same split."""
+    digest = hashlib.sha256(f"{seed}:{prompt_hash}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    return SnapshotRow.Split.EVAL if draw < eval_fraction else SnapshotRow.Split.TRAIN
+
+
+def _content_hash(rows: Sequence[_Row]) -> str:
+    """sha256 over the canonical rows: the texts, not database ids, in a fixed order."""
+    lines = sorted(
+        json.dumps(
+            [
+                r.prompt_hash,
+                r.texts[0],
+                r.texts[1],
+                r.is_tie,
+                round(r.margin, 6),
+                r.split,
+                r.annotator,
+                r.votes,
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for r in rows
+    )
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def snapshot_build(
+    *,
+    name: str,
+    spec: SnapshotFilter,
+    aggregation: str = DatasetSnapshot.Aggregation.ALL,
+    ties: str = DatasetSnapshot.Ties.DROP,
+    eval_fraction: float = 0.1,
+    seed: int = 0,
+    description: str = "",
+    user: AbstractBaseUser | None = None,
+) -> DatasetSnapshot:
+    """Freeze the comparisons that ``spec`` selects into a new snapshot.
+
+    ``aggregation``: ``all`` keeps every comparison; ``majority`` keeps one row per prompt
+    and pair in the majority direction and drops contested pairs; ``mean-margin`` orients
+    each pair by the mean signed margin of its votes. Ties are dropped or kept; pairs whose
+    agreement is below ``spec.min_agreement`` are dropped. Returns the snapshot.
+    """
+    name = name.strip()
+    if not name:
+        raise SnapshotError("the snapshot needs a name")
+    if DatasetSnapshot.objects.filter(name=name).exists():
+        raise SnapshotError(f"a snapshot named {name!r} already exists")
+    if aggregation not in DatasetSnapshot.Aggregation.values:
+        raise SnapshotError(f"unknown aggregation {aggregation!r}")
+    if ties not in DatasetSnapshot.Ties.values:
+        raise SnapshotError(f"ties must be drop or keep, not {ties!r}")
+    if not 0 <= eval_fraction < 1:
+        raise SnapshotError("the held-out fraction must be in [0, 1)")
+    if not 0 <= spec.min_agreement <= 1:
+        raise SnapshotError("minimum agreement must be in [0, 1]")
+    if not spec.queues:
+        raise SnapshotError("choose at least one labeling queue")
+    if LabelingQueue.objects.filter(pk__in=spec.queues).count() != len(set(spec.queues)):
+        raise SnapshotError("unknown labeling queue")
+
+    rows = _aggregate(_votes_by_pair(_comparisons(spec)), aggregation)
+    rows = [
+        r
+        for r in rows
+        if r.agreement >= spec.min_agreement and (ties == DatasetSnapshot.Ties.KEEP or not r.is_tie)
+    ]
+    for r in rows:
+        r.split = _split_of(r.prompt_hash, seed, eval_fraction)
+    if not rows:
+        raise SnapshotError("no comparison matches this filter")
+
+    snapshot = DatasetSnapshot.objects.create(
+        name=name,
+        description=description,
+        filters=spec.as_json(),
+        aggregation=aggregation,
+        ties=ties,
+        eval_fraction=eval_fraction,
+        seed=seed,
+        content_hash=_content_hash(rows),
+        row_count=len(rows),
+        train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
+        eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
+        prompt_count=len({r.prompt_id for r in rows}),
+        stats={
+            "ties": sum(1 for r in rows if r.is_tie),
+            "mean_agreement": sum(r.agreement for r in rows) / len(rows),
+            "annotators": sorted({r.annotator for r in rows if r.annotator}),
+            "built_at": timezone.now().isoformat(),
+        },
+        created_by=user,
+    )
+    SnapshotRow.objects.bulk_create(
+        [
+            SnapshotRow(
+                snapshot=snapshot,
+                prompt_id=r.prompt_id,
+                chosen_id=r.chosen_id,
+                rejected_id=r.rejected_id,
+                is_tie=r.is_tie,
+                margin=r.margin,
+                score_chosen=r.score_chosen,
+                score_rejected=r.score_rejected,
+                annotator=r.annotator,
+                queue_id=r.queue_id,
+                votes=r.votes,
+                agreement=r.agreement,
+                split=r.split,
+            )
+            for r in rows
+        ],
+        batch_size=2000,
+    )
+    return snapshot
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+
+def _trl_record(row: SnapshotRow, snapshot_name: str) -> dict[str, Any]:
+    """TRL's preference format: plain strings, or conversations when the prompt is one."""
+    prompt = row.prompt
+    if prompt.messages:
+        prompt_value: Any = prompt.messages
+        chosen: Any = [{"role": "assistant", "content": row.chosen.text}]
+        rejected: Any = [{"role": "assistant", "content": row.rejected.text}]
+    else:
+        prompt_value, chosen, rejected = prompt.text, row.chosen.text, row.rejected.text
+    return {
+        "prompt": prompt_value,
+        "chosen": chosen,
+        "rejected": rejected,
+        "margin": row.margin,
+        "score_chosen": row.score_chosen,
+        "score_rejected": row.score_rejected,
+        "annotator": row.annotator,
+        "queue": row.queue.name,
+        "snapshot": snapshot_name,
+    }
+
+
+def snapshot_export_trl_jsonl(
+    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
+) -> Iterator[bytes]:
+    """JSON lines in TRL's preference format, streamed with bounded memory.
+
+    Ties have no place in a chosen/rejected pair and are left out of this export.
+    """
+    rows = (
+        SnapshotRow.objects.filter(snapshot=snapshot, is_tie=False)
+        .select_related("prompt", "chosen", "rejected", "queue")
+        .order_by("id")
+    )
+    if split:
+        rows = rows.filter(split=split)
+    buffer: list[str] = []
+    for row in rows.iterator(chunk_size=chunk_size):
+        buffer.append(json.dumps(_trl_record(row, snapshot.name), ensure_ascii=False))
+        if len(buffer) >= chunk_size:
+            yield ("\n".join(buffer) + "\n").encode("utf-8")
+            buffer.clear()
+    if buffer:
+        yield ("\n".join(buffer) + "\n").encode("utf-8")
+
+
+def snapshot_data_card(snapshot: DatasetSnapshot) -> str:
+    """README.md for an export: counts, agreement, filters, aggregation, hash and date."""
+    filters = json.dumps(snapshot.filters, indent=2, ensure_ascii=False)
+    stats = snapshot.stats or {}
+    return f"""# {snapshot.name}
+
+Preference data exported from Preflab.
+
+| | |
+|---|---|
+| content hash (sha256) | `{snapshot.content_hash}` |
+| built | {snapshot.created_at.isoformat()} |
+| rows | {snapshot.row_count} ({snapshot.train_count} train, {snapshot.eval_count} eval) |
+| prompts | {snapshot.prompt_count} |
+| ties | {stats.get("ties", 0)} ({snapshot.ties}) |
+| aggregation | {snapshot.aggregation} |
+| mean agreement | {stats.get("mean_agreement", 0):.3f} |
+| held-out split | by prompt, {snapshot.eval_fraction:.0%}, seed {snapshot.seed} |
+
+Filters:
+
+```json
+{filters}
+```
+
+Format: JSON lines in TRL's preference format: `prompt`, `chosen`, `rejected` (strings, or
+lists of `{{role, content}}` messages when the prompt is a conversation), plus `margin`,
+`score_chosen`, `score_rejected`, `annotator`, `queue` and `snapshot`. Load with
+`datasets.load_dataset("json", data_files=...)`; `DPOTrainer` and `RewardTrainer` take it as is.
+{snapshot.description}
+"""

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from labeling import services, snapshots
+from labeling.models import DatasetSnapshot, LabelingQueue, SnapshotRow
+from tests.factories import UserFactory
+from tests.labeling.factories import make_queue
+
+
+def _label(
+    queue: LabelingQueue,
+    user,
+    pick: str = "first",
+    flags: tuple[str, ...] = (),
+    scores: bool = False,
+) -> None:  # type: ignore[no-untyped-def]
+    """The user labels every task they can get: 'first' or 'second' slot wins, or 'tie'."""
+    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
+        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
+        order = {
+            "first": [[ids[0]], [ids[1]]],
+            "second": [[ids[1]], [ids[0]]],
+            "tie": [[ids[0], ids[1]]],
+        }[pick]
+        services.ranking_submit(
+            assignment_id=claim.pk,
+            user=user,
+            submission=services.Submission(
+                order=order,
+                flags=flags,
+                scores={str(ids[0]): 6, str(ids[1]): 3} if scores else None,
+            ),
+        )
+
+
+def _build(queue: LabelingQueue, **kwargs) -> DatasetSnapshot:  # type: ignore[no-untyped-def]
+    spec_keys = {"annotators", "exclude_flags", "min_agreement", "date_from", "date_to"}
+    spec = snapshots.SnapshotFilter(
+        queues=[queue.pk], **{k: kwargs.pop(k) for k in list(kwargs) if k in spec_keys}
+    )
+    return snapshots.snapshot_build(
+        name=kwargs.pop("name", f"snap-{DatasetSnapshot.objects.count()}"), spec=spec, **kwargs
+    )
+
+
+@pytest.fixture
+def voted_queue(db):  # type: ignore[no-untyped-def]
+    """Three annotators on four pairwise tasks: two pick the first slot, one the second."""
+    queue = make_queue(mode="pairwise", prompts=4, k=2, overlap=3)
+    users = [UserFactory(username=name, roles=["annotator"]) for name in ("ann", "ben", "cat")]
+    _label(queue, users[0], "first")
+    _label(queue, users[1], "first")
+    _label(queue, users[2], "second")
+    return queue
+
+
+def test_it_keeps_every_comparison_with_all(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    snap = _build(voted_queue, aggregation="all", eval_fraction=0)
+    assert snap.row_count == 12 == SnapshotRow.objects.filter(snapshot=snap).count()
+    assert set(SnapshotRow.objects.filter(snapshot=snap).values_list("annotator", flat=True)) == {
+        "ann",
+        "ben",
+        "cat",
+    }
+    agreement = sorted(
+        set(SnapshotRow.objects.filter(snapshot=snap).values_list("agreement", flat=True))
+    )
+    assert agreement == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_it_takes_the_majority_direction(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    snap = _build(voted_queue, aggregation="majority", eval_fraction=0)
+    rows = list(SnapshotRow.objects.filter(snapshot=snap).select_related())
+    assert len(rows) == 4
+    for row in rows:
+        task = voted_queue.tasks.get(prompt=row.prompt)
+        first = task.slots.get(slot=0).completion_id
+        assert row.chosen_id == first and row.votes == 3
+        assert row.agreement == pytest.approx(2 / 3)
+
+
+def test_it_drops_contested_pairs_and_filters_by_agreement(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=2, k=2, overlap=2)
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "first")
+    _label(queue, UserFactory(username="ben", roles=["annotator"]), "second")
+    with pytest.raises(snapshots.SnapshotError, match="no comparison"):
+        _build(queue, aggregation="majority")
+    with pytest.raises(snapshots.SnapshotError, match="no comparison"):
+        _build(queue, aggregation="all", min_agreement=0.6)
+
+
+def test_it_orients_mean_margin_by_scores(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=1, k=2, overlap=2, ask_scores=True)
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "second", scores=True)
+    _label(queue, UserFactory(username="ben", roles=["annotator"]), "first", scores=True)
+    # Both gave slot 0 a 6 and slot 1 a 3; ann still preferred slot 1 (margin -3 vs +3).
+    snap = _build(queue, aggregation="mean-margin", ties="keep", eval_fraction=0)
+    row = SnapshotRow.objects.get(snapshot=snap)
+    assert row.is_tie and row.margin == 0
+
+
+def test_it_drops_or_keeps_ties(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=3, k=2)
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "tie")
+    with pytest.raises(snapshots.SnapshotError):
+        _build(queue, ties="drop")
+    kept = _build(queue, ties="keep", eval_fraction=0)
+    assert kept.row_count == 3 and kept.stats["ties"] == 3
+    assert b"".join(snapshots.snapshot_export_trl_jsonl(kept)) == b""  # no ties in TRL pairs
+
+
+def test_it_excludes_flagged_rankings_and_filters_annotators(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    _label(queue, UserFactory(username="dan", roles=["annotator"]), "first", flags=("unsafe",))
+    with pytest.raises(snapshots.SnapshotError):
+        _build(queue, exclude_flags=["unsafe"])
+    only_ann = _build(voted_queue, annotators=["ann"], eval_fraction=0)
+    assert only_ann.row_count == 4
+
+
+def test_it_splits_by_prompt_reproducibly(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=40, k=3)
+    _label_ranking = UserFactory(username="ann", roles=["annotator"])
+    while (claim := services.task_claim_next(queue=queue, user=_label_ranking)) is not None:
+        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
+        services.ranking_submit(
+            assignment_id=claim.pk,
+            user=_label_ranking,
+            submission=services.Submission(order=[[i] for i in ids]),
+        )
+    first = _build(queue, eval_fraction=0.25, seed=1)
+    again = _build(queue, eval_fraction=0.25, seed=1)
+    other = _build(queue, eval_fraction=0.25, seed=2)
+    assert first.row_count == 120 and 0 < first.eval_count < 120
+    train = set(
+        SnapshotRow.objects.filter(snapshot=first, split="train").values_list(
+            "prompt_id", flat=True
+        )
+    )
+    held = set(
+        SnapshotRow.objects.filter(snapshot=first, split="eval").values_list("prompt_id", flat=True)
+    )
+    assert train and held and not train & held  # no prompt in both splits
+    assert first.content_hash == again.content_hash
+    assert first.content_hash != other.content_hash
+
+
+def test_it_refuses_a_duplicate_name_and_bad_settings(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    _build(voted_queue, name="same")
+    with pytest.raises(snapshots.SnapshotError, match="already exists"):
+        _build(voted_queue, name="same")
+    with pytest.raises(snapshots.SnapshotError, match="aggregation"):
+        _build(voted_queue, aggregation="median")
+    with pytest.raises(snapshots.SnapshotError, match="held-out"):
+        _build(voted_queue, eval_fraction=1.5)
+
+
+def test_it_exports_trl_preference_records(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    snap = _build(voted_queue, aggregation="majority", eval_fraction=0, name="exported")
+    lines = b"".join(snapshots.snapshot_export_trl_jsonl(snap, chunk_size=3)).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4
+    assert set(records[0]) == {
+        "prompt",
+        "chosen",
+        "rejected",
+        "margin",
+        "score_chosen",
+        "score_rejected",
+        "annotator",
+        "queue",
+        "snapshot",
+    }
+    assert all(r["snapshot"] == "exported" and r["queue"] == voted_queue.name for r in records)
+    assert all(isinstance(r["prompt"], str) and r["chosen"].startswith("answer") for r in records)
+
+
+def test_it_exports_conversations_as_message_lists(db) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Prompt
+
+    queue = make_queue(mode="pairwise", prompts=1, k=2)
+    Prompt.objects.update(messages=[{"role": "user", "content": "Hi"}])
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "first")
+    snap = _build(queue, eval_fraction=0)
+    record = json.loads(b"".join(snapshots.snapshot_export_trl_jsonl(snap)))
+    assert record["prompt"] == [{"role": "user", "content": "Hi"}]
+    assert (
+        record["chosen"][0]["role"] == "assistant" and record["rejected"][0]["role"] == "assistant"
+    )
+
+
+def test_it_writes_a_data_card(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    snap = _build(voted_queue, name="carded")
+    card = snapshots.snapshot_data_card(snap)
+    assert snap.content_hash in card and "# carded" in card and "aggregation | all" in card

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from labeling.models import DatasetSnapshot
+from tests.factories import UserFactory
+from tests.labeling.factories import make_queue
+
+
+def _labeled_queue():  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=6, k=3)
+    _label_all(queue)
+    return queue
+
+
+def _label_all(queue) -> None:  # type: ignore[no-untyped-def]
+    from labeling import services
+
+    user = UserFactory(username="ann", roles=["annotator"])
+    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
+        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
+        services.ranking_submit(
+            assignment_id=claim.pk,
+            user=user,
+            submission=services.Submission(order=[[i] for i in ids]),
+        )
+
+
+def test_it_lets_a_researcher_build_and_download_a_snapshot(client: Client, dave) -> None:  # type: ignore[no-untyped-def]
+    queue = _labeled_queue()
+    client.force_login(dave)
+    response = client.post(
+        "/labeling/snapshots/",
+        {
+            "name": "round 1",
+            "queues": [queue.pk],
+            "aggregation": "all",
+            "ties": "drop",
+            "min_agreement": 0,
+            "eval_fraction": 0.3,
+            "seed": 0,
+            "exclude_flags": ["unsafe"],
+        },
+    )
+    snapshot = DatasetSnapshot.objects.get()
+    assert (
+        response.status_code == 302
+        and response["Location"] == f"/labeling/snapshots/{snapshot.pk}/"
+    )
+    assert snapshot.row_count == 18 and snapshot.created_by == dave
+    page = client.get(response["Location"]).content.decode()
+    assert snapshot.content_hash in page and "Download train" in page
+    download = client.get(f"/labeling/snapshots/{snapshot.pk}/export.jsonl?split=train")
+    assert download["Content-Disposition"] == 'attachment; filename="round-1-train.jsonl"'
+    lines = b"".join(download.streaming_content).decode().splitlines()
+    assert len(lines) == snapshot.train_count
+    assert {json.loads(line)["snapshot"] for line in lines} == {"round 1"}
+    card = client.get(f"/labeling/snapshots/{snapshot.pk}/README.md").content.decode()
+    assert snapshot.content_hash in card
+
+
+def test_it_explains_an_empty_selection(client: Client, dave) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", k=2)
+    client.force_login(dave)
+    response = client.post(
+        "/labeling/snapshots/",
+        {
+            "name": "empty",
+            "queues": [queue.pk],
+            "aggregation": "all",
+            "ties": "drop",
+            "min_agreement": 0,
+            "eval_fraction": 0.1,
+            "seed": 0,
+        },
+    )
+    assert response.status_code == 200 and b"no comparison matches" in response.content
+    assert not DatasetSnapshot.objects.exists()
+
+
+def test_it_keeps_snapshots_from_annotators(client: Client, alice) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    assert client.get("/labeling/snapshots/").status_code == 403
+
+
+def test_it_builds_and_streams_snapshots_over_the_api(dave, alice) -> None:  # type: ignore[no-untyped-def]
+    queue = _labeled_queue()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=dave).key}")
+    created = api.post(
+        "/api/labeling/snapshots/",
+        {"name": "api", "queues": [queue.pk], "eval_fraction": 0},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["row_count"] == 18 and len(body["content_hash"]) == 64
+    assert api.get("/api/labeling/snapshots/").json()[0]["name"] == "api"
+    export = api.get(f"/api/labeling/snapshots/{body['id']}/export.jsonl")
+    assert len(b"".join(export.streaming_content).splitlines()) == 18
+    annotator = APIClient()
+    annotator.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    assert annotator.get("/api/labeling/snapshots/").status_code == 403
+
+
+def test_it_exports_from_the_command_line(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeling import snapshots
+
+    queue = _labeled_queue()
+    snapshots.snapshot_build(
+        name="cli", spec=snapshots.SnapshotFilter(queues=[queue.pk]), eval_fraction=0.5
+    )
+    call_command("export_preferences", "cli", "--out", str(tmp_path), stdout=StringIO())
+    train = (tmp_path / "train.jsonl").read_text().splitlines()
+    held = (tmp_path / "eval.jsonl").read_text().splitlines()
+    assert len(train) + len(held) == 18
+    assert "cli" in (tmp_path / "README.md").read_text()
