@@ -2,6 +2,7 @@
 
 Parsers validate the whole file before returning anything and raise one
 :class:`ImportFileError` naming the first bad line, so the caller can write all or nothing.
+Gzip input is decompressed transparently; text is UTF-8, a byte-order mark is tolerated.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 ROLES = ("system", "user", "assistant")
+FORMATS = ("jsonl", "csv", "hh")
 MAX_LINE_BYTES = 1_000_000
 DEFAULT_MAX_RECORDS = 1_000_000
-FORMATS = ("jsonl", "csv", "hh")
+# Bounds the decompressed size too: a 1 MB gzip upload can expand to gigabytes.
+DEFAULT_MAX_BYTES = 200_000_000
+
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 Message = dict[str, str]
+Source = bytes | str | IO[bytes] | IO[str]
 
 
 class ImportFileError(ValueError):
@@ -45,13 +53,22 @@ def _normalise_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class PromptRecord:
+    """One prompt: plain ``text``, or a conversation in ``messages`` rendered into ``text``.
+
+    ``line`` is the 1-based line the record starts on (for CSV the header is line 1).
+    """
+
     text: str
     messages: list[Message] | None
     line: int
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the normalised content (NFC, whitespace collapsed, case kept)."""
+        """sha256 of the normalised content (NFC, whitespace collapsed, case kept).
+
+        Stored beside every prompt, so changing this scheme would stop new imports from
+        matching prompts already in the database.
+        """
         if self.messages is None:
             canonical = _normalise_text(self.text)
         else:
@@ -65,23 +82,11 @@ class PromptRecord:
 
 @dataclass(frozen=True)
 class ImportedGroup:
+    """A prompt with completions someone already has; ``model_name`` is "" when unknown."""
+
     prompt: PromptRecord
     completions: list[str]
     model_name: str
-
-
-def detect_format(filename: str) -> str:
-    name = filename.lower()
-    for suffix in (".gz",):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith(".csv"):
-        return "csv"
-    if "hh-rlhf" in name or "hh_rlhf" in name or re.search(r"(^|[^a-z])hh([^a-z]|$)", name):
-        return "hh"
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return "jsonl"
-    raise ImportFileError(None, f"cannot tell the format of {filename!r}; choose jsonl, csv or hh")
 
 
 def render_messages(messages: list[Message]) -> str:
@@ -90,38 +95,157 @@ def render_messages(messages: list[Message]) -> str:
     return "\n\n".join(f"{names[m['role']]}: {m['content']}" for m in messages)
 
 
-# --- reading ---------------------------------------------------------------------------------
+def dedupe(records: Iterable[PromptRecord]) -> tuple[list[PromptRecord], int]:
+    """First occurrence of each normalised prompt, and how many repeats were dropped."""
+    seen: set[str] = set()
+    kept: list[PromptRecord] = []
+    skipped = 0
+    for record in records:
+        key = record.content_hash
+        if key in seen:
+            skipped += 1
+            continue
+        seen.add(key)
+        kept.append(record)
+    return kept, skipped
 
 
-def _read_bytes(data: bytes | str | IO[bytes] | IO[str]) -> bytes | str:
-    if isinstance(data, bytes | str):
-        return data
-    return data.read()
+# --- formats -----------------------------------------------------------------------------------
 
 
-def _decode(data: bytes | str | IO[bytes] | IO[str]) -> str:
-    raw = _read_bytes(data)
-    if isinstance(raw, str):
-        return raw.removeprefix("\ufeff")
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ImportFileError(None, f"the gzip file is corrupt: {exc}") from None
+def _base_name(filename: str) -> str:
+    name = filename.lower().rsplit("/", 1)[-1]
+    return name.removesuffix(".gz")
+
+
+def _names_hh(name: str) -> bool:
+    return (
+        "hh-rlhf" in name or "hh_rlhf" in name or bool(re.search(r"(^|[^a-z])hh([^a-z]|$)", name))
+    )
+
+
+def sniff_format(first_line: str | bytes) -> str:
+    """The format a file's first non-blank line looks like: "hh", "jsonl" or "csv".
+
+    A JSON object with both ``chosen`` and ``rejected`` is an HH-RLHF row; any other JSON
+    object or string is JSONL; anything else is taken for a CSV header.
+    """
+    if isinstance(first_line, bytes):
+        first_line = first_line.removeprefix(UTF8_BOM).decode("utf-8", errors="replace")
     try:
-        return raw.decode("utf-8-sig")
+        value = json.loads(first_line.removeprefix("\ufeff"))
+    except (json.JSONDecodeError, RecursionError):
+        return "csv"
+    if isinstance(value, dict):
+        return "hh" if "chosen" in value and "rejected" in value else "jsonl"
+    if isinstance(value, str):
+        return "jsonl"
+    return "csv"
+
+
+def detect_format(filename: str, data: bytes | str | None = None) -> str:
+    """The format to parse ``filename`` with, looking at its first line when ``data`` is given.
+
+    ``.csv`` is CSV whatever it holds. JSON files (``.jsonl``, ``.json``, ``.ndjson``, any of
+    them gzipped) are HH-RLHF when their first line has ``chosen`` and ``rejected``, and JSONL
+    otherwise; without ``data`` a name mentioning "hh" decides. Other names need ``data``.
+    """
+    name = _base_name(filename)
+    if name.endswith(".csv"):
+        return "csv"
+    line = _first_line(data) if data is not None else None
+    if name.endswith((".jsonl", ".json", ".ndjson")) or _names_hh(name):
+        if line is not None:
+            # Content wins over the name, but a JSON-named file is never CSV: a broken first
+            # line should be reported as invalid JSON, not as a CSV without a prompt column.
+            return "hh" if sniff_format(line) == "hh" else "jsonl"
+        return "hh" if _names_hh(name) else "jsonl"
+    if line is not None:
+        return sniff_format(line)
+    raise ImportFileError(None, f"cannot tell the format of {filename!r}; choose jsonl, csv or hh")
+
+
+def _first_line(data: bytes | str) -> str | None:
+    """The first non-blank line of a (possibly gzipped) file, reading no more than it needs."""
+    if isinstance(data, bytes):
+        if data[:2] == GZIP_MAGIC:
+            data = _gunzip_head(data)
+        data = data.removeprefix(UTF8_BOM).decode("utf-8", errors="replace")
+    for line in data.removeprefix("\ufeff").split("\n"):
+        if line.strip():
+            return line
+    return None
+
+
+def _gunzip_head(raw: bytes) -> bytes:
+    head = b""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while len(head) <= MAX_LINE_BYTES:
+                chunk = stream.read(64 * 1024)
+                if not chunk:
+                    break
+                head += chunk
+                if head.strip() and b"\n" in head.lstrip():
+                    break
+    except (OSError, EOFError, zlib.error):
+        pass  # sniffing is best effort; the parser reports a corrupt file properly
+    return head
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _size(limit: int) -> str:
+    if limit >= 1_000_000:
+        return f"{limit / 1_000_000:g} MB"
+    if limit >= 1_000:
+        return f"{limit / 1_000:g} kB"
+    return f"{limit} bytes"
+
+
+def _decode(data: Source, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    too_big = ImportFileError(None, f"the file is over {_size(max_bytes)} (uncompressed)")
+    if isinstance(data, str):
+        if len(data) > max_bytes:
+            raise too_big
+        return data.removeprefix("\ufeff")
+    raw = data if isinstance(data, bytes) else data.read(max_bytes + 1)
+    if isinstance(raw, str):
+        return _decode(raw, max_bytes)
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                raw = stream.read(max_bytes + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ImportFileError(None, f"the gzip file is corrupt: {exc}") from None
+    if len(raw) > max_bytes:
+        raise too_big
+    raw = raw.removeprefix(UTF8_BOM)
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
         raise ImportFileError(line, "the file is not valid UTF-8") from None
 
 
+def _check_size(number: int, text: str) -> None:
+    # UTF-8 takes at most 4 bytes a character, so short lines skip the encode.
+    if len(text) * 4 > MAX_LINE_BYTES and len(text.encode("utf-8")) > MAX_LINE_BYTES:
+        raise ImportFileError(number, f"the line is over {_size(MAX_LINE_BYTES)}")
+
+
 def _lines(text: str, max_records: int) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their numbers.
+
+    Splits on "\\n" only: ``str.splitlines`` would also split on U+2028, U+0085 and other
+    characters that JSON written with ``ensure_ascii=False`` leaves raw inside strings.
+    """
     count = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        if len(line.encode("utf-8")) > MAX_LINE_BYTES:
-            raise ImportFileError(number, f"the line is over {MAX_LINE_BYTES // 1_000_000} MB")
+        _check_size(number, line)
         count += 1
         if count > max_records:
             raise ImportFileError(number, f"the file has more than {max_records} records")
@@ -133,13 +257,15 @@ def _json_line(number: int, line: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise ImportFileError(number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ImportFileError(number, "invalid JSON (nested too deeply)") from None
 
 
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def _messages(number: int, value: Any, field: str) -> list[Message]:
-    if not isinstance(value, list) or not value:
+def _messages(number: int, value: list[Any], field: str) -> list[Message]:
+    if not value:
         raise ImportFileError(number, f"{field!r} must be a non-empty list of messages")
     messages: list[Message] = []
     for index, item in enumerate(value):
@@ -148,7 +274,7 @@ def _messages(number: int, value: Any, field: str) -> list[Message]:
                 number, f"{field}[{index}] must be an object with role and content"
             )
         role, content = item.get("role"), item.get("content")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ImportFileError(
                 number, f"{field}[{index}] has role {role!r}; expected one of {', '.join(ROLES)}"
             )
@@ -176,7 +302,7 @@ def _prompt_record(number: int, value: Any, field: str = "prompt") -> PromptReco
 
 
 def _jsonl_prompts(text: str, max_records: int) -> list[PromptRecord]:
-    records = []
+    records: list[PromptRecord] = []
     for number, line in _lines(text, max_records):
         obj = _json_line(number, line)
         if isinstance(obj, str):
@@ -194,47 +320,60 @@ def _jsonl_prompts(text: str, max_records: int) -> list[PromptRecord]:
 
 
 def _csv_prompts(text: str, max_records: int) -> list[PromptRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return []
-    except csv.Error as exc:
-        raise ImportFileError(1, f"bad CSV: {exc}") from None
-    names = [h.strip().lower() for h in header]
-    column = next((names.index(c) for c in ("prompt", "text") if c in names), None)
-    if column is None:
-        raise ImportFileError(1, "the header has no 'prompt' (or 'text') column")
+    # The csv module refuses fields over 128 kB by default and the limit is process-wide;
+    # raise it (never lower it) so our own 1 MB record check is the one users meet.
+    if csv.field_size_limit() <= MAX_LINE_BYTES:
+        csv.field_size_limit(MAX_LINE_BYTES + 1)
+    # strict: an unclosed quote is an error, not a field that silently eats the file's rest.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    column: int | None = None
+    field = "prompt"
     records: list[PromptRecord] = []
-    start = reader.line_num + 1
+    start = 1  # csv counts physical lines; a record starts after the previous one ends
     while True:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise ImportFileError(
+                    start, f"the record is over {_size(MAX_LINE_BYTES)}"
+                ) from None
             raise ImportFileError(start, f"bad CSV: {exc}") from None
-        if row and any(cell.strip() for cell in row):
-            if column >= len(row):
-                raise ImportFileError(start, "the row has no value in the prompt column")
-            if len(records) >= max_records:
-                raise ImportFileError(start, f"the file has more than {max_records} records")
-            records.append(_prompt_record(start, row[column]))
+        if any(cell.strip() for cell in row):
+            _check_size(start, "".join(row))
+            if column is None:
+                names = [h.strip().lower() for h in row]
+                column = next((names.index(c) for c in ("prompt", "text") if c in names), None)
+                if column is None:
+                    raise ImportFileError(start, "the header has no 'prompt' (or 'text') column")
+                field = row[column].strip()
+            else:
+                if column >= len(row):
+                    raise ImportFileError(start, f"the row has no {field!r} value")
+                if len(records) >= max_records:
+                    raise ImportFileError(start, f"the file has more than {max_records} records")
+                records.append(_prompt_record(start, row[column], field))
         start = reader.line_num + 1
     return records
 
+
+# --- HH-RLHF -----------------------------------------------------------------------------------
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 
 
 def _hh_turns(number: int, transcript: Any, field: str) -> list[Message]:
+    if transcript is None:
+        raise ImportFileError(number, f"{field!r} is missing")
     if not isinstance(transcript, str) or not transcript.strip():
         raise ImportFileError(number, f"{field!r} must be a non-empty transcript string")
     text = transcript if transcript.startswith("\n\n") else "\n\n" + transcript
     parts = _HH_TURN.split(text)
     if parts[0].strip():
         raise ImportFileError(number, f"{field!r} does not start with a Human: or Assistant: turn")
-    turns = []
+    turns: list[Message] = []
     for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
         role = "user" if speaker == "Human" else "assistant"
         turns.append({"role": role, "content": storable_text(content.strip())})
@@ -243,13 +382,21 @@ def _hh_turns(number: int, transcript: Any, field: str) -> list[Message]:
     return turns
 
 
+def _hh_answer(turns: list[Message]) -> str:
+    """The first turn's text, then any later turns in the transcript's own notation."""
+    speaker = {"user": "Human", "assistant": "Assistant"}
+    rest = "".join(f"\n\n{speaker[t['role']]}: {t['content']}" for t in turns[1:])
+    return turns[0]["content"] + rest
+
+
 def _hh_row(number: int, obj: Any) -> tuple[PromptRecord, str, str]:
     """The shared dialogue before the answers, and the chosen and rejected answers.
 
-    Usually chosen and rejected differ only in their final Assistant: turn. A few rows of
-    the public data split a turn badly (a "Human:" inside an answer), so the prompt is the
-    longest run of identical turns that ends with a Human: turn, and each answer is the rest
-    of its transcript.
+    Usually chosen and rejected differ only in their final Assistant: turn. Five of the
+    2,312 rows of the public harmless-base test split differ earlier (a "Human:" typed
+    inside an answer, or an extra turn), so the prompt is the longest run of identical
+    turns ending with a Human: turn and each answer is the rest of its transcript. Rows
+    sharing no Human: turn at all are two different dialogues and are refused.
     """
     if not isinstance(obj, dict):
         raise ImportFileError(number, "each line must be an object with 'chosen' and 'rejected'")
@@ -263,29 +410,33 @@ def _hh_row(number: int, obj: Any) -> tuple[PromptRecord, str, str]:
         shared -= 1
     if not shared:
         raise ImportFileError(
-            number, "'chosen' and 'rejected' share no Human: turn to use as prompt"
+            number, "'chosen' and 'rejected' share no Human: turn to use as the prompt"
         )
     prompt = chosen[:shared]
     record = PromptRecord(text=render_messages(prompt), messages=prompt, line=number)
     return record, _hh_answer(chosen[shared:]), _hh_answer(rejected[shared:])
 
 
-def _hh_answer(turns: list[Message]) -> str:
-    """The first turn's text, then any later turns in the transcript's own notation."""
-    speaker = {"user": "Human", "assistant": "Assistant"}
-    rest = "".join(f"\n\n{speaker[t['role']]}: {t['content']}" for t in turns[1:])
-    return turns[0]["content"] + rest
-
-
 def _hh_rows(text: str, max_records: int) -> list[tuple[PromptRecord, str, str]]:
     return [_hh_row(number, _json_line(number, line)) for number, line in _lines(text, max_records)]
 
 
+# --- entry points ------------------------------------------------------------------------------
+
+
 def parse_prompts(
-    data: bytes | str | IO[bytes] | IO[str], *, format: str, max_records: int = DEFAULT_MAX_RECORDS
+    data: Source,
+    *,
+    format: str,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[PromptRecord]:
-    """Every prompt of a JSONL, CSV or HH-RLHF file, or :class:`ImportFileError`."""
-    text = _decode(data)
+    """Every prompt of a JSONL, CSV or HH-RLHF file, in file order, duplicates included.
+
+    Raises :class:`ImportFileError` for the first bad line, or for a file over
+    ``max_records`` records or ``max_bytes`` bytes once decompressed.
+    """
+    text = _decode(data, max_bytes)
     if format == "jsonl":
         return _jsonl_prompts(text, max_records)
     if format == "csv":
@@ -296,10 +447,18 @@ def parse_prompts(
 
 
 def parse_imported_completions(
-    data: bytes | str | IO[bytes] | IO[str], *, format: str, max_records: int = DEFAULT_MAX_RECORDS
+    data: Source,
+    *,
+    format: str,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[ImportedGroup]:
-    """Prompts with completions someone already has: JSONL or HH-RLHF (chosen, rejected)."""
-    text = _decode(data)
+    """Prompts with completions someone already has, in file order, duplicates included.
+
+    JSONL lines are ``{"prompt": str | messages, "completions": [str, ...], "model": str}``
+    (model optional); HH-RLHF rows give two completions each, chosen then rejected.
+    """
+    text = _decode(data, max_bytes)
     if format == "hh":
         return [
             ImportedGroup(prompt=prompt, completions=[chosen, rejected], model_name="")
@@ -307,38 +466,90 @@ def parse_imported_completions(
         ]
     if format != "jsonl":
         raise ImportFileError(None, f"completions import from jsonl or hh, not {format!r}")
-    groups = []
+    groups: list[ImportedGroup] = []
     for number, line in _lines(text, max_records):
         obj = _json_line(number, line)
         if not isinstance(obj, dict):
             raise ImportFileError(number, "each line must be a JSON object")
         prompt = _prompt_record(number, obj.get("prompt"))
         completions = obj.get("completions")
+        if completions is None:
+            raise ImportFileError(number, "'completions' is missing")
         if not isinstance(completions, list) or not completions:
             raise ImportFileError(number, "'completions' must be a non-empty list of strings")
         for index, completion in enumerate(completions):
             if not isinstance(completion, str) or not completion.strip():
                 raise ImportFileError(number, f"completions[{index}] must be a non-empty string")
-        model = obj.get("model", "")
-        if not isinstance(model, str):
+        model = obj.get("model")
+        if model is not None and not isinstance(model, str):
             raise ImportFileError(number, "'model' must be a string")
         groups.append(
             ImportedGroup(
                 prompt=prompt,
                 completions=[storable_text(c) for c in completions],
-                model_name=storable_text(model),
+                model_name=storable_text(model or ""),
             )
         )
     return groups
 
 
-def dedupe(records: list[PromptRecord]) -> tuple[list[PromptRecord], int]:
-    """First occurrence of each normalised prompt, and how many repeats were dropped."""
-    seen: set[str] = set()
-    kept = []
-    for record in records:
-        key = record.content_hash
-        if key not in seen:
-            seen.add(key)
-            kept.append(record)
-    return kept, len(records) - len(kept)
+@dataclass(frozen=True)
+class PreferenceRecord:
+    """One labeled pair from an existing preference dataset."""
+
+    prompt: PromptRecord
+    chosen: str
+    rejected: str
+    margin: float | None = None
+
+
+def _trl_answer(number: int, value: Any, field: str) -> str:
+    """A TRL chosen/rejected value: a string, or a list holding one assistant message."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ImportFileError(number, f"{field!r} is empty")
+        return storable_text(value)
+    if isinstance(value, list):
+        messages = _messages(number, value, field)
+        if messages[-1]["role"] != "assistant" or len(messages) != 1:
+            raise ImportFileError(
+                number,
+                f"{field!r} must hold the assistant's answer only (explicit-prompt format); "
+                "put the dialogue in 'prompt'",
+            )
+        return messages[-1]["content"]
+    raise ImportFileError(number, f"{field!r} must be a string or a list of messages")
+
+
+def parse_preferences(
+    data: bytes | str | IO[bytes] | IO[str], *, format: str, max_records: int = DEFAULT_MAX_RECORDS
+) -> list[PreferenceRecord]:
+    """Labeled pairs from Anthropic HH-RLHF or TRL preference JSONL (prompt/chosen/rejected)."""
+    text = _decode(data)
+    if format == "hh":
+        return [
+            PreferenceRecord(prompt=prompt, chosen=chosen, rejected=rejected)
+            for prompt, chosen, rejected in _hh_rows(text, max_records)
+        ]
+    if format != "trl":
+        raise ImportFileError(None, f"preferences import from hh or trl, not {format!r}")
+    records = []
+    for number, line in _lines(text, max_records):
+        obj = _json_line(number, line)
+        if not isinstance(obj, dict):
+            raise ImportFileError(number, "each line must be a JSON object")
+        for key in ("prompt", "chosen", "rejected"):
+            if key not in obj:
+                raise ImportFileError(number, f"{key!r} is missing")
+        margin = obj.get("margin")
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
+            raise ImportFileError(number, "'margin' must be a number")
+        records.append(
+            PreferenceRecord(
+                prompt=_prompt_record(number, obj["prompt"]),
+                chosen=_trl_answer(number, obj["chosen"], "chosen"),
+                rejected=_trl_answer(number, obj["rejected"], "rejected"),
+                margin=float(margin) if margin is not None else None,
+            )
+        )
+    return records

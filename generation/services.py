@@ -148,9 +148,20 @@ def prompt_set_import(
         raise importers.ImportFileError(None, "the file holds no prompts")
     # Lock the set so two concurrent imports cannot race on positions and hashes.
     PromptSet.objects.select_for_update().get(pk=prompt_set.pk)
-    new, _, skipped = _prompt_rows(prompt_set, records)
+    _, created, skipped = prompt_set_add_records(prompt_set=prompt_set, records=records)
+    return ImportResult(created=created, skipped_duplicates=skipped)
+
+
+def prompt_set_add_records(
+    *, prompt_set: PromptSet, records: Sequence[importers.PromptRecord]
+) -> tuple[dict[str, Prompt], int, int]:
+    """Store the records that are new to the set (the caller holds the transaction).
+
+    Returns (every record's prompt by content hash, prompts created, duplicates skipped).
+    """
+    new, by_hash, skipped = _prompt_rows(prompt_set, records)
     Prompt.objects.bulk_create(new, batch_size=1000)
-    return ImportResult(created=len(new), skipped_duplicates=skipped)
+    return by_hash, len(new), skipped
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -244,11 +255,12 @@ def generation_job_import(
         raise importers.ImportFileError(None, "the file holds no prompts")
     name = name.strip() or source_name or "imported completions"
     if prompt_set is None:
-        prompt_set = prompt_set_create(name=_free_set_name(name), user=user)
+        prompt_set = prompt_set_create(name=prompt_set_free_name(name), user=user)
     else:
         PromptSet.objects.select_for_update().get(pk=prompt_set.pk)
-    new, by_hash, _ = _prompt_rows(prompt_set, [g.prompt for g in groups])
-    Prompt.objects.bulk_create(new, batch_size=1000)
+    by_hash, _, _ = prompt_set_add_records(
+        prompt_set=prompt_set, records=[g.prompt for g in groups]
+    )
 
     seen: set[str] = set()
     rows: list[Completion] = []
@@ -284,7 +296,8 @@ def generation_job_import(
     return job
 
 
-def _free_set_name(name: str) -> str:
+def prompt_set_free_name(name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... whichever no prompt set has yet."""
     candidate, n = name, 2
     while PromptSet.objects.filter(name=candidate).exists():
         candidate, n = f"{name} ({n})", n + 1
