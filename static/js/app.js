@@ -1,8 +1,51 @@
-// Preflab's small shared script. Page-specific behaviour lives beside its template.
-document.addEventListener("DOMContentLoaded", () => {
-  if (window.htmx) {
-    // Keep the scroll position when a partial swaps in place (progress bars, next task).
-    htmx.config.defaultSwapStyle = "innerHTML";
-    htmx.config.scrollIntoViewOnBoost = false;
+// Preflab's shared script: htmx settings and site-wide htmx behaviour.
+// Page-specific behaviour lives in its own file beside its template (labeling.js, dashboard.js).
+(function () {
+  "use strict";
+  if (!window.htmx) return;
+
+  // Partials swap inside their target; keep the scroll position for in-place updates
+  // (progress polling, the next labeling task).
+  htmx.config.defaultSwapStyle = "innerHTML";
+  htmx.config.scrollIntoViewOnBoost = false;
+
+  // An expired session turns an htmx request into a redirect to the login page, whose HTML
+  // would otherwise be swapped into a fragment: go to the login page as a whole instead.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const url = new URL(event.detail.xhr.responseURL || window.location.href);
+    if (url.pathname === "/login/" && window.location.pathname !== "/login/") {
+      event.detail.shouldSwap = false;
+      url.searchParams.set("next", window.location.pathname + window.location.search);
+      window.location.assign(url.toString());
+    }
+  });
+
+  // Failed requests are not swapped by default; say so rather than fail silently.
+  function notify(text) {
+    const main = document.getElementById("main");
+    if (!main) return;
+    let box = document.getElementById("htmx-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "htmx-error";
+      box.className = "alert alert-error";
+      box.setAttribute("role", "alert");
+      main.prepend(box);
+    }
+    box.textContent = text;
   }
-});
+  document.addEventListener("htmx:responseError", (event) => {
+    const xhr = event.detail.xhr;
+    const detail = xhr.status === 403 ? "You are not allowed to do that."
+      : xhr.status === 404 ? "That item no longer exists."
+      : `The server answered ${xhr.status}.`;
+    notify(`${detail} Reload the page to see its current state.`);
+  });
+  document.addEventListener("htmx:sendError", () => {
+    notify("The server could not be reached. Check your connection and try again.");
+  });
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const box = document.getElementById("htmx-error");
+    if (box && event.detail.successful) box.remove();
+  });
+})();
