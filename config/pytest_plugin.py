@@ -1,7 +1,7 @@
 """Loaded by pytest before Django (``-p config.pytest_plugin`` in pyproject.toml).
 
-Gives a bare ``pytest`` the settings a test run needs: a throwaway secret key and the
-fast password hasher. Real values from the environment win.
+Gives a bare ``pytest`` the settings a test run needs: a throwaway secret key, the fast
+password hasher and short-lived database connections. Real values from the environment win.
 """
 
 from __future__ import annotations
@@ -10,3 +10,6 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "insecure-test-key")
 os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
+# Threads in the tests (live server, Celery worker, concurrent annotators) must not keep
+# connections open past their work, or PostgreSQL refuses to drop the test database.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
