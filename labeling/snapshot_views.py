@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -72,6 +74,26 @@ def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
     suffix = f"-{split}" if split else ""
     response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}{suffix}.jsonl"'
     return response
+
+
+@role_required(RESEARCHER)
+@require_GET
+def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
+    snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+    split = request.GET.get("split") or None
+    if split not in (None, *SnapshotRow.Split.values):
+        return HttpResponse("split must be train or eval", status=400)
+    # Parquet's footer comes last, so the file is written to disk in row groups first.
+    handle = tempfile.TemporaryFile()
+    snapshots.snapshot_export_trl_parquet(snapshot, handle, split=split)
+    handle.seek(0)
+    suffix = f"-{split}" if split else ""
+    return FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"{_slug(snapshot.name)}{suffix}.parquet",
+        content_type="application/vnd.apache.parquet",
+    )
 
 
 @role_required(RESEARCHER)

@@ -327,11 +327,16 @@ def snapshot_build(
 # --- exports ------------------------------------------------------------------------------------
 
 
-def _trl_record(row: SnapshotRow, snapshot_name: str) -> dict[str, Any]:
-    """TRL's preference format: plain strings, or conversations when the prompt is one."""
+def _trl_record(row: SnapshotRow, snapshot_name: str, conversational: bool) -> dict[str, Any]:
+    """TRL's preference format: plain strings, or message lists for conversations.
+
+    One snapshot is exported in one form: if any prompt is a conversation, plain prompts
+    become a single user message, so that every row has the same column types (a mix
+    would not load as one ``datasets`` table).
+    """
     prompt = row.prompt
-    if prompt.messages:
-        prompt_value: Any = prompt.messages
+    if conversational:
+        prompt_value: Any = prompt.messages or [{"role": "user", "content": prompt.text}]
         chosen: Any = [{"role": "assistant", "content": row.chosen.text}]
         rejected: Any = [{"role": "assistant", "content": row.rejected.text}]
     else:
@@ -349,13 +354,18 @@ def _trl_record(row: SnapshotRow, snapshot_name: str) -> dict[str, Any]:
     }
 
 
-def snapshot_export_trl_jsonl(
-    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
-) -> Iterator[bytes]:
-    """JSON lines in TRL's preference format, streamed with bounded memory.
+def snapshot_is_conversational(snapshot: DatasetSnapshot) -> bool:
+    return SnapshotRow.objects.filter(snapshot=snapshot, prompt__messages__isnull=False).exists()
 
-    Ties have no place in a chosen/rejected pair and are left out of this export.
+
+def _record_chunks(
+    snapshot: DatasetSnapshot, split: str | None, chunk_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The TRL records of a snapshot, in chunks, from a server-side cursor.
+
+    Ties have no place in a chosen/rejected pair and are left out of TRL exports.
     """
+    conversational = snapshot_is_conversational(snapshot)
     rows = (
         SnapshotRow.objects.filter(snapshot=snapshot, is_tie=False)
         .select_related("prompt", "chosen", "rejected", "queue")
@@ -363,14 +373,53 @@ def snapshot_export_trl_jsonl(
     )
     if split:
         rows = rows.filter(split=split)
-    buffer: list[str] = []
+    chunk: list[dict[str, Any]] = []
     for row in rows.iterator(chunk_size=chunk_size):
-        buffer.append(json.dumps(_trl_record(row, snapshot.name), ensure_ascii=False))
-        if len(buffer) >= chunk_size:
-            yield ("\n".join(buffer) + "\n").encode("utf-8")
-            buffer.clear()
-    if buffer:
-        yield ("\n".join(buffer) + "\n").encode("utf-8")
+        chunk.append(_trl_record(row, snapshot.name, conversational))
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def snapshot_export_trl_jsonl(
+    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
+) -> Iterator[bytes]:
+    """JSON lines in TRL's preference format, streamed with bounded memory."""
+    for chunk in _record_chunks(snapshot, split, chunk_size):
+        yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk).encode("utf-8")
+
+
+def snapshot_export_trl_parquet(
+    snapshot: DatasetSnapshot, out: Any, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
+) -> int:
+    """Write the TRL records as Parquet to ``out`` (a path or a binary file), one row group
+    per chunk so memory stays bounded. Returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    text = message if snapshot_is_conversational(snapshot) else pa.string()
+    schema = pa.schema(
+        [
+            ("prompt", text),
+            ("chosen", text),
+            ("rejected", text),
+            ("margin", pa.float64()),
+            ("score_chosen", pa.float64()),
+            ("score_rejected", pa.float64()),
+            ("annotator", pa.string()),
+            ("queue", pa.string()),
+            ("snapshot", pa.string()),
+        ]
+    )
+    written = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for chunk in _record_chunks(snapshot, split, chunk_size):
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+            written += len(chunk)
+    return written
 
 
 def snapshot_data_card(snapshot: DatasetSnapshot) -> str:

@@ -15,5 +15,10 @@ urlpatterns = [
     path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),
     path("snapshots/<int:pk>/", snapshot_views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/<int:pk>/export.jsonl", snapshot_views.snapshot_export, name="snapshot-export"),
+    path(
+        "snapshots/<int:pk>/export.parquet",
+        snapshot_views.snapshot_export_parquet,
+        name="snapshot-export-parquet",
+    ),
     path("snapshots/<int:pk>/README.md", snapshot_views.snapshot_card, name="snapshot-card"),
 ]

@@ -196,3 +196,28 @@ def test_it_writes_a_data_card(voted_queue) -> None:  # type: ignore[no-untyped-
     snap = _build(voted_queue, name="carded")
     card = snapshots.snapshot_data_card(snap)
     assert snap.content_hash in card and "# carded" in card and "aggregation | all" in card
+
+
+def test_it_exports_mixed_prompts_in_one_conversational_form(db) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Prompt
+
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    first = Prompt.objects.order_by("position").first()
+    first.messages = [{"role": "user", "content": first.text}]
+    first.save()
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "first")
+    snap = _build(queue, eval_fraction=0)
+    records = [
+        json.loads(x) for x in b"".join(snapshots.snapshot_export_trl_jsonl(snap)).splitlines()
+    ]
+    assert all(isinstance(r["prompt"], list) and r["prompt"][0]["role"] == "user" for r in records)
+
+
+def test_it_exports_parquet_that_datasets_loads(voted_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datasets import load_dataset
+
+    snap = _build(voted_queue, aggregation="majority", eval_fraction=0)
+    path = tmp_path / "train.parquet"
+    assert snapshots.snapshot_export_trl_parquet(snap, str(path), chunk_size=3) == 4
+    dataset = load_dataset("parquet", data_files=str(path), split="train")
+    assert dataset.num_rows == 4 and dataset[0]["chosen"].startswith("answer")

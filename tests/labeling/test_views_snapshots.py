@@ -62,6 +62,8 @@ def test_it_lets_a_researcher_build_and_download_a_snapshot(client: Client, dave
     lines = b"".join(download.streaming_content).decode().splitlines()
     assert len(lines) == snapshot.train_count
     assert {json.loads(line)["snapshot"] for line in lines} == {"round 1"}
+    parquet = client.get(f"/labeling/snapshots/{snapshot.pk}/export.parquet?split=train")
+    assert b"".join(parquet.streaming_content)[:4] == b"PAR1"
     card = client.get(f"/labeling/snapshots/{snapshot.pk}/README.md").content.decode()
     assert snapshot.content_hash in card
 
