@@ -1,12 +1,15 @@
 """Generation throughput: the transformers backend batched vs one prompt at a time.
 
-Both arms run in this process on the same prompts, k and sampling parameters; the
-sequential arm is the baseline. With --vllm (or automatically on a GPU with vLLM
-installed) vLLM is measured on the same work too.
+Both arms run in this process on the same prompts, k and sampling parameters, and every
+sample runs to exactly ``max_new_tokens`` (the backends' ``ignore_eos`` option), so each arm
+does the same work and tokens/s compare directly. The sequential arm (``batch_size=1``; its
+k samples still share one ``generate``) is the baseline. With --vllm, or automatically on a
+GPU where vLLM is installed, the vLLM backend does the same work too.
 
     .venv/bin/python bench/generation.py [--quick] [--model PATH] [--vllm]
 
-Prints the headline last: batched_tok_s sequential_tok_s ratio [vllm_tok_s vllm_ratio].
+Prints the headline last, as key=value pairs:
+batched_tok_s sequential_tok_s ratio [vllm_tok_s vllm_vs_batched].
 """
 
 from __future__ import annotations
@@ -21,20 +24,43 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from generation.backends import BackendSpec, SamplingParams
+from generation.backends import BackendSpec, PromptInput, SamplingParams
 from generation.backends.base import GenerationBackend
 
+_WORDS = "once upon a time in a land far away there lived a small fox who loved bread".split()
 
-def _tokens_per_second(
-    backend: GenerationBackend, prompts: list[str], k: int, params: SamplingParams
-) -> tuple[float, int]:
-    backend.generate(prompts[:2], k, params)  # warm-up: lazy init, caches
-    start = time.perf_counter()
-    result = backend.generate(prompts, k, params)
-    elapsed = time.perf_counter() - start
-    tokens = sum(s.completion_tokens or 0 for group in result for s in group)
-    return tokens / elapsed, tokens
+
+def bench_prompts(count: int) -> list[PromptInput]:
+    """Prompts of a few different lengths; every fourth is a conversation."""
+    prompts: list[PromptInput] = []
+    for i in range(count):
+        text = f"Prompt {i}: " + " ".join(_WORDS[: 4 + (i * 5) % len(_WORDS)])
+        prompts.append([{"role": "user", "content": text}] if i % 4 == 3 else text)
+    return prompts
+
+
+def measure(
+    backend: GenerationBackend,
+    prompts: list[PromptInput],
+    k: int,
+    params: SamplingParams,
+    repeats: int,
+) -> tuple[float, int, float]:
+    """Tokens/s of a ``generate`` over all prompts, the median of ``repeats`` after a warm-up.
+
+    Returns (tokens per second, completion tokens of one run, seconds of the median run).
+    """
+    backend.generate(prompts[:2], k, params)  # warm-up: lazy init, allocator, kernels
+    runs: list[tuple[float, int]] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = backend.generate(prompts, k, params)
+        elapsed = time.perf_counter() - start
+        runs.append((elapsed, sum(s.completion_tokens or 0 for g in result for s in g)))
+    elapsed, tokens = sorted(runs)[len(runs) // 2]
+    return tokens / elapsed, tokens, elapsed
 
 
 def main() -> None:
@@ -42,65 +68,87 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="16 prompts, 32 new tokens (< 1 min on 2 cores)"
+        "--quick", action="store_true", help="32 prompts, 32 new tokens (< 1 min on 2 cores)"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per arm (median)")
     parser.add_argument("--model", help="a local model folder; default: a freshly built tiny model")
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--k", type=int, default=4, help="samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per batch")
     parser.add_argument("--vllm", action="store_true", help="also measure the vLLM backend")
     args = parser.parse_args()
     if args.quick:
-        args.prompts, args.max_new_tokens = 16, 32
+        args.prompts, args.max_new_tokens = 32, 32
 
     model = args.model
     if model is None:
         from generation.tiny_model import build_tiny_model
 
         model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
-    prompts = [f"Prompt {i}: once upon a time, in a land far away," for i in range(args.prompts)]
+    prompts = bench_prompts(args.prompts)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, seed=0)
+
+    import torch
 
     from generation.backends.transformers import TransformersBackend
 
+    on_gpu = torch.cuda.is_available()
+    print(
+        f"model={model} device={'cuda' if on_gpu else 'cpu'} threads={torch.get_num_threads()} "
+        f"prompts={len(prompts)} k={args.k} max_new_tokens={args.max_new_tokens} "
+        f"repeats={args.repeats}",
+        flush=True,
+    )
     figures: dict[str, float] = {}
+    expected_tokens = len(prompts) * args.k * args.max_new_tokens
     for name, batch_size in (("batched", args.batch_size), ("sequential", 1)):
         backend = TransformersBackend(
-            BackendSpec(kind="transformers", source=model, options={"batch_size": batch_size})
+            BackendSpec(
+                kind="transformers",
+                source=model,
+                options={"batch_size": batch_size, "ignore_eos": True},
+            )
         )
-        rate, tokens = _tokens_per_second(backend, prompts, args.k, params)
+        rate, tokens, seconds = measure(backend, prompts, args.k, params, args.repeats)
         backend.close()
+        if tokens != expected_tokens:
+            raise SystemExit(f"{name}: {tokens} tokens, expected {expected_tokens}")
         figures[f"{name}_tok_s"] = rate
         print(
-            f"transformers {name:<10} batch_size={batch_size:<3} tokens={tokens} tok_s={rate:.0f}",
+            f"transformers {name:<10} batch_size={batch_size:<3} tokens={tokens} "
+            f"seconds={seconds:.2f} tok_s={rate:.0f}",
             flush=True,
         )
 
-    try:
-        import torch
-
-        on_gpu = torch.cuda.is_available()
-    except ImportError:
-        on_gpu = False
     if args.vllm or (on_gpu and importlib.util.find_spec("vllm") is not None):
         from generation.backends.vllm import VLLMBackend
 
         backend = VLLMBackend(
-            BackendSpec(kind="vllm", source=model, options={"max_model_len": 1024})
+            BackendSpec(
+                kind="vllm", source=model, options={"max_model_len": 1024, "ignore_eos": True}
+            )
         )
-        rate, tokens = _tokens_per_second(backend, prompts, args.k, params)
+        rate, tokens, seconds = measure(backend, prompts, args.k, params, args.repeats)
         backend.close()
+        if tokens != expected_tokens:
+            raise SystemExit(f"vllm: {tokens} tokens, expected {expected_tokens}")
         figures["vllm_tok_s"] = rate
-        print(f"vllm                                  tokens={tokens} tok_s={rate:.0f}", flush=True)
+        print(
+            f"vllm                                  tokens={tokens} "
+            f"seconds={seconds:.2f} tok_s={rate:.0f}",
+            flush=True,
+        )
 
-    line = (
-        f"batched_tok_s={figures['batched_tok_s']:.0f} sequential_tok_s={figures['sequential_tok_s']:.0f} "
-        f"ratio={figures['batched_tok_s'] / figures['sequential_tok_s']:.2f}"
-    )
+    headline = {
+        "batched_tok_s": f"{figures['batched_tok_s']:.0f}",
+        "sequential_tok_s": f"{figures['sequential_tok_s']:.0f}",
+        "ratio": f"{figures['batched_tok_s'] / figures['sequential_tok_s']:.2f}",
+    }
     if "vllm_tok_s" in figures:
-        line += f" vllm_tok_s={figures['vllm_tok_s']:.0f} vllm_ratio={figures['vllm_tok_s'] / figures['batched_tok_s']:.2f}"
-    print(line)
+        headline["vllm_tok_s"] = f"{figures['vllm_tok_s']:.0f}"
+        headline["vllm_vs_batched"] = f"{figures['vllm_tok_s'] / figures['batched_tok_s']:.2f}"
+    print(" ".join(f"{key}={value}" for key, value in headline.items()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,221 @@
+"""Export speed: a snapshot's TRL JSONL export vs PostgreSQL's own COPY of the same rows.
+
+Fills a throwaway PostgreSQL database with N preference rows of one snapshot (k=4
+rankings: 6 pairs per prompt) by COPY, then, each in a child process so its peak memory
+is its own: (1) Preflab's streaming export to a JSONL file, (2) ``COPY (SELECT ...) TO
+STDOUT`` of the same joined rows (prompt, chosen, rejected texts and the other columns)
+to a file. The baseline is (2).
+
+    .venv/bin/python bench/export.py [--quick] [--rows 1000000]
+
+Prints the headline last: export_rows_s copy_rows_s ratio export_peak_rss_mb.
+Target: at least half of COPY's rate, with the export's RSS under 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DB_NAME = "preflab_bench_export"
+WORDS = "the a model answer prompt kind helpful story once upon time banana river light".split()
+
+
+def _env(admin_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": admin_url.rsplit("/", 1)[0] + f"/{DB_NAME}",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "bench-only",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _text(i: int, n: int) -> str:
+    return " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(n)) + f" #{i}"
+
+
+def _fill(rows: int) -> int:
+    """Bulk-load one snapshot of ``rows`` pairs; returns the snapshot id."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from generation.models import GenerationJob, PromptSet
+    from labeling.models import DatasetSnapshot, LabelingQueue
+
+    call_command("migrate", verbosity=0)
+    prompt_set = PromptSet.objects.create(name="bench")
+    job = GenerationJob.objects.create(
+        prompt_set=prompt_set, source="imported", status="succeeded", k=4
+    )
+    queue = LabelingQueue.objects.create(name="bench", mode="ranking")
+    snapshot = DatasetSnapshot.objects.create(name="bench", content_hash="0" * 64, row_count=rows)
+    prompts = (rows + 5) // 6
+    raw = connection.connection  # the psycopg connection under Django's
+    with raw.cursor() as cur:
+        with cur.copy(
+            "COPY generation_prompt (id, prompt_set_id, position, text, content_hash, created_at) FROM STDIN"
+        ) as copy:
+            for p in range(prompts):
+                copy.write_row((p + 1, prompt_set.pk, p, _text(p, 12), f"{p:064x}", "2026-01-01"))
+        with cur.copy(
+            "COPY generation_completion (id, job_id, prompt_id, sample_index, text, model_name, finish_reason, params, created_at)"
+            " FROM STDIN"
+        ) as copy:
+            for p in range(prompts):
+                for k in range(4):
+                    cid = p * 4 + k + 1
+                    copy.write_row(
+                        (cid, job.pk, p + 1, k, _text(cid, 18), "", "stop", "{}", "2026-01-01")
+                    )
+        with cur.copy(
+            "COPY labeling_snapshotrow (snapshot_id, prompt_id, chosen_id, rejected_id, is_tie, margin,"
+            " annotator, queue_id, votes, agreement, split) FROM STDIN"
+        ) as copy:
+            written = 0
+            for p in range(prompts):
+                for a in range(4):
+                    for b in range(a + 1, 4):
+                        if written == rows:
+                            break
+                        copy.write_row(
+                            (
+                                snapshot.pk,
+                                p + 1,
+                                p * 4 + a + 1,
+                                p * 4 + b + 1,
+                                False,
+                                float(b - a),
+                                "ann",
+                                queue.pk,
+                                1,
+                                1.0,
+                                "train",
+                            )
+                        )
+                        written += 1
+        cur.execute("ANALYZE")
+    raw.commit()
+    return snapshot.pk
+
+
+def _child_export(snapshot_id: int, out: str) -> None:
+    import django
+
+    django.setup()
+    from labeling import snapshots
+    from labeling.models import DatasetSnapshot
+
+    snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
+    with open(out, "wb") as handle:
+        for chunk in snapshots.snapshot_export_trl_jsonl(snapshot):
+            handle.write(chunk)
+
+
+COPY_SQL = """COPY (
+  SELECT p.text, c.text, r.text, s.margin, s.score_chosen, s.score_rejected, s.annotator, q.name
+  FROM labeling_snapshotrow s
+  JOIN generation_prompt p ON p.id = s.prompt_id
+  JOIN generation_completion c ON c.id = s.chosen_id
+  JOIN generation_completion r ON r.id = s.rejected_id
+  JOIN labeling_labelingqueue q ON q.id = s.queue_id
+  WHERE s.snapshot_id = {sid} AND NOT s.is_tie ORDER BY s.id
+) TO STDOUT"""
+
+
+def _child_copy(snapshot_id: int, out: str) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        with open(out, "wb") as handle, cur.copy(COPY_SQL.format(sid=int(snapshot_id))) as copy:
+            for block in copy:
+                handle.write(block)
+
+
+def _timed_child(mode: str, snapshot_id: int, out: str, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, __file__, f"--child-{mode}", str(snapshot_id), out], env=env, check=True
+    )
+    elapsed = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the largest child so far; the export runs first.
+    return elapsed, max(peak_kb, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--child-export", nargs=2, metavar=("SNAPSHOT", "OUT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--child-copy", nargs=2, metavar=("SNAPSHOT", "OUT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child_export:
+        _child_export(int(args.child_export[0]), args.child_export[1])
+        return
+    if args.child_copy:
+        _child_copy(int(args.child_copy[0]), args.child_copy[1])
+        return
+    if args.quick:
+        args.rows = 100_000
+
+    import psycopg
+
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    env = _env(args.admin_url)
+    os.environ.update(
+        {k: env[k] for k in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "LOG_LEVEL")}
+    )
+    start = time.perf_counter()
+    snapshot_id = _fill(args.rows)
+    print(f"loaded {args.rows} rows in {time.perf_counter() - start:.1f} s", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_s, export_rss = _timed_child("export", snapshot_id, f"{tmp}/export.jsonl", env)
+        export_lines = sum(1 for _ in open(f"{tmp}/export.jsonl", "rb"))
+        copy_s, _ = _timed_child("copy", snapshot_id, f"{tmp}/copy.tsv", env)
+        copy_lines = sum(1 for _ in open(f"{tmp}/copy.tsv", "rb"))
+        export_mb = os.path.getsize(f"{tmp}/export.jsonl") / 2**20
+        copy_mb = os.path.getsize(f"{tmp}/copy.tsv") / 2**20
+    if export_lines != args.rows or copy_lines != args.rows:
+        raise SystemExit(
+            f"row counts differ: export {export_lines}, copy {copy_lines}, expected {args.rows}"
+        )
+    print(
+        f"export: {export_s:.2f} s, {export_mb:.0f} MB JSONL; copy: {copy_s:.2f} s, {copy_mb:.0f} MB TSV"
+    )
+    print(
+        f"rows={args.rows} export_rows_s={args.rows / export_s:.0f} copy_rows_s={args.rows / copy_s:.0f} "
+        f"ratio={copy_s / export_s:.2f} export_peak_rss_mb={export_rss:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
