@@ -118,9 +118,11 @@ def _child_export(snapshot_id: int, out: str) -> None:
     from labeling.models import DatasetSnapshot
 
     snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
+    start = time.perf_counter()
     with open(out, "wb") as handle:
         for chunk in snapshots.snapshot_export_trl_jsonl(snapshot):
             handle.write(chunk)
+    print(f"seconds={time.perf_counter() - start}")
 
 
 COPY_SQL = """COPY (
@@ -138,9 +140,11 @@ def _child_copy(snapshot_id: int, out: str) -> None:
     import psycopg
 
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        start = time.perf_counter()
         with open(out, "wb") as handle, cur.copy(COPY_SQL.format(sid=int(snapshot_id))) as copy:
             for block in copy:
                 handle.write(block)
+        print(f"seconds={time.perf_counter() - start}")
 
 
 def _timed_child(mode: str, snapshot_id: int, out: str, env: dict[str, str]) -> tuple[float, float]:

@@ -20,14 +20,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from generation.backends import BackendSpec, PromptInput, SamplingParams
-from generation.backends.base import GenerationBackend
+from generation.backends import BackendSpec, PromptInput, Sample, SamplingParams
 
 _WORDS = "once upon a time in a land far away there lived a small fox who loved bread".split()
 
@@ -41,26 +41,28 @@ def bench_prompts(count: int) -> list[PromptInput]:
     return prompts
 
 
-def measure(
-    backend: GenerationBackend,
-    prompts: list[PromptInput],
-    k: int,
-    params: SamplingParams,
-    repeats: int,
-) -> tuple[float, int, float]:
-    """Tokens/s of a ``generate`` over all prompts, the median of ``repeats`` after a warm-up.
+Arm = Callable[[], list[list[Sample]]]
 
-    Returns (tokens per second, completion tokens of one run, seconds of the median run).
+
+def measure(arms: dict[str, Arm], repeats: int) -> dict[str, tuple[float, int, float]]:
+    """Tokens/s of each arm, the median of ``repeats`` timed runs (warm the engine up first).
+
+    The arms take turns run by run, so that a neighbour's load on a shared machine falls
+    on all of them alike. Returns, per arm: (tokens per second, completion tokens of one
+    run, seconds of the median run).
     """
-    backend.generate(prompts[:2], k, params)  # warm-up: lazy init, allocator, kernels
-    runs: list[tuple[float, int]] = []
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in arms}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = backend.generate(prompts, k, params)
-        elapsed = time.perf_counter() - start
-        runs.append((elapsed, sum(s.completion_tokens or 0 for g in result for s in g)))
-    elapsed, tokens = sorted(runs)[len(runs) // 2]
-    return tokens / elapsed, tokens, elapsed
+        for name, arm in arms.items():
+            start = time.perf_counter()
+            result = arm()
+            elapsed = time.perf_counter() - start
+            runs[name].append((elapsed, sum(s.completion_tokens or 0 for g in result for s in g)))
+    figures = {}
+    for name, timings in runs.items():
+        elapsed, tokens = sorted(timings)[len(timings) // 2]
+        figures[name] = (tokens / elapsed, tokens, elapsed)
+    return figures
 
 
 def main() -> None:
@@ -100,46 +102,43 @@ def main() -> None:
         f"repeats={args.repeats}",
         flush=True,
     )
-    figures: dict[str, float] = {}
     expected_tokens = len(prompts) * args.k * args.max_new_tokens
-    for name, batch_size in (("batched", args.batch_size), ("sequential", 1)):
-        backend = TransformersBackend(
-            BackendSpec(
-                kind="transformers",
-                source=model,
-                options={"batch_size": batch_size, "ignore_eos": True},
-            )
-        )
-        rate, tokens, seconds = measure(backend, prompts, args.k, params, args.repeats)
-        backend.close()
-        if tokens != expected_tokens:
-            raise SystemExit(f"{name}: {tokens} tokens, expected {expected_tokens}")
-        figures[f"{name}_tok_s"] = rate
-        print(
-            f"transformers {name:<10} batch_size={batch_size:<3} tokens={tokens} "
-            f"seconds={seconds:.2f} tok_s={rate:.0f}",
-            flush=True,
-        )
+    # One model for both arms (no second copy in memory); only the batch size differs.
+    backend = TransformersBackend(
+        BackendSpec(kind="transformers", source=model, options={"ignore_eos": True})
+    )
 
+    def with_batch_size(size: int) -> Arm:
+        def run() -> list[list[Sample]]:
+            backend.batch_size = size
+            return backend.generate(prompts, args.k, params)
+
+        return run
+
+    sizes = {"batched": args.batch_size, "sequential": 1}
+    backend.generate(prompts[:2], args.k, params)  # warm-up: lazy init, allocator, kernels
+    results = measure({name: with_batch_size(size) for name, size in sizes.items()}, args.repeats)
+    backend.close()
     if args.vllm or (on_gpu and importlib.util.find_spec("vllm") is not None):
         from generation.backends.vllm import VLLMBackend
 
-        backend = VLLMBackend(
+        engine = VLLMBackend(
             BackendSpec(
                 kind="vllm", source=model, options={"max_model_len": 1024, "ignore_eos": True}
             )
         )
-        rate, tokens, seconds = measure(backend, prompts, args.k, params, args.repeats)
-        backend.close()
-        if tokens != expected_tokens:
-            raise SystemExit(f"vllm: {tokens} tokens, expected {expected_tokens}")
-        figures["vllm_tok_s"] = rate
-        print(
-            f"vllm                                  tokens={tokens} "
-            f"seconds={seconds:.2f} tok_s={rate:.0f}",
-            flush=True,
-        )
+        engine.generate(prompts[:2], args.k, params)
+        results |= measure({"vllm": lambda: engine.generate(prompts, args.k, params)}, args.repeats)
+        engine.close()
 
+    for name, (rate, tokens, seconds) in results.items():
+        if tokens != expected_tokens:
+            raise SystemExit(f"{name}: {tokens} tokens, expected {expected_tokens}")
+        engine_name = "vllm" if name == "vllm" else f"transformers batch_size={sizes[name]}"
+        print(
+            f"{name:<10} {engine_name:<30} tokens={tokens} seconds={seconds:.2f} tok_s={rate:.0f}"
+        )
+    figures = {f"{name}_tok_s": rate for name, (rate, _, _) in results.items()}
     headline = {
         "batched_tok_s": f"{figures['batched_tok_s']:.0f}",
         "sequential_tok_s": f"{figures['sequential_tok_s']:.0f}",

@@ -232,6 +232,10 @@ class DatasetSnapshot(models.Model):
     eval_count = models.PositiveIntegerField(default=0)
     prompt_count = models.PositiveIntegerField(default=0)
     stats = models.JSONField(default=dict)
+    # Frozen alongside the pairs: the rankings behind them (listwise export) and the
+    # demonstrations written in the same queues (SFT export).
+    ranking_ids = models.JSONField(default=list)
+    demonstration_ids = models.JSONField(default=list)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

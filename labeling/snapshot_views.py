@@ -98,6 +98,21 @@ def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
+def snapshot_export_extra(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """The listwise rankings or the demonstrations (SFT) of a snapshot, as JSONL."""
+    snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+    content = (
+        snapshots.snapshot_export_rankings_jsonl(snapshot)
+        if kind == "rankings"
+        else snapshots.snapshot_export_sft_jsonl(snapshot)
+    )
+    response = StreamingHttpResponse(content, content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}-{kind}.jsonl"'
+    return response
+
+
+@role_required(RESEARCHER)
+@require_GET
 def snapshot_card(request: HttpRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     response = HttpResponse(

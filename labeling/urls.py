@@ -20,5 +20,17 @@ urlpatterns = [
         snapshot_views.snapshot_export_parquet,
         name="snapshot-export-parquet",
     ),
+    path(
+        "snapshots/<int:pk>/rankings.jsonl",
+        snapshot_views.snapshot_export_extra,
+        {"kind": "rankings"},
+        name="snapshot-export-rankings",
+    ),
+    path(
+        "snapshots/<int:pk>/sft.jsonl",
+        snapshot_views.snapshot_export_extra,
+        {"kind": "sft"},
+        name="snapshot-export-sft",
+    ),
     path("snapshots/<int:pk>/README.md", snapshot_views.snapshot_card, name="snapshot-card"),
 ]

@@ -221,3 +221,62 @@ def test_it_exports_parquet_that_datasets_loads(voted_queue, tmp_path) -> None: 
     assert snapshots.snapshot_export_trl_parquet(snap, str(path), chunk_size=3) == 4
     dataset = load_dataset("parquet", data_files=str(path), split="train")
     assert dataset.num_rows == 4 and dataset[0]["chosen"].startswith("answer")
+
+
+def test_it_exports_rankings_listwise_and_demonstrations_as_sft(db) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Completion
+
+    queue = make_queue(mode="ranking", prompts=2, k=3, ask_scores=True)
+    user = UserFactory(username="ann", roles=["annotator"])
+    claim = services.task_claim_next(queue=queue, user=user)
+    a, b, c = claim.task.slots.order_by("slot").values_list("completion_id", flat=True)
+    services.ranking_submit(
+        assignment_id=claim.pk,
+        user=user,
+        submission=services.Submission(
+            order=[[b], [a, c]], scores={str(b): 7}, demonstration="Ideal."
+        ),
+    )
+    snap = _build(queue, ties="keep", eval_fraction=0)
+    assert len(snap.ranking_ids) == 1 and len(snap.demonstration_ids) == 1
+    (record,) = [
+        json.loads(x) for x in b"".join(snapshots.snapshot_export_rankings_jsonl(snap)).splitlines()
+    ]
+    texts = dict(Completion.objects.values_list("id", "text"))
+    assert record["completions"] == [texts[b], texts[min(a, c)], texts[max(a, c)]]
+    assert record["ranks"] == [1, 2, 2] and record["scores"] == [7, None, None]
+    (sft,) = [
+        json.loads(x) for x in b"".join(snapshots.snapshot_export_sft_jsonl(snap)).splitlines()
+    ]
+    assert sft["messages"][-1] == {"role": "assistant", "content": "Ideal."}
+    assert sft["messages"][0]["role"] == "user"
+    # Frozen: a later demonstration is not in this snapshot.
+    claim2 = services.task_claim_next(queue=queue, user=user)
+    ids = list(claim2.task.slots.order_by("slot").values_list("completion_id", flat=True))
+    services.ranking_submit(
+        assignment_id=claim2.pk,
+        user=user,
+        submission=services.Submission(order=[[i] for i in ids], demonstration="Later."),
+    )
+    assert len(list(snapshots.snapshot_export_sft_jsonl(snap))) == 1
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_it_writes_the_same_records_on_every_path(voted_queue, conversational: bool) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Prompt
+
+    if conversational:
+        first = Prompt.objects.order_by("position").first()
+        first.messages = [{"role": "user", "content": "Hi <b>\\n \u00e9"}]
+        first.save()
+    snap = _build(voted_queue, aggregation="all", eval_fraction=0.5)
+    for split in (None, "train", "eval"):
+        fast = [
+            json.loads(x)
+            for x in b"".join(snapshots.snapshot_export_trl_jsonl(snap, split=split)).splitlines()
+        ]
+        plain = [
+            json.loads(x)
+            for x in b"".join(snapshots._trl_jsonl_python(snap, split, 5)).splitlines()
+        ]
+        assert fast == plain

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--out",
             type=Path,
-            help="Folder for train.jsonl, eval.jsonl and README.md; stdout if omitted.",
+            help="Folder for train/eval.jsonl, rankings.jsonl, sft.jsonl and README.md; stdout if omitted.",
         )
         parser.add_argument(
             "--split", choices=["train", "eval"], help="Only this split (stdout mode)."
@@ -40,6 +40,13 @@ class Command(BaseCommand):
         for split in ("train", "eval"):
             with (out / f"{split}.jsonl").open("wb") as handle:
                 for chunk in snapshots.snapshot_export_trl_jsonl(snapshot, split=split):
+                    handle.write(chunk)
+        for filename, chunks in (
+            ("rankings.jsonl", snapshots.snapshot_export_rankings_jsonl(snapshot)),
+            ("sft.jsonl", snapshots.snapshot_export_sft_jsonl(snapshot)),
+        ):
+            with (out / filename).open("wb") as handle:
+                for chunk in chunks:
                     handle.write(chunk)
         (out / "README.md").write_text(snapshots.snapshot_data_card(snapshot), encoding="utf-8")
         self.stdout.write(
