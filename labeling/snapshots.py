@@ -443,17 +443,17 @@ def _trl_jsonl_python(
         yield "".join([encode(r) + "\n" for r in chunk]).encode("utf-8")
 
 
+# The three answer columns, as plain strings or as message lists (see _record_chunks).
+_PLAIN = {"prompt": "p.text", "chosen": "c.text", "rejected": "r.text"}
+_CONVERSATIONAL = {
+    "prompt": "COALESCE(p.messages::json, json_build_array(json_build_object("
+    "'role', 'user', 'content', p.text)))",
+    "chosen": "json_build_array(json_build_object('role', 'assistant', 'content', c.text))",
+    "rejected": "json_build_array(json_build_object('role', 'assistant', 'content', r.text))",
+}
 _TRL_SQL = """
 SELECT json_build_object(
-  'prompt', CASE WHEN %(conv)s
-    THEN COALESCE(p.messages, jsonb_build_array(jsonb_build_object('role', 'user', 'content', p.text)))
-    ELSE to_jsonb(p.text) END,
-  'chosen', CASE WHEN %(conv)s
-    THEN jsonb_build_array(jsonb_build_object('role', 'assistant', 'content', c.text))
-    ELSE to_jsonb(c.text) END,
-  'rejected', CASE WHEN %(conv)s
-    THEN jsonb_build_array(jsonb_build_object('role', 'assistant', 'content', r.text))
-    ELSE to_jsonb(r.text) END,
+  'prompt', {prompt}, 'chosen', {chosen}, 'rejected', {rejected},
   'margin', s.margin, 'score_chosen', s.score_chosen, 'score_rejected', s.score_rejected,
   'annotator', s.annotator, 'queue', q.name, 'snapshot', %(name)s::text
 )::text
@@ -470,18 +470,14 @@ ORDER BY s.id
 def _trl_jsonl_postgresql(
     snapshot: DatasetSnapshot, split: str | None, chunk_size: int
 ) -> Iterator[bytes]:
-    params = {
-        "conv": snapshot_is_conversational(snapshot),
-        "name": snapshot.name,
-        "snapshot": snapshot.pk,
-        "split": split,
-    }
+    columns = _CONVERSATIONAL if snapshot_is_conversational(snapshot) else _PLAIN
+    params = {"name": snapshot.name, "snapshot": snapshot.pk, "split": split}
     connection.ensure_connection()
     raw = connection.connection
     # WITH HOLD: the cursor outlives the autocommit transaction it was opened in.
     with raw.cursor(name=f"snapshot_export_{snapshot.pk}", withhold=True) as cursor:
         cursor.itersize = chunk_size
-        cursor.execute(_TRL_SQL, params)
+        cursor.execute(_TRL_SQL.format(**columns), params)
         while rows := cursor.fetchmany(chunk_size):
             yield ("\n".join(row[0] for row in rows) + "\n").encode("utf-8")
 
