@@ -280,22 +280,8 @@ class SnapshotListAPI(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            snapshot = snapshots.snapshot_build(
-                name=data["name"],
-                description=data["description"],
-                spec=snapshots.SnapshotFilter(
-                    queues=data["queues"],
-                    date_from=data["date_from"],
-                    date_to=data["date_to"],
-                    annotators=data["annotators"],
-                    exclude_flags=data["exclude_flags"],
-                    min_agreement=data["min_agreement"],
-                ),
-                aggregation=data["aggregation"],
-                ties=data["ties"],
-                eval_fraction=data["eval_fraction"],
-                seed=data["seed"],
-                user=request.user,
+            snapshot = snapshots.snapshot_build_from_data(
+                data=data, queue_ids=data["queues"], user=request.user
             )
         except snapshots.SnapshotError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

@@ -22,22 +22,8 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            snapshot = snapshots.snapshot_build(
-                name=data["name"],
-                description=data["description"],
-                spec=snapshots.SnapshotFilter(
-                    queues=[q.pk for q in data["queues"]],
-                    date_from=data["date_from"],
-                    date_to=data["date_to"],
-                    annotators=data["annotators"],
-                    exclude_flags=data["exclude_flags"],
-                    min_agreement=data["min_agreement"],
-                ),
-                aggregation=data["aggregation"],
-                ties=data["ties"],
-                eval_fraction=data["eval_fraction"],
-                seed=data["seed"],
-                user=request.user,
+            snapshot = snapshots.snapshot_build_from_data(
+                data=data, queue_ids=[q.pk for q in data["queues"]], user=request.user
             )
         except snapshots.SnapshotError as exc:
             form.add_error(None, str(exc))

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from generation.models import Completion
@@ -96,16 +97,21 @@ def _scores(comparison: Comparison) -> tuple[float | None, float | None]:
     )
 
 
-def _comparisons(spec: SnapshotFilter) -> list[Comparison]:
-    qs = Comparison.objects.filter(queue_id__in=spec.queues).select_related(
-        "ranking", "annotator", "prompt", "chosen", "rejected"
-    )
+def _within(qs: QuerySet[Any], spec: SnapshotFilter) -> QuerySet[Any]:
+    """The date and annotator parts of the filter, for comparisons and demonstrations."""
     if spec.date_from:
         qs = qs.filter(created_at__gte=spec.date_from)
     if spec.date_to:
         qs = qs.filter(created_at__lt=spec.date_to)
     if spec.annotators:
         qs = qs.filter(annotator__username__in=list(spec.annotators))
+    return qs
+
+
+def _comparisons(spec: SnapshotFilter) -> list[Comparison]:
+    qs = _within(Comparison.objects.filter(queue_id__in=spec.queues), spec).select_related(
+        "ranking", "annotator", "prompt", "chosen", "rejected"
+    )
     excluded = set(spec.exclude_flags)
     return [
         c for c in qs.order_by("id") if not (excluded and excluded & set(c.ranking.flags or []))
@@ -157,13 +163,7 @@ def _row(
 
 
 def _demonstration_ids(spec: SnapshotFilter) -> list[int]:
-    demos = Demonstration.objects.filter(task__queue_id__in=spec.queues)
-    if spec.date_from:
-        demos = demos.filter(created_at__gte=spec.date_from)
-    if spec.date_to:
-        demos = demos.filter(created_at__lt=spec.date_to)
-    if spec.annotators:
-        demos = demos.filter(annotator__username__in=list(spec.annotators))
+    demos = _within(Demonstration.objects.filter(task__queue_id__in=spec.queues), spec)
     return sorted(demos.values_list("id", flat=True))
 
 
@@ -345,6 +345,29 @@ def snapshot_build(
         batch_size=2000,
     )
     return snapshot
+
+
+def snapshot_build_from_data(
+    *, data: dict[str, Any], queue_ids: Sequence[int], user: AbstractBaseUser | None
+) -> DatasetSnapshot:
+    """:func:`snapshot_build` from a validated form or serializer (the same field names)."""
+    return snapshot_build(
+        name=data["name"],
+        description=data.get("description", ""),
+        spec=SnapshotFilter(
+            queues=list(queue_ids),
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            annotators=data.get("annotators") or (),
+            exclude_flags=data.get("exclude_flags") or (),
+            min_agreement=data.get("min_agreement") or 0.0,
+        ),
+        aggregation=data["aggregation"],
+        ties=data["ties"],
+        eval_fraction=data["eval_fraction"],
+        seed=data["seed"],
+        user=user,
+    )
 
 
 # --- exports ------------------------------------------------------------------------------------

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Completion
-from labeling import services
 from labeling.models import Comparison, Ranking
 from tests.browser.conftest import login
 from tests.factories import PASSWORD
-from tests.labeling.factories import make_queue
+from tests.labeling.factories import label_queue, make_queue
 
 pytestmark = [pytest.mark.browser]
 
@@ -106,13 +105,7 @@ def test_it_never_runs_script_from_completions_or_guidelines(page, live_server, 
 def test_it_shows_agreement_to_an_admin(page, live_server, alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=3, k=2, overlap=2, name="Agreed")
     for user in (alice, bob):
-        while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
-            ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
-            services.ranking_submit(
-                assignment_id=claim.pk,
-                user=user,
-                submission=services.Submission(order=[[ids[0]], [ids[1]]]),
-            )
+        label_queue(queue, user, lambda ids: [[ids[0]], [ids[1]]])
     login(page, live_server, "carol", PASSWORD)
     page.goto(f"{live_server.url}/labeling/queues/{queue.pk}/dashboard/")
     assert "Pairwise agreement: 100%" in page.inner_text("#stat-agreement")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from generation.models import Completion, GenerationJob
 from labeling import services
 from labeling.models import LabelingQueue
@@ -28,3 +30,29 @@ def make_queue(
         jobs=[job],
         settings=services.QueueSettings(name=name, mode=mode, overlap=overlap, **kwargs),  # type: ignore[arg-type]
     )
+
+
+def label_queue(
+    queue: LabelingQueue,
+    user: object,
+    order: Callable[[list[int]], list[list[int]]] = lambda ids: [[i] for i in ids],
+    scores_from: Callable[[list[int]], dict[str, int]] | None = None,
+    **submission: object,
+) -> int:
+    """``user`` labels every task they can claim; ``order`` turns the display order of a
+    task's completion ids into the submitted ranking (default: display order is best
+    first). Returns how many tasks were labeled."""
+    done = 0
+    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:  # type: ignore[arg-type]
+        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
+        services.ranking_submit(
+            assignment_id=claim.pk,
+            user=user,  # type: ignore[arg-type]
+            submission=services.Submission(
+                order=order(ids),
+                scores=scores_from(ids) if scores_from else None,
+                **submission,  # type: ignore[arg-type]
+            ),
+        )
+        done += 1
+    return done

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labeling import services, snapshots
+from labeling import snapshots
 from tests.factories import UserFactory
-from tests.labeling.factories import make_queue
+from tests.labeling.factories import label_queue, make_queue
 
 pytestmark = pytest.mark.slow
 
@@ -16,16 +16,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def export_file(db, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=4, k=3, ask_scores=True)
-    user = UserFactory(username="ann", roles=["annotator"])
-    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
-        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
-        services.ranking_submit(
-            assignment_id=claim.pk,
-            user=user,
-            submission=services.Submission(
-                order=[[i] for i in ids], scores={str(ids[0]): 7, str(ids[1]): 4}
-            ),
-        )
+    label_queue(
+        queue,
+        UserFactory(username="ann", roles=["annotator"]),
+        scores_from=lambda ids: {str(ids[0]): 7, str(ids[1]): 4},
+    )
     snap = snapshots.snapshot_build(
         name="trl", spec=snapshots.SnapshotFilter(queues=[queue.pk]), eval_fraction=0
     )

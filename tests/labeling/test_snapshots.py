@@ -7,7 +7,7 @@ import pytest
 from labeling import services, snapshots
 from labeling.models import DatasetSnapshot, LabelingQueue, SnapshotRow
 from tests.factories import UserFactory
-from tests.labeling.factories import make_queue
+from tests.labeling.factories import label_queue, make_queue
 
 
 def _label(
@@ -18,22 +18,18 @@ def _label(
     scores: bool = False,
 ) -> None:  # type: ignore[no-untyped-def]
     """The user labels every task they can get: 'first' or 'second' slot wins, or 'tie'."""
-    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
-        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
-        order = {
-            "first": [[ids[0]], [ids[1]]],
-            "second": [[ids[1]], [ids[0]]],
-            "tie": [[ids[0], ids[1]]],
-        }[pick]
-        services.ranking_submit(
-            assignment_id=claim.pk,
-            user=user,
-            submission=services.Submission(
-                order=order,
-                flags=flags,
-                scores={str(ids[0]): 6, str(ids[1]): 3} if scores else None,
-            ),
-        )
+    orders = {
+        "first": lambda ids: [[ids[0]], [ids[1]]],
+        "second": lambda ids: [[ids[1]], [ids[0]]],
+        "tie": lambda ids: [[ids[0], ids[1]]],
+    }
+    label_queue(
+        queue,
+        user,
+        orders[pick],
+        flags=flags,
+        scores_from=(lambda ids: {str(ids[0]): 6, str(ids[1]): 3}) if scores else None,
+    )
 
 
 def _build(queue: LabelingQueue, **kwargs) -> DatasetSnapshot:  # type: ignore[no-untyped-def]
@@ -123,14 +119,7 @@ def test_it_excludes_flagged_rankings_and_filters_annotators(voted_queue) -> Non
 
 def test_it_splits_by_prompt_reproducibly(db) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=40, k=3)
-    _label_ranking = UserFactory(username="ann", roles=["annotator"])
-    while (claim := services.task_claim_next(queue=queue, user=_label_ranking)) is not None:
-        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
-        services.ranking_submit(
-            assignment_id=claim.pk,
-            user=_label_ranking,
-            submission=services.Submission(order=[[i] for i in ids]),
-        )
+    label_queue(queue, UserFactory(username="ann", roles=["annotator"]))
     first = _build(queue, eval_fraction=0.25, seed=1)
     again = _build(queue, eval_fraction=0.25, seed=1)
     other = _build(queue, eval_fraction=0.25, seed=2)

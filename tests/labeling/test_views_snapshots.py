@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import DatasetSnapshot
 from tests.factories import UserFactory
-from tests.labeling.factories import make_queue
+from tests.labeling.factories import label_queue, make_queue
 
 
 def _labeled_queue():  # type: ignore[no-untyped-def]
@@ -21,16 +21,7 @@ def _labeled_queue():  # type: ignore[no-untyped-def]
 
 
 def _label_all(queue) -> None:  # type: ignore[no-untyped-def]
-    from labeling import services
-
-    user = UserFactory(username="ann", roles=["annotator"])
-    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
-        ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
-        services.ranking_submit(
-            assignment_id=claim.pk,
-            user=user,
-            submission=services.Submission(order=[[i] for i in ids]),
-        )
+    label_queue(queue, UserFactory(username="ann", roles=["annotator"]))
 
 
 def test_it_lets_a_researcher_build_and_download_a_snapshot(client: Client, dave) -> None:  # type: ignore[no-untyped-def]
