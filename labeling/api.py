@@ -5,19 +5,23 @@ Annotators see only their own queues and rankings; admins see everything.
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
-from django.http import Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.roles import IsResearcher, user_is_admin, user_is_annotator
+from generation import importers
 from labeling import selectors, services, snapshots
 from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
+from labeling.preference_import import preferences_import
 
 
 class CanLabel(BasePermission):
@@ -315,4 +319,65 @@ class SnapshotExportAPI(APIView):
         return StreamingHttpResponse(
             snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
             content_type="application/jsonl; charset=utf-8",
+        )
+
+
+class SnapshotParquetAPI(APIView):
+    """The same records as Parquet (written to a temporary file in row groups, then sent)."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> FileResponse | Response:
+        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
+        if snapshot is None:
+            raise Http404
+        split = request.query_params.get("split") or None
+        if split not in (None, "train", "eval"):
+            return Response(
+                {"detail": "split must be train or eval"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        handle = tempfile.TemporaryFile()
+        snapshots.snapshot_export_trl_parquet(snapshot, handle, split=split)
+        handle.seek(0)
+        return FileResponse(handle, as_attachment=True, filename=f"snapshot-{snapshot.pk}.parquet")
+
+
+class PreferenceImportAPI(APIView):
+    """Admins and researchers import labeled pairs (HH-RLHF or TRL JSONL) as comparisons."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def post(self, request: Request) -> Response:
+        upload = request.data.get("file")
+        content = request.data.get("content")
+        fmt = request.data.get("format")
+        if fmt not in ("hh", "trl"):
+            return Response(
+                {"detail": "format must be hh or trl"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        if (upload is None) == (content is None):
+            return Response(
+                {"detail": "send either a file or content"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        data = upload.read() if upload is not None else str(content)
+        source = getattr(upload, "name", "") or str(request.data.get("name", ""))
+        try:
+            queue = preferences_import(
+                data=data,
+                format=fmt,
+                name=str(request.data.get("name", "")),
+                source_name=source,
+                user=request.user,
+            )
+        except importers.ImportFileError as exc:
+            return Response(
+                {"detail": f"Nothing was imported. {exc}", "line": exc.line},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except services.LabelingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"queue": queue.pk, "name": queue.name, "comparisons": queue.comparisons.count()},
+            status=status.HTTP_201_CREATED,
         )

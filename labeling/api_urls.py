@@ -17,6 +17,12 @@ urlpatterns = [
         api.SnapshotExportAPI.as_view(),
         name="api-snapshot-export",
     ),
+    path(
+        "snapshots/<int:pk>/export.parquet",
+        api.SnapshotParquetAPI.as_view(),
+        name="api-snapshot-parquet",
+    ),
+    path("preferences/import/", api.PreferenceImportAPI.as_view(), name="api-preference-import"),
     path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
     path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),
 ]

@@ -115,3 +115,42 @@ def test_it_exports_from_the_command_line(db, tmp_path: Path) -> None:  # type: 
     held = (tmp_path / "eval.jsonl").read_text().splitlines()
     assert len(train) + len(held) == 18
     assert "cli" in (tmp_path / "README.md").read_text()
+
+
+def test_it_imports_preferences_and_serves_parquet_over_the_api(dave, alice) -> None:  # type: ignore[no-untyped-def]
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=dave).key}")
+    content = "\n".join(
+        json.dumps({"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"})
+        for i in range(5)
+    )
+    created = api.post(
+        "/api/labeling/preferences/import/",
+        {"content": content, "format": "trl", "name": "ext"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["comparisons"] == 5
+    bad = api.post(
+        "/api/labeling/preferences/import/",
+        {"content": '{"prompt": "x"}', "format": "trl", "name": "bad"},
+        format="json",
+    )
+    assert bad.status_code == 400 and bad.json()["line"] == 1
+    snap = api.post(
+        "/api/labeling/snapshots/",
+        {"name": "ext", "queues": [created.json()["queue"]], "eval_fraction": 0},
+        format="json",
+    ).json()
+    parquet = api.get(f"/api/labeling/snapshots/{snap['id']}/export.parquet")
+    assert b"".join(parquet.streaming_content)[:4] == b"PAR1"
+    annotator = APIClient()
+    annotator.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    assert (
+        annotator.post(
+            "/api/labeling/preferences/import/",
+            {"content": content, "format": "trl"},
+            format="json",
+        ).status_code
+        == 403
+    )
