@@ -449,8 +449,8 @@ def snapshot_export_trl_jsonl(
 ) -> Iterator[bytes]:
     """JSON lines in TRL's preference format, streamed with bounded memory.
 
-    On PostgreSQL the database writes each line (``json_build_object``) and a server-side
-    cursor streams them: the same records as the Python path, at about twice the speed.
+    On PostgreSQL, COPY streams the raw columns and the lines are assembled from escaped
+    strings: the same records as the Python path, several times faster.
     """
     if connection.vendor == "postgresql":
         yield from _trl_jsonl_postgresql(snapshot, split, chunk_size)
@@ -466,43 +466,63 @@ def _trl_jsonl_python(
         yield "".join([encode(r) + "\n" for r in chunk]).encode("utf-8")
 
 
-# The three answer columns, as plain strings or as message lists (see _record_chunks).
-_PLAIN = {"prompt": "p.text", "chosen": "c.text", "rejected": "r.text"}
-_CONVERSATIONAL = {
-    "prompt": "COALESCE(p.messages::json, json_build_array(json_build_object("
-    "'role', 'user', 'content', p.text)))",
-    "chosen": "json_build_array(json_build_object('role', 'assistant', 'content', c.text))",
-    "rejected": "json_build_array(json_build_object('role', 'assistant', 'content', r.text))",
-}
-_TRL_SQL = """
-SELECT json_build_object(
-  'prompt', {prompt}, 'chosen', {chosen}, 'rejected', {rejected},
-  'margin', s.margin, 'score_chosen', s.score_chosen, 'score_rejected', s.score_rejected,
-  'annotator', s.annotator, 'queue', q.name, 'snapshot', %(name)s::text
-)::text
+_COPY_SQL = """COPY (
+SELECT p.text, p.messages::text, c.text, r.text, s.margin, s.score_chosen, s.score_rejected,
+       s.annotator, q.name
 FROM labeling_snapshotrow s
 JOIN generation_prompt p ON p.id = s.prompt_id
 JOIN generation_completion c ON c.id = s.chosen_id
 JOIN generation_completion r ON r.id = s.rejected_id
 JOIN labeling_labelingqueue q ON q.id = s.queue_id
-WHERE s.snapshot_id = %(snapshot)s AND NOT s.is_tie AND (%(split)s::text IS NULL OR s.split = %(split)s)
+WHERE s.snapshot_id = {snapshot} AND NOT s.is_tie {split}
 ORDER BY s.id
-"""
+) TO STDOUT"""
+_COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "float8", "text", "text"]
 
 
 def _trl_jsonl_postgresql(
     snapshot: DatasetSnapshot, split: str | None, chunk_size: int
 ) -> Iterator[bytes]:
-    columns = _CONVERSATIONAL if snapshot_is_conversational(snapshot) else _PLAIN
-    params = {"name": snapshot.name, "snapshot": snapshot.pk, "split": split}
+    """COPY streams the raw columns (as fast as PostgreSQL can send them) and each line is
+    assembled from C-escaped strings; the records equal those of the Python path."""
+    conversational = snapshot_is_conversational(snapshot)
+    quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+    tail = f', "snapshot": {quote(snapshot.name)}}}\n'
+    split_sql = f"AND s.split = '{split}'" if split in SnapshotRow.Split.values else ""
+    sql = _COPY_SQL.format(snapshot=int(snapshot.pk), split=split_sql)
     connection.ensure_connection()
-    raw = connection.connection
-    # WITH HOLD: the cursor outlives the autocommit transaction it was opened in.
-    with raw.cursor(name=f"snapshot_export_{snapshot.pk}", withhold=True) as cursor:
-        cursor.itersize = chunk_size
-        cursor.execute(_TRL_SQL.format(**columns), params)
-        while rows := cursor.fetchmany(chunk_size):
-            yield ("\n".join(row[0] for row in rows) + "\n").encode("utf-8")
+    lines: list[str] = []
+    with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
+        copy.set_types(_COPY_TYPES)
+        for (
+            text,
+            messages,
+            chosen,
+            rejected,
+            margin,
+            s_chosen,
+            s_rejected,
+            who,
+            queue,
+        ) in copy.rows():
+            if conversational:
+                prompt = messages or f'[{{"role": "user", "content": {quote(text)}}}]'
+                chosen_json = f'[{{"role": "assistant", "content": {quote(chosen)}}}]'
+                rejected_json = f'[{{"role": "assistant", "content": {quote(rejected)}}}]'
+            else:
+                prompt, chosen_json, rejected_json = quote(text), quote(chosen), quote(rejected)
+            lines.append(
+                f'{{"prompt": {prompt}, "chosen": {chosen_json}, "rejected": {rejected_json}, '
+                f'"margin": {"null" if margin is None else repr(margin)}, '
+                f'"score_chosen": {"null" if s_chosen is None else repr(s_chosen)}, '
+                f'"score_rejected": {"null" if s_rejected is None else repr(s_rejected)}, '
+                f'"annotator": {quote(who)}, "queue": {quote(queue)}' + tail
+            )
+            if len(lines) >= chunk_size:
+                yield "".join(lines).encode("utf-8")
+                lines = []
+    if lines:
+        yield "".join(lines).encode("utf-8")
 
 
 def snapshot_export_trl_parquet(
