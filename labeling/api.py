@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -342,10 +342,30 @@ class SnapshotParquetAPI(APIView):
         return FileResponse(handle, as_attachment=True, filename=f"snapshot-{snapshot.pk}.parquet")
 
 
-class PreferenceImportAPI(APIView):
-    """Admins and researchers import labeled pairs (HH-RLHF or TRL JSONL) as comparisons."""
+class IsPreflabAdminOnly(BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_is_admin(request.user)
+
+
+class SnapshotCardAPI(APIView):
+    """The snapshot's data card (README.md): counts, agreement, filters, hash and date."""
 
     permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
+        if snapshot is None:
+            raise Http404
+        return HttpResponse(
+            snapshots.snapshot_data_card(snapshot), content_type="text/markdown; charset=utf-8"
+        )
+
+
+class PreferenceImportAPI(APIView):
+    """Admins import labeled pairs (HH-RLHF or TRL JSONL) as comparisons. Researchers read
+    the comparison store through snapshots but do not change it."""
+
+    permission_classes = [IsAuthenticated, IsPreflabAdminOnly]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def post(self, request: Request) -> Response:

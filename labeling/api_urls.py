@@ -22,6 +22,7 @@ urlpatterns = [
         api.SnapshotParquetAPI.as_view(),
         name="api-snapshot-parquet",
     ),
+    path("snapshots/<int:pk>/README.md", api.SnapshotCardAPI.as_view(), name="api-snapshot-card"),
     path("preferences/import/", api.PreferenceImportAPI.as_view(), name="api-preference-import"),
     path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
     path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),

@@ -117,9 +117,9 @@ def test_it_exports_from_the_command_line(db, tmp_path: Path) -> None:  # type: 
     assert "cli" in (tmp_path / "README.md").read_text()
 
 
-def test_it_imports_preferences_and_serves_parquet_over_the_api(dave, alice) -> None:  # type: ignore[no-untyped-def]
+def test_it_imports_preferences_and_serves_parquet_over_the_api(carol, dave, alice) -> None:  # type: ignore[no-untyped-def]
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=dave).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=carol).key}")
     content = "\n".join(
         json.dumps({"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"})
         for i in range(5)
