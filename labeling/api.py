@@ -5,10 +5,10 @@ Annotators see only their own queues and rankings; admins see everything.
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.roles import IsResearcher, user_is_admin, user_is_annotator
+from config.roles import IsPreflabAdmin, IsResearcher, user_is_admin, user_is_annotator
 from generation import importers
 from labeling import selectors, services, snapshots
 from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
@@ -296,9 +296,7 @@ class SnapshotDetailAPI(APIView):
     permission_classes = [IsAuthenticated, IsResearcher]
 
     def get(self, request: Request, pk: int) -> Response:
-        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
-        if snapshot is None:
-            raise Http404
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
         return Response(SnapshotSerializer(snapshot).data)
 
 
@@ -308,14 +306,11 @@ class SnapshotExportAPI(APIView):
     permission_classes = [IsAuthenticated, IsResearcher]
 
     def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
-        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
-        if snapshot is None:
-            raise Http404
-        split = request.query_params.get("split") or None
-        if split not in (None, "train", "eval"):
-            return Response(
-                {"detail": "split must be train or eval"}, status=status.HTTP_400_BAD_REQUEST
-            )
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+        try:
+            split = snapshots.snapshot_split(request.query_params.get("split"))
+        except snapshots.SnapshotError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return StreamingHttpResponse(
             snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
             content_type="application/jsonl; charset=utf-8",
@@ -328,23 +323,16 @@ class SnapshotParquetAPI(APIView):
     permission_classes = [IsAuthenticated, IsResearcher]
 
     def get(self, request: Request, pk: int) -> FileResponse | Response:
-        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
-        if snapshot is None:
-            raise Http404
-        split = request.query_params.get("split") or None
-        if split not in (None, "train", "eval"):
-            return Response(
-                {"detail": "split must be train or eval"}, status=status.HTTP_400_BAD_REQUEST
-            )
-        handle = tempfile.TemporaryFile()
-        snapshots.snapshot_export_trl_parquet(snapshot, handle, split=split)
-        handle.seek(0)
-        return FileResponse(handle, as_attachment=True, filename=f"snapshot-{snapshot.pk}.parquet")
-
-
-class IsPreflabAdminOnly(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_is_admin(request.user)
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+        try:
+            split = snapshots.snapshot_split(request.query_params.get("split"))
+        except snapshots.SnapshotError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return FileResponse(
+            snapshots.snapshot_parquet_file(snapshot, split=split),
+            as_attachment=True,
+            filename=f"snapshot-{snapshot.pk}.parquet",
+        )
 
 
 class SnapshotCardAPI(APIView):
@@ -353,9 +341,7 @@ class SnapshotCardAPI(APIView):
     permission_classes = [IsAuthenticated, IsResearcher]
 
     def get(self, request: Request, pk: int) -> HttpResponse:
-        snapshot = DatasetSnapshot.objects.filter(pk=pk).first()
-        if snapshot is None:
-            raise Http404
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
         return HttpResponse(
             snapshots.snapshot_data_card(snapshot), content_type="text/markdown; charset=utf-8"
         )
@@ -365,7 +351,7 @@ class PreferenceImportAPI(APIView):
     """Admins import labeled pairs (HH-RLHF or TRL JSONL) as comparisons. Researchers read
     the comparison store through snapshots but do not change it."""
 
-    permission_classes = [IsAuthenticated, IsPreflabAdminOnly]
+    permission_classes = [IsAuthenticated, IsPreflabAdmin]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def post(self, request: Request) -> Response:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -50,9 +48,10 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    split = request.GET.get("split") or None
-    if split not in (None, *SnapshotRow.Split.values):
-        return HttpResponse("split must be train or eval", status=400)
+    try:
+        split = snapshots.snapshot_split(request.GET.get("split"))
+    except snapshots.SnapshotError as exc:
+        return HttpResponse(str(exc), status=400)
     response = StreamingHttpResponse(
         snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
         content_type="application/jsonl; charset=utf-8",
@@ -66,16 +65,13 @@ def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    split = request.GET.get("split") or None
-    if split not in (None, *SnapshotRow.Split.values):
-        return HttpResponse("split must be train or eval", status=400)
-    # Parquet's footer comes last, so the file is written to disk in row groups first.
-    handle = tempfile.TemporaryFile()
-    snapshots.snapshot_export_trl_parquet(snapshot, handle, split=split)
-    handle.seek(0)
+    try:
+        split = snapshots.snapshot_split(request.GET.get("split"))
+    except snapshots.SnapshotError as exc:
+        return HttpResponse(str(exc), status=400)
     suffix = f"-{split}" if split else ""
     return FileResponse(
-        handle,
+        snapshots.snapshot_parquet_file(snapshot, split=split),
         as_attachment=True,
         filename=f"{_slug(snapshot.name)}{suffix}.parquet",
         content_type="application/vnd.apache.parquet",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -523,6 +524,24 @@ def _trl_jsonl_postgresql(
                 lines = []
     if lines:
         yield "".join(lines).encode("utf-8")
+
+
+def snapshot_split(value: str | None) -> str | None:
+    """The ``split`` a download asks for: None (all rows), train or eval."""
+    if not value:
+        return None
+    if value not in SnapshotRow.Split.values:
+        raise SnapshotError("split must be train or eval")
+    return value
+
+
+def snapshot_parquet_file(snapshot: DatasetSnapshot, *, split: str | None = None) -> Any:
+    """The Parquet export in an anonymous temporary file, rewound for sending: Parquet's
+    footer comes last, so the file is written to disk in row groups first."""
+    handle = tempfile.TemporaryFile()
+    snapshot_export_trl_parquet(snapshot, handle, split=split)
+    handle.seek(0)
+    return handle
 
 
 def snapshot_export_trl_parquet(

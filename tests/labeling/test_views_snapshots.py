@@ -154,3 +154,23 @@ def test_it_imports_preferences_and_serves_parquet_over_the_api(carol, dave, ali
         ).status_code
         == 403
     )
+
+
+def test_it_rejects_an_unknown_split(client: Client, dave) -> None:  # type: ignore[no-untyped-def]
+    queue = _labeled_queue()
+    from labeling import snapshots
+
+    snap = snapshots.snapshot_build(name="s", spec=snapshots.SnapshotFilter(queues=[queue.pk]))
+    client.force_login(dave)
+    for path in ("export.jsonl", "export.parquet"):
+        response = client.get(f"/labeling/snapshots/{snap.pk}/{path}?split=test")
+        assert response.status_code == 400 and b"split must be train or eval" in response.content
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=dave).key}")
+    for path in ("export.jsonl", "export.parquet"):
+        response = api.get(f"/api/labeling/snapshots/{snap.pk}/{path}?split=test")
+        assert (
+            response.status_code == 400
+            and response.json()["detail"] == "split must be train or eval"
+        )
+    assert api.get("/api/labeling/snapshots/999999/README.md").status_code == 404
