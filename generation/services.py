@@ -276,24 +276,44 @@ def generation_job_import(
                     prompt=prompt, sample_index=index, text=text, model_name=group.model_name
                 )
             )
-    now = timezone.now()
-    job = GenerationJob.objects.create(
+    job = generation_job_create_imported(
         name=name,
         prompt_set=prompt_set,
-        source=GenerationJob.Source.IMPORTED,
-        import_source=source_name,
+        source_name=source_name,
         k=max(len(g.completions) for g in groups),
-        status=GenerationJob.Status.SUCCEEDED,
-        prompts_total=len(seen),
-        prompts_done=len(seen),
-        created_by=user,
-        started_at=now,
-        finished_at=now,
+        prompts=len(seen),
+        user=user,
     )
     for row in rows:
         row.job = job
     Completion.objects.bulk_create(rows, batch_size=1000)
     return job
+
+
+def generation_job_create_imported(
+    *,
+    name: str,
+    prompt_set: PromptSet,
+    source_name: str,
+    k: int,
+    prompts: int,
+    user: AbstractBaseUser | None = None,
+) -> GenerationJob:
+    """A finished job that holds completions brought in from a file (the caller adds them)."""
+    now = timezone.now()
+    return GenerationJob.objects.create(
+        name=name,
+        prompt_set=prompt_set,
+        source=GenerationJob.Source.IMPORTED,
+        import_source=source_name,
+        k=k,
+        status=GenerationJob.Status.SUCCEEDED,
+        prompts_total=prompts,
+        prompts_done=prompts,
+        created_by=user,
+        started_at=now,
+        finished_at=now,
+    )
 
 
 def prompt_set_free_name(name: str) -> str:

@@ -18,7 +18,7 @@ from django.utils.text import slugify
 
 from generation import importers
 from generation import services as generation_services
-from generation.models import Completion, GenerationJob
+from generation.models import Completion
 from labeling.models import (
     Assignment,
     Comparison,
@@ -67,18 +67,13 @@ def preferences_import(
     )
     now = timezone.now()
     prompts = [by_hash[r.prompt.content_hash] for r in records]
-    job = GenerationJob.objects.create(
+    job = generation_services.generation_job_create_imported(
         name=name,
         prompt_set=prompt_set,
-        source=GenerationJob.Source.IMPORTED,
-        import_source=source_name,
+        source_name=source_name,
         k=2,
-        status=GenerationJob.Status.SUCCEEDED,
-        prompts_total=len(by_hash),
-        prompts_done=len(by_hash),
-        created_by=user,
-        started_at=now,
-        finished_at=now,
+        prompts=len(by_hash),
+        user=user,
     )
     # A prompt repeated in the file gets further sample indices, so no pair is lost.
     seen: dict[int, int] = {}
