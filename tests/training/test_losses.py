@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import pytest
 import torch
@@ -23,6 +24,8 @@ from training.core.losses import (
     grouped_dpo_loss,
     masked_mean,
     masked_whiten,
+    pairwise_bradley_terry_loss,
+    pairwise_dpo_loss,
     per_token_kl,
     ppo_policy_loss,
     ppo_value_loss,
@@ -392,6 +395,133 @@ def test_grouped_dpo_passes_gradients_to_each_completion_once() -> None:
 
     assert policy.grad is not None and torch.isfinite(policy.grad).all()
     assert policy.grad[0] < 0 and policy.grad[1] > 0 and policy.grad[2] > 0
+
+
+# --------------------------------------------------------------------------------------
+# Pair-based grouped losses (arbitrary pairs: disagreements, repeats)
+# --------------------------------------------------------------------------------------
+
+
+def _long(values: object) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+def test_pairwise_bradley_terry_matches_hand_computed_value_with_a_disagreement() -> None:
+    # Prompt 0: completions 0, 1, 2; annotators disagree on (0, 1). Prompt 1: 3 beats 4.
+    rewards = t([1.0, 0.0, -1.0, 2.0, 0.5], True)
+    winners, losers, pair_group = _long([0, 1, 0, 3]), _long([1, 0, 2, 4]), _long([0, 0, 0, 1])
+
+    per_prompt, metrics = pairwise_bradley_terry_loss(rewards, winners, losers, pair_group)
+    per_pair, _ = pairwise_bradley_terry_loss(
+        rewards, winners, losers, pair_group, reduction="pairs"
+    )
+
+    prompt0 = (neg_log_sigmoid(1.0) + neg_log_sigmoid(-1.0) + neg_log_sigmoid(2.0)) / 3
+    close(per_prompt, (prompt0 + neg_log_sigmoid(1.5)) / 2)
+    close(per_pair, (3 * prompt0 + neg_log_sigmoid(1.5)) / 4)
+    close(metrics["rewards/accuracies"], (2 / 3 + 1.0) / 2)
+    close(metrics["rewards/margins"], ((1.0 - 1.0 + 2.0) / 3 + 1.5) / 2)
+    assert_detached(metrics)
+    per_prompt.backward()
+    assert rewards.grad is not None and torch.isfinite(rewards.grad).all()
+
+
+def test_pairwise_bradley_terry_with_margins_matches_hand_computed_value() -> None:
+    rewards = t([1.0, 0.0, 3.0, 1.0])
+    winners, losers, pair_group = _long([0, 2]), _long([1, 3]), _long([0, 1])
+
+    loss, _ = pairwise_bradley_terry_loss(
+        rewards, winners, losers, pair_group, margins=t([2.0, 0.5])
+    )
+
+    close(loss, (neg_log_sigmoid(1.0 - 2.0) + neg_log_sigmoid(2.0 - 0.5)) / 2)
+
+
+def _random_pairs(seed: int, n: int = 12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random pairs within 3 prompts of 4 completions each, repeats and reversals included."""
+    generator = torch.Generator().manual_seed(seed)
+    group = torch.randint(0, 3, (n,), generator=generator)
+    a = torch.randint(0, 4, (n,), generator=generator)
+    b = (a + torch.randint(1, 4, (n,), generator=generator)) % 4
+    return group * 4 + a, group * 4 + b, group
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pairwise_bradley_terry_equals_bradley_terry_on_expanded_pairs(seed: int) -> None:
+    winners, losers, pair_group = _random_pairs(seed)
+    rewards = torch.randn(12, generator=torch.Generator().manual_seed(seed + 10))
+    margins = torch.rand(len(winners), generator=torch.Generator().manual_seed(seed + 20))
+
+    pairwise, pairwise_metrics = pairwise_bradley_terry_loss(
+        rewards, winners, losers, pair_group, margins, reduction="pairs"
+    )
+    expanded, expanded_metrics = bradley_terry_loss(rewards[winners], rewards[losers], margins)
+
+    assert_close(pairwise, expanded)
+    assert pairwise_metrics.keys() == expanded_metrics.keys()
+    for name in expanded_metrics:
+        assert_close(pairwise_metrics[name], expanded_metrics[name])
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_pairwise_dpo_equals_dpo_on_expanded_pairs(label_smoothing: float) -> None:
+    winners, losers, pair_group = _random_pairs(2)
+    generator = torch.Generator().manual_seed(6)
+    policy = -torch.rand(12, generator=generator) * 20
+    ref = -torch.rand(12, generator=generator) * 20
+
+    pairwise, pairwise_metrics = pairwise_dpo_loss(
+        policy, ref, winners, losers, pair_group, 0.1, label_smoothing, reduction="pairs"
+    )
+    expanded, expanded_metrics = dpo_loss(
+        policy[winners], policy[losers], ref[winners], ref[losers], 0.1, label_smoothing
+    )
+
+    assert_close(pairwise, expanded)
+    assert pairwise_metrics.keys() == expanded_metrics.keys()
+    for name in expanded_metrics:
+        assert_close(pairwise_metrics[name], expanded_metrics[name])
+
+
+def test_pairwise_dpo_matches_hand_computed_value_per_prompt() -> None:
+    # Prompt 0: 0 beats 1 twice (two annotators agree); prompt 1: 3 beats 2.
+    policy, ref = t([-1.0, -2.0, -5.0, -3.0], True), t([-2.0, -1.0, -4.0, -4.0])
+    winners, losers, pair_group = _long([0, 0, 3]), _long([1, 1, 2]), _long([0, 0, 1])
+
+    loss, metrics = pairwise_dpo_loss(policy, ref, winners, losers, pair_group, beta=0.5)
+
+    r0, r1, r2, r3 = 0.5 * 1.0, 0.5 * -1.0, 0.5 * -1.0, 0.5 * 1.0
+    close(loss, (neg_log_sigmoid(r0 - r1) + neg_log_sigmoid(r3 - r2)) / 2)
+    close(metrics["logps/chosen"], (-1.0 + -3.0) / 2)
+    close(metrics["rewards/rejected"], (r1 + r2) / 2)
+    assert_detached(metrics)
+    loss.backward()
+    assert policy.grad is not None and policy.grad[0] < 0 and policy.grad[1] > 0
+
+
+@pytest.mark.parametrize("reduction", ["prompt", "pairs"])
+def test_pairwise_losses_with_no_pairs_are_zero(reduction: Literal["prompt", "pairs"]) -> None:
+    rewards = t([1.0, 2.0], True)
+    none = torch.zeros(0, dtype=torch.long)
+
+    bt, bt_metrics = pairwise_bradley_terry_loss(rewards, none, none, none, reduction=reduction)
+    dpo, dpo_metrics = pairwise_dpo_loss(
+        rewards, t([0.0, 0.0]), none, none, none, beta=0.1, reduction=reduction
+    )
+    (bt + dpo).backward()
+
+    close(bt, 0.0)
+    close(dpo, 0.0)
+    assert_detached(bt_metrics)
+    assert_detached(dpo_metrics)
+    assert rewards.grad is not None and (rewards.grad == 0).all()
+
+
+def test_pairwise_losses_reject_out_of_range_pairs() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        pairwise_bradley_terry_loss(t([1.0, 2.0]), _long([0]), _long([2]), _long([0]))
+    with pytest.raises(ValueError, match=r"\[P\]"):
+        pairwise_dpo_loss(t([1.0]), t([1.0]), _long([0]), _long([0, 0]), _long([0]), beta=0.1)
 
 
 # --------------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "pairwise_bradley_terry_loss",
+    "pairwise_dpo_loss",
     "per_token_kl",
     "ppo_policy_loss",
     "ppo_value_loss",
@@ -256,6 +258,65 @@ def _pair_weights(pair_group: Tensor, reduction: Reduction) -> Tensor | None:
     return 1.0 / (counts[pair_group].float() * prompts.float())
 
 
+def _check_pairs(n: int, winners: Tensor, losers: Tensor, pair_group: Tensor) -> None:
+    if not (winners.dim() == 1 and winners.shape == losers.shape == pair_group.shape):
+        raise ValueError(
+            f"winners, losers and pair_group must all be [P], got {tuple(winners.shape)}, "
+            f"{tuple(losers.shape)} and {tuple(pair_group.shape)}"
+        )
+    if winners.numel() == 0 or winners.device.type != "cpu":
+        return  # index checks would force a device sync on an accelerator
+    if (
+        min(int(winners.min()), int(losers.min())) < 0
+        or max(int(winners.max()), int(losers.max())) >= n
+    ):
+        raise ValueError(f"a pair indexes a completion outside 0..{n - 1}")
+    if int(pair_group.min()) < 0:
+        raise ValueError("pair_group must hold group indices >= 0")
+
+
+def pairwise_bradley_terry_loss(
+    rewards: Tensor,
+    winners: Tensor,
+    losers: Tensor,
+    pair_group: Tensor,
+    margins: Tensor | None = None,
+    reduction: Reduction = "prompt",
+) -> tuple[Tensor, Metrics]:
+    """Bradley-Terry loss over arbitrary preference pairs among once-scored completions.
+
+    InstructGPT's trick (Ouyang et al. 2022, Section 3.5): each of the ``N`` completions
+    goes through the reward model once, and every pair is scored from those ``N`` rewards
+    in one vectorised op. Unlike :func:`grouped_bradley_terry_loss` the pairs need not come
+    from a ranking: annotators may disagree (both ``(a, b)`` and ``(b, a)``), and a pair may
+    repeat (it then weighs twice).
+
+    Shapes: ``rewards [N]``; ``winners [P]``, ``losers [P]`` (long indices into ``rewards``:
+    the chosen and the rejected completion of each pair); ``pair_group [P]`` (long, >= 0:
+    the prompt each pair belongs to); ``margins [P]`` or ``None`` -> ``(loss [], metrics)``.
+
+    Per pair ``-log sigmoid(r_w - r_l - m)`` (Ouyang et al. 2022, eq. 1; the margin ``m``
+    as in Touvron et al. 2023, eq. 2). ``reduction="prompt"`` averages the pairs of each
+    prompt, then the prompts, as InstructGPT's eq. 1 divides by ``C(k, 2)``; ``"pairs"`` is
+    the plain mean over pairs, equal to :func:`bradley_terry_loss` on the expanded pairs.
+    Metrics are those of :func:`bradley_terry_loss`, averaged with the same weights. No
+    pairs give a loss of 0.
+    """
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be [N], got {tuple(rewards.shape)}")
+    _check_pairs(rewards.shape[0], winners, losers, pair_group)
+    if margins is not None and margins.shape != winners.shape:
+        raise ValueError(f"margins must have one value per pair ({winners.numel()})")
+    weights = _pair_weights(pair_group, reduction)
+    chosen, rejected = rewards[winners], rewards[losers]
+    logits = chosen - rejected
+    if margins is not None:
+        logits = logits - margins  # Touvron et al. 2023, eq. 2
+    losses = -F.logsigmoid(logits)  # Ouyang et al. 2022, eq. 1
+    loss = _mean(losses, weights)
+    return loss, _pair_metrics(chosen, rejected, loss, weights)
+
+
 def grouped_bradley_terry_loss(
     rewards: Tensor,
     groups: GroupsArg,
@@ -281,7 +342,8 @@ def grouped_bradley_terry_loss(
     left out. ``reduction="pairs"`` is the plain mean over all pairs, equal to
     :func:`bradley_terry_loss` on the expanded pairs.
 
-    Metrics are those of :func:`bradley_terry_loss`, averaged with the same weights.
+    Metrics are those of :func:`bradley_terry_loss`, averaged with the same weights. The
+    pairs come from :func:`ranked_pairs`; the loss is :func:`pairwise_bradley_terry_loss`.
     """
     if rewards.dim() != 1 or ranks.shape != rewards.shape:
         raise ValueError(
@@ -291,14 +353,7 @@ def grouped_bradley_terry_loss(
     winners, losers, pair_group = ranked_pairs(groups, ranks)
     if margins is not None and margins.shape != winners.shape:
         raise ValueError(f"margins must have one value per pair ({winners.numel()})")
-    weights = _pair_weights(pair_group, reduction)
-    chosen, rejected = rewards[winners], rewards[losers]
-    logits = chosen - rejected
-    if margins is not None:
-        logits = logits - margins  # Touvron et al. 2023, eq. 2
-    losses = -F.logsigmoid(logits)  # Ouyang et al. 2022, eq. 1
-    loss = _mean(losses, weights)
-    return loss, _pair_metrics(chosen, rejected, loss, weights)
+    return pairwise_bradley_terry_loss(rewards, winners, losers, pair_group, margins, reduction)
 
 
 # --------------------------------------------------------------------------------------
@@ -372,6 +427,47 @@ def dpo_loss(
     )
 
 
+def pairwise_dpo_loss(
+    policy_logps: Tensor,
+    ref_logps: Tensor,
+    winners: Tensor,
+    losers: Tensor,
+    pair_group: Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "prompt",
+) -> tuple[Tensor, Metrics]:
+    """DPO over arbitrary preference pairs among completions whose log-probs are computed once.
+
+    Shapes: ``policy_logps [N]``, ``ref_logps [N]`` (one summed log-prob per completion,
+    see :func:`sequence_logps`); ``winners [P]``, ``losers [P]``, ``pair_group [P]`` as in
+    :func:`pairwise_bradley_terry_loss` -> ``(loss [], metrics)``. Each completion's
+    implicit reward ``beta * (log pi - log pi_ref)`` (Rafailov et al. 2023, eq. 5) is
+    gathered into all of its pairs, and each pair gets
+    ``-log sigmoid(r_w - r_l)`` (Rafailov et al. 2023, eq. 7), or with
+    ``label_smoothing = eps`` the conservative loss of Mitchell 2023.
+
+    ``reduction`` is as in :func:`pairwise_bradley_terry_loss`; ``"pairs"`` equals
+    :func:`dpo_loss` on the expanded pairs. Metrics are those of :func:`dpo_loss`, averaged
+    with the same weights. No pairs give a loss of 0.
+    """
+    if policy_logps.dim() != 1 or ref_logps.shape != policy_logps.shape:
+        raise ValueError("policy_logps and ref_logps must both be [N]")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    _check_pairs(policy_logps.shape[0], winners, losers, pair_group)
+    weights = _pair_weights(pair_group, reduction)
+    rewards = beta * (policy_logps - ref_logps.detach())
+    return _dpo_from_rewards(
+        rewards[winners],
+        rewards[losers],
+        policy_logps[winners],
+        policy_logps[losers],
+        label_smoothing,
+        weights,
+    )
+
+
 def grouped_dpo_loss(
     policy_logps: Tensor,
     ref_logps: Tensor,
@@ -391,7 +487,8 @@ def grouped_dpo_loss(
     ``reduction`` is as in :func:`grouped_bradley_terry_loss`: ``"prompt"`` weighs every
     prompt equally (mean over its pairs, then over prompts); ``"pairs"`` is the plain mean
     over pairs and equals :func:`dpo_loss` on the expanded pairs. Metrics are those of
-    :func:`dpo_loss`, averaged with the same weights.
+    :func:`dpo_loss`, averaged with the same weights. The pairs come from
+    :func:`ranked_pairs`; the loss is :func:`pairwise_dpo_loss`.
     """
     if policy_logps.dim() != 1 or ref_logps.shape != policy_logps.shape:
         raise ValueError("policy_logps and ref_logps must both be [N]")
@@ -400,15 +497,8 @@ def grouped_dpo_loss(
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     winners, losers, pair_group = ranked_pairs(groups, ranks)
-    weights = _pair_weights(pair_group, reduction)
-    rewards = beta * (policy_logps - ref_logps.detach())
-    return _dpo_from_rewards(
-        rewards[winners],
-        rewards[losers],
-        policy_logps[winners],
-        policy_logps[losers],
-        label_smoothing,
-        weights,
+    return pairwise_dpo_loss(
+        policy_logps, ref_logps, winners, losers, pair_group, beta, label_smoothing, reduction
     )
 
 
