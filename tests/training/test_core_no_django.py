@@ -13,9 +13,16 @@ import sys
 
 import training.core
 import training.core.configs
+import training.core.data
+import training.core.hf
+import training.core.ppo
+import training.core.preference
 import training.core.reporting
+import training.core.runners
+import training.core.scoring
+import training.core.sft
 
-assert "torch" not in sys.modules, "configs or reporting imported torch"
+assert "torch" not in sys.modules, "a core module other than losses imported torch"
 
 import training.core.losses
 

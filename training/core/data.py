@@ -1,0 +1,176 @@
+"""Training data as plain Python: what a runner trains on, and how it becomes token ids.
+
+The Django side reads a frozen ``DatasetSnapshot`` and hands a runner one of
+:class:`PreferenceData` (reward, DPO), :class:`SFTData` (SFT) or :class:`PromptData` (PPO).
+Nothing here imports Django; torch and transformers are not needed either (tokenizers are
+passed in).
+
+Prompts and completions are tokenized exactly as the generation backends do it
+(:func:`generation.backends.transformers.encode_prompt`), so a model is trained on the same
+token ids it is later sampled with: the prompt (raw text with the tokenizer's special tokens,
+or the chat template's text), then the completion's tokens, then EOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from generation.backends.base import PromptInput
+
+__all__ = [
+    "PairRecord",
+    "PreferenceData",
+    "PreferenceGroup",
+    "PromptData",
+    "RunData",
+    "SFTData",
+    "SFTExample",
+    "encode_completion",
+    "preference_groups",
+]
+
+
+@dataclass(frozen=True)
+class PreferenceGroup:
+    """One prompt, its distinct completions, and the preferences among them.
+
+    ``pairs`` index ``completions``: ``(chosen, rejected)``. ``margins`` holds one value per
+    pair (a preference strength, from rank gaps or scores) or is empty when none is known.
+    Each completion appears once however many pairs it is in, so a grouped trainer forwards
+    it once (InstructGPT's trick).
+    """
+
+    prompt: PromptInput
+    completions: tuple[str, ...]
+    pairs: tuple[tuple[int, int], ...]
+    margins: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.completions)
+        for chosen, rejected in self.pairs:
+            if not (0 <= chosen < n and 0 <= rejected < n) or chosen == rejected:
+                raise ValueError(f"pair {(chosen, rejected)} does not index {n} completions")
+        if self.margins and len(self.margins) != len(self.pairs):
+            raise ValueError("margins must be empty or have one value per pair")
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One preference pair as a snapshot stores it; the keys identify prompts/completions."""
+
+    prompt_key: Hashable
+    prompt: PromptInput
+    chosen_key: Hashable
+    chosen: str
+    rejected_key: Hashable
+    rejected: str
+    margin: float | None = None
+
+
+def preference_groups(records: Iterable[PairRecord]) -> list[PreferenceGroup]:
+    """Group flat pairs by prompt, each distinct completion once, in first-seen order.
+
+    A pair repeated (two annotators agreeing) stays repeated: it weighs twice, as in the
+    export. Margins are kept only when every pair of the group has one.
+    """
+    prompts: dict[Hashable, PromptInput] = {}
+    completions: dict[Hashable, dict[Hashable, int]] = {}
+    texts: dict[Hashable, list[str]] = {}
+    pairs: dict[Hashable, list[tuple[int, int]]] = {}
+    margins: dict[Hashable, list[float | None]] = {}
+    for r in records:
+        if r.prompt_key not in prompts:
+            prompts[r.prompt_key] = r.prompt
+            completions[r.prompt_key], texts[r.prompt_key] = {}, []
+            pairs[r.prompt_key], margins[r.prompt_key] = [], []
+        index = completions[r.prompt_key]
+        for key, text in ((r.chosen_key, r.chosen), (r.rejected_key, r.rejected)):
+            if key not in index:
+                index[key] = len(texts[r.prompt_key])
+                texts[r.prompt_key].append(text)
+        pairs[r.prompt_key].append((index[r.chosen_key], index[r.rejected_key]))
+        margins[r.prompt_key].append(r.margin)
+    groups = []
+    for key, prompt in prompts.items():
+        group_margins = margins[key]
+        known = all(m is not None for m in group_margins)
+        groups.append(
+            PreferenceGroup(
+                prompt=prompt,
+                completions=tuple(texts[key]),
+                pairs=tuple(pairs[key]),
+                margins=tuple(float(m) for m in group_margins if m is not None) if known else (),
+            )
+        )
+    return groups
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """A prompt and the completion to imitate."""
+
+    prompt: PromptInput
+    completion: str
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    """Reward-model and DPO data: preference groups, train and held-out."""
+
+    train: Sequence[PreferenceGroup]
+    eval: Sequence[PreferenceGroup] = ()
+
+
+@dataclass(frozen=True)
+class SFTData:
+    """SFT data: demonstrations (or chosen completions), train and held-out."""
+
+    train: Sequence[SFTExample]
+    eval: Sequence[SFTExample] = ()
+
+
+@dataclass(frozen=True)
+class PromptData:
+    """PPO data: prompts to roll out on, train and held-out."""
+
+    train: Sequence[PromptInput]
+    eval: Sequence[PromptInput] = field(default_factory=tuple)
+
+
+RunData = PreferenceData | SFTData | PromptData
+
+
+def encode_completion(
+    tokenizer: Any,
+    prompt: PromptInput,
+    completion: str,
+    *,
+    use_chat_template: bool,
+    max_length: int,
+) -> tuple[list[int], int]:
+    """Token ids of ``prompt`` + ``completion`` + EOS, and how many of them are the prompt.
+
+    The prompt is encoded as the generation backends encode it, so training sees the ids
+    sampling produced. Longer than ``max_length``: the completion keeps at least half of the
+    budget (cut at its end, where it matters least for a preference), and the prompt keeps
+    its last tokens, nearest the completion. Always leaves at least one prompt token and
+    one completion token.
+    """
+    from generation.backends.transformers import encode_prompt
+
+    if max_length < 2:
+        raise ValueError("max_length must be >= 2")
+    prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template)
+    completion_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        completion_ids.append(int(tokenizer.eos_token_id))
+    if not completion_ids:
+        raise ValueError("a completion needs at least one token (the tokenizer has no EOS)")
+    if len(prompt_ids) + len(completion_ids) > max_length:
+        prompt_budget = max(1, min(len(prompt_ids), max_length - len(completion_ids)))
+        prompt_budget = max(prompt_budget, min(len(prompt_ids), max_length - max_length // 2))
+        prompt_ids = prompt_ids[-prompt_budget:]
+        completion_ids = completion_ids[: max_length - len(prompt_ids)]
+    return prompt_ids + completion_ids, len(prompt_ids)

@@ -1,0 +1,139 @@
+"""Supervised fine-tuning of a causal LM on prompt + completion, with a plain ``Trainer``.
+
+Each example is tokenized exactly as generation reads it
+(:func:`~training.core.data.encode_completion`: prompt ids, completion ids, EOS), so the
+model learns to continue the prompts it will be sampled on and to stop. With
+``config.completion_only_loss`` the prompt's tokens are masked out of the loss (labels
+``-100``). The model computes the usual next-token cross-entropy, averaged over the
+labelled tokens of all micro-batches of an optimizer step (the Trainer counts them, so
+gradient accumulation does not change the loss).
+
+TRL's ``SFTTrainer`` is not used: it would re-tokenize through its own path (the token ids
+must match generation's) and costs seconds to import, for nothing this needs.
+
+Nothing here imports Django; torch and transformers are imported when a run starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.core.configs import SFTConfig
+from training.core.data import RunData, SFTData, SFTExample, encode_completion
+from training.core.reporting import ProgressReporter
+from training.core.runners import FINAL, RunResult, RunSpec, TrainingError, latest_checkpoint
+
+__all__ = ["encode_examples", "run_sft"]
+
+IGNORE_INDEX = -100
+
+
+def encode_examples(
+    examples: Sequence[SFTExample],
+    tokenizer: Any,
+    *,
+    use_chat_template: bool,
+    max_length: int,
+    completion_only_loss: bool,
+) -> list[dict[str, list[int]]]:
+    """``{"input_ids", "labels"}`` per example; prompt labels are ``-100`` when masked."""
+    encoded = []
+    for example in examples:
+        ids, prompt_length = encode_completion(
+            tokenizer,
+            example.prompt,
+            example.completion,
+            use_chat_template=use_chat_template,
+            max_length=max_length,
+        )
+        labels = list(ids)
+        if completion_only_loss:
+            labels[:prompt_length] = [IGNORE_INDEX] * prompt_length
+        encoded.append({"input_ids": ids, "labels": labels})
+    return encoded
+
+
+def _collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    from training.core.hf import pad_right
+
+    input_ids, attention_mask = pad_right([e["input_ids"] for e in examples], pad_id)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for row, example in enumerate(examples):
+        labels[row, : len(example["labels"])] = torch.tensor(example["labels"])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def run_sft(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResult:
+    """Fine-tune ``spec.model_path`` on ``data.train``; report ``loss`` (and the Trainer's
+    ``learning_rate``, ``grad_norm``), evaluate ``eval/loss`` on ``data.eval`` at the end and
+    write ``final/`` (the causal LM, LoRA merged, and its tokenizer)."""
+    import torch
+    from transformers import Trainer, set_seed
+
+    from training.core import hf
+
+    config = spec.config
+    if not isinstance(config, SFTConfig):
+        raise TrainingError(f"an SFT run needs an SFTConfig, got {type(config).__name__}")
+    if not isinstance(data, SFTData):
+        raise TrainingError(f"an SFT run trains on SFTData, got {type(data).__name__}")
+    if not data.train:
+        raise TrainingError("the training split has no examples")
+    device = hf.resolve_device(spec.device)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(torch.device(device))
+    tokenizer = hf.load_tokenizer(spec.model_path)
+    pad_id = int(tokenizer.pad_token_id)
+    encode = {
+        "tokenizer": tokenizer,
+        "use_chat_template": spec.use_chat_template,
+        "max_length": config.max_length,
+        "completion_only_loss": config.completion_only_loss,
+    }
+    train_examples = encode_examples(data.train, **encode)
+    eval_examples = encode_examples(data.eval, **encode)
+    reporter.log(f"{len(train_examples)} training examples, {len(eval_examples)} held-out")
+
+    set_seed(config.seed)  # LoRA adapters
+    reporter.log(f"loading {spec.model_path} on {device}")
+    model = hf.load_causal_lm(spec.model_path, tokenizer)
+    model = hf.apply_lora(model, config, task="CAUSAL_LM")
+
+    bridge = hf.ReporterCallback(reporter)
+    trainer = Trainer(
+        model=model,
+        args=hf.training_arguments(config, spec.output_dir, device),
+        train_dataset=train_examples,
+        data_collator=lambda examples: _collate(examples, pad_id),
+        processing_class=tokenizer,
+        callbacks=[bridge.make()],
+    )
+    stopped = hf.train(trainer, bridge, spec.resume_from)
+    steps = int(trainer.state.global_step)
+    if stopped:
+        return RunResult(
+            status="cancelled",
+            steps=steps,
+            final_dir=None,
+            checkpoint_dir=latest_checkpoint(spec.output_dir),
+        )
+
+    eval_metrics: dict[str, float] = {}
+    if eval_examples:
+        results = trainer.evaluate(eval_dataset=eval_examples, metric_key_prefix="eval")  # type: ignore[arg-type]
+        eval_metrics = {"eval/loss": float(results["eval_loss"])}
+        reporter.report(steps, steps, eval_metrics)
+    final_dir = Path(spec.output_dir) / FINAL
+    reporter.log(f"saving the trained model to {final_dir}")
+    hf.save_final(trainer.model, tokenizer, final_dir)
+    return RunResult(
+        status="succeeded",
+        steps=steps,
+        final_dir=final_dir,
+        checkpoint_dir=latest_checkpoint(spec.output_dir),
+        eval_metrics=eval_metrics,
+    )
