@@ -1,0 +1,909 @@
+"""RLHF with PPO against a trained reward model (Ziegler et al. 2019; InstructGPT).
+
+:func:`run_ppo` is the runner for ``kind="ppo"``. TRL dropped its PPO trainer in 1.13, so
+the loop is written here on top of the pure pieces in :mod:`training.core.losses`; the
+loading and saving plumbing is shared with the other runners (:mod:`training.core.hf`).
+
+One rollout (``max_steps`` counts these):
+
+1. Take the next ``rollout_batch_prompts`` prompts of a shuffled pass over the prompts
+   (each epoch is reshuffled from ``seed``; a rollout may straddle two epochs).
+2. Sample ``rollout_k`` completions of each from the *current* policy (pure sampling at
+   ``temperature``: no top-k, no top-p) through a :class:`RolloutSampler`. Prompts are
+   encoded exactly as the generation backends encode them, and a completion ends at EOS,
+   which counts as one of its tokens, so even an empty completion has one token to carry
+   its reward.
+3. Score each ``(prompt, completion text)`` with the reward model
+   (:class:`~training.core.scoring.RewardScorer`, which reads the text as the reward run
+   trained on it).
+4. With gradients off: per-token log-probabilities of the policy and of the frozen
+   reference, the policy's entropy, and the value head's values. Log-probabilities come
+   from ``logits / temperature``, the distribution the tokens were actually sampled from.
+5. Per-token rewards ``-beta * KL_t`` plus the score on the last token
+   (:func:`~training.core.losses.shaped_rewards`), optionally whitened
+   (``whiten_rewards``), then GAE advantages and returns (``gamma``, ``lam``); the
+   advantages are whitened over the rollout.
+6. ``ppo_epochs`` passes over the rollout in shuffled minibatches of ``minibatch_size``
+   completions; each minibatch is one AdamW step of the clipped policy loss plus
+   ``vf_coef`` times the clipped value loss, accumulated over micro-batches of
+   ``batch_size`` completions and clipped to ``max_grad_norm``. ``gradient_accumulation_steps``
+   is not used: ``minibatch_size / batch_size`` already sets the accumulation.
+7. With ``adaptive_kl``, beta moves toward ``kl_target`` (Ziegler et al. 2019, Section 2.2).
+
+Design choices:
+
+- **Value head on the policy's trunk.** The value function is a ``Linear(hidden, 1)`` on
+  the policy's last hidden state, as TRL's ``AutoModelForCausalLMWithValueHead`` did.
+  InstructGPT instead initialised a separate value model from the reward model; that is a
+  second full network in memory and a second forward pass per micro-batch, which on the
+  small models this app trains costs more than it buys. The price of sharing is that the
+  value loss also moves the policy's weights (kept small by ``vf_coef``). The head starts
+  at zero, so the first advantages are plain returns rather than noise from a random head.
+  It lives in every checkpoint (``value_head.pt``) but not in ``final/``.
+- **One model with LoRA.** The reference is a frozen copy of the base model; with
+  ``use_lora`` it is the policy itself under peft's ``disable_adapter()``, so only one
+  model sits in memory. The reward model is loaded once beside it.
+- **No dropout.** The policy stays in eval mode throughout (gradients still flow): with
+  dropout, the log-probabilities of the update would not be those the tokens were sampled
+  with, and the PPO ratio would not start at 1 (TRL's PPO disabled dropout too).
+- **Rollouts behind a seam.** Sampling goes through the :class:`RolloutSampler`
+  protocol: token ids in, token ids out, with the trainer recomputing every
+  log-probability itself. :class:`TransformersRolloutSampler` samples from the in-memory
+  policy with ``model.generate``. A vLLM sampler on a GPU worker would implement the same
+  protocol and would need the policy's weights pushed to the engine after every rollout;
+  that weight sync is not implemented (out of scope for now).
+- **Reproducible by construction.** All randomness of rollout ``r`` (sampling, minibatch
+  order) is derived from ``(seed, r)``, the prompt order of each epoch from
+  ``(seed, epoch)`` and the LoRA initialisation from ``seed``, so a resumed run follows
+  the same path as an uninterrupted one, to the last digit on the same machine.
+  Checkpoints also keep the global RNG states.
+- **Stopping.** ``reporter.should_stop()`` is asked before each rollout and after each PPO
+  epoch; a stop in the middle of a rollout skips its remaining epochs (the rollout counts
+  as done). Either way a checkpoint is saved and the run returns ``"cancelled"``.
+- **Lengths.** A completion that reaches ``max_new_tokens`` without EOS is scored as it
+  is (the scorer appends the EOS the reward model was trained with). Prompts keep their
+  last ``max_length - max_new_tokens`` tokens.
+
+Checkpoints (``output_dir/checkpoints/checkpoint-<rollout>/``): ``policy/`` (the adapter
+with LoRA, else the full model), ``value_head.pt``, ``optimizer.pt``, ``rng_state.pt`` and
+``ppo_state.json`` (rollouts done, beta, prompts consumed), written to a temporary folder
+and renamed, so a crash never leaves half a checkpoint.
+
+Reported every ``logging_steps`` rollouts (step = rollouts done): ``score``, ``kl`` (summed
+per completion, with ``kl_estimator``), ``kl_coef`` (the beta this rollout used),
+``reward`` (``score - kl_coef * kl``), ``entropy``, ``response_length``, ``loss``,
+``loss/policy``, ``loss/value``, ``policy/clipfrac``, ``policy/approx_kl``,
+``policy/ratio``, ``value/clipfrac`` (the PPO ones averaged over the rollout's optimizer
+steps). At the end, ``eval/score`` and ``eval/kl`` on the held-out prompts.
+
+Nothing here imports Django; torch, transformers and peft are imported when a run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from generation.backends.base import PromptInput
+from training.core.configs import PPOConfig
+from training.core.data import PromptData
+from training.core.reporting import ProgressReporter
+from training.core.runners import CHECKPOINTS, FINAL, RunResult, RunSpec, TrainingError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["RolloutSampler", "TransformersRolloutSampler", "run_ppo"]
+
+_STATE_FILE = "ppo_state.json"
+_POLICY_DIR = "policy"
+_VALUE_HEAD_FILE = "value_head.pt"
+_OPTIMIZER_FILE = "optimizer.pt"
+_RNG_FILE = "rng_state.pt"
+
+
+# --------------------------------------------------------------------------------------
+# Rollout sampling
+# --------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class RolloutSampler(Protocol):
+    """Samples completions from the current policy; the seam for other engines (vLLM).
+
+    A sampler must sample from the policy's own distribution at ``temperature`` (no top-k
+    or top-p, no repetition penalty): PPO's ratio assumes the tokens came from exactly the
+    distribution the trainer computes log-probabilities for. An engine holding its own copy
+    of the weights must receive the policy's weights before each call.
+    """
+
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> list[list[int]]:
+        """``n`` completions per prompt, prompt-major (``len(prompts) * n`` rows).
+
+        Each row is the sampled token ids, through the first EOS when one was sampled
+        (inclusive), else ``max_new_tokens`` ids. The same inputs and ``seed`` give the
+        same rows.
+        """
+        ...
+
+
+class TransformersRolloutSampler:
+    """Samples with ``model.generate`` from the in-memory policy (peft-wrapped or not).
+
+    Prompts are left-padded and batched ``batch_size`` rows (prompt x sample) at a time;
+    ``autocast()`` is entered around each ``generate`` call (bf16 on CUDA). The global RNG
+    is left as it was: the seed applies to a fork of it.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        eos_ids: Sequence[int],
+        pad_id: int,
+        device: str,
+        batch_size: int = 64,
+        autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
+        self.model = model
+        self.eos_ids = sorted(set(int(e) for e in eos_ids))
+        self.pad_id = int(pad_id)
+        self.device = device
+        self.batch_size = max(1, batch_size)
+        self.autocast = autocast
+
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> list[list[int]]:
+        import torch
+
+        rows = [list(p) for p in prompts for _ in range(n)]
+        out: list[list[int]] = []
+        cuda = self.device.startswith("cuda")
+        devices = [torch.device(self.device).index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(rows), self.batch_size):
+                out.extend(
+                    self._generate(
+                        rows[start : start + self.batch_size], max_new_tokens, temperature
+                    )
+                )
+        return out
+
+    def _generate(
+        self, rows: list[list[int]], max_new_tokens: int, temperature: float
+    ) -> list[list[int]]:
+        import torch
+
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, ids in enumerate(rows):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, width - len(ids) :] = 1
+        with self.autocast(), _neutral_generation_config(self.model):
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,  # off: PPO needs the policy's full distribution
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=self.eos_ids or None,
+                pad_token_id=self.pad_id,
+                use_cache=True,
+            )
+        completions = []
+        for tokens in output[:, width:].tolist():
+            end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
+            # The EOS is part of the completion; generate pads the row after it.
+            completions.append(tokens[: end + 1] if end is not None else tokens)
+        return completions
+
+
+@contextmanager
+def _neutral_generation_config(model: Any) -> Iterator[None]:
+    """Hide the model's ``generation_config`` while sampling rollouts.
+
+    ``generate`` fills every setting a call leaves unset from the model's
+    ``generation_config.json``; a checkpoint shipping a repetition penalty, a
+    ``no_repeat_ngram_size`` or a ``min_p`` would then silently change the distribution
+    the tokens are sampled from, and PPO's ratio would be computed against the wrong one.
+    """
+    from transformers import GenerationConfig
+
+    from training.core.hf import unwrap_model
+
+    inner = unwrap_model(model)
+    saved = inner.generation_config
+    inner.generation_config = GenerationConfig(
+        bos_token_id=saved.bos_token_id,
+        eos_token_id=saved.eos_token_id,
+        pad_token_id=saved.pad_token_id,
+    )
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
+
+
+# --------------------------------------------------------------------------------------
+# Tensors of one rollout
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rollout:
+    """A rollout's sequences and everything computed from them, ``N`` completions.
+
+    ``input_ids``/``attention_mask`` are ``[N, P + R]``: prompts left-padded to ``P``,
+    completions right-padded to ``R``. The ``[N, R]`` tensors are over completion tokens.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    entropy: torch.Tensor
+    """Mean entropy of the policy's next-token distributions over the rollout ``[]``."""
+
+
+def _pack(
+    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(input_ids [N, P+R], attention_mask, response_ids [N, R], response_mask [N, R])``."""
+    import torch
+
+    n = len(responses)
+    width = max(len(p) for p in prompts)
+    length = max(len(r) for r in responses)
+    input_ids = torch.full((n, width + length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width + length), dtype=torch.long)
+    for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        input_ids[i, width - len(prompt) : width] = torch.tensor(prompt, dtype=torch.long)
+        input_ids[i, width : width + len(response)] = torch.tensor(response, dtype=torch.long)
+        attention_mask[i, width - len(prompt) : width + len(response)] = 1
+    return input_ids, attention_mask, input_ids[:, width:], attention_mask[:, width:].bool()
+
+
+def _trim(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Drop the columns of a micro-batch that are padding in every row.
+
+    Returns ``(input_ids, attention_mask, R)``: the left padding all rows share is cut and
+    the completions end at the longest one, ``R`` tokens.
+    """
+    response_width = int(response_mask.sum(dim=-1).max().item())
+    prompt_width = input_ids.shape[1] - response_mask.shape[1]
+    first = int(attention_mask[:, :prompt_width].argmax(dim=-1).min().item())
+    end = prompt_width + response_width
+    return input_ids[:, first:end], attention_mask[:, first:end], response_width
+
+
+def _forward(
+    model: Any,
+    value_head: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_width: int,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (``/ temperature``, float32) and values for the last ``response_width`` tokens.
+
+    Shapes: ``[B, T]`` in -> ``(logits [B, R, V], values [B, R] or None)``, where position
+    ``t`` holds the prediction made *before* completion token ``t`` (the shift is done
+    here). Values are computed only when ``value_head`` is given. Position ids come from
+    the attention mask, as ``generate`` computes them for left-padded prompts.
+    """
+    position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+    output = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        output_hidden_states=value_head is not None,
+        logits_to_keep=response_width + 1,
+        use_cache=False,
+    )
+    logits = output.logits[:, :-1].float() / temperature
+    values = None
+    if value_head is not None:
+        hidden = output.hidden_states[-1][:, -response_width - 1 : -1]
+        values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1).float()
+    return logits, values
+
+
+# --------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------
+
+
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes (unlike ``hash``)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value * 6364136223846793005 + part + 1442695040888963407) % (1 << 63)
+    return value
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> list[int]:
+    order = list(range(n))
+    random.Random(_mix_seed(seed, 0, epoch)).shuffle(order)
+    return order
+
+
+def _prompt_indices(seed: int, start: int, count: int, n: int) -> list[int]:
+    """Indices of the prompts ``start .. start + count`` of the endless shuffled stream."""
+    orders: dict[int, list[int]] = {}
+    picked = []
+    for i in range(start, start + count):
+        epoch, position = divmod(i, n)
+        if epoch not in orders:
+            orders[epoch] = _epoch_order(seed, epoch, n)
+        picked.append(orders[epoch][position])
+    return picked
+
+
+@dataclass
+class _Policy:
+    """What :func:`_load_policy` loads: the models, the optimizer and where the run stands."""
+
+    model: Any
+    ref_model: Any
+    """A frozen copy of the base model, or None with LoRA (the adapters are disabled)."""
+    value_head: Any
+    optimizer: Any
+    tokenizer: Any
+    rollouts_done: int
+    kl_coef: float
+
+
+def run_ppo(spec: RunSpec, data: PromptData, reporter: ProgressReporter) -> RunResult:
+    """Train ``spec.model_path`` with PPO against ``spec.reward_model_path`` on ``data``.
+
+    See the module docstring for the algorithm and what is reported and saved. Raises
+    :class:`TrainingError` when there are no training prompts, no reward model, or a model
+    folder that is missing or cannot be loaded.
+    """
+    from training.core.hf import resolve_device, save_final
+    from training.core.losses import AdaptiveKLController, FixedKLController, KLController
+
+    config = spec.config
+    if not isinstance(config, PPOConfig):
+        raise TrainingError(f"a PPO run needs a PPOConfig, got {type(config).__name__}")
+    config.validate()
+    if not isinstance(data, PromptData):
+        raise TrainingError("a PPO run needs prompts (PromptData)")
+    if not data.train:
+        raise TrainingError("there are no prompts to train on")
+    if not spec.reward_model_path:
+        raise TrainingError("PPO needs a reward model: choose a finished reward run")
+    if not Path(spec.reward_model_path).expanduser().is_dir():
+        raise TrainingError(f"reward model folder {spec.reward_model_path} does not exist")
+
+    device = resolve_device(spec.device)
+    reporter.log(f"loading the reward model from {spec.reward_model_path}")
+    scorer = _load_scorer(spec, config, device)
+    reporter.log(f"loading the policy from {spec.model_path} on {device}")
+    policy = _load_policy(spec, config, device)
+    trainer = _PPOTrainer(policy, scorer, config, device, spec.use_chat_template)
+    train_prompts = list(data.train)
+    train_ids = [trainer.encode(p) for p in train_prompts]
+
+    controller: KLController
+    if config.adaptive_kl:
+        controller = AdaptiveKLController(policy.kl_coef, config.kl_target, config.kl_horizon)
+    else:
+        controller = FixedKLController(policy.kl_coef)
+
+    per_rollout = config.rollout_batch_prompts
+    if config.max_steps > 0:
+        total = config.max_steps
+    else:
+        total = math.ceil(config.num_epochs * len(train_ids) / per_rollout)
+    rollout = policy.rollouts_done
+    checkpoint_dir: Path | None = spec.resume_from if rollout else None
+    saved_at = rollout if rollout else -1
+
+    def save() -> Path:
+        nonlocal saved_at
+        path = _save_checkpoint(
+            Path(spec.output_dir) / CHECKPOINTS / f"checkpoint-{rollout}",
+            policy,
+            state={
+                "rollout": rollout,
+                "kl_coef": controller.value,
+                "prompts_consumed": rollout * per_rollout,
+                "use_lora": config.use_lora,
+            },
+        )
+        saved_at = rollout
+        reporter.log(f"saved checkpoint {path.name}")
+        return path
+
+    while rollout < total:
+        if reporter.should_stop():
+            if saved_at != rollout:
+                checkpoint_dir = save()
+            scorer.close()
+            return RunResult("cancelled", rollout, None, checkpoint_dir)
+        indices = _prompt_indices(config.seed, rollout * per_rollout, per_rollout, len(train_ids))
+        metrics = trainer.rollout(
+            rollout,
+            [train_prompts[i] for i in indices],
+            [train_ids[i] for i in indices],
+            kl_coef=controller.value,
+            should_stop=reporter.should_stop,
+        )
+        controller.update(metrics["kl"], len(indices) * config.rollout_k)
+        rollout += 1
+        if rollout % config.logging_steps == 0:
+            reporter.report(rollout, total, metrics)
+        if config.save_steps and rollout % config.save_steps == 0 and rollout < total:
+            checkpoint_dir = save()
+
+    if saved_at != rollout:
+        checkpoint_dir = save()
+    eval_metrics: dict[str, float] = {}
+    if data.eval:
+        eval_metrics = trainer.evaluate(list(data.eval))
+        reporter.report(rollout, total, eval_metrics)
+    scorer.close()
+    final_dir = save_final(policy.model, policy.tokenizer, Path(spec.output_dir) / FINAL)
+    reporter.log(f"saved the trained model to {final_dir}")
+    return RunResult("succeeded", rollout, final_dir, checkpoint_dir, eval_metrics)
+
+
+class _PPOTrainer:
+    """Rollouts, PPO updates and evaluation for one run's loaded policy and reward model."""
+
+    def __init__(
+        self, policy: _Policy, scorer: Any, config: PPOConfig, device: str, use_chat_template: bool
+    ) -> None:
+        from training.core.hf import use_bf16
+
+        self.policy = policy
+        self.scorer = scorer
+        self.config = config
+        self.device = device
+        self.use_chat_template = use_chat_template
+        self.bf16 = use_bf16(device)
+        self.tokenizer = policy.tokenizer
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.max_new_tokens = min(config.max_new_tokens, config.max_length - 1)
+        self.eos_ids = _eos_ids(policy.model, self.tokenizer)
+        self.sampler: RolloutSampler = TransformersRolloutSampler(
+            policy.model,
+            eos_ids=self.eos_ids,
+            pad_id=self.pad_id,
+            device=device,
+            autocast=self.autocast,
+        )
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """bf16 mixed precision on a CUDA device that has it; nothing elsewhere."""
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+    def encode(self, prompt: PromptInput) -> list[int]:
+        """The prompt's ids as generation encodes them, keeping room for the completion."""
+        from generation.backends.base import BackendError
+        from generation.backends.transformers import encode_prompt
+
+        try:
+            ids = encode_prompt(self.tokenizer, prompt, self.use_chat_template)
+        except BackendError as exc:
+            raise TrainingError(f"cannot encode a prompt: {exc}") from exc
+        return ids[-max(1, self.config.max_length - self.max_new_tokens) :]
+
+    def sample_and_score(
+        self, prompts: list[PromptInput], prompt_ids: list[list[int]], *, n: int, seed: int
+    ) -> tuple[_Rollout, torch.Tensor]:
+        """``n`` completions per prompt from the current policy, and their scores ``[N]``."""
+        import torch
+
+        responses = self.sampler.sample(
+            prompt_ids,
+            n=n,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.config.temperature,
+            seed=seed,
+        )
+        texts = _decode(self.tokenizer, responses, self.eos_ids)
+        items = [(prompts[i // n], text) for i, text in enumerate(texts)]
+        scores = torch.tensor(
+            self.scorer.score(items, batch_size=self.config.batch_size), dtype=torch.float32
+        )
+        rows = [ids for ids in prompt_ids for _ in range(n)]
+        return self._score_tokens(rows, responses), scores
+
+    def rollout(
+        self,
+        index: int,
+        prompts: list[PromptInput],
+        prompt_ids: list[list[int]],
+        *,
+        kl_coef: float,
+        should_stop: Callable[[], bool],
+    ) -> dict[str, float]:
+        """Sample, score and optimise on rollout ``index`` (0-based); returns its metrics.
+
+        ``should_stop`` is asked after each PPO epoch: a stop ends the rollout early.
+        """
+        import torch
+
+        from training.core.losses import (
+            gae,
+            masked_sum,
+            masked_whiten,
+            per_token_kl,
+            shaped_rewards,
+        )
+
+        config = self.config
+        batch, scores = self.sample_and_score(
+            prompts, prompt_ids, n=config.rollout_k, seed=_mix_seed(config.seed, 1, index)
+        )
+        mask = batch.response_mask
+        kl = masked_sum(
+            per_token_kl(batch.logprobs, batch.ref_logprobs, config.kl_estimator), mask, dim=-1
+        )
+        rewards = shaped_rewards(
+            scores, batch.logprobs, batch.ref_logprobs, mask, kl_coef, config.kl_estimator
+        )
+        total_reward = masked_sum(rewards, mask, dim=-1)  # score - kl_coef * kl, per row
+        if config.whiten_rewards:
+            rewards = masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = gae(rewards, batch.values, mask, config.gamma, config.lam)
+        advantages = masked_whiten(advantages, mask)
+
+        sums: dict[str, float] = {}
+        updates = 0
+        for epoch in range(config.ppo_epochs):
+            generator = torch.Generator().manual_seed(_mix_seed(config.seed, 2, index, epoch))
+            order = torch.randperm(len(mask), generator=generator)
+            for start in range(0, len(order), config.minibatch_size):
+                minibatch = order[start : start + config.minibatch_size]
+                for name, value in self._update(batch, advantages, returns, minibatch).items():
+                    sums[name] = sums.get(name, 0.0) + value
+                updates += 1
+            if should_stop():
+                break  # the rollout counts as done; the caller saves a checkpoint
+
+        metrics = {name: value / max(updates, 1) for name, value in sums.items()}
+        metrics.update(
+            {
+                "score": float(scores.mean()),
+                "kl": float(kl.mean()),
+                "kl_coef": float(kl_coef),
+                "reward": float(total_reward.mean()),
+                "entropy": float(batch.entropy),
+                "response_length": float(mask.sum(dim=-1).float().mean()),
+            }
+        )
+        return metrics
+
+    def _update(
+        self,
+        batch: _Rollout,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        minibatch: torch.Tensor,
+    ) -> dict[str, float]:
+        """One optimizer step on ``minibatch`` (row indices), micro-batch by micro-batch."""
+        import torch
+
+        from training.core.losses import ppo_policy_loss, ppo_value_loss, token_logps
+
+        config, device = self.config, self.device
+        metrics: dict[str, float] = {}
+        for start in range(0, len(minibatch), config.batch_size):
+            rows = minibatch[start : start + config.batch_size]
+            ids, attn, width = _trim(
+                batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows]
+            )
+            mask = batch.response_mask[rows, :width].to(device)
+            with self.autocast():
+                logits, values = _forward(
+                    self.policy.model,
+                    self.policy.value_head,
+                    ids.to(device),
+                    attn.to(device),
+                    width,
+                    config.temperature,
+                )
+            assert values is not None
+            logprobs = token_logps(logits, batch.response_ids[rows, :width].to(device), mask)
+            policy_loss, policy_metrics = ppo_policy_loss(
+                logprobs,
+                batch.logprobs[rows, :width].to(device),
+                advantages[rows, :width].to(device),
+                mask,
+                config.clip_range,
+            )
+            value_loss, value_metrics = ppo_value_loss(
+                values,
+                batch.values[rows, :width].to(device),
+                returns[rows, :width].to(device),
+                mask,
+                config.clip_range_value,
+            )
+            loss = policy_loss + config.vf_coef * value_loss
+            # Each micro-batch's loss is a mean over its tokens; weigh it by its share of
+            # the minibatch's completions so the summed gradient is the minibatch's.
+            share = len(rows) / len(minibatch)
+            (loss * share).backward()
+            for name, value in {"loss": loss.detach(), **policy_metrics, **value_metrics}.items():
+                metrics[name] = metrics.get(name, 0.0) + float(value) * share
+        optimizer = self.policy.optimizer
+        if config.max_grad_norm > 0:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return metrics
+
+    def _score_tokens(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
+    ) -> _Rollout:
+        """Policy and reference log-probs, values and entropy of sampled completions."""
+        import torch
+
+        from training.core.losses import entropy_from_logits, token_logps
+
+        config, device, model = self.config, self.device, self.policy.model
+        input_ids, attention_mask, response_ids, response_mask = _pack(
+            prompts, responses, self.pad_id
+        )
+        n, length = response_mask.shape
+        logprobs = torch.zeros((n, length))
+        ref_logprobs = torch.zeros((n, length))
+        values = torch.zeros((n, length))
+        entropy_sum = torch.zeros(())
+        with torch.no_grad():
+            for start in range(0, n, config.batch_size):
+                rows = slice(start, start + config.batch_size)
+                ids, attn, width = _trim(input_ids[rows], attention_mask[rows], response_mask[rows])
+                ids, attn = ids.to(device), attn.to(device)
+                mask = response_mask[rows, :width].to(device)
+                labels = response_ids[rows, :width].to(device)
+                with self.autocast():
+                    logits, micro_values = _forward(
+                        model, self.policy.value_head, ids, attn, width, config.temperature
+                    )
+                    ref_logits = self._reference_logits(ids, attn, width)
+                assert micro_values is not None
+                logprobs[rows, :width] = token_logps(logits, labels, mask).cpu()
+                ref_logprobs[rows, :width] = token_logps(ref_logits, labels, mask).cpu()
+                values[rows, :width] = torch.where(mask, micro_values, 0.0).cpu()
+                # A sum here, divided by all tokens below: the mean over the rollout's tokens.
+                entropy_sum += (entropy_from_logits(logits, mask) * mask.sum()).cpu()
+        entropy = entropy_sum / response_mask.sum().clamp(min=1)
+        return _Rollout(
+            input_ids,
+            attention_mask,
+            response_ids,
+            response_mask,
+            logprobs,
+            ref_logprobs,
+            values,
+            entropy,
+        )
+
+    def _reference_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int
+    ) -> torch.Tensor:
+        temperature = self.config.temperature
+        if self.policy.ref_model is not None:
+            logits, _ = _forward(
+                self.policy.ref_model, None, input_ids, attention_mask, width, temperature
+            )
+            return logits
+        with self.policy.model.disable_adapter():  # the base model under the LoRA policy
+            logits, _ = _forward(
+                self.policy.model, None, input_ids, attention_mask, width, temperature
+            )
+        return logits
+
+    def evaluate(self, prompts: list[PromptInput]) -> dict[str, float]:
+        """``eval/score`` and ``eval/kl``: means over one sampled completion per prompt."""
+        from training.core.losses import masked_sum, per_token_kl
+
+        scores: list[float] = []
+        kls: list[float] = []
+        chunk = self.config.rollout_batch_prompts
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start : start + chunk]
+            batch, part_scores = self.sample_and_score(
+                part,
+                [self.encode(p) for p in part],
+                n=1,
+                seed=_mix_seed(self.config.seed, 3, start),
+            )
+            kl = per_token_kl(batch.logprobs, batch.ref_logprobs, self.config.kl_estimator)
+            kls.extend(masked_sum(kl, batch.response_mask, dim=-1).tolist())
+            scores.extend(part_scores.tolist())
+        return {"eval/score": sum(scores) / len(scores), "eval/kl": sum(kls) / len(kls)}
+
+
+# --------------------------------------------------------------------------------------
+# Loading and saving
+# --------------------------------------------------------------------------------------
+
+
+def _load_scorer(spec: RunSpec, config: PPOConfig, device: str) -> Any:
+    from training.core.scoring import RewardScorer
+
+    assert spec.reward_model_path is not None
+    try:
+        return RewardScorer(
+            spec.reward_model_path,
+            device=device,
+            max_length=config.max_length,
+            use_chat_template=spec.use_chat_template,
+        )
+    except TrainingError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingError(
+            f"cannot load the reward model {spec.reward_model_path}: {exc}"
+        ) from exc
+
+
+def _load_policy(spec: RunSpec, config: PPOConfig, device: str) -> _Policy:
+    """The policy (and reference), value head and optimizer; restored when resuming."""
+    import torch
+
+    from training.core.hf import apply_lora, load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(spec.model_path)
+    tokenizer.padding_side = "left"
+    state: dict[str, Any] = {}
+    resume = Path(spec.resume_from) if spec.resume_from else None
+    if resume is not None:
+        try:
+            state = json.loads((resume / _STATE_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"cannot resume from {resume}: {exc}") from exc
+        if bool(state.get("use_lora")) != config.use_lora:
+            raise TrainingError(f"checkpoint {resume.name} was saved with another use_lora")
+
+    ref_model = None
+    if config.use_lora:
+        base = load_causal_lm(spec.model_path, tokenizer)
+        if resume is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(base, str(resume / _POLICY_DIR), is_trainable=True)
+        else:
+            # LoRA's A matrices start random: seed them, so a run is reproducible.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = apply_lora(base, config, task="CAUSAL_LM")
+    else:
+        source = str(resume / _POLICY_DIR) if resume is not None else spec.model_path
+        model = load_causal_lm(source, tokenizer)
+        ref_model = load_causal_lm(spec.model_path, tokenizer)
+        ref_model.requires_grad_(False)
+        ref_model.to(device).eval()
+    model.to(device).eval()
+
+    hidden = int(model.config.hidden_size)
+    value_head = torch.nn.Linear(hidden, 1)
+    # Zero start: values begin at 0, and the first advantages are returns, not head noise.
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    value_head.to(device)
+    params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    if resume is not None:
+        value_head.load_state_dict(torch.load(resume / _VALUE_HEAD_FILE, map_location=device))
+        optimizer.load_state_dict(torch.load(resume / _OPTIMIZER_FILE, map_location=device))
+        _set_rng_state(torch.load(resume / _RNG_FILE, weights_only=False))
+    return _Policy(
+        model=model,
+        ref_model=ref_model,
+        value_head=value_head,
+        optimizer=optimizer,
+        tokenizer=tokenizer,
+        rollouts_done=int(state.get("rollout", 0)),
+        kl_coef=float(state.get("kl_coef", config.init_kl_coef)),
+    )
+
+
+def _save_checkpoint(path: Path, policy: _Policy, *, state: dict[str, Any]) -> Path:
+    """Write a resumable checkpoint to ``path`` via a temporary folder and a rename."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # With LoRA, save_pretrained writes only the adapter; the base comes from model_path.
+    policy.model.save_pretrained(str(tmp / _POLICY_DIR), safe_serialization=True)
+    policy.tokenizer.save_pretrained(str(tmp / _POLICY_DIR))
+    torch.save(policy.value_head.state_dict(), tmp / _VALUE_HEAD_FILE)
+    torch.save(policy.optimizer.state_dict(), tmp / _OPTIMIZER_FILE)
+    torch.save(_rng_state(), tmp / _RNG_FILE)
+    (tmp / _STATE_FILE).write_text(json.dumps(state, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------
+# Tokens
+# --------------------------------------------------------------------------------------
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+def _decode(
+    tokenizer: Any, responses: Sequence[Sequence[int]], eos_ids: Sequence[int]
+) -> list[str]:
+    """Completion texts, without the EOS (the reward model's encoding appends its own)."""
+    stops = set(eos_ids)
+    return [
+        tokenizer.decode(
+            list(r[:-1]) if r and r[-1] in stops else list(r), skip_special_tokens=True
+        )
+        for r in responses
+    ]
