@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,10 +11,11 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from config.heartbeat import Heartbeat
 from generation import importers
 from generation.backends import BackendError, BackendSpec, Sample, SamplingParams, backend_for
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
@@ -378,36 +378,6 @@ def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
 # --- running a job (called by the Celery task) --------------------------------------------------
 
 
-class _Heartbeat:
-    """Touches the job's heartbeat from a thread while the worker is alive."""
-
-    def __init__(self, job_id: int, interval: float) -> None:
-        self.job_id = job_id
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{job_id}")
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                GenerationJob.objects.filter(
-                    pk=self.job_id, status=GenerationJob.Status.RUNNING
-                ).update(heartbeat_at=timezone.now())
-        finally:
-            close_old_connections()
-            from django.db import connection
-
-            connection.close()
-
-
 def _chunks(items: Sequence[Prompt], size: int) -> Iterator[Sequence[Prompt]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -436,7 +406,7 @@ def generation_job_execute(*, job_id: int, heartbeat_interval: float = 5.0) -> s
         return "skipped"
     job = GenerationJob.objects.select_related("model", "prompt_set").get(pk=job_id)
     try:
-        with _Heartbeat(job_id, heartbeat_interval):
+        with Heartbeat(GenerationJob, job_id, heartbeat_interval):
             return _run_batches(job)
     except _JobLost:
         return (
