@@ -7,4 +7,5 @@ urlpatterns = [
     path("token/", obtain_auth_token, name="api-token"),
     path("generation/", include("generation.api_urls")),
     path("labeling/", include("labeling.api_urls")),
+    path("training/", include("training.api_urls")),
 ]

@@ -193,6 +193,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "generation.tasks.generation_job_run": {"queue": "generation"},
     "training.tasks.training_run_execute": {"queue": "training"},
+    "training.tasks.reward_scoring_execute": {"queue": "training"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
@@ -205,12 +206,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.generation_jobs_fail_stale",
         "schedule": 60.0,
     },
+    "training-fail-stale-runs": {
+        "task": "training.tasks.training_runs_fail_stale",
+        "schedule": 60.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # A running job's worker writes a heartbeat every few seconds; past this many seconds
 # without one, the watchdog marks the job failed so it can be resumed.
 GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 300, minimum=10)
+# The same for training runs and reward scorings (their heartbeat thread beats every 5 s,
+# whatever a training step takes).
+TRAINING_STALE_AFTER_S = env_int("TRAINING_STALE_AFTER_S", 300, minimum=10)
 
 LOGGING = {
     "version": 1,

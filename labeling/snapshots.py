@@ -219,11 +219,17 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     return rows
 
 
-def _split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
-    """Held-out split by prompt: every row of a prompt lands in the same split."""
+def snapshot_split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
+    """Held-out split by prompt: every row of a prompt lands in the same split.
+
+    Public so that data frozen beside the pairs (demonstrations) splits the same way.
+    """
     digest = hashlib.sha256(f"{seed}:{prompt_hash}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64
     return SnapshotRow.Split.EVAL if draw < eval_fraction else SnapshotRow.Split.TRAIN
+
+
+_split_of = snapshot_split_of
 
 
 def _content_hash(rows: Sequence[_Row]) -> str:

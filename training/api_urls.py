@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from training import api
+
+urlpatterns = [
+    path("runs/", api.TrainingRunListAPI.as_view(), name="api-run-list"),
+    path("runs/<int:pk>/", api.TrainingRunDetailAPI.as_view(), name="api-run-detail"),
+    path(
+        "runs/<int:pk>/cancel/",
+        api.TrainingRunActionAPI.as_view(action="cancel"),
+        name="api-run-cancel",
+    ),
+    path(
+        "runs/<int:pk>/resume/",
+        api.TrainingRunActionAPI.as_view(action="resume"),
+        name="api-run-resume",
+    ),
+    path("runs/<int:pk>/metrics/", api.TrainingRunMetricsAPI.as_view(), name="api-run-metrics"),
+    path("scorings/", api.RewardScoringListAPI.as_view(), name="api-scoring-list"),
+]

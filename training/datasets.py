@@ -1,0 +1,171 @@
+"""A frozen dataset snapshot as a training run's data (``training.core.data``).
+
+Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt; SFT on the
+demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
+on its distinct prompts. The held-out split is the snapshot's: by prompt, so no prompt
+is in both. Every reader runs a fixed number of queries, whatever the snapshot's size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from generation.backends import PromptInput
+from generation.models import Completion, Prompt
+from labeling.models import DatasetSnapshot, Demonstration, SnapshotRow
+from labeling.snapshots import snapshot_split_of
+from training.core.data import (
+    PairRecord,
+    PreferenceData,
+    PromptData,
+    RunData,
+    SFTData,
+    SFTExample,
+    preference_groups,
+)
+
+TRAIN = SnapshotRow.Split.TRAIN
+EVAL = SnapshotRow.Split.EVAL
+
+
+def prompt_input(text: str, messages: list[dict[str, str]] | None) -> PromptInput:
+    """What a backend or a runner takes for a stored prompt: its turns, else its text."""
+    return messages if messages else text
+
+
+def _rows(snapshot: DatasetSnapshot) -> QuerySet[SnapshotRow]:
+    return SnapshotRow.objects.filter(snapshot=snapshot)
+
+
+def _prompts_of(rows: QuerySet[SnapshotRow]) -> dict[int, PromptInput]:
+    # A subquery rather than a list of ids: no limit on the number of SQL parameters.
+    prompts = Prompt.objects.filter(pk__in=rows.values("prompt_id"))
+    return {
+        pk: prompt_input(text, messages)
+        for pk, text, messages in prompts.values_list("pk", "text", "messages")
+    }
+
+
+def _texts_of(rows: QuerySet[SnapshotRow]) -> dict[int, str]:
+    completions = Completion.objects.filter(
+        Q(pk__in=rows.values("chosen_id")) | Q(pk__in=rows.values("rejected_id"))
+    )
+    return dict(completions.values_list("pk", "text"))
+
+
+def snapshot_preference_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
+    """The non-tie pairs grouped by prompt, train and held-out, in the snapshot's order."""
+    rows = _rows(snapshot).filter(is_tie=False)
+    prompts = _prompts_of(rows)
+    texts = _texts_of(rows)
+    records: dict[str, list[PairRecord]] = {TRAIN: [], EVAL: []}
+    for prompt_id, chosen_id, rejected_id, margin, split in rows.order_by("id").values_list(
+        "prompt_id", "chosen_id", "rejected_id", "margin", "split"
+    ):
+        records[split].append(
+            PairRecord(
+                prompt_key=prompt_id,
+                prompt=prompts[prompt_id],
+                chosen_key=chosen_id,
+                chosen=texts[chosen_id],
+                rejected_key=rejected_id,
+                rejected=texts[rejected_id],
+                margin=margin,
+            )
+        )
+    return PreferenceData(
+        train=preference_groups(records[TRAIN]), eval=preference_groups(records[EVAL])
+    )
+
+
+def snapshot_demonstrations(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
+    """The snapshot's demonstrations by split, split by prompt as the snapshot's rows are."""
+    examples: dict[str, list[SFTExample]] = {TRAIN: [], EVAL: []}
+    if not snapshot.demonstration_ids:
+        return examples
+    demos = (
+        Demonstration.objects.filter(pk__in=snapshot.demonstration_ids)
+        .order_by("id")
+        .values_list("text", "prompt__text", "prompt__messages", "prompt__content_hash")
+    )
+    for text, prompt_text, messages, prompt_hash in demos:
+        split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
+        examples[split].append(
+            SFTExample(prompt=prompt_input(prompt_text, messages), completion=text)
+        )
+    return examples
+
+
+def snapshot_best_completions(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
+    """Each prompt's completion with the most wins among the non-tie pairs, by split.
+
+    Ties between completions go to the one with fewer losses, then to the one seen first.
+    """
+    rows = _rows(snapshot).filter(is_tie=False)
+    wins: dict[int, dict[int, list[int]]] = defaultdict(
+        dict
+    )  # prompt -> completion -> [w, l, seen]
+    split_of: dict[int, str] = {}
+    for n, (prompt_id, chosen_id, rejected_id, split) in enumerate(
+        rows.order_by("id").values_list("prompt_id", "chosen_id", "rejected_id", "split")
+    ):
+        split_of[prompt_id] = split
+        tally = wins[prompt_id]
+        tally.setdefault(chosen_id, [0, 0, n])[0] += 1
+        tally.setdefault(rejected_id, [0, 0, n])[1] += 1
+    best = {
+        prompt_id: min(tally, key=lambda c: (-tally[c][0], tally[c][1], tally[c][2]))
+        for prompt_id, tally in wins.items()
+    }
+    prompts = _prompts_of(rows)
+    texts = dict(
+        Completion.objects.filter(pk__in=rows.values("chosen_id")).values_list("pk", "text")
+    )
+    examples: dict[str, list[SFTExample]] = {TRAIN: [], EVAL: []}
+    for prompt_id, completion_id in best.items():
+        examples[split_of[prompt_id]].append(
+            SFTExample(prompt=prompts[prompt_id], completion=texts[completion_id])
+        )
+    return examples
+
+
+def snapshot_sft_source(*, snapshot: DatasetSnapshot) -> str:
+    """``demonstrations`` when the snapshot has any in its train split, else ``chosen``."""
+    return "demonstrations" if snapshot_demonstrations(snapshot=snapshot)[TRAIN] else "chosen"
+
+
+def snapshot_sft_data(*, snapshot: DatasetSnapshot) -> SFTData:
+    """Demonstrations to imitate; a snapshot without any falls back to its best completions."""
+    examples = snapshot_demonstrations(snapshot=snapshot)
+    if not examples[TRAIN]:
+        examples = snapshot_best_completions(snapshot=snapshot)
+    return SFTData(train=examples[TRAIN], eval=examples[EVAL])
+
+
+def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
+    """The snapshot's distinct prompts by split, in the order they were first seen."""
+    rows = _rows(snapshot)
+    prompts = _prompts_of(rows)
+    splits: dict[int, str] = {}
+    for prompt_id, split in rows.order_by("id").values_list("prompt_id", "split"):
+        splits.setdefault(prompt_id, split)
+    return PromptData(
+        train=[prompts[p] for p, s in splits.items() if s == TRAIN],
+        eval=tuple(prompts[p] for p, s in splits.items() if s == EVAL),
+    )
+
+
+def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str) -> RunData:
+    """The data a run of ``kind`` trains on."""
+    readers: dict[str, Any] = {
+        "reward": snapshot_preference_data,
+        "dpo": snapshot_preference_data,
+        "sft": snapshot_sft_data,
+        "ppo": snapshot_prompt_data,
+    }
+    if kind not in readers:
+        raise ValueError(f"unknown kind of run {kind!r}")
+    return readers[kind](snapshot=snapshot)  # type: ignore[no-any-return]

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from generation.models import Completion, GenerationJob, PolicyModel
+from labeling.models import DatasetSnapshot
+
+
+class TrainingRun(models.Model):
+    """One training run of a kind on a frozen snapshot, executed by a Celery worker.
+
+    The typed config lives in ``config`` as the dict of the kind's dataclass
+    (``training.core.configs``); artifacts (checkpoints, the final model) under
+    ``artifacts_dir``, a folder inside ``PREFLAB_DATA_DIR``.
+    """
+
+    class Kind(models.TextChoices):
+        REWARD = "reward", "Reward model (Bradley-Terry)"
+        DPO = "dpo", "DPO"
+        PPO = "ppo", "PPO (RLHF)"
+        SFT = "sft", "SFT"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT)
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    base_model = models.ForeignKey(PolicyModel, on_delete=models.PROTECT, related_name="+")
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    # PPO: the finished reward run whose model scores the rollouts.
+    reward_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="ppo_runs"
+    )
+    config = models.JSONField(default=dict)
+    notes = models.TextField(blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    # The latest reported metrics (name -> float); the history is in TrainingMetric.
+    metrics = models.JSONField(default=dict, blank=True)
+    # Metrics on the snapshot's held-out split at the end ("eval/loss", ...).
+    eval_metrics = models.JSONField(default=dict, blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    artifacts_dir = models.CharField(max_length=500, blank=True)
+    # The checkpoint the next attempt resumes from (set when a run stops early).
+    checkpoint_dir = models.CharField(max_length=500, blank=True)
+    # The trained model: a policy (sft, dpo, ppo) is registered as a PolicyModel;
+    # a reward model's folder is kept here (artifacts_dir/final).
+    final_dir = models.CharField(max_length=500, blank=True)
+    output_model = models.OneToOneField(
+        PolicyModel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_run",
+    )
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("training:run-detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_steps:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return min(100, int(100 * self.step / self.total_steps))
+
+
+class TrainingMetric(models.Model):
+    """One report of a run: the metrics after optimizer step ``step`` (the curves' points)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metric_points")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "step", "id"]
+        indexes = [models.Index(fields=["run", "step"])]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}@{self.step}"
+
+
+class RewardScoring(models.Model):
+    """A finished reward run scoring every completion of a generation job."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    reward_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="scorings")
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="reward_scorings")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    scored = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    mean_reward = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reward_run} on {self.job}"
+
+
+class CompletionReward(models.Model):
+    """A reward model's score of one completion (admins only see these)."""
+
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="rewards")
+    reward_run = models.ForeignKey(
+        TrainingRun, on_delete=models.CASCADE, related_name="completion_rewards"
+    )
+    reward = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["completion", "reward_run"], name="completionreward_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.completion_id}: {self.reward:.3f}"

@@ -1,0 +1,577 @@
+"""Writes for the training app: training runs and reward scorings, and running them.
+
+A run mirrors a generation job's lifecycle: created queued, claimed by one worker with a
+conditional UPDATE, a heartbeat thread while it trains, a cancel flag the runner checks
+between steps, a watchdog that fails runs whose worker died, and resume from the latest
+checkpoint. The ML itself is ``training.core.runners.run_training``; this module only
+feeds it a snapshot's data and a reporter, and registers what it produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Avg, F
+from django.utils import timezone
+
+from config.heartbeat import Heartbeat
+from generation.models import Completion, GenerationJob, PolicyModel
+from labeling.models import DatasetSnapshot, SnapshotRow
+from training import datasets
+from training.core.configs import ConfigError, from_dict
+from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
+from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
+from training.reporting import RunReporter
+
+logger = logging.getLogger(__name__)
+
+KIND_SHORT_NAMES: dict[str, str] = {
+    TrainingRun.Kind.REWARD: "Reward",
+    TrainingRun.Kind.DPO: "DPO",
+    TrainingRun.Kind.PPO: "PPO",
+    TrainingRun.Kind.SFT: "SFT",
+}
+SCORING_CHUNK = 256
+_NAME_LENGTH = 200
+_CHECKPOINT_STEP = re.compile(r"checkpoint-(\d+)$")
+
+
+class RunError(ValueError):
+    """A request that cannot be carried out; the message is shown to the user as is.
+
+    ``field`` names the form or config field at fault, when one is (``learning_rate``,
+    ``base_model``, ``reward_run``...), else it is empty.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _check_trainable(model: PolicyModel) -> None:
+    """The base model must be weights this machine can load, not a remote endpoint."""
+    if model.backend == PolicyModel.Backend.OPENAI:
+        raise RunError(
+            f"{model.name!r} is served by an OpenAI-compatible server; training needs the "
+            "weights: pick a transformers or vLLM model with a local folder or hub id",
+            field="base_model",
+        )
+    if model.backend not in (PolicyModel.Backend.TRANSFORMERS, PolicyModel.Backend.VLLM):
+        raise RunError(f"{model.name!r} has an unknown backend", field="base_model")
+    if not model.source:
+        raise RunError(f"{model.name!r} has no source to load weights from", field="base_model")
+    if Path(model.source).is_absolute() and not Path(model.source).exists():
+        raise RunError(
+            f"the weights of {model.name!r} are gone: {model.source} does not exist",
+            field="base_model",
+        )
+
+
+def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
+    if kind != TrainingRun.Kind.PPO:
+        if reward_run is not None:
+            raise RunError("only a PPO run takes a reward model", field="reward_run")
+        return
+    if reward_run is None:
+        raise RunError("a PPO run needs a finished reward-model run", field="reward_run")
+    if reward_run.kind != TrainingRun.Kind.REWARD:
+        raise RunError(f"{reward_run.name!r} is not a reward-model run", field="reward_run")
+    if reward_run.status != TrainingRun.Status.SUCCEEDED or not reward_run.final_dir:
+        raise RunError(
+            f"reward run {reward_run.name!r} has not finished successfully", field="reward_run"
+        )
+    if not Path(reward_run.final_dir).is_dir():
+        raise RunError(
+            f"the reward model of {reward_run.name!r} is gone: {reward_run.final_dir}",
+            field="reward_run",
+        )
+
+
+def _check_data(kind: str, snapshot: DatasetSnapshot) -> None:
+    train = SnapshotRow.objects.filter(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
+    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
+        if not train.filter(is_tie=False).exists():
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "
+                "train split",
+                field="snapshot",
+            )
+    elif kind == TrainingRun.Kind.SFT:
+        if (
+            datasets.snapshot_sft_source(snapshot=snapshot) == "chosen"
+            and not train.filter(is_tie=False).exists()
+        ):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no demonstrations and no chosen completions "
+                "in its train split",
+                field="snapshot",
+            )
+    elif kind == TrainingRun.Kind.PPO and not train.exists():
+        raise RunError(f"snapshot {snapshot.name!r} has no train prompts", field="snapshot")
+
+
+def _validated_config(kind: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return from_dict(kind, dict(config or {})).to_dict()
+    except ConfigError as exc:
+        raise RunError(str(exc), field=exc.field) from exc
+
+
+def _free_run_name(base: str) -> str:
+    base = base[:_NAME_LENGTH]
+    candidate, n = base, 2
+    while TrainingRun.objects.filter(name=candidate).exists():
+        suffix = f" ({n})"
+        candidate, n = base[: _NAME_LENGTH - len(suffix)] + suffix, n + 1
+    return candidate
+
+
+def _free_model_name(base: str) -> str:
+    base = base[:_NAME_LENGTH]
+    candidate, n = base, 2
+    while PolicyModel.objects.filter(name=candidate).exists():
+        suffix = f" ({n})"
+        candidate, n = base[: _NAME_LENGTH - len(suffix)] + suffix, n + 1
+    return candidate
+
+
+def _free_artifacts_dir(pk: int) -> Path:
+    """``PREFLAB_DATA_DIR/runs/<pk>``; ``<pk>-2``... if a folder is left from another
+    database (a new run must never resume from a stranger's checkpoints)."""
+    root = Path(settings.PREFLAB_DATA_DIR) / "runs"
+    candidate, n = root / str(pk), 2
+    while candidate.exists():
+        candidate, n = root / f"{pk}-{n}", n + 1
+    return candidate
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def training_run_create(
+    *,
+    kind: str,
+    base_model: PolicyModel,
+    snapshot: DatasetSnapshot,
+    config: Mapping[str, Any] | None = None,
+    reward_run: TrainingRun | None = None,
+    name: str = "",
+    notes: str = "",
+    user: AbstractBaseUser | None = None,
+) -> TrainingRun:
+    """Validate and queue a run of ``kind``; a worker starts it after the commit.
+
+    Raises :class:`RunError` (with ``field``) for a bad config value, a model that cannot
+    be trained, a snapshot without the data the kind needs, or a wrong reward run.
+    """
+    if kind not in TrainingRun.Kind.values:
+        raise RunError(
+            f"unknown kind of run {kind!r} (known: {', '.join(TrainingRun.Kind.values)})",
+            field="kind",
+        )
+    stored_config = _validated_config(kind, config)
+    _check_trainable(base_model)
+    _check_reward_run(kind, reward_run)
+    _check_data(kind, snapshot)
+    name = name.strip()
+    if name:
+        if len(name) > _NAME_LENGTH:
+            raise RunError(f"a name has at most {_NAME_LENGTH} characters", field="name")
+        if TrainingRun.objects.filter(name=name).exists():
+            raise RunError(f"a run named {name!r} already exists", field="name")
+    else:
+        name = _free_run_name(f"{KIND_SHORT_NAMES[kind]} · {base_model.name} · {snapshot.name}")
+    run = TrainingRun.objects.create(
+        name=name,
+        kind=kind,
+        base_model=base_model,
+        snapshot=snapshot,
+        reward_run=reward_run,
+        config=stored_config,
+        notes=notes,
+        created_by=user,
+    )
+    run.artifacts_dir = str(_free_artifacts_dir(run.pk))
+    run.save(update_fields=["artifacts_dir"])
+    _enqueue_run(run)
+    return run
+
+
+def _enqueue_run(run: TrainingRun) -> None:
+    from training.tasks import training_run_execute
+
+    run_id = run.pk
+    transaction.on_commit(lambda: training_run_execute.delay(run_id))
+
+
+@transaction.atomic
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """A queued run stops at once; a running one at its next step, saving a checkpoint."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.status == TrainingRun.Status.QUEUED:
+        run.status = TrainingRun.Status.CANCELLED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+    elif run.status == TrainingRun.Status.RUNNING:
+        run.cancel_requested = True
+        run.save(update_fields=["cancel_requested"])
+    else:
+        raise RunError(f"a {run.status} run cannot be cancelled")
+    return run
+
+
+@transaction.atomic
+def training_run_resume(*, run: TrainingRun) -> TrainingRun:
+    """Queue a failed or cancelled run again; it goes on from its latest checkpoint."""
+    # Lock the run's row only: PostgreSQL refuses FOR UPDATE on the nullable side of the
+    # outer join to reward_run.
+    run = (
+        TrainingRun.objects.select_for_update(of=("self",))
+        .select_related("base_model", "snapshot", "reward_run")
+        .get(pk=run.pk)
+    )
+    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        raise RunError(f"a {run.status} run cannot be resumed")
+    _check_trainable(run.base_model)
+    _check_reward_run(run.kind, run.reward_run)
+    _check_data(run.kind, run.snapshot)
+    checkpoint = latest_checkpoint(Path(run.artifacts_dir)) if run.artifacts_dir else None
+    run.status = TrainingRun.Status.QUEUED
+    run.cancel_requested = False
+    run.error = ""
+    run.finished_at = None
+    run.checkpoint_dir = str(checkpoint) if checkpoint else ""
+    run.save(update_fields=["status", "cancel_requested", "error", "finished_at", "checkpoint_dir"])
+    _enqueue_run(run)
+    return run
+
+
+def training_runs_fail_stale(*, stale_after: timedelta | None = None) -> int:
+    """Mark running runs whose worker stopped sending heartbeats as failed. Returns count."""
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_S)
+    cutoff = timezone.now() - stale_after
+    return TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).update(
+        status=TrainingRun.Status.FAILED,
+        finished_at=timezone.now(),
+        cancel_requested=False,
+        error=(
+            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
+            "(it crashed or was killed). Resume the run to go on from its last checkpoint."
+        ),
+    )
+
+
+# --- running a run (called by the Celery task) ------------------------------------------------
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int:
+    match = _CHECKPOINT_STEP.search(checkpoint.name) if checkpoint else None
+    return int(match.group(1)) if match else 0
+
+
+def training_run_execute(*, run_id: int, heartbeat_interval: float = 5.0) -> str:
+    """Train one queued run to the end. Safe to call twice: only one caller claims it.
+
+    The trained model is registered in the same transaction that marks the run succeeded,
+    after ``final/`` is written, so a worker killed at any point leaves either a running
+    run (the watchdog fails it) or a finished one, never a half-registered model. Returns
+    the run's status afterwards.
+    """
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        error="",
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        logger.info("training run %s was not queued (claimed elsewhere or gone)", run_id)
+        return "skipped"
+    run = TrainingRun.objects.select_related("base_model", "snapshot", "reward_run").get(pk=run_id)
+    try:
+        with Heartbeat(TrainingRun, run_id, heartbeat_interval):
+            return _train(run)
+    except Exception as exc:
+        if isinstance(exc, TrainingError | ConfigError | RunError):
+            logger.warning("training run %s failed: %s", run_id, exc)
+            message, log = str(exc), f"error: {exc}"
+        else:
+            logger.exception("training run %s failed", run_id)
+            message, log = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        _fail(run_id, message, log)
+        return _status_of(run_id)
+
+
+def _status_of(run_id: int) -> str:
+    return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "gone"
+
+
+def _fail(run_id: int, message: str, log: str) -> None:
+    """Failed with ``message``; ``log`` (the traceback of a bug) goes to the log tail."""
+    with transaction.atomic():
+        tail = TrainingRun.objects.filter(pk=run_id).values_list("log_tail", flat=True).first()
+        lines = [*(tail or "").splitlines(), *log.rstrip().splitlines()]
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+            status=TrainingRun.Status.FAILED,
+            error=message,
+            log_tail="\n".join(lines[-200:]),
+            finished_at=timezone.now(),
+            cancel_requested=False,
+        )
+
+
+def run_spec(run: TrainingRun, *, resume_from: Path | None = None) -> RunSpec:
+    """The runner's view of ``run``: its typed config, models, folders and checkpoint."""
+    config = from_dict(run.kind, run.config)
+    return RunSpec(
+        kind=run.kind,  # type: ignore[arg-type]
+        config=config,
+        model_path=run.base_model.source,
+        output_dir=Path(run.artifacts_dir),
+        use_chat_template=run.base_model.use_chat_template,
+        reward_model_path=run.reward_run.final_dir if run.reward_run else None,
+        resume_from=resume_from,
+    )
+
+
+def _train(run: TrainingRun) -> str:
+    from training.core.runners import run_training
+
+    if not run.artifacts_dir:
+        raise RunError("the run has no artifacts folder")
+    _check_trainable(run.base_model)
+    output_dir = Path(run.artifacts_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = latest_checkpoint(output_dir)
+    # Points past the checkpoint belong to the attempt that died; this one redoes them.
+    TrainingMetric.objects.filter(run=run, step__gt=_checkpoint_step(resume_from)).delete()
+    spec = run_spec(run, resume_from=resume_from)
+    data = datasets.snapshot_run_data(snapshot=run.snapshot, kind=run.kind)
+    reporter = RunReporter(run.pk)
+    if resume_from is not None:
+        reporter.log(f"attempt {run.attempts}: resuming from {resume_from.name}")
+    try:
+        result = run_training(spec, data, reporter)
+    finally:
+        reporter.flush()
+    if result.status == "cancelled":
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=TrainingRun.Status.CANCELLED,
+            checkpoint_dir=str(result.checkpoint_dir or ""),
+            step=result.steps,
+            finished_at=timezone.now(),
+            cancel_requested=False,
+        )
+        return _status_of(run.pk)
+    _register(run, result)
+    return _status_of(run.pk)
+
+
+@transaction.atomic
+def _register(run: TrainingRun, result: RunResult) -> None:
+    """Mark the run succeeded and register its model, both or neither."""
+    if result.final_dir is None:
+        raise TrainingError("the runner finished without writing a final model")
+    total = TrainingRun.objects.filter(pk=run.pk).values_list("total_steps", flat=True).first()
+    succeeded = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        status=TrainingRun.Status.SUCCEEDED,
+        step=result.steps,
+        total_steps=max(total or 0, result.steps),
+        eval_metrics=_json_safe(result.eval_metrics),
+        final_dir=str(result.final_dir),
+        checkpoint_dir=str(result.checkpoint_dir or ""),
+        cancel_requested=False,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    if not succeeded:
+        logger.warning("training run %s left the running state; nothing registered", run.pk)
+        return
+    if run.kind in TrainingRun.POLICY_KINDS:
+        base = run.base_model
+        snapshot = run.snapshot
+        model = PolicyModel.objects.create(
+            name=_free_model_name(run.name),
+            backend=base.backend,
+            source=str(result.final_dir),
+            use_chat_template=base.use_chat_template,
+            parent=base,
+            description=(
+                f"Trained by run {run.name!r} ({run.get_kind_display()}, {result.steps} steps) "
+                f"from {base.name!r} on snapshot {snapshot.name!r} "
+                f"(content hash {snapshot.content_hash})."
+            ),
+            created_by=run.created_by,
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(output_model=model)
+
+
+def _json_safe(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    from training.reporting import json_safe_metrics
+
+    return json_safe_metrics(metrics)
+
+
+# --- reward scoring ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def reward_scoring_create(
+    *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
+) -> RewardScoring:
+    """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
+    if reward_run.kind != TrainingRun.Kind.REWARD:
+        raise RunError(f"{reward_run.name!r} is not a reward-model run", field="reward_run")
+    if reward_run.status != TrainingRun.Status.SUCCEEDED or not reward_run.final_dir:
+        raise RunError(
+            f"reward run {reward_run.name!r} has not finished successfully", field="reward_run"
+        )
+    if job.status != GenerationJob.Status.SUCCEEDED:
+        raise RunError(f"job {job} has not finished successfully", field="job")
+    total = Completion.objects.filter(job=job).count()
+    if not total:
+        raise RunError(f"job {job} has no completions", field="job")
+    if RewardScoring.objects.filter(
+        reward_run=reward_run,
+        job=job,
+        status__in=(RewardScoring.Status.QUEUED, RewardScoring.Status.RUNNING),
+    ).exists():
+        raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
+    scoring = RewardScoring.objects.create(
+        reward_run=reward_run, job=job, total=total, created_by=user
+    )
+    scoring_id = scoring.pk
+
+    from training.tasks import reward_scoring_execute
+
+    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
+    return scoring
+
+
+def _completion_chunks(job_id: int, size: int) -> Iterator[list[tuple[int, Any, str]]]:
+    rows = (
+        Completion.objects.filter(job_id=job_id)
+        .order_by("prompt__position", "prompt_id", "sample_index", "id")
+        .values_list("pk", "prompt__text", "prompt__messages", "text")
+    )
+    chunk: list[tuple[int, Any, str]] = []
+    for pk, prompt_text, messages, text in rows.iterator(chunk_size=2000):
+        chunk.append((pk, datasets.prompt_input(prompt_text, messages), text))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def reward_scoring_execute(
+    *, scoring_id: int, heartbeat_interval: float = 5.0, chunk_size: int = SCORING_CHUNK
+) -> str:
+    """Score every completion of the job; each chunk's rewards commit with the counter.
+
+    Scoring again replaces a completion's earlier reward from the same run. Returns the
+    scoring's status afterwards.
+    """
+    now = timezone.now()
+    claimed = RewardScoring.objects.filter(
+        pk=scoring_id, status=RewardScoring.Status.QUEUED
+    ).update(status=RewardScoring.Status.RUNNING, heartbeat_at=now, scored=0, error="")
+    if not claimed:
+        return "skipped"
+    scoring = RewardScoring.objects.select_related("reward_run__base_model").get(pk=scoring_id)
+    try:
+        with Heartbeat(RewardScoring, scoring_id, heartbeat_interval):
+            _score(scoring, chunk_size)
+    except Exception as exc:
+        logger.exception("reward scoring %s failed", scoring_id)
+        message = (
+            str(exc)
+            if isinstance(exc, TrainingError | RunError)
+            else (f"{type(exc).__name__}: {exc}")
+        )
+        RewardScoring.objects.filter(pk=scoring_id, status=RewardScoring.Status.RUNNING).update(
+            status=RewardScoring.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+    return (
+        RewardScoring.objects.filter(pk=scoring_id).values_list("status", flat=True).first()
+        or "gone"
+    )
+
+
+def _score(scoring: RewardScoring, chunk_size: int) -> None:
+    from training.core.scoring import RewardScorer
+
+    run = scoring.reward_run
+    if not run.final_dir or not Path(run.final_dir).is_dir():
+        raise RunError(f"the reward model of {run.name!r} is gone: {run.final_dir or '(none)'}")
+    max_length = int(run.config.get("max_length", 512))
+    use_chat_template = run.base_model.use_chat_template
+    total = Completion.objects.filter(job_id=scoring.job_id).count()
+    RewardScoring.objects.filter(pk=scoring.pk).update(total=total)
+    # Loaded once; each chunk's scores then commit with the progress counter.
+    scorer = RewardScorer(run.final_dir, max_length=max_length, use_chat_template=use_chat_template)
+    for chunk in _completion_chunks(scoring.job_id, chunk_size):
+        rewards = scorer.score([(prompt, text) for _, prompt, text in chunk])
+        if len(rewards) != len(chunk):
+            raise TrainingError("the reward model returned a different number of scores")
+        _write_rewards(scoring, [pk for pk, _, _ in chunk], rewards)
+    mean = CompletionReward.objects.filter(
+        reward_run=run, completion__job_id=scoring.job_id
+    ).aggregate(mean=Avg("reward"))["mean"]
+    RewardScoring.objects.filter(pk=scoring.pk, status=RewardScoring.Status.RUNNING).update(
+        status=RewardScoring.Status.SUCCEEDED, mean_reward=mean, finished_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def _write_rewards(
+    scoring: RewardScoring, completion_ids: Sequence[int], rewards: Sequence[float]
+) -> None:
+    CompletionReward.objects.bulk_create(
+        [
+            CompletionReward(completion_id=pk, reward_run_id=scoring.reward_run_id, reward=reward)
+            for pk, reward in zip(completion_ids, rewards, strict=True)
+        ],
+        update_conflicts=True,
+        unique_fields=["completion", "reward_run"],
+        update_fields=["reward"],
+    )
+    updated = RewardScoring.objects.filter(
+        pk=scoring.pk, status=RewardScoring.Status.RUNNING
+    ).update(scored=F("scored") + len(completion_ids), heartbeat_at=timezone.now())
+    if not updated:
+        raise RunError("the scoring was stopped")
+
+
+def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
+    """Mark running scorings whose worker stopped sending heartbeats as failed."""
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_S)
+    cutoff = timezone.now() - stale_after
+    return RewardScoring.objects.filter(
+        status=RewardScoring.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).update(
+        status=RewardScoring.Status.FAILED,
+        finished_at=timezone.now(),
+        error=(
+            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
+            "(it crashed or was killed). Score the job again."
+        ),
+    )
