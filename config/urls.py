@@ -14,5 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("generation/", include("generation.urls")),
     path("labeling/", include("labeling.urls")),
+    path("training/", include("training.urls")),
     path("api/", include("config.api_urls")),
 ]

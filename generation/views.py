@@ -49,7 +49,10 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @role_required(RESEARCHER)
 @require_GET
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    model = get_object_or_404(selectors.policy_model_list(user=request.user), pk=pk)
+    models = selectors.policy_model_list(user=request.user).select_related(
+        "training_run__snapshot", "training_run__base_model"
+    )
+    model = get_object_or_404(models, pk=pk)
     jobs = selectors.generation_job_list(user=request.user).filter(model=model)[:50]
     return render(request, "generation/model_detail.html", {"model": model, "jobs": jobs})
 
@@ -202,9 +205,12 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job_for(request, pk)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "generation/_job_progress.html", {"job": job})
-    page = Paginator(selectors.generation_job_completions(job=job), 40).get_page(
-        request.GET.get("page")
-    )
+    completions = selectors.generation_job_completions(job=job)
+    if user_is_admin(request.user):
+        # Reward models' scores (the training app's CompletionReward, through the reverse
+        # relation, so generation needs no import of training): admins only.
+        completions = completions.prefetch_related("rewards__reward_run")
+    page = Paginator(completions, 40).get_page(request.GET.get("page"))
     return render(request, "generation/job_detail.html", {"job": job, "page": page})
 
 

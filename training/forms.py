@@ -1,0 +1,191 @@
+"""Forms of the training pages; the config fields are generated from the kind's dataclass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from generation.models import GenerationJob, PolicyModel
+from labeling.models import DatasetSnapshot
+from training import selectors
+from training.core.configs import CONFIG_CLASSES, CommonConfig, ConfigField, config_fields
+from training.models import TrainingRun
+
+DEFAULT_KIND = TrainingRun.Kind.DPO
+# Backends whose weights live on disk or on the hub, so a worker can train them.
+TRAINABLE_BACKENDS = (PolicyModel.Backend.TRANSFORMERS, PolicyModel.Backend.VLLM)
+
+
+def kind_or_default(value: object) -> str:
+    """``value`` when it names a kind of run, else the default kind."""
+    return str(value) if value in TrainingRun.Kind.values else str(DEFAULT_KIND)
+
+
+COMMON_FIELDS = frozenset(f.name for f in config_fields(CommonConfig))
+_ACRONYMS = {"lora": "LoRA", "kl": "KL", "ppo": "PPO", "vf": "VF", "ref": "reference"}
+
+
+def _label(name: str) -> str:
+    words = [_ACRONYMS.get(word, word) for word in name.split("_")]
+    first = words[0] if words[0] in _ACRONYMS.values() else words[0].capitalize()
+    return " ".join([first, *words[1:]])
+
+
+def _help(text: str) -> str:
+    # The docstrings quote names reStructuredText-style (``max_steps``).
+    return text.replace("``", "")
+
+
+def config_form_field(field: ConfigField) -> forms.Field:
+    """A form field for one config field: its default as the initial value, its docstring as
+    the help text."""
+    common: dict[str, Any] = {
+        "label": _label(field.name),
+        "help_text": _help(field.help),
+        "initial": field.default,
+    }
+    if field.choices:
+        return forms.ChoiceField(choices=[(c, c) for c in field.choices], **common)
+    if field.type is bool:
+        return forms.BooleanField(required=False, **common)
+    if field.type is int:
+        return forms.IntegerField(**common)
+    if field.type is float:
+        # "any": the browser must not round 1e-5 to its default step of 1.
+        return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    if field.type is str:
+        return forms.CharField(required=False, **common)
+    raise TypeError(f"no form field for config type {field.type!r}")  # pragma: no cover
+
+
+def trainable_models() -> Any:
+    return PolicyModel.objects.filter(backend__in=TRAINABLE_BACKENDS).order_by("name")
+
+
+class TrainingRunForm(forms.Form):
+    """Launch a run of one kind: what to train on, plus every field of that kind's config.
+
+    The config fields keep their dataclass names (``max_steps``, ``beta``...), so an error
+    that a service raises about a config field lands on the field that holds it.
+    """
+
+    kind = forms.ChoiceField(choices=TrainingRun.Kind.choices)
+    base_model = forms.ModelChoiceField(
+        queryset=PolicyModel.objects.none(),
+        help_text="The model to start from (and the frozen reference for DPO and PPO).",
+    )
+    snapshot = forms.ModelChoiceField(
+        queryset=DatasetSnapshot.objects.all(),
+        help_text="The frozen comparisons (or prompts, for PPO) to train on.",
+    )
+    reward_run = forms.ModelChoiceField(
+        queryset=TrainingRun.objects.none(),
+        label="Reward model",
+        help_text="A finished reward-model run that scores PPO's samples.",
+    )
+    name = forms.CharField(
+        max_length=200, required=False, help_text="Leave empty for a name made from the kind."
+    )
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_kind = kind_or_default(kind)
+        self.fields["kind"].initial = self.run_kind
+        self.fields["base_model"].queryset = trainable_models()  # type: ignore[attr-defined]
+        if self.run_kind == TrainingRun.Kind.PPO:
+            self.fields["reward_run"].queryset = selectors.reward_runs_finished()  # type: ignore[attr-defined]
+        else:
+            del self.fields["reward_run"]
+        self.config_spec = config_fields(self.run_kind)
+        for field in self.config_spec:
+            self.fields[field.name] = config_form_field(field)
+
+    @property
+    def kind_label(self) -> str:
+        return str(TrainingRun.Kind(self.run_kind).label)
+
+    def run_fields(self) -> list[forms.BoundField]:
+        """The fields every kind has (the kind itself and PPO's reward run aside)."""
+        return [self[name] for name in ("base_model", "snapshot", "name", "notes")]
+
+    def config_bound_fields(self) -> list[forms.BoundField]:
+        return [self[f.name] for f in self.config_spec]
+
+    def kind_bound_fields(self) -> list[forms.BoundField]:
+        """The settings only this kind has (``beta`` for DPO...)."""
+        return [self[f.name] for f in self.config_spec if f.name not in COMMON_FIELDS]
+
+    def common_bound_fields(self) -> list[forms.BoundField]:
+        """The settings every kind shares (learning rate, steps, LoRA...)."""
+        return [self[f.name] for f in self.config_spec if f.name in COMMON_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        config = self.config()
+        if config is not None:
+            values = {k: v for k, v in config.items() if k not in self.errors}
+            try:
+                problems = CONFIG_CLASSES[self.run_kind](**values).errors()
+            except TypeError:  # pragma: no cover - the fields mirror the dataclass
+                problems = []
+            for problem in problems:
+                field = problem.field if problem.field in self.fields else None
+                if field is None or field not in self.errors:
+                    self.add_error(field, problem.message)
+        return cleaned
+
+    def config(self) -> dict[str, Any] | None:
+        """The config values as cleaned so far (every field of the kind's dataclass)."""
+        if not hasattr(self, "cleaned_data"):
+            return None
+        data: dict[str, Any] = {}
+        for field in self.config_spec:
+            if field.name in self.cleaned_data:
+                value = self.cleaned_data[field.name]
+                data[field.name] = field.default if value is None else value
+        return data
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``training_run_create`` (without ``user``)."""
+        data = self.cleaned_data
+        return {
+            "kind": self.run_kind,
+            "base_model": data["base_model"],
+            "snapshot": data["snapshot"],
+            "config": self.config() or {},
+            "reward_run": data.get("reward_run"),
+            "name": data.get("name", ""),
+            "notes": data.get("notes", ""),
+        }
+
+
+class RewardScoringForm(forms.Form):
+    reward_run = forms.ModelChoiceField(
+        queryset=TrainingRun.objects.none(), label="Reward model", empty_label=None
+    )
+    # Any job: the service says why one that has not finished cannot be scored.
+    job = forms.ModelChoiceField(queryset=GenerationJob.objects.all(), label="Generation job")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reward_run"].queryset = selectors.reward_runs_finished()  # type: ignore[attr-defined]
+
+
+# Filters of the run list: (query parameter, label, choices builder).
+def run_filter_choices() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    return [
+        ("kind", "Kind", [(k, str(label)) for k, label in TrainingRun.Kind.choices]),
+        ("status", "Status", [(s, s) for s in TrainingRun.Status.values]),
+        (
+            "snapshot",
+            "Snapshot",
+            [(str(pk), name) for pk, name in DatasetSnapshot.objects.values_list("pk", "name")],
+        ),
+        (
+            "base_model",
+            "Base model",
+            [(str(pk), name) for pk, name in trainable_models().values_list("pk", "name")],
+        ),
+    ]

@@ -1,0 +1,286 @@
+"""HTML views of training runs: validate with a form, call one service or selector, render."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from config.roles import ADMIN, RESEARCHER, role_required
+from generation.models import GenerationJob
+from training import selectors, services
+from training.forms import (
+    RewardScoringForm,
+    TrainingRunForm,
+    kind_or_default,
+    run_filter_choices,
+)
+from training.models import TrainingRun
+
+COMPARE_MAX_RUNS = 6
+# The loss gets its own chart; other metrics are grouped by the prefix before "/".
+LOSS = "loss"
+
+
+def _run_for(request: HttpRequest, pk: int) -> TrainingRun:
+    return get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+
+@role_required(RESEARCHER)
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = selectors.training_run_list(user=request.user).select_related(
+        "base_model", "output_model", "snapshot"
+    )
+    filters = run_filter_choices()
+    selected: dict[str, str] = {}
+    for param, _, choices in filters:
+        value = request.GET.get(param, "")
+        if value and value in {c for c, _ in choices}:
+            selected[param] = value
+            runs = runs.filter(
+                **{f"{param}_id" if param in ("snapshot", "base_model") else param: value}
+            )
+    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    context = {"page": page, "filters": filters, "selected": selected}
+    return render(request, "training/run_list.html", context)
+
+
+# --- launch -------------------------------------------------------------------------------------
+
+
+@role_required(ADMIN)
+@require_http_methods(["GET", "POST"])
+def run_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
+        if form.is_valid():
+            try:
+                run = services.training_run_create(user=request.user, **form.service_kwargs())
+            except services.RunError as exc:
+                field = getattr(exc, "field", None)
+                form.add_error(field if field in form.fields else None, str(exc))
+            else:
+                messages.success(request, f"Queued {run.name}.")
+                return redirect(run)
+    else:
+        # ?kind=&model=&snapshot=&reward_run= prefill the form; htmx sends every field when
+        # the kind changes so the values typed so far survive the swap.
+        form = TrainingRunForm(
+            initial=_initial_from(request.GET), kind=kind_or_default(request.GET.get("kind"))
+        )
+        if request.htmx:  # type: ignore[attr-defined]
+            return render(request, "training/_run_kind_fields.html", {"form": form})
+    kinds = TrainingRun.Kind.choices
+    return render(request, "training/run_create.html", {"form": form, "kinds": kinds})
+
+
+def _initial_from(params: Any) -> dict[str, Any]:
+    aliases = {"model": "base_model"}
+    return {
+        aliases.get(key, key): params.get(key)
+        for key in params
+        if key not in ("csrfmiddlewaretoken", "kind") and params.get(key) != ""
+    }
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+def _eta(run: TrainingRun) -> timedelta | None:
+    """Time left at the step rate since the run started, or ``None`` before there is one."""
+    if run.status != TrainingRun.Status.RUNNING or not run.started_at or not run.step:
+        return None
+    if not run.total_steps or run.step >= run.total_steps:
+        return None
+    elapsed = (timezone.now() - run.started_at).total_seconds()
+    if elapsed <= 0:
+        return None
+    return timedelta(seconds=round(elapsed / run.step * (run.total_steps - run.step)))
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{seconds} s"
+
+
+def _status_context(run: TrainingRun) -> dict[str, Any]:
+    context: dict[str, Any] = {"run": run, "eta": _duration(_eta(run))}
+    if run.kind == TrainingRun.Kind.REWARD and run.status == TrainingRun.Status.SUCCEEDED:
+        context["score_jobs"] = GenerationJob.objects.filter(
+            status=GenerationJob.Status.SUCCEEDED
+        ).order_by("-created_at")[:200]
+    return context
+
+
+@role_required(RESEARCHER)
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _run_for(request, pk)
+    context = _status_context(run)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "training/_run_status.html", context)
+    context["curves"] = _curves_payload(run, after_step=-1)
+    context["config_rows"] = sorted(run.config.items()) if isinstance(run.config, dict) else []
+    return render(request, "training/run_detail.html", context)
+
+
+def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:
+    curves = selectors.training_run_curves(run=run, after_step=after_step)
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "active": run.is_active,
+        "steps": list(curves["steps"]),
+        "metrics": {name: list(values) for name, values in curves["metrics"].items()},
+    }
+
+
+@role_required(RESEARCHER)
+@require_GET
+def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+    run = _run_for(request, pk)
+    try:
+        after = int(request.GET.get("after", -1))
+    except ValueError:
+        after = -1
+    return JsonResponse(_curves_payload(run, after_step=after))
+
+
+@role_required(ADMIN)
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _run_for(request, pk)
+    try:
+        run = services.training_run_cancel(run=run)
+    except services.RunError as exc:
+        messages.error(request, str(exc))
+    else:
+        stopped = run.status == TrainingRun.Status.CANCELLED
+        messages.info(request, "Cancelled." if stopped else "Cancelling at the next step.")
+    return _back_to_run(request, run)
+
+
+@role_required(ADMIN)
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _run_for(request, pk)
+    try:
+        run = services.training_run_resume(run=run)
+    except services.RunError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Resumed from the last checkpoint.")
+    return _back_to_run(request, run)
+
+
+def _back_to_run(request: HttpRequest, run: TrainingRun) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        run.refresh_from_db()
+        return render(request, "training/_run_status.html", _status_context(run))
+    return redirect(run)
+
+
+# --- compare ------------------------------------------------------------------------------------
+
+
+@role_required(RESEARCHER)
+@require_GET
+def run_compare(request: HttpRequest) -> HttpResponse:
+    try:
+        ids = list(dict.fromkeys(int(i) for i in request.GET.getlist("runs")))
+    except ValueError:
+        raise Http404("run ids are numbers") from None
+    visible = selectors.training_run_list(user=request.user)
+    runs = [get_object_or_404(visible, pk=pk) for pk in ids[:COMPARE_MAX_RUNS]]
+    if len(runs) < 2:
+        messages.info(request, "Tick two or more runs to compare them.")
+        return redirect("training:run-list")
+    charts = compare_charts(runs)
+    context = {"runs": runs, "charts": charts, "chart_data": {"charts": charts}}
+    return render(request, "training/run_compare.html", context)
+
+
+def compare_charts(runs: list[TrainingRun]) -> list[dict[str, Any]]:
+    """One chart per metric every run reported: steps (their union) and a series per run."""
+    by_run = selectors.training_runs_compare(runs=runs)
+    curves = [by_run[run.pk] for run in runs]
+    shared = set.intersection(*(set(c["metrics"]) for c in curves)) if curves else set()
+    charts = []
+    for metric in sorted(shared, key=lambda m: (m != LOSS, m)):
+        steps = sorted({s for c in curves for s in c["steps"]})
+        series = []
+        for run, curve in zip(runs, curves, strict=True):
+            by_step = dict(zip(curve["steps"], curve["metrics"][metric], strict=True))
+            series.append({"label": run.name, "values": [by_step.get(s) for s in steps]})
+        charts.append({"metric": metric, "steps": steps, "series": series})
+    return charts
+
+
+# --- reward scorings ----------------------------------------------------------------------------
+
+
+@role_required(ADMIN)
+@require_http_methods(["GET", "POST"])
+def scoring_create(request: HttpRequest) -> HttpResponse:
+    """GET ``?job=``: the job's scorings and the form (htmx: the fragment the job page loads);
+    POST: score the job with a finished reward run, then go back to the job."""
+    if request.method == "POST":
+        form = RewardScoringForm(request.POST)
+        if form.is_valid():
+            job = form.cleaned_data["job"]
+            try:
+                services.reward_scoring_create(
+                    reward_run=form.cleaned_data["reward_run"], job=job, user=request.user
+                )
+            except services.RunError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request, f"Scoring {job} with {form.cleaned_data['reward_run'].name}."
+                )
+            return redirect(job)
+        job = form.cleaned_data.get("job")
+        if job is not None:
+            for errors in form.errors.values():
+                for error in errors:
+                    messages.error(request, str(error))
+            return redirect(job)
+        return render(
+            request, "training/scoring_create.html", {"form": form, "job": None}, status=400
+        )
+    job = get_object_or_404(GenerationJob, pk=_int_or_404(request.GET.get("job")))
+    scorings = list(job.reward_scorings.select_related("reward_run"))  # type: ignore[attr-defined]
+    context = {
+        "job": job,
+        "form": RewardScoringForm(initial={"job": job.pk}),
+        "scorings": scorings,
+        "active": any(s.status in ("queued", "running") for s in scorings),
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "training/_job_scorings.html", context)
+    return render(request, "training/scoring_create.html", context)
+
+
+def _int_or_404(value: str | None) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise Http404("no such job") from None
