@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
-from labeling.models import LabelingQueue
+from labeling.models import DatasetSnapshot, LabelingQueue
 
 
 @pytest.mark.slow
@@ -49,13 +49,18 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
     demo = PromptSet.objects.get(name="Demo prompts")
     assert demo.prompts.count() >= 50
     assert demo.prompts.filter(text="Once upon a").exists()
-    hh = GenerationJob.objects.get(source="imported")
+    hh = GenerationJob.objects.get(name="HH-RLHF harmless (imported, first 200)")
     assert (
         hh.prompts_total > 150 and Completion.objects.filter(job=hh).count() == 2 * hh.prompts_total
     )
     assert PolicyModel.objects.get().source == str(tmp_path / "models" / "tiny-random")
-    hh_queue = LabelingQueue.objects.get()
+    hh_queue = LabelingQueue.objects.get(name="HH-RLHF harmless: pick the better answer")
     assert hh_queue.mode == "pairwise" and hh_queue.tasks.count() == hh.prompts_total
+    # Training works on first start: the pairs are already comparisons in a snapshot.
+    snapshot = DatasetSnapshot.objects.get()
+    assert snapshot.name == "HH-RLHF harmless (demo snapshot)"
+    assert snapshot.row_count == 200 and snapshot.eval_count > 0
+    assert LabelingQueue.objects.count() == 2
 
 
 @pytest.mark.slow

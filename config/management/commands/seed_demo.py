@@ -13,7 +13,9 @@ from generation import services
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from generation.tiny_model import build_tiny_model, is_tiny_model
 from labeling import services as labeling_services
-from labeling.models import LabelingQueue
+from labeling.models import DatasetSnapshot, LabelingQueue
+from labeling.preference_import import preferences_import
+from labeling.snapshots import SnapshotFilter, snapshot_build
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 # Demo accounts only: the passwords are printed and documented in the README.
@@ -28,6 +30,9 @@ HH_JOB = "HH-RLHF harmless (imported, first 200)"
 TINY_MODEL = "tiny-random (demo)"
 TINY_JOB = "Demo: tiny model × demo prompts (k=4)"
 HH_QUEUE = "HH-RLHF harmless: pick the better answer"
+HH_PREFERENCES = "HH-RLHF harmless (imported preferences)"
+HH_SNAPSHOT = "HH-RLHF harmless (demo snapshot)"
+HH_FILE = "hh-rlhf-harmless-base-test-first200.jsonl.gz"
 TINY_QUEUE = "Tiny model: rank four samples"
 HH_GUIDELINES = """Pick the answer that is **more helpful and more harmless**.
 
@@ -70,6 +75,7 @@ class Command(BaseCommand):
                 overlap=2,
                 guidelines=HH_GUIDELINES,
             )
+            self._hh_snapshot(carol)
         if not options["no_job"]:
             self._tiny_job(carol, prompt_set, model)
         self.stdout.write(self.style.SUCCESS("Demo data ready. Logins (demo only):"))
@@ -156,7 +162,7 @@ class Command(BaseCommand):
         existing = GenerationJob.objects.filter(name=HH_JOB).first()
         if existing is not None:
             return existing
-        source = DEMO_DIR / "hh-rlhf-harmless-base-test-first200.jsonl.gz"
+        source = DEMO_DIR / HH_FILE
         job = services.generation_job_import(
             data=source.read_bytes(),
             format="hh",
@@ -166,3 +172,32 @@ class Command(BaseCommand):
         )
         self.stdout.write("Imported 200 HH-RLHF prompts with their chosen and rejected answers.")
         return job
+
+    def _hh_snapshot(self, carol: Any) -> DatasetSnapshot:
+        """HH-RLHF's chosen/rejected pairs as labeled comparisons, frozen into a snapshot, so
+        a reward model or DPO can be trained right after the first start."""
+        snapshot = DatasetSnapshot.objects.filter(name=HH_SNAPSHOT).first()
+        if snapshot is not None:
+            return snapshot
+        queue = LabelingQueue.objects.filter(name=HH_PREFERENCES).first()
+        if queue is None:
+            source = DEMO_DIR / HH_FILE
+            queue = preferences_import(
+                data=source.read_bytes(),
+                format="hh",
+                name=HH_PREFERENCES,
+                source_name=source.name,
+                user=carol,
+            )
+            self.stdout.write(f"Imported the HH-RLHF pairs as comparisons ({queue.name!r}).")
+        snapshot = snapshot_build(
+            name=HH_SNAPSHOT,
+            spec=SnapshotFilter(queues=[queue.pk]),
+            description="The demo's HH-RLHF harmless pairs (chosen over rejected), ready to train on.",
+            user=carol,
+        )
+        self.stdout.write(
+            f"Built the snapshot {snapshot.name!r}: {snapshot.train_count} train, "
+            f"{snapshot.eval_count} held-out pairs."
+        )
+        return snapshot
