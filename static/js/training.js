@@ -26,13 +26,23 @@
     const decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step))));
     return splits.map((v) => v.toFixed(decimals));
   }
+  // uPlot spreads a flat series (a clip fraction that stays 0) over 0..100; keep the axis
+  // near the value instead, and pad a varying one by 10% as uPlot would.
+  function yRange(u, min, max) {
+    if (min === null || max === null) return [0, 1];
+    if (min === max) {
+      const pad = Math.abs(min) * 0.1 || 1;
+      return [min - pad, max + pad];
+    }
+    return window.uPlot.rangeNum(min, max, 0.1, true);
+  }
   const STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
 
   function chartOptions(el, labels) {
     return {
       width: width(el),
       height: 220,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: { range: yRange } },
       axes: [
         { label: "step", incrs: STEP_INCRS, values: (u, splits) => splits.map((v) => String(Math.round(v))) },
         { size: 72, values: yTicks },
