@@ -94,3 +94,36 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):  # type: 
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_postgresql_sessions(request: pytest.FixtureRequest) -> object:
+    """Before the PostgreSQL test database is dropped, end other sessions still on it.
+
+    Threads started by tests (the live server's, the in-thread Celery worker's) may hold a
+    connection past their test; PostgreSQL then refuses to drop the database and the next
+    run has to recreate it. The sessions ended are named in a warning, so a real leak stays
+    visible without breaking the teardown.
+    """
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        yield None
+        return
+    request.getfixturevalue("django_db_setup")  # torn down after this fixture
+    yield None
+    import warnings
+
+    from django.db import connection
+
+    blocker = request.getfixturevalue("django_db_blocker")
+    with blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid), coalesce(application_name, ''), left(query, 80)"
+            " FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        ended = cursor.fetchall()
+    connection.close()
+    if ended:
+        warnings.warn(
+            f"ended {len(ended)} stray session(s) on the test database: {ended}", stacklevel=1
+        )
