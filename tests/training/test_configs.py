@@ -65,6 +65,7 @@ def test_it_has_the_documented_defaults() -> None:
         0.2,
     )
     assert (ppo.vf_coef, ppo.whiten_rewards) == (0.1, False)
+    assert (ppo.rollout_backend, ppo.vllm_gpu_memory_utilization) == ("transformers", 0.3)
 
 
 BAD_VALUES: list[tuple[str, str, Any]] = [
@@ -99,6 +100,9 @@ BAD_VALUES: list[tuple[str, str, Any]] = [
     ("ppo", "clip_range", 0.0),
     ("ppo", "clip_range_value", -0.2),
     ("ppo", "vf_coef", -1.0),
+    ("ppo", "vllm_gpu_memory_utilization", 0.0),
+    ("ppo", "vllm_gpu_memory_utilization", 1.5),
+    ("ppo", "rollout_backend", "sglang"),
 ]
 
 

@@ -18,11 +18,13 @@ import training.core.hf
 import training.core.ppo
 import training.core.preference
 import training.core.reporting
+import training.core.rollouts
 import training.core.runners
 import training.core.scoring
 import training.core.sft
 
 assert "torch" not in sys.modules, "a core module other than losses imported torch"
+assert "vllm" not in sys.modules, "a core module imported vllm"
 
 import training.core.losses
 

@@ -285,7 +285,8 @@ def test_it_computes_the_log_probs_the_completions_were_sampled_with(
 
     from generation.backends.transformers import encode_prompt
     from training.core.losses import token_logps
-    from training.core.ppo import _forward, _neutral_generation_config, _pack
+    from training.core.ppo import _forward, _pack
+    from training.core.rollouts import _neutral_generation_config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
@@ -355,7 +356,8 @@ def test_it_trains_on_completions_that_are_only_an_eos(
 
     from generation.backends.transformers import encode_prompt
     from training.core.hf import load_tokenizer
-    from training.core.ppo import TransformersRolloutSampler, run_ppo
+    from training.core.ppo import run_ppo
+    from training.core.rollouts import TransformersRolloutSampler
 
     policy_path = _build_policy_that_often_stops(tiny_model_path, tmp_path / "policy")
     tokenizer = load_tokenizer(str(policy_path))

