@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 Label = int
 # unit -> {annotator: label}
@@ -102,3 +102,37 @@ def gold_accuracy(
                 result[annotator][1] += 1
                 result[annotator][0] += expected[pair] == label
     return {who: (ok, total) for who, (ok, total) in result.items()}
+
+
+# --- reward models ----------------------------------------------------------------------------
+
+
+def reward_gap(rewards: Sequence[float]) -> float | None:
+    """How sure a reward model is about a task: the smallest gap between any two of its
+    completions' rewards (|r_a - r_b| for a pair). None with fewer than two rewards."""
+    if len(rewards) < 2:
+        return None
+    ordered = sorted(rewards)
+    return min(b - a for a, b in itertools.pairwise(ordered))
+
+
+def order_by_reward(rewards: Mapping[int, float]) -> list[list[int]]:
+    """A best-first ranking with ties from completion id -> reward: highest reward first,
+    equal rewards tied (ids ascending within a group)."""
+    groups: dict[float, list[int]] = defaultdict(list)
+    for completion_id, reward in rewards.items():
+        groups[reward].append(completion_id)
+    return [sorted(groups[r]) for r in sorted(groups, reverse=True)]
+
+
+def reward_agreement(
+    comparisons: Iterable[tuple[Hashable, float, float]],
+) -> dict[Hashable, tuple[int, int]]:
+    """For each annotator: (comparisons whose chosen completion has the higher reward,
+    comparisons counted), from (annotator, reward of chosen, reward of rejected) of non-tie
+    comparisons. Equal rewards count as a disagreement: the model did not prefer the chosen."""
+    result: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    for annotator, chosen, rejected in comparisons:
+        result[annotator][1] += 1
+        result[annotator][0] += chosen > rejected
+    return {who: (agree, total) for who, (agree, total) in result.items()}

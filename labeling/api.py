@@ -265,6 +265,7 @@ class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
         child=serializers.ChoiceField(choices=services.FLAGS), required=False, default=list
     )
     min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
+    include_ai = serializers.BooleanField(default=False)
     aggregation = serializers.ChoiceField(choices=DatasetSnapshot.Aggregation.values, default="all")
     ties = serializers.ChoiceField(choices=DatasetSnapshot.Ties.values, default="drop")
     eval_fraction = serializers.FloatField(min_value=0, max_value=0.9, default=0.1)

@@ -6,6 +6,10 @@ from django.urls import reverse
 
 from generation.models import Completion, GenerationJob, Prompt
 
+# The auth group of the pseudo-users through which a reward model labels a queue (the "AI
+# labeler"): their labels stay out of human agreement, overlap and, by default, snapshots.
+AI_LABELER_GROUP = "ai-labeler"
+
 
 class LabelingQueue(models.Model):
     """Tasks built from one or more generation jobs; several models in one queue are blind."""
@@ -13,6 +17,10 @@ class LabelingQueue(models.Model):
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise (A or B)"
         RANKING = "ranking", "Full ranking of all k"
+
+    class TaskOrder(models.TextChoices):
+        POSITION = "position", "In order (shuffled once at creation)"
+        UNCERTAINTY = "uncertainty", "Uncertainty first (smallest reward gap first)"
 
     name = models.CharField(max_length=200, unique=True)
     jobs = models.ManyToManyField(GenerationJob, related_name="labeling_queues")
@@ -36,6 +44,20 @@ class LabelingQueue(models.Model):
     )
     is_active = models.BooleanField(default=True)
     seed = models.BigIntegerField(default=0)
+    # Reward-model assistance: a finished reward run scores the queue's completions; the
+    # dashboard compares it with the annotators, it can order tasks and label as an AI.
+    reward_run = models.ForeignKey(
+        "training.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assisted_queues",
+    )
+    task_order = models.CharField(
+        max_length=12, choices=TaskOrder.choices, default=TaskOrder.POSITION
+    )
+    # The latest word on the assistance work (scoring, priorities, AI labeler), for admins.
+    assist_note = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -65,12 +87,20 @@ class LabelingTask(models.Model):
     submitted_count = models.PositiveIntegerField(default=0)
     # Gold tasks: the known best-first order, as a list of tie groups of completion ids.
     gold_order = models.JSONField(null=True, blank=True)
+    # Uncertainty first: the smallest reward gap between the task's completions under the
+    # queue's reward run (lower is served first); null when not scored.
+    priority = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["queue_id", "position"]
         constraints = [
             models.UniqueConstraint(fields=["queue", "position"], name="task_unique_position"),
+        ]
+        # Serves "uncertainty first" claims in index order (ascending puts nulls last on
+        # PostgreSQL, as the claim's ORDER BY asks).
+        indexes = [
+            models.Index(fields=["queue", "priority", "position"], name="task_queue_priority"),
         ]
 
     def __str__(self) -> str:
@@ -109,6 +139,8 @@ class Assignment(models.Model):
     claimed_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+    # False for the AI labeler: its labels never take one of the task's overlap slots.
+    counts_toward_overlap = models.BooleanField(default=True)
 
     class Meta:
         constraints = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import markdown as md
 import nh3
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
@@ -17,6 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 from config.roles import user_is_admin, user_is_annotator
 from labeling import agreement
 from labeling.models import (
+    AI_LABELER_GROUP,
     Assignment,
     Comparison,
     LabelingQueue,
@@ -78,7 +80,10 @@ class Progress:
 
 def queue_progress(*, queue: LabelingQueue, user: AnyUser) -> Progress:
     total = queue.tasks.count()
-    done = Assignment.objects.filter(task__queue=queue, status=Assignment.Status.SUBMITTED)
+    # The AI labeler's submissions are not part of the human overlap being filled.
+    done = Assignment.objects.filter(
+        task__queue=queue, status=Assignment.Status.SUBMITTED, counts_toward_overlap=True
+    )
     return Progress(
         done_by_me=done.filter(annotator=user).count() if user.is_authenticated else 0,
         total_tasks=total,
@@ -141,6 +146,44 @@ def render_markdown(text: str) -> SafeString:
 # --- the admin dashboard ------------------------------------------------------------------------
 
 
+# --- reward-model assistance ----------------------------------------------------------------
+
+
+def queue_task_completions(*, queue: LabelingQueue) -> dict[int, list[int]]:
+    """Each task of the queue (by position) with its completion ids in display order."""
+    tasks: dict[int, list[int]] = {}
+    slots = (
+        TaskCompletion.objects.filter(task__queue=queue)
+        .order_by("task__position", "slot")
+        .values_list("task_id", "completion_id")
+    )
+    for task_id, completion_id in slots.iterator(chunk_size=5000):
+        tasks.setdefault(task_id, []).append(completion_id)
+    return tasks
+
+
+def queue_rewards(*, queue: LabelingQueue, reward_run_id: int) -> dict[int, float]:
+    """completion id -> reward under the run, for the completions of the queue's tasks."""
+    from training.models import CompletionReward
+
+    completions = TaskCompletion.objects.filter(task__queue=queue).values("completion_id")
+    return dict(
+        CompletionReward.objects.filter(
+            reward_run_id=reward_run_id, completion_id__in=completions
+        ).values_list("completion_id", "reward")
+    )
+
+
+def ai_labeler_names() -> set[str]:
+    """Usernames of every AI labeler (the ai-labeler group's pseudo-users)."""
+    user_model = get_user_model()
+    return set(
+        user_model.objects.filter(groups__name=AI_LABELER_GROUP).values_list(
+            user_model.USERNAME_FIELD, flat=True
+        )
+    )
+
+
 @dataclass
 class AnnotatorStats:
     username: str
@@ -148,6 +191,10 @@ class AnnotatorStats:
     median_seconds: float | None = None
     majority_agree: tuple[int, int] = (0, 0)
     gold: tuple[int, int] = (0, 0)
+    # The AI labeler: its majority agreement is against the human annotators only.
+    is_ai: bool = False
+    # Non-tie comparisons whose chosen completion the queue's reward model scores higher.
+    reward_agree: tuple[int, int] = (0, 0)
 
     @staticmethod
     def rate(pair: tuple[int, int]) -> float | None:
@@ -161,6 +208,25 @@ class AnnotatorStats:
     def gold_rate(self) -> float | None:
         return self.rate(self.gold)
 
+    @property
+    def reward_rate(self) -> float | None:
+        return self.rate(self.reward_agree)
+
+
+@dataclass
+class RewardAgreement:
+    """How the queue's reward model sides with the annotators (admins only)."""
+
+    run_name: str
+    # Over the human annotators' non-tie comparisons.
+    humans: tuple[int, int] = (0, 0)
+    # Each AI labeler against the human majority: (username, (agreeing, counted)).
+    ai_vs_humans: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
+
+    @property
+    def humans_rate(self) -> float | None:
+        return AnnotatorStats.rate(self.humans)
+
 
 @dataclass
 class Dashboard:
@@ -173,6 +239,8 @@ class Dashboard:
     overlapping_tasks: int = 0
     comparisons: int = 0
     flagged: int = 0
+    # Set when the queue has a reward run that has scored its completions.
+    reward: RewardAgreement | None = None
 
 
 def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
@@ -186,25 +254,47 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     board = Dashboard(progress=queue_progress(queue=queue, user=user))
     board.comparisons = Comparison.objects.filter(queue=queue).count()
     board.flagged = sum(1 for r in rankings if r["flags"])
+    ai_names = ai_labeler_names() & {r["annotator__username"] for r in rankings}
 
+    # Human agreement, throughput and overlap leave the AI labeler out; it is compared
+    # with the humans on its own below.
     units: dict[Any, dict[str, int]] = defaultdict(dict)
+    ai_units: dict[str, dict[Any, int]] = defaultdict(dict)
     per_task: dict[int, int] = defaultdict(int)
     by_annotator: dict[str, list[dict[str, Any]]] = defaultdict(list)
     hours: dict[int, int] = defaultdict(int)
     for r in rankings:
+        who = r["annotator__username"]
+        by_annotator[who].append(r)
+        pair_labels = agreement.preference_labels(r["order"]).items()
+        if who in ai_names:
+            for pair, label in pair_labels:
+                ai_units[who][(r["task_id"], pair)] = label
+            continue
         per_task[r["task_id"]] += 1
-        by_annotator[r["annotator__username"]].append(r)
         hours[int(r["created_at"].timestamp()) // 3600 * 3600] += 1
-        for pair, label in agreement.preference_labels(r["order"]).items():
-            units[(r["task_id"], pair)][r["annotator__username"]] = label
+        for pair, label in pair_labels:
+            units[(r["task_id"], pair)][who] = label
     board.overlapping_tasks = sum(1 for n in per_task.values() if n > 1)
     board.pairwise_agreement = agreement.pairwise_agreement(units)
     board.alpha = agreement.krippendorff_alpha_nominal(units)
-    times = [r["time_spent_ms"] / 1000 for r in rankings if r["time_spent_ms"]]
+    times = [
+        r["time_spent_ms"] / 1000
+        for r in rankings
+        if r["time_spent_ms"] and r["annotator__username"] not in ai_names
+    ]
     board.median_seconds = statistics.median(times) if times else None
     board.per_hour = sorted(hours.items())
 
     majority = agreement.agreement_with_majority(units)
+    for name, ai_labels in ai_units.items():
+        against_humans = {
+            unit: {**units[unit], name: label} for unit, label in ai_labels.items() if unit in units
+        }
+        majority[name] = agreement.agreement_with_majority(against_humans).get(name, (0, 0))
+    board.reward, by_reward = _reward_agreement(queue, ai_names)
+    if board.reward is not None:
+        board.reward.ai_vs_humans = [(name, majority[name]) for name in sorted(ai_units)]
     gold_tasks = dict(
         LabelingTask.objects.filter(queue=queue, is_gold=True).values_list("id", "gold_order")
     )
@@ -220,9 +310,39 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
                 median_seconds=statistics.median(spent) if spent else None,
                 majority_agree=majority.get(username, (0, 0)),
                 gold=gold.get(username, (0, 0)),
+                is_ai=username in ai_names,
+                reward_agree=by_reward.get(username, (0, 0)),
             )
         )
     return board
+
+
+def _reward_agreement(
+    queue: LabelingQueue, ai_names: set[str]
+) -> tuple[RewardAgreement | None, dict[Any, tuple[int, int]]]:
+    """The queue's reward model against its annotators: the summary (None without a reward
+    run that scored the queue) and (agreeing, counted) per annotator, over non-tie
+    comparisons whose two completions both have a reward."""
+    run = queue.reward_run
+    if run is None:
+        return None, {}
+    rewards = queue_rewards(queue=queue, reward_run_id=run.pk)
+    if not rewards:
+        return None, {}
+    comparisons = Comparison.objects.filter(queue=queue, is_tie=False).values_list(
+        "annotator__username", "chosen_id", "rejected_id"
+    )
+    per_annotator = agreement.reward_agreement(
+        (who, rewards[chosen], rewards[rejected])
+        for who, chosen, rejected in comparisons.iterator(chunk_size=5000)
+        if chosen in rewards and rejected in rewards
+    )
+    humans = [pair for who, pair in per_annotator.items() if who not in ai_names]
+    summary = RewardAgreement(
+        run_name=run.name,
+        humans=(sum(a for a, _ in humans), sum(n for _, n in humans)),
+    )
+    return summary, per_annotator
 
 
 def queue_counts(*, queues: QuerySet[LabelingQueue], user: AnyUser) -> QuerySet[LabelingQueue]:

@@ -166,14 +166,25 @@ def labeling_task_set_gold(*, task: LabelingTask, order: list[list[int]]) -> Lab
 
 
 def _in_use(now: Any) -> Q:
-    """Assignments that hold a slot: submitted work and unexpired claims (skips free theirs)."""
-    return Q(status=Assignment.Status.SUBMITTED) | Q(
-        status=Assignment.Status.ACTIVE, expires_at__gt=now
+    """Assignments that hold a slot: submitted work and unexpired claims (skips free theirs).
+
+    The AI labeler's assignments never hold one (``counts_toward_overlap`` is False).
+    """
+    return Q(counts_toward_overlap=True) & (
+        Q(status=Assignment.Status.SUBMITTED)
+        | Q(status=Assignment.Status.ACTIVE, expires_at__gt=now)
     )
 
 
 def _taken(task_id: int, now: Any) -> int:
     return Assignment.objects.filter(task_id=task_id).filter(_in_use(now)).count()
+
+
+def _claim_order(queue: LabelingQueue) -> list[Any]:
+    """The open tasks' order: the (queue, position) or (queue, priority, position) index."""
+    if queue.task_order == LabelingQueue.TaskOrder.UNCERTAINTY:
+        return [F("priority").asc(nulls_last=True), "position"]
+    return ["position"]
 
 
 MAX_CLAIM_ATTEMPTS = 50
@@ -191,6 +202,9 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
     task gets more annotators than the queue's overlap and nobody gets a task twice. When
     every open task is momentarily locked by other claimers, it waits for the first one
     instead of reporting the queue as finished.
+
+    Tasks come by position, or with ``task_order="uncertainty"`` by priority (the reward
+    model's smallest gap between the task's completions; unscored tasks last), then position.
     """
     now = timezone.now()
     current = (
@@ -216,7 +230,7 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
         .exclude(id__in=seen)
         .annotate(taken=Coalesce(Subquery(taken), 0))
         .filter(taken__lt=queue.overlap)
-        .order_by("position")
+        .order_by(*_claim_order(queue))
     )
     for _ in range(MAX_CLAIM_ATTEMPTS):
         candidates = list(
@@ -408,7 +422,8 @@ def ranking_submit(
         flags=flags,
     )
     Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
-    LabelingTask.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
+    if assignment.counts_toward_overlap:
+        LabelingTask.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
@@ -445,7 +460,10 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
     assignment = ranking.assignment
     Demonstration.objects.filter(task=ranking.task, annotator=user).delete()
     ranking.delete()  # cascades to its comparisons
-    LabelingTask.objects.filter(pk=ranking.task_id).update(submitted_count=F("submitted_count") - 1)
+    if assignment.counts_toward_overlap:
+        LabelingTask.objects.filter(pk=ranking.task_id).update(
+            submitted_count=F("submitted_count") - 1
+        )
     now = timezone.now()
     # Put back any claim the annotator holds, so the undone task is the one shown next.
     Assignment.objects.filter(

@@ -26,6 +26,11 @@ class SnapshotForm(forms.Form):
     aggregation = forms.ChoiceField(choices=DatasetSnapshot.Aggregation.choices)
     ties = forms.ChoiceField(choices=DatasetSnapshot.Ties.choices)
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0)
+    include_ai = forms.BooleanField(
+        required=False,
+        label="Include AI labels",
+        help_text="Comparisons by AI labelers (reward models) are left out unless ticked.",
+    )
     eval_fraction = forms.FloatField(
         min_value=0, max_value=0.9, initial=0.1, help_text="Held out by prompt."
     )

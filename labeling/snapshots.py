@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from generation.models import Completion
 from labeling.models import (
+    AI_LABELER_GROUP,
     Comparison,
     DatasetSnapshot,
     Demonstration,
@@ -50,6 +51,8 @@ class SnapshotFilter:
     exclude_flags: Sequence[str] = ()
     # Pairs whose annotators agree less than this (share of votes) are left out.
     min_agreement: float = 0.0
+    # Comparisons by AI labelers (the ai-labeler group) go in only when asked for.
+    include_ai: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class SnapshotFilter:
             "annotators": list(self.annotators),
             "exclude_flags": list(self.exclude_flags),
             "min_agreement": self.min_agreement,
+            "include_ai": self.include_ai,
         }
 
 
@@ -99,13 +103,16 @@ def _scores(comparison: Comparison) -> tuple[float | None, float | None]:
 
 
 def _within(qs: QuerySet[Any], spec: SnapshotFilter) -> QuerySet[Any]:
-    """The date and annotator parts of the filter, for comparisons and demonstrations."""
+    """The date and annotator parts of the filter (AI labelers left out unless asked for),
+    for comparisons and demonstrations."""
     if spec.date_from:
         qs = qs.filter(created_at__gte=spec.date_from)
     if spec.date_to:
         qs = qs.filter(created_at__lt=spec.date_to)
     if spec.annotators:
         qs = qs.filter(annotator__username__in=list(spec.annotators))
+    if not spec.include_ai:
+        qs = qs.exclude(annotator__groups__name=AI_LABELER_GROUP)
     return qs
 
 
@@ -368,6 +375,7 @@ def snapshot_build_from_data(
             annotators=data.get("annotators") or (),
             exclude_flags=data.get("exclude_flags") or (),
             min_agreement=data.get("min_agreement") or 0.0,
+            include_ai=bool(data.get("include_ai", False)),
         ),
         aggregation=data["aggregation"],
         ties=data["ties"],
