@@ -16,6 +16,7 @@ import training.core.configs
 import training.core.data
 import training.core.hf
 import training.core.ppo
+import training.core.ratings
 import training.core.preference
 import training.core.reporting
 import training.core.rollouts
