@@ -212,6 +212,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.training_runs_fail_stale",
         "schedule": 60.0,
     },
+    # Evaluations and next rounds: open the labeling queue once the generation jobs are done.
+    "training-advance-loops": {
+        "task": "training.tasks.loops_advance",
+        "schedule": 30.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -7,7 +7,14 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
+from training.models import (
+    CompletionReward,
+    Evaluation,
+    RewardScoring,
+    Round,
+    TrainingMetric,
+    TrainingRun,
+)
 
 
 class _ReadMostly(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -45,3 +52,16 @@ class CompletionRewardAdmin(_ReadMostly):
     list_display = ["completion", "reward_run", "reward"]
     list_filter = ["reward_run"]
     raw_id_fields = ["completion", "reward_run"]
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(_ReadMostly):
+    list_display = ["name", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name"]
+
+
+@admin.register(Round)
+class RoundAdmin(_ReadMostly):
+    list_display = ["__str__", "status", "created_at"]
+    list_filter = ["status"]

@@ -1,4 +1,4 @@
-"""REST API for training runs and reward scorings (token or session auth).
+"""REST API for training runs, reward scorings and evaluations (token or session auth).
 
 Researchers and admins read; only admins write. Annotators get 404s: they label blind.
 """
@@ -15,10 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.roles import IsResearcher, user_is_admin
-from generation.models import GenerationJob, PolicyModel
+from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
-from training import selectors, services
-from training.models import RewardScoring, TrainingRun
+from training import evaluations, selectors, services
+from training.models import Evaluation, RewardScoring, TrainingRun
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -197,3 +197,146 @@ class RewardScoringListAPI(BaseAPIView):
         except services.RunError as exc:
             return _run_error(exc)
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
+
+
+# --- evaluations --------------------------------------------------------------------------------
+
+
+class EvaluationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    models = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Evaluation
+        fields = [
+            "id",
+            "name",
+            "status",
+            "error",
+            "models",
+            "jobs",
+            "prompt_set",
+            "max_new_tokens",
+            "temperature",
+            "seed",
+            "overlap",
+            "queue",
+            "labels",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_models(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        return [
+            {"id": entry.model_id, "name": entry.model.name}
+            for entry in evaluation.entries.all()  # type: ignore[attr-defined]
+        ]
+
+    def get_jobs(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": entry.job_id,
+                "model": entry.model_id,
+                "status": entry.job.status,
+                "prompts_done": entry.job.prompts_done,
+                "prompts_total": entry.job.prompts_total,
+            }
+            for entry in evaluation.entries.all()  # type: ignore[attr-defined]
+        ]
+
+    def get_labels(self, evaluation: Evaluation) -> int:
+        return selectors.evaluation_label_count(evaluation=evaluation)
+
+
+class EvaluationCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=200)
+    models = serializers.PrimaryKeyRelatedField(queryset=PolicyModel.objects.all(), many=True)
+    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
+    max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=128)
+    temperature = serializers.FloatField(min_value=0, default=0.7)
+    seed = serializers.IntegerField(default=0)
+    overlap = serializers.IntegerField(min_value=1, max_value=20, default=1)
+
+
+def _evaluations(request: Request) -> Any:
+    return selectors.evaluation_list(user=request.user).prefetch_related(
+        "entries__model", "entries__job"
+    )
+
+
+def leaderboard_payload(
+    evaluation: Evaluation, results: selectors.EvaluationResults
+) -> dict[str, Any]:
+    """The leaderboard as JSON: the API's answer and ``manage.py leaderboard --json``."""
+
+    def rate(result: Any) -> dict[str, Any]:
+        return {
+            "wins": result.wins,
+            "ties": result.ties,
+            "losses": result.losses,
+            "win_rate": result.rate,
+            "ci_low": result.low,
+            "ci_high": result.high,
+        }
+
+    return {
+        "evaluation": evaluation.pk,
+        "name": evaluation.name,
+        "status": evaluation.status,
+        "comparisons": results.comparisons,
+        "confidence": results.confidence,
+        "bootstrap_rounds": results.bootstrap_rounds,
+        "leaderboard": [
+            {
+                "rank": row.rank,
+                "model": row.model.pk,
+                "model_name": row.model.name,
+                "rating": row.rating,
+                "ci_low": row.low,
+                "ci_high": row.high,
+                "wins": row.wins,
+                "ties": row.ties,
+                "losses": row.losses,
+            }
+            for row in results.leaderboard
+        ],
+        "pairs": [
+            {"model_a": pair.model_a.pk, "model_b": pair.model_b.pk, **rate(pair.result)}
+            for pair in results.pairs
+        ],
+    }
+
+
+class EvaluationListAPI(BaseAPIView):
+    def get(self, request: Request) -> Response:
+        return Response(EvaluationSerializer(_evaluations(request)[:500], many=True).data)
+
+    def post(self, request: Request) -> Response:
+        if denied := _admin_only(request):
+            return denied
+        serializer = EvaluationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            evaluation = evaluations.evaluation_create(
+                user=request.user, **serializer.validated_data
+            )
+        except services.RunError as exc:
+            return _run_error(exc)
+        evaluation = _evaluations(request).get(pk=evaluation.pk)
+        return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
+
+
+class EvaluationDetailAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        evaluation = get_object_or_404(_evaluations(request), pk=pk)
+        evaluation = evaluations.evaluation_advance(evaluation=evaluation)
+        return Response(EvaluationSerializer(evaluation).data)
+
+
+class EvaluationLeaderboardAPI(BaseAPIView):
+    def get(self, request: Request, pk: int) -> Response:
+        evaluation = get_object_or_404(_evaluations(request), pk=pk)
+        evaluation = evaluations.evaluation_advance(evaluation=evaluation)
+        results = selectors.evaluation_results(evaluation=evaluation)
+        return Response(leaderboard_payload(evaluation, results))

@@ -19,4 +19,15 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/metrics/", api.TrainingRunMetricsAPI.as_view(), name="api-run-metrics"),
     path("scorings/", api.RewardScoringListAPI.as_view(), name="api-scoring-list"),
+    path("evaluations/", api.EvaluationListAPI.as_view(), name="api-evaluation-list"),
+    path(
+        "evaluations/<int:pk>/",
+        api.EvaluationDetailAPI.as_view(),
+        name="api-evaluation-detail",
+    ),
+    path(
+        "evaluations/<int:pk>/leaderboard/",
+        api.EvaluationLeaderboardAPI.as_view(),
+        name="api-evaluation-leaderboard",
+    ),
 ]

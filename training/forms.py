@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from generation.models import GenerationJob, PolicyModel
+from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
 from training import selectors
 from training.core.configs import CONFIG_CLASSES, CommonConfig, ConfigField, config_fields
@@ -23,7 +23,15 @@ def kind_or_default(value: object) -> str:
 
 
 COMMON_FIELDS = frozenset(f.name for f in config_fields(CommonConfig))
-_ACRONYMS = {"lora": "LoRA", "kl": "KL", "ppo": "PPO", "vf": "VF", "ref": "reference"}
+_ACRONYMS = {
+    "lora": "LoRA",
+    "kl": "KL",
+    "ppo": "PPO",
+    "vf": "VF",
+    "ref": "reference",
+    "vllm": "vLLM",
+    "gpu": "GPU",
+}
 
 
 def _label(name: str) -> str:
@@ -189,3 +197,59 @@ def run_filter_choices() -> list[tuple[str, str, list[tuple[str, str]]]]:
             [(str(pk), name) for pk, name in trainable_models().values_list("pk", "name")],
         ),
     ]
+
+
+# --- evaluations and rounds -----------------------------------------------------------------
+
+
+class EvaluationForm(forms.Form):
+    """A blind evaluation: which models, on which held-out prompts, sampled how."""
+
+    name = forms.CharField(max_length=200)
+    models = forms.ModelMultipleChoiceField(
+        queryset=PolicyModel.objects.order_by("name"),
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Two or more models; each answers every prompt once.",
+    )
+    prompt_set = forms.ModelChoiceField(
+        queryset=PromptSet.objects.order_by("name"),
+        help_text="Held-out prompts: none the models were trained on.",
+    )
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
+    temperature = forms.FloatField(min_value=0, initial=0.7)
+    seed = forms.IntegerField(initial=0)
+    overlap = forms.IntegerField(
+        min_value=1,
+        max_value=20,
+        initial=1,
+        help_text="How many different annotators judge each pair.",
+    )
+
+    def clean_models(self) -> Any:
+        models = self.cleaned_data["models"]
+        if len(models) < 2:
+            raise forms.ValidationError("Choose at least two models.")
+        return models
+
+
+class NextRoundForm(forms.Form):
+    """The next round after a policy run; the defaults come from the previous queue."""
+
+    prompt_set = forms.ModelChoiceField(
+        queryset=PromptSet.objects.order_by("name"),
+        help_text="The prompts to sample from the new model.",
+    )
+    k = forms.IntegerField(min_value=2, max_value=64, initial=4, label="k (samples per prompt)")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=64)
+    name = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="The new labeling queue's name; leave empty for one made from the model.",
+    )
+
+
+class CompareWithParentForm(forms.Form):
+    prompt_set = forms.ModelChoiceField(
+        queryset=PromptSet.objects.order_by("name"), label="Held-out prompt set"
+    )
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)

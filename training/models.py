@@ -4,8 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from generation.models import Completion, GenerationJob, PolicyModel
-from labeling.models import DatasetSnapshot
+from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
+from labeling.models import DatasetSnapshot, LabelingQueue
 
 
 class TrainingRun(models.Model):
@@ -165,3 +165,110 @@ class CompletionReward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.completion_id}: {self.reward:.3f}"
+
+
+class Evaluation(models.Model):
+    """A blind comparison of two or more models on a held-out prompt set.
+
+    One generation job per model (one completion per prompt), then, once every job has
+    succeeded, one pairwise labeling queue mixing them so that every pair of models meets
+    on every prompt, sides shuffled and model names hidden. Results (win-rates and
+    Bradley-Terry ratings) are read from that queue's comparisons whenever there are any.
+    """
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        LABELING = "labeling"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=200, unique=True)
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="+")
+    max_new_tokens = models.PositiveIntegerField(default=128)
+    temperature = models.FloatField(default=0.7)
+    seed = models.BigIntegerField(default=0)
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many different annotators judge each pair."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.GENERATING)
+    error = models.TextField(blank=True)
+    queue = models.OneToOneField(
+        LabelingQueue,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="evaluation",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("training:evaluation-detail", args=[self.pk])
+
+
+class EvaluationEntry(models.Model):
+    """One model of an evaluation and the job that samples its answers."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="entries")
+    model = models.ForeignKey(PolicyModel, on_delete=models.PROTECT, related_name="+")
+    job = models.OneToOneField(
+        GenerationJob, on_delete=models.PROTECT, related_name="evaluation_entry"
+    )
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["evaluation_id", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["evaluation", "model"], name="evaluationentry_unique_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} in {self.evaluation}"
+
+
+class Round(models.Model):
+    """The next round after a policy run: sample k completions from its model, then label
+    them in a queue with the previous queue's settings.
+
+    ``queue_settings`` holds the labeling queue's settings as they were copied when the
+    round was created (``labeling.services.QueueSettings`` fields and ``annotator_ids``).
+    """
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        LABELING = "labeling"
+        FAILED = "failed"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="rounds")
+    model = models.ForeignKey(PolicyModel, on_delete=models.PROTECT, related_name="rounds")
+    job = models.OneToOneField(GenerationJob, on_delete=models.PROTECT, related_name="round")
+    previous_queue = models.ForeignKey(
+        LabelingQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    queue_settings = models.JSONField(default=dict)
+    queue = models.OneToOneField(
+        LabelingQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="round"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.GENERATING)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.queue_settings.get("name") or f"round {self.pk}"

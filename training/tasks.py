@@ -21,3 +21,12 @@ def training_runs_fail_stale() -> int:
 def reward_scoring_execute(scoring_id: int) -> str:
     """Score a generation job's completions with a finished reward model."""
     return services.reward_scoring_execute(scoring_id=scoring_id)
+
+
+@shared_task(name="training.tasks.loops_advance")
+def loops_advance() -> int:
+    """Every 30 s: open the labeling queue of each evaluation and next round whose generation
+    jobs have all finished (or mark it failed)."""
+    from training import evaluations
+
+    return evaluations.loops_advance()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import views
+from training import evaluation_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -14,4 +14,13 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/resume/", views.run_resume, name="run-resume"),
     path("scorings/", views.scoring_create, name="scoring-create"),
+    path("runs/<int:pk>/next-round/", evaluation_views.run_next_round, name="run-next-round"),
+    path(
+        "runs/<int:pk>/compare-parent/",
+        evaluation_views.run_compare_parent,
+        name="run-compare-parent",
+    ),
+    path("evaluations/", evaluation_views.evaluation_list, name="evaluation-list"),
+    path("evaluations/<int:pk>/", evaluation_views.evaluation_detail, name="evaluation-detail"),
+    path("rounds/", evaluation_views.round_list, name="round-list"),
 ]

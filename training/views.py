@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.roles import ADMIN, RESEARCHER, role_required
-from generation.models import GenerationJob
+from generation.models import GenerationJob, PromptSet
 from training import selectors, services
 from training.forms import (
     RewardScoringForm,
@@ -123,6 +123,9 @@ def _duration(value: timedelta | None) -> str:
 
 def _status_context(run: TrainingRun) -> dict[str, Any]:
     context: dict[str, Any] = {"run": run, "eta": _duration(_eta(run))}
+    if run.output_model_id is not None:
+        # "Compare with the parent" asks for a held-out prompt set.
+        context["prompt_sets"] = PromptSet.objects.order_by("name")[:200]
     if run.kind == TrainingRun.Kind.REWARD and run.status == TrainingRun.Status.SUCCEEDED:
         context["score_jobs"] = GenerationJob.objects.filter(
             status=GenerationJob.Status.SUCCEEDED
