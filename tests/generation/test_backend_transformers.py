@@ -177,8 +177,8 @@ def test_it_applies_stop_strings(backend: TransformersBackend) -> None:
 
 
 def test_it_refuses_a_prompt_longer_than_the_model(backend: TransformersBackend) -> None:
-    with pytest.raises(BackendError, match="exceeds the model's 1024 positions"):
-        backend.generate(["once " * 1100], 1, SamplingParams(max_new_tokens=4))
+    with pytest.raises(BackendError, match="exceeds the model's 2048 positions"):
+        backend.generate(["once " * 2100], 1, SamplingParams(max_new_tokens=4))
 
 
 def test_it_explains_a_missing_model() -> None:
