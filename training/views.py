@@ -78,6 +78,11 @@ def run_create(request: HttpRequest) -> HttpResponse:
         form = TrainingRunForm(
             initial=_initial_from(request.GET), kind=kind_or_default(request.GET.get("kind"))
         )
+        # A checkbox that was on the page but sent no value was unticked: keep it unticked
+        # rather than falling back to its default (boxes of the previous kind only).
+        for name in request.GET.getlist("_checkbox"):
+            if name in form.fields and name not in request.GET:
+                form.initial[name] = False
         if request.htmx:  # type: ignore[attr-defined]
             return render(request, "training/_run_kind_fields.html", {"form": form})
     kinds = TrainingRun.Kind.choices
@@ -89,7 +94,7 @@ def _initial_from(params: Any) -> dict[str, Any]:
     return {
         aliases.get(key, key): params.get(key)
         for key in params
-        if key not in ("csrfmiddlewaretoken", "kind") and params.get(key) != ""
+        if key not in ("csrfmiddlewaretoken", "kind", "_checkbox") and params.get(key) != ""
     }
 
 

@@ -204,6 +204,23 @@ def test_it_swaps_the_kind_fields_for_htmx(client: Client, carol, model, snapsho
     assert 'hx-get="/training/runs/new/"' in full and 'href="?kind=sft"' in full
 
 
+def test_it_keeps_an_unticked_box_unticked_across_a_kind_swap(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    # On the DPO form the admin unticked "grouped" (sent no value) and ticked use_lora,
+    # then switched to reward: both settings exist there too. precompute_ref_log_probs was
+    # never on the page, so nothing is said about it.
+    body = client.get(
+        "/training/runs/new/",
+        {"kind": "reward", "use_lora": "on", "_checkbox": ["grouped", "use_lora"]},
+        headers=HX,
+    ).content.decode()
+    assert "checked" not in field_block(body, "grouped")
+    assert "checked" in field_block(body, "use_lora")
+    # A first render keeps the dataclass default (grouped=True).
+    fresh = client.get("/training/runs/new/", {"kind": "reward"}, headers=HX).content.decode()
+    assert "checked" in field_block(fresh, "grouped")
+
+
 def test_it_prefills_the_form_from_the_query(
     client: Client, carol, model, snapshot, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
