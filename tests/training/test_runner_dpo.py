@@ -194,3 +194,32 @@ def test_a_lora_run_saves_a_merged_model(tiny_model_path: Path, tmp_path: Path) 
 def test_it_refuses_data_without_pairs(tiny_model_path: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no preference pairs"):
         run(tiny_model_path, tmp_path, config(), PreferenceData(train=[], eval=GROUPS))
+
+
+def test_completion_logps_skip_the_prompts_logits_and_change_nothing(tiny_model_path) -> None:  # type: ignore[no-untyped-def]
+    from training.core.losses import sequence_logps
+    from training.core.preference import _collate, completion_logps, encode_groups
+
+    tokenizer = load_tokenizer(str(tiny_model_path))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    long_prompt = PreferenceGroup(
+        prompt="Tell me a long story about a fox. " * 6,
+        completions=("Once upon a time.", "Once upon a banana."),
+        pairs=((0, 1),),
+    )
+    encoded = encode_groups(
+        [long_prompt, *GROUPS], tokenizer, use_chat_template=False, max_length=256
+    )
+    batch = _collate(encoded, tokenizer.pad_token_id)
+    ids, mask, completion = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    seen: list[int] = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    with torch.no_grad():
+        fast = completion_logps(model, ids, mask, completion)
+        hook.remove()
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        full, _ = sequence_logps(logits[:, :-1], ids[:, 1:], completion[:, 1:])
+
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    first = int(completion.any(dim=0).nonzero()[0])
+    assert seen == [ids.shape[1] - first + 1] and seen[0] < ids.shape[1]

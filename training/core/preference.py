@@ -147,13 +147,44 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
 
 
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
-    """Summed log-probability of each row's completion tokens under a causal LM: ``[N]``."""
+    """Summed log-probability of each row's completion tokens under a causal LM: ``[N]``.
+
+    The LM head runs only from the position before the batch's earliest completion token
+    (transformers' ``logits_to_keep``): the ``[N, T, V]`` logits over long prompts are the
+    largest tensor of a DPO step, and the prompt's logits are never used.
+    """
     from training.core.losses import sequence_logps
 
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    first = _first_completion_position(completion_mask)
+    if first > 1 and _accepts_logits_to_keep(model):
+        keep = input_ids.shape[1] - first + 1  # positions first - 1 .. T - 1
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep
+        ).logits
+        start = first - 1
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        start = 0
     # The output at position t predicts token t + 1.
-    logps, _ = sequence_logps(logits[:, :-1], input_ids[:, 1:], completion_mask[:, 1:])
+    logps, _ = sequence_logps(
+        logits[:, :-1], input_ids[:, start + 1 :], completion_mask[:, start + 1 :]
+    )
     return logps
+
+
+def _first_completion_position(completion_mask: Any) -> int:
+    """The smallest position holding a completion token in any row (0 if there is none)."""
+    columns = completion_mask.any(dim=0).nonzero()
+    return int(columns[0]) if columns.numel() else 0
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    from training.core.hf import unwrap_model
+
+    forward = unwrap_model(model).forward
+    return "logits_to_keep" in inspect.signature(forward).parameters
 
 
 class _Batches:
