@@ -16,6 +16,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from config.heartbeat import Heartbeat
+from config.naming import free_name
 from generation import importers
 from generation.backends import BackendError, BackendSpec, Sample, SamplingParams, backend_for
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
@@ -318,10 +319,7 @@ def generation_job_create_imported(
 
 def prompt_set_free_name(name: str) -> str:
     """``name``, or ``name (2)``, ``name (3)``... whichever no prompt set has yet."""
-    candidate, n = name, 2
-    while PromptSet.objects.filter(name=candidate).exists():
-        candidate, n = f"{name} ({n})", n + 1
-    return candidate
+    return free_name(PromptSet, name)
 
 
 @transaction.atomic

@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from config.naming import free_name
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from generation.services import (
     GenerationError,
@@ -52,15 +53,6 @@ COPIED_QUEUE_SETTINGS = (
     "lease_seconds",
 )
 _FAILED_JOB = (GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED)
-
-
-def _free_queue_name(base: str) -> str:
-    base = base[:NAME_LENGTH]
-    candidate, n = base, 2
-    while LabelingQueue.objects.filter(name=candidate).exists():
-        suffix = f" ({n})"
-        candidate, n = base[: NAME_LENGTH - len(suffix)] + suffix, n + 1
-    return candidate
 
 
 def _check_can_generate(model: PolicyModel, field: str) -> None:
@@ -192,7 +184,7 @@ def _evaluation_open_queue(evaluation: Evaluation, jobs: list[GenerationJob]) ->
             return  # another caller got there first
         settings = QueueSettings(
             # Annotators see queue names: this one says nothing about the models.
-            name=_free_queue_name(f"Blind evaluation #{evaluation.pk}"),
+            name=free_name(LabelingQueue, f"Blind evaluation #{evaluation.pk}"),
             mode=LabelingQueue.Mode.PAIRWISE,
             overlap=evaluation.overlap,
             # Every pair of models meets on every prompt (one completion per model).
@@ -215,15 +207,6 @@ def _evaluation_open_queue(evaluation: Evaluation, jobs: list[GenerationJob]) ->
         Evaluation.objects.filter(pk=evaluation.pk).update(queue=queue)
 
 
-def _free_evaluation_name(base: str) -> str:
-    base = base[:NAME_LENGTH]
-    candidate, n = base, 2
-    while Evaluation.objects.filter(name=candidate).exists():
-        suffix = f" ({n})"
-        candidate, n = base[: NAME_LENGTH - len(suffix)] + suffix, n + 1
-    return candidate
-
-
 def evaluation_create_for_run(
     *,
     run: TrainingRun,
@@ -238,7 +221,7 @@ def evaluation_create_for_run(
     against the model it started from, on a held-out ``prompt_set``."""
     model = _check_policy_run(run)
     return evaluation_create(
-        name=_free_evaluation_name(f"{model.name} vs {run.base_model.name}"),
+        name=free_name(Evaluation, f"{model.name} vs {run.base_model.name}"),
         models=[model, run.base_model],
         prompt_set=prompt_set,
         max_new_tokens=max_new_tokens,
@@ -319,7 +302,7 @@ def round_create(
         raise RunError(f"a name has at most {NAME_LENGTH} characters", field="name")
     if name and LabelingQueue.objects.filter(name=name).exists():
         raise RunError(f"a queue named {name!r} already exists", field="name")
-    name = name or _free_queue_name(f"Next round · {model.name}")
+    name = name or free_name(LabelingQueue, f"Next round · {model.name}")
 
     queue_settings: dict[str, Any] = {
         f.name: f.default for f in fields(QueueSettings) if f.name in COPIED_QUEUE_SETTINGS
@@ -380,7 +363,7 @@ def round_advance(*, round: Round) -> Round:
 def _round_settings(stored: dict[str, Any]) -> QueueSettings:
     known = {f.name for f in fields(QueueSettings)}
     values = {key: value for key, value in stored.items() if key in known}
-    values["name"] = _free_queue_name(str(values.get("name") or "Next round"))
+    values["name"] = free_name(LabelingQueue, str(values.get("name") or "Next round"))
     return QueueSettings(**values)
 
 

@@ -24,6 +24,7 @@ from django.db.models import Avg, F
 from django.utils import timezone
 
 from config.heartbeat import Heartbeat
+from config.naming import free_name
 from generation.models import Completion, GenerationJob, PolicyModel
 from labeling.models import DatasetSnapshot, SnapshotRow
 from training import datasets
@@ -79,6 +80,17 @@ def _check_trainable(model: PolicyModel) -> None:
         )
 
 
+def reward_run_check_finished(reward_run: TrainingRun) -> None:
+    """Raise unless ``reward_run`` is a reward-model run that finished with a saved model
+    (what PPO, job scoring and labeling assistance all need)."""
+    if reward_run.kind != TrainingRun.Kind.REWARD:
+        raise RunError(f"{reward_run.name!r} is not a reward-model run", field="reward_run")
+    if reward_run.status != TrainingRun.Status.SUCCEEDED or not reward_run.final_dir:
+        raise RunError(
+            f"reward run {reward_run.name!r} has not finished successfully", field="reward_run"
+        )
+
+
 def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
     if kind != TrainingRun.Kind.PPO:
         if reward_run is not None:
@@ -86,12 +98,7 @@ def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
         return
     if reward_run is None:
         raise RunError("a PPO run needs a finished reward-model run", field="reward_run")
-    if reward_run.kind != TrainingRun.Kind.REWARD:
-        raise RunError(f"{reward_run.name!r} is not a reward-model run", field="reward_run")
-    if reward_run.status != TrainingRun.Status.SUCCEEDED or not reward_run.final_dir:
-        raise RunError(
-            f"reward run {reward_run.name!r} has not finished successfully", field="reward_run"
-        )
+    reward_run_check_finished(reward_run)
     if not Path(reward_run.final_dir).is_dir():
         raise RunError(
             f"the reward model of {reward_run.name!r} is gone: {reward_run.final_dir}",
@@ -127,24 +134,6 @@ def _validated_config(kind: str, config: Mapping[str, Any] | None) -> dict[str, 
         return from_dict(kind, dict(config or {})).to_dict()
     except ConfigError as exc:
         raise RunError(str(exc), field=exc.field) from exc
-
-
-def _free_run_name(base: str) -> str:
-    base = base[:_NAME_LENGTH]
-    candidate, n = base, 2
-    while TrainingRun.objects.filter(name=candidate).exists():
-        suffix = f" ({n})"
-        candidate, n = base[: _NAME_LENGTH - len(suffix)] + suffix, n + 1
-    return candidate
-
-
-def _free_model_name(base: str) -> str:
-    base = base[:_NAME_LENGTH]
-    candidate, n = base, 2
-    while PolicyModel.objects.filter(name=candidate).exists():
-        suffix = f" ({n})"
-        candidate, n = base[: _NAME_LENGTH - len(suffix)] + suffix, n + 1
-    return candidate
 
 
 def _free_artifacts_dir(pk: int) -> Path:
@@ -193,7 +182,9 @@ def training_run_create(
         if TrainingRun.objects.filter(name=name).exists():
             raise RunError(f"a run named {name!r} already exists", field="name")
     else:
-        name = _free_run_name(f"{KIND_SHORT_NAMES[kind]} · {base_model.name} · {snapshot.name}")
+        name = free_name(
+            TrainingRun, f"{KIND_SHORT_NAMES[kind]} · {base_model.name} · {snapshot.name}"
+        )
     run = TrainingRun.objects.create(
         name=name,
         kind=kind,
@@ -408,7 +399,7 @@ def _register(run: TrainingRun, result: RunResult) -> None:
         base = run.base_model
         snapshot = run.snapshot
         model = PolicyModel.objects.create(
-            name=_free_model_name(run.name),
+            name=free_name(PolicyModel, run.name),
             backend=base.backend,
             source=str(result.final_dir),
             use_chat_template=base.use_chat_template,
@@ -437,12 +428,7 @@ def reward_scoring_create(
     *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
 ) -> RewardScoring:
     """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
-    if reward_run.kind != TrainingRun.Kind.REWARD:
-        raise RunError(f"{reward_run.name!r} is not a reward-model run", field="reward_run")
-    if reward_run.status != TrainingRun.Status.SUCCEEDED or not reward_run.final_dir:
-        raise RunError(
-            f"reward run {reward_run.name!r} has not finished successfully", field="reward_run"
-        )
+    reward_run_check_finished(reward_run)
     if job.status != GenerationJob.Status.SUCCEEDED:
         raise RunError(f"job {job} has not finished successfully", field="job")
     total = Completion.objects.filter(job=job).count()
