@@ -65,6 +65,20 @@ def user_role_add(*, user: AbstractBaseUser, role: str) -> None:
         del user._preflab_roles
 
 
+def pseudo_user_get_or_create(*, username: str, last_name: str = "") -> AbstractBaseUser:
+    """An account that stands for a non-person (an imported dataset's annotators, an AI
+    labeler): inactive, with no usable password, so it can never sign in."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(
+        username=username, defaults={"is_active": False, "last_name": last_name}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user  # type: ignore[no-any-return]
+
+
 _CHECKS: dict[str, Callable[[AnyUser], bool]] = {
     ADMIN: user_is_admin,
     RESEARCHER: user_is_researcher,

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
+from config.roles import pseudo_user_get_or_create
 from labeling import agreement, selectors, services
 from labeling.models import AI_LABELER_GROUP, Assignment, LabelingQueue, LabelingTask
 
@@ -41,12 +41,12 @@ class AssistError(services.LabelingError):
 
 
 def _check_reward_run(run: TrainingRun) -> None:
-    from training.models import TrainingRun
+    from training.services import RunError, reward_run_check_finished
 
-    if run.kind != TrainingRun.Kind.REWARD:
-        raise AssistError(f"{run.name!r} is not a reward-model run")
-    if run.status != TrainingRun.Status.SUCCEEDED or not run.final_dir:
-        raise AssistError(f"reward run {run.name!r} has not finished successfully")
+    try:
+        reward_run_check_finished(run)
+    except RunError as exc:
+        raise AssistError(str(exc)) from exc
 
 
 def _note(queue_id: int, text: str) -> None:
@@ -249,14 +249,9 @@ def ai_labeler_username(run: TrainingRun) -> str:
 def ai_labeler_user(*, reward_run: TrainingRun) -> AbstractBaseUser:
     """The reward run's pseudo-user: inactive, no usable password, in the ai-labeler group,
     holding no role (it never signs in, claims or sees a page)."""
-    user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(
-        username=ai_labeler_username(reward_run),
-        defaults={"is_active": False, "last_name": "AI labeler"},
+    user = pseudo_user_get_or_create(
+        username=ai_labeler_username(reward_run), last_name="AI labeler"
     )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
     group, _ = Group.objects.get_or_create(name=AI_LABELER_GROUP)
     user.groups.add(group)  # type: ignore[attr-defined]
     return user  # type: ignore[no-any-return]

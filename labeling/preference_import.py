@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import IO
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from config.roles import pseudo_user_get_or_create
 from generation import importers
 from generation import services as generation_services
 from generation.models import Completion
@@ -32,14 +32,7 @@ from labeling.services import LabelingError
 
 def _pseudo_annotator(source: str) -> AbstractBaseUser:
     """An inactive account that stands for the dataset's original annotators."""
-    username = f"import-{slugify(source)}"[:150] or "import"
-    user, created = get_user_model().objects.get_or_create(
-        username=username, defaults={"is_active": False}
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
+    return pseudo_user_get_or_create(username=f"import-{slugify(source)}"[:150] or "import")
 
 
 @transaction.atomic
