@@ -13,3 +13,15 @@ os.environ.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5Passwo
 # Threads in the tests (live server, Celery worker, concurrent annotators) must not keep
 # connections open past their work, or PostgreSQL refuses to drop the test database.
 os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+
+# Each test run gets its own var/ (SQLite test database, filesystem broker, beat schedule,
+# data dir), so a running `make run` demo and a test run never take each other's jobs or
+# files, and neither do two test runs. Workers the tests start inherit it through the env.
+if not os.environ.get("PREFLAB_VAR_DIR"):
+    import atexit
+    import shutil
+    import tempfile
+
+    _var_dir = tempfile.mkdtemp(prefix="preflab-test-var-")
+    os.environ["PREFLAB_VAR_DIR"] = _var_dir
+    atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)

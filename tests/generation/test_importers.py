@@ -24,10 +24,8 @@ from generation.importers import (
     parse_prompts,
     sniff_format,
 )
+from tests.paths import HH_FILE
 
-HH_FILE = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-)
 HH_ROWS = 2312
 
 
@@ -57,7 +55,7 @@ def error_of(
 @pytest.fixture(scope="module")
 def hh_bytes() -> bytes:
     if not HH_FILE.is_file():
-        pytest.fail(f"the shared HH-RLHF file is missing at {HH_FILE}")
+        pytest.fail(f"the HH-RLHF test file is missing at {HH_FILE}")
     return HH_FILE.read_bytes()
 
 

@@ -1,23 +1,19 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from generation import importers, services
 from generation.models import Completion, GenerationJob, Prompt, PromptSet
 from tests.generation.factories import prompt_set_with_prompts
+from tests.paths import HH_FILE
 
-HH_FILE = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-)
 HH_ROWS = 2312
 
 
 @pytest.fixture
 def hh_bytes() -> bytes:
     if not HH_FILE.is_file():
-        pytest.fail(f"the shared HH-RLHF file is missing at {HH_FILE}")
+        pytest.fail(f"the HH-RLHF test file is missing at {HH_FILE}")
     return HH_FILE.read_bytes()
 
 

@@ -11,16 +11,13 @@ from generation import importers
 from labeling import snapshots
 from labeling.models import Comparison, LabelingQueue
 from labeling.preference_import import preferences_import
-
-HH_FILE = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-)
+from tests.paths import HH_FILE
 
 
 @pytest.mark.slow
 def test_it_round_trips_the_hh_file_through_a_snapshot(db) -> None:  # type: ignore[no-untyped-def]
     if not HH_FILE.is_file():
-        pytest.fail(f"the shared HH-RLHF file is missing at {HH_FILE}")
+        pytest.fail(f"the HH-RLHF test file is missing at {HH_FILE}")
     raw = HH_FILE.read_bytes()
     queue = preferences_import(data=raw, format="hh", name="hh", source_name=HH_FILE.name)
     assert Comparison.objects.filter(queue=queue).count() == 2312
