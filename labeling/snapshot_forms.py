@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
+from config.bounds import SEED_MAX
 from labeling.models import DatasetSnapshot, LabelingQueue
 from labeling.services import FLAGS
 
@@ -34,7 +35,7 @@ class SnapshotForm(forms.Form):
     eval_fraction = forms.FloatField(
         min_value=0, max_value=0.9, initial=0.1, help_text="Held out by prompt."
     )
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(min_value=0, max_value=SEED_MAX, initial=0)
 
     def clean_annotators(self) -> list[str]:
         raw = self.cleaned_data.get("annotators") or ""

@@ -162,7 +162,7 @@ def test_it_queues_and_lists_reward_scorings(carol, dave, base, snapshot, tmp_pa
     created = _client(carol).post("/api/training/scorings/", body, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["total"] == 4 and created.json()["status"] == "queued"
-    listed = _client(dave).get(f"/api/training/scorings/?job={job.pk}").json()
+    listed = _client(dave).get(f"/api/training/scorings/?job={job.pk}").json()["results"]
     assert [s["id"] for s in listed] == [RewardScoring.objects.get().pk]
     dpo = TrainingRunFactory(kind="dpo", base_model=base, snapshot=snapshot, status="succeeded")
     bad = _client(carol).post(
