@@ -244,7 +244,7 @@ REST_FRAMEWORK = {
     # One pagination style for every list: {"count", "next", "previous", "results"}.
     "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
         # POST /api/token/ per client address, on top of django-axes' lockout.
         "token": env_str("TOKEN_THROTTLE_RATE") or "20/min",
@@ -265,8 +265,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "PATH_CONVERTER_OVERRIDES": {
-        "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "generation.models.GenerationJob.Status",
+        "ImportFormatEnum": ["auto", "jsonl", "csv", "hh"],
+        "FlagEnum": "labeling.services.FLAGS",
     },
 }
 
@@ -342,5 +344,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes logs every successful login at INFO; failures and lockouts are WARNING.
+        "axes": {"level": "WARNING"},
+    },
 }

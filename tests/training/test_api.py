@@ -62,7 +62,7 @@ def test_it_hides_runs_from_annotators(alice, base, snapshot) -> None:  # type: 
 def test_it_lets_researchers_read_but_not_write(dave, base, snapshot) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(base_model=base, snapshot=snapshot)
     api = _client(dave)
-    assert [r["id"] for r in api.get(RUNS).json()] == [run.pk]
+    assert [r["id"] for r in api.get(RUNS).json()["results"]] == [run.pk]
     assert api.get(f"{RUNS}{run.pk}/").json()["name"] == run.name
     assert _create(api, base, snapshot).status_code == 403
     assert api.post(f"{RUNS}{run.pk}/cancel/").status_code == 403
@@ -114,7 +114,7 @@ def test_it_filters_runs_by_kind_and_status(dave, base, snapshot) -> None:  # ty
     api = _client(dave)
 
     def ids(query: str) -> set[int]:
-        return {r["id"] for r in api.get(f"{RUNS}?{query}").json()}
+        return {r["id"] for r in api.get(f"{RUNS}?{query}").json()["results"]}
 
     assert ids("") == {dpo.pk, sft.pk}
     assert ids("kind=dpo") == {dpo.pk}
