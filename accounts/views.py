@@ -115,8 +115,8 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "password_form": password_form,
         "link": link,
     }
-    status = 400 if request.method == "POST" else 200
-    return render(request, "accounts/user_detail.html", context, status=status)
+    failed = update_form.errors or password_form.errors or action == "send-link" and not link
+    return render(request, "accounts/user_detail.html", context, status=400 if failed else 200)
 
 
 @login_required
