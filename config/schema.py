@@ -41,10 +41,12 @@ _ERRORS = {
 
 
 class AutoSchema(SpectacularAutoSchema):
-    def get_description(self) -> str:  # type: ignore[override]
-        base = super().get_description() or ""
-        access = self._access()
-        return f"{base}\n\n**Who may call it:** {access}.".strip()
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None:
+            base = operation.get("description", "")
+            operation["description"] = f"{base}\n\n**Who may call it:** {self._access()}.".strip()
+        return operation
 
     def _access(self) -> str:
         declared = getattr(self.view, "schema_access", None)

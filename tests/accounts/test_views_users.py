@@ -112,7 +112,11 @@ def test_it_lets_an_admin_set_a_password(client: Client, carol, alice) -> None: 
     client.force_login(carol)
     response = client.post(
         f"/accounts/users/{alice.pk}/",
-        {"action": "password", "new_password1": "another long one", "new_password2": "another long one"},
+        {
+            "action": "password",
+            "new_password1": "another long one",
+            "new_password2": "another long one",
+        },
     )
     assert response.status_code == 302
     alice.refresh_from_db()
@@ -132,7 +136,9 @@ def test_it_refuses_non_admins(client: Client, alice, dave) -> None:  # type: ig
     for user in (alice, dave):
         client.force_login(user)
         assert client.get("/accounts/users/").status_code == 403
-        assert client.post("/accounts/users/", {"username": "x", "role": "admin"}).status_code == 403
+        assert (
+            client.post("/accounts/users/", {"username": "x", "role": "admin"}).status_code == 403
+        )
         assert client.get(f"/accounts/users/{user.pk}/").status_code == 403
     assert not User.objects.filter(username="x").exists()
 
