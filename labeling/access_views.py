@@ -39,8 +39,10 @@ class QueueAnnotatorsForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def queue_annotators(request: HttpRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
+    # An empty POST (nobody ticked) is still a submission: it opens the queue to everyone.
     form = QueueAnnotatorsForm(
-        request.POST or None, initial={"annotators": list(queue.annotators.all())}
+        request.POST if request.method == "POST" else None,
+        initial={"annotators": list(queue.annotators.all())},
     )
     if request.method == "POST":
         if form.is_valid():
