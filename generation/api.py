@@ -29,6 +29,7 @@ class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-a
 
     class Meta:
         model = PolicyModel
+        extra_kwargs = {"backend": {"default": PolicyModel.Backend.TRANSFORMERS}}
         fields = [
             "id",
             "name",
@@ -145,7 +146,10 @@ class FileImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
             name = attrs["file"].name if "file" in attrs else attrs["filename"]
             if not name:
                 raise serializers.ValidationError("format is required when there is no file name")
-            attrs["format"] = importers.detect_format(name)
+            try:
+                attrs["format"] = importers.detect_format(name)
+            except importers.ImportFileError as exc:
+                raise serializers.ValidationError({"format": [exc.message]}) from None
         return attrs
 
     def payload(self) -> tuple[bytes | str, str, str]:
