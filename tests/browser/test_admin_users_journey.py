@@ -30,7 +30,7 @@ def _shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def _add_user(page, username: str, role: str, password: str = "") -> None:  # type: ignore[no-untyped-def]
-    page.get_by_role("link", name="Users").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     page.fill("input[name=username]", username)
     page.fill("input[name=email]", f"{username}@example.org")
     page.select_option("select[name=role]", role)
@@ -46,7 +46,11 @@ def test_it_lets_an_admin_add_annotators_and_a_researcher(  # type: ignore[no-un
     violations: list[str] = []
     page.on(
         "console",
-        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        lambda m: (
+            violations.append(f"{page.url}: {m.text[:90]}")
+            if "Content Security Policy" in m.text
+            else None
+        ),
     )
     queue = make_queue(mode="pairwise", k=2)
     login(page, live_server, "carol", PASSWORD)
@@ -57,7 +61,7 @@ def test_it_lets_an_admin_add_annotators_and_a_researcher(  # type: ignore[no-un
     link = page.locator("#set-password-link").inner_text().strip()
     _shoot(page, "user-detail")
     _add_user(page, "grace", "researcher", password="grace has a long password")
-    page.get_by_role("link", name="Users").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     _shoot(page, "user-list")
 
     User = get_user_model()
@@ -85,7 +89,7 @@ def test_it_lets_an_admin_add_annotators_and_a_researcher(  # type: ignore[no-un
     # grace, the researcher, reads the API docs and makes herself a token.
     page.get_by_role("button", name="Log out").click()
     login(page, live_server, "grace", "grace has a long password")
-    page.get_by_role("link", name="API").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="API").click()
     page.wait_for_selector("text=Preflab API")
     page.wait_for_selector("text=/api/labeling/snapshots/")
     _shoot(page, "api-docs")
@@ -93,4 +97,4 @@ def test_it_lets_an_admin_add_annotators_and_a_researcher(  # type: ignore[no-un
     page.get_by_role("button", name="Create a token").click()
     assert len(page.locator("#token-key").inner_text().strip()) == 40
     _shoot(page, "me")
-    assert violations == []
+    assert violations == [], "\n".join(violations)
