@@ -21,7 +21,10 @@ def _is_bad_input(exc: Exception) -> bool:
     if isinstance(exc, DataError):
         return True
     # SQLite's driver refuses Python ints beyond 64 bits before the query runs.
-    return isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc)
+    if isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc):
+        return True
+    # Text with a lone surrogate cannot be encoded for the database.
+    return isinstance(exc, UnicodeEncodeError) and "surrogate" in str(exc)
 
 
 class BadInputMiddleware:

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from config.bounds import SEED_MAX
 from config.fields import IdField
 from config.pagination import paginated_response
+from config.parsers import StrictJSONParser
 from config.roles import IsResearcher, user_is_admin
 from generation import importers, selectors, services
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
@@ -250,7 +251,7 @@ class PromptSetPromptsAPI(BaseAPIView):
 
 
 class PromptSetImportAPI(BaseAPIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request, pk: int) -> Response:
         if denied := _admin_only(request):
@@ -289,7 +290,7 @@ class GenerationJobListAPI(BaseAPIView):
 
 
 class GenerationJobImportAPI(BaseAPIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):

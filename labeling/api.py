@@ -10,7 +10,7 @@ from typing import Any
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from config.bounds import ID_MAX, SEED_MAX, query_id
 from config.pagination import paginated_response
+from config.parsers import StrictJSONParser
 from config.roles import (
     IsPreflabAdmin,
     IsResearcher,
@@ -413,7 +414,7 @@ class PreferenceImportAPI(APIView):
     the comparison store through snapshots but do not change it."""
 
     permission_classes = [IsAuthenticated, IsPreflabAdmin]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request) -> Response:
         serializer = PreferenceImportSerializer(data=request.data)

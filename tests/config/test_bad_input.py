@@ -247,3 +247,23 @@ def test_it_bounds_training_budgets(carol, tmp_path: Path) -> None:  # type: ign
         assert response.status_code == 400, (name, response.content)
         assert response.json()["field"] == name
     assert not TrainingRun.objects.exists()
+
+
+def test_it_rejects_lone_surrogates_and_nul_anywhere_in_json(carol, alice) -> None:  # type: ignore[no-untyped-def]
+    raw = '{"content": "x", "format": "jsonl", "name": "bad \\ud800 name"}'
+    response = _api(carol).post(
+        "/api/generation/jobs/import/", raw, content_type="application/json"
+    )
+    _field_error(response, "name")
+    queue = make_queue(mode="pairwise", k=2)
+    api = _api(alice)
+    task = _claim(api, queue)
+    raw = (
+        f'{{"assignment": {task["assignment"]}, "order": [[{task["completions"][0]["id"]}], '
+        f'[{task["completions"][1]["id"]}]], "scores": {{"\\u0000": 3}}}}'
+    )
+    response = api.post(
+        f"/api/labeling/queues/{queue.pk}/submit/", raw, content_type="application/json"
+    )
+    _field_error(response, "scores")
+    assert not Ranking.objects.exists()
