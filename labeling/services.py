@@ -198,7 +198,6 @@ CLAIM_BATCH = 3
 
 
 @transaction.atomic
-@transaction.atomic
 def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[AbstractBaseUser]) -> None:
     """Restrict ``queue`` to ``annotators``; an empty list opens it to every annotator.
     Claims already made stay valid until they are submitted or their lease ends."""
@@ -213,6 +212,7 @@ def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
     return not restricted or queue.annotators.filter(pk=user.pk).exists()
 
 
+@transaction.atomic
 def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
     """The annotator's current claim in ``queue``, or a new one on the next open task.
 
