@@ -250,6 +250,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+    # Throttles key on the client address: X-Forwarded-For's last hop behind a trusted proxy,
+    # else the socket's address (a client-supplied header must not pick its own bucket).
+    "NUM_PROXIES": 1 if env_bool("TRUST_PROXY", False) else 0,
     "DEFAULT_THROTTLE_RATES": {
         # POST /api/token/ per client address, on top of django-axes' lockout.
         "token": env_str("TOKEN_THROTTLE_RATE") or "20/min",
