@@ -30,7 +30,14 @@ def model_source_resolve(source: str, roots: Sequence[Path]) -> str:
         raise ModelSourceError("a source is required: a local folder or a hub id")
     if not roots:
         raise ModelSourceError("no model roots are configured (PREFLAB_MODEL_ROOTS)")
-    first = Path(roots[0])
+    try:
+        return _resolve(text, [Path(root) for root in roots])
+    except OSError as exc:  # a name too long for the file system, a loop of links...
+        raise ModelSourceError(f"{text[:80]!r} is not a usable path: {exc.strerror}") from None
+
+
+def _resolve(text: str, roots: list[Path]) -> str:
+    first = roots[0]
     looks_local = text.startswith(("/", "~", ".")) or "\\" in text or ".." in text.split("/")
     if not looks_local:
         if (first / text).exists() or not _HUB_ID.fullmatch(text):
@@ -41,7 +48,7 @@ def model_source_resolve(source: str, roots: Sequence[Path]) -> str:
     if not path.is_absolute():
         path = first / path
     resolved = path.resolve()
-    if not any(resolved.is_relative_to(Path(root).resolve()) for root in roots):
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
         allowed = ", ".join(str(root) for root in roots)
         raise ModelSourceError(
             f"a local model must lie under {allowed} (PREFLAB_MODEL_ROOTS); {text!r} does not"

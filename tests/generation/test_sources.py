@@ -73,3 +73,9 @@ def test_it_refuses_dot_dot_in_the_service(settings, tmp_path: Path) -> None:  #
     settings.PREFLAB_MODEL_ROOTS = [tmp_path]
     with pytest.raises(services.GenerationError, match="must lie under"):
         services.policy_model_create(name="x", backend="vllm", source="../../etc")
+
+
+def test_it_refuses_a_name_too_long_for_the_file_system(tmp_path: Path) -> None:
+    # Found by the API fuzz run: 500 characters pass as a hub id until the root is checked.
+    with pytest.raises(ModelSourceError, match="not a usable path"):
+        model_source_resolve("0" * 500, [tmp_path])
