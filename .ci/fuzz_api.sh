@@ -59,13 +59,14 @@ done
 
 start=$(date +%s)
 set +e
-# DELETE /api/token/ would revoke the admin's own token halfway through.
+# DELETE /api/token/ would revoke the admin's own token halfway through. One worker: with two,
+# hypothesis' lambda-description cache races ("AST constructor recursion depth mismatch").
 .venv/bin/schemathesis run "http://127.0.0.1:$PORT/api/schema/" \
   --header "Authorization: Token $token" \
   --checks not_a_server_error \
   --exclude-method DELETE \
   --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed "$SEED" \
-  --request-timeout 30 --workers 2 --no-color \
+  --request-timeout 30 --workers 1 --no-color \
   ${FUZZ_ARGS:-} 2>&1 | tail -n "${FUZZ_TAIL:-40}"
 rc=${PIPESTATUS[0]}
 set -e
