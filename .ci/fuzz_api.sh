@@ -61,13 +61,15 @@ start=$(date +%s)
 set +e
 # DELETE /api/token/ would revoke the admin's own token halfway through. One worker: with two,
 # hypothesis' lambda-description cache races ("AST constructor recursion depth mismatch").
-.venv/bin/schemathesis run "http://127.0.0.1:$PORT/api/schema/" \
+# Run from the throwaway dir: schemathesis keeps a .schemathesis/ cache in its working dir.
+st="$PWD/.venv/bin/schemathesis"
+(cd "$var" && "$st" run "http://127.0.0.1:$PORT/api/schema/" \
   --header "Authorization: Token $token" \
   --checks not_a_server_error \
   --exclude-method DELETE \
   --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed "$SEED" \
   --request-timeout 30 --workers 1 --no-color \
-  ${FUZZ_ARGS:-} 2>&1 | tail -n "${FUZZ_TAIL:-40}"
+  ${FUZZ_ARGS:-}) 2>&1 | tail -n "${FUZZ_TAIL:-40}"
 rc=${PIPESTATUS[0]}
 set -e
 seconds=$(( $(date +%s) - start ))
