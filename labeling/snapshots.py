@@ -21,17 +21,19 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from generation.models import Completion, Prompt
+from generation.models import Prompt
 from labeling.models import (
     AI_LABELER_GROUP,
     Comparison,
     DatasetSnapshot,
     Demonstration,
     LabelingQueue,
+    LabelingTask,
     Ranking,
     SnapshotDemonstration,
     SnapshotRanking,
     SnapshotRow,
+    TaskCompletion,
 )
 
 EXPORT_CHUNK = 2000
@@ -203,7 +205,11 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     """
     rows: list[_Row] = []
     for (prompt_id, low, high), votes in pairs.items():
-        counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
+        if len(votes) == 1:  # the common case, without counting
+            counts = {1: 0, -1: 0, 0: 0}
+            counts[votes[0].direction] = 1
+        else:
+            counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
         if rule == DatasetSnapshot.Aggregation.ALL:
             agreement = max(counts.values()) / len(votes)
             for v in votes:
@@ -295,11 +301,21 @@ def _prompts(ids: Iterable[int]) -> dict[int, tuple[str, Any, str]]:
     return out
 
 
-def _completion_texts(ids: Iterable[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for chunk in _in_chunks(ids):
-        out.update(Completion.objects.filter(pk__in=chunk).values_list("pk", "text"))
-    return out
+def _queue_prompts(queue_ids: Sequence[int]) -> dict[int, tuple[str, Any, str]]:
+    """prompt id -> (text, messages, content hash) for the queues' tasks, in one join."""
+    tasks = LabelingTask.objects.filter(queue_id__in=list(queue_ids))
+    return {
+        pk: (text, messages, key)
+        for pk, text, messages, key in tasks.values_list(
+            "prompt_id", "prompt__text", "prompt__messages", "prompt__content_hash"
+        ).iterator(chunk_size=10000)
+    }
+
+
+def _queue_completion_texts(queue_ids: Sequence[int]) -> dict[int, str]:
+    """completion id -> text for the queues' tasks, in one join."""
+    slots = TaskCompletion.objects.filter(task__queue_id__in=list(queue_ids))
+    return dict(slots.values_list("completion_id", "completion__text").iterator(chunk_size=10000))
 
 
 class _Writer:
@@ -498,6 +514,41 @@ def _demonstrations(
     return ids, out
 
 
+def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]]) -> None:
+    """Insert rows of plain values (JSON columns as JSON text): by COPY on PostgreSQL (the
+    ORM's bulk insert spends most of a big snapshot's build adapting parameters), else in
+    batched INSERTs."""
+    table = model._meta.db_table
+    if connection.vendor == "postgresql":
+        names = ", ".join(f'"{c}"' for c in columns)
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                for row in values:
+                    copy.write_row(row)
+        return
+    batch: list[tuple[Any, ...]] = []
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+
+    def flush() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([placeholders] * len(batch)),
+                [v for row in batch for v in row],
+            )
+
+    # SQLite allows at most 32766 parameters per statement.
+    size = max(1, 30000 // len(columns))
+    for row in values:
+        batch.append(row)
+        if len(batch) >= size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+
+
 def _digest(pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]) -> str:
     """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
     lines, then the SFT lines, each section headed by its name."""
@@ -562,9 +613,11 @@ def snapshot_build(
     ]
     if not rows:
         raise SnapshotError("no comparison matches this filter")
-    prompts = _prompts(r.prompt_id for r in rows)
-    texts = _completion_texts(c for r in rows for c in (r.chosen_id, r.rejected_id))
-    writer = _Writer(name=name, conversational=any(prompts[r.prompt_id][1] for r in rows))
+    prompts = _queue_prompts(spec.queues)
+    texts = _queue_completion_texts(spec.queues)
+    writer = _Writer(
+        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
+    )
     for r in rows:
         r.split = _split_of(prompts[r.prompt_id][2], seed, eval_fraction)
         r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
@@ -602,49 +655,81 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
-    SnapshotRow.objects.bulk_create(
-        [
-            SnapshotRow(
-                snapshot=snapshot,
-                prompt_id=r.prompt_id,
-                chosen_id=r.chosen_id,
-                rejected_id=r.rejected_id,
-                is_tie=r.is_tie,
-                margin=r.rank_gap,
-                rank_gap=r.rank_gap,
-                score_diff=r.score_diff,
-                score_chosen=r.score_chosen,
-                score_rejected=r.score_rejected,
-                both_bad=r.both_bad,
-                annotator=r.annotator,
-                queue_id=r.queue_id,
-                votes=r.votes,
-                agreement=r.agreement,
-                split=r.split,
-                line=r.line,
+    _insert(
+        SnapshotRow,
+        (
+            "snapshot_id",
+            "prompt_id",
+            "chosen_id",
+            "rejected_id",
+            "is_tie",
+            "margin",
+            "rank_gap",
+            "score_diff",
+            "score_chosen",
+            "score_rejected",
+            "both_bad",
+            "annotator",
+            "queue_id",
+            "votes",
+            "agreement",
+            "split",
+            "line",
+        ),
+        (
+            (
+                snapshot.pk,
+                r.prompt_id,
+                r.chosen_id,
+                r.rejected_id,
+                r.is_tie,
+                r.rank_gap,
+                r.rank_gap,
+                r.score_diff,
+                r.score_chosen,
+                r.score_rejected,
+                r.both_bad,
+                r.annotator,
+                r.queue_id,
+                r.votes,
+                r.agreement,
+                r.split,
+                r.line,
             )
             for r in rows
-        ],
-        batch_size=2000,
+        ),
     )
-    SnapshotRanking.objects.bulk_create(
-        [
-            SnapshotRanking(
-                snapshot=snapshot,
-                prompt_id=x.prompt_id,
-                completion_ids=x.completion_ids,
-                ranks=x.ranks,
-                scores=x.scores,
-                both_bad=x.both_bad,
-                annotator=x.annotator,
-                queue_name=x.queue_name,
-                votes=x.votes,
-                split=x.split,
-                line=x.line,
+    _insert(
+        SnapshotRanking,
+        (
+            "snapshot_id",
+            "prompt_id",
+            "completion_ids",
+            "ranks",
+            "scores",
+            "both_bad",
+            "annotator",
+            "queue_name",
+            "votes",
+            "split",
+            "line",
+        ),
+        (
+            (
+                snapshot.pk,
+                x.prompt_id,
+                _JSON.encode(x.completion_ids),
+                _JSON.encode(x.ranks),
+                _JSON.encode(x.scores),
+                x.both_bad,
+                x.annotator,
+                x.queue_name,
+                x.votes,
+                x.split,
+                x.line,
             )
             for x in listwise
-        ],
-        batch_size=2000,
+        ),
     )
     for d in demos:
         d.snapshot = snapshot
