@@ -352,10 +352,18 @@ class SnapshotRow(models.Model):
         TRAIN = "train"
         EVAL = "eval"
 
-    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="rows")
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
-    chosen = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
-    rejected = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+    # No single-column indexes: the (snapshot, split, id) index serves every read, prompts and
+    # completions are never deleted, and each index slows a big snapshot's build.
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+", db_index=False)
+    chosen = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    rejected = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     is_tie = models.BooleanField(default=False)
     # Rank steps (never negative); equal to rank_gap. Null fields: built before they existed.
     margin = models.FloatField(default=0.0)
@@ -366,7 +374,9 @@ class SnapshotRow(models.Model):
     both_bad = models.BooleanField(default=False)
     # The annotator for `all`; empty when rows aggregate several annotators' votes.
     annotator = models.CharField(max_length=150, blank=True)
-    queue = models.ForeignKey(LabelingQueue, on_delete=models.PROTECT, related_name="+")
+    queue = models.ForeignKey(
+        LabelingQueue, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     votes = models.PositiveIntegerField(default=1)
     agreement = models.FloatField(default=1.0)
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)

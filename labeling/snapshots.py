@@ -329,6 +329,8 @@ class _Writer:
         self.name = name
         self.conversational = conversational
         self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
+        self._prompt_json: dict[int, str] = {}
+        self._answer_json: dict[int, str] = {}
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -338,27 +340,41 @@ class _Writer:
     def answer(self, text: str) -> Any:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
+    def _encoded_prompt(self, prompt_id: int, prompt: tuple[str, Any, str]) -> str:
+        if prompt_id not in self._prompt_json:
+            self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
+        return self._prompt_json[prompt_id]
+
+    def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
+        if completion_id not in self._answer_json:
+            self._answer_json[completion_id] = self.encode(self.answer(texts[completion_id]))
+        return self._answer_json[completion_id]
+
     def pair(
         self, row: _Row, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
     ) -> str:
-        return self.encode(
-            {
-                "prompt": self.prompt(prompt[0], prompt[1]),
-                "chosen": self.answer(texts[row.chosen_id]),
-                "rejected": self.answer(texts[row.rejected_id]),
-                "margin": row.rank_gap,
-                "rank_gap": row.rank_gap,
-                "score_diff": row.score_diff,
-                "score_chosen": row.score_chosen,
-                "score_rejected": row.score_rejected,
-                "both_bad": row.both_bad,
-                "votes": row.votes,
-                "agreement": row.agreement,
-                "annotator": row.annotator,
-                "queue": queue,
-                "snapshot": self.name,
-            }
+        """The TRL record, byte for byte what ``self.encode`` makes of the same dict (the
+        tests check it), assembled from each prompt's and answer's JSON encoded once."""
+        number = _number
+        return (
+            f'{{"prompt": {self._encoded_prompt(row.prompt_id, prompt)}, '
+            f'"chosen": {self._encoded_answer(row.chosen_id, texts)}, '
+            f'"rejected": {self._encoded_answer(row.rejected_id, texts)}, '
+            f'"margin": {number(row.rank_gap)}, "rank_gap": {number(row.rank_gap)}, '
+            f'"score_diff": {number(row.score_diff)}, '
+            f'"score_chosen": {number(row.score_chosen)}, '
+            f'"score_rejected": {number(row.score_rejected)}, '
+            f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
+            f'"agreement": {number(row.agreement)}, "annotator": {_quote(row.annotator)}, '
+            f'"queue": {_quote(queue)}, "snapshot": {_quote(self.name)}}}'
         )
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else float.__repr__(float(value))
+
+
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
@@ -618,8 +634,11 @@ def snapshot_build(
     writer = _Writer(
         name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
     )
+    splits: dict[int, str] = {}
     for r in rows:
-        r.split = _split_of(prompts[r.prompt_id][2], seed, eval_fraction)
+        if r.prompt_id not in splits:
+            splits[r.prompt_id] = _split_of(prompts[r.prompt_id][2], seed, eval_fraction)
+        r.split = splits[r.prompt_id]
         r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
     listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
     demo_ids, demos = _demonstrations(spec, writer, seed, eval_fraction)
@@ -942,8 +961,10 @@ def snapshot_export_digest(snapshot: DatasetSnapshot) -> str:
     ``content_hash`` for every snapshot with ``hash_scheme`` 2."""
 
     def lines(chunks: Iterable[bytes]) -> Iterator[str]:
-        for chunk in chunks:
-            yield from chunk.decode("utf-8").splitlines()
+        # Split on newlines only: str.splitlines would also split at U+2028 and friends,
+        # which JSON leaves unescaped inside strings.
+        data = b"".join(chunks).decode("utf-8")
+        yield from data.split("\n")[:-1] if data else []
 
     return _digest(
         lines(snapshot_export_trl_jsonl(snapshot)),

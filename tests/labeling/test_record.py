@@ -63,7 +63,7 @@ def _build(queues, name: str = "snap", **kwargs) -> DatasetSnapshot:  # type: ig
 
 
 def _lines(chunks) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [json.loads(line) for line in b"".join(chunks).splitlines()]
+    return [json.loads(line) for line in b"".join(chunks).split(b"\n")[:-1]]
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -440,3 +440,30 @@ def test_it_never_shows_annotators_sequential_completion_ids(db, client) -> None
         assert done.json()["order"] == order and set(done.json()["scores"]) <= set("ABC")
         mine = api.get("/api/labeling/comparisons/").json()["results"]
         assert all(r["chosen"] in "ABC" and r["rejected"] in "ABC" for r in mine)
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_it_writes_canonical_json_lines(db, conversational: bool) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Prompt
+
+    queue = make_queue(mode="ranking", prompts=2, k=3, ask_scores=True)
+    first = Prompt.objects.order_by("position").first()
+    first.text = 'Tab\t "quote" \\ \u00e9 \U0001f600 </script>'
+    if conversational:
+        first.messages = [{"role": "user", "content": first.text}]
+    first.save()
+    Completion.objects.filter(pk=Completion.objects.order_by("pk").first().pk).update(
+        text="line\nbreak \u2028 \x00"
+    )
+    label_queue(
+        queue,
+        UserFactory(username='ann "quoted"', roles=["annotator"]),
+        scores_from=lambda ids: {str(ids[0]): 7},
+    )
+    snap = _build([queue], name='naïve "name"', aggregation="mean-margin")
+    lines = b"".join(snapshots.snapshot_export_trl_jsonl(snap)).decode().split("\n")[:-1]
+    assert lines
+    assert snapshots.snapshot_export_digest(snap) == snap.content_hash
+    for line in lines:
+        # Byte for byte what the standard encoder writes for the same record.
+        assert line == snapshots._JSON.encode(json.loads(line))
