@@ -453,7 +453,7 @@ def test_it_writes_canonical_json_lines(db, conversational: bool) -> None:  # ty
         first.messages = [{"role": "user", "content": first.text}]
     first.save()
     Completion.objects.filter(pk=Completion.objects.order_by("pk").first().pk).update(
-        text="line\nbreak \u2028 \x00"
+        text="line\nbreak \u2028 \x01"
     )
     label_queue(
         queue,
