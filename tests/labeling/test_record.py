@@ -467,3 +467,21 @@ def test_it_writes_canonical_json_lines(db, conversational: bool) -> None:  # ty
     for line in lines:
         # Byte for byte what the standard encoder writes for the same record.
         assert line == snapshots._JSON.encode(json.loads(line))
+
+
+def test_it_keeps_labels_read_only_in_the_admin(db, client) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=1, k=2)
+    label_queue(queue, UserFactory(username="ann", roles=["annotator"]))
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    ranking = Ranking.objects.get()
+    for name, pk in (("ranking", ranking.pk), ("rankingversion", RankingVersion.objects.get().pk)):
+        page = client.get(f"/admin/labeling/{name}/{pk}/change/")
+        assert page.status_code == 200  # a view page
+        posted = client.post(f"/admin/labeling/{name}/{pk}/change/", {"order": "[]"})
+        assert posted.status_code == 403
+        assert (
+            client.post(f"/admin/labeling/{name}/{pk}/delete/", {"post": "yes"}).status_code == 403
+        )
+    ranking.refresh_from_db()
+    assert ranking.order and RankingVersion.objects.count() == 1
