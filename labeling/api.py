@@ -300,6 +300,7 @@ class SnapshotSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "eval_count",
             "prompt_count",
             "stats",
+            "hash_scheme",
             "created_at",
         ]
 
@@ -316,6 +317,7 @@ class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
     )
     min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
     include_ai = serializers.BooleanField(default=False)
+    both_bad = serializers.ChoiceField(choices=snapshots.BOTH_BAD_CHOICES, default="keep")
     aggregation = serializers.ChoiceField(choices=DatasetSnapshot.Aggregation.values, default="all")
     ties = serializers.ChoiceField(choices=DatasetSnapshot.Ties.values, default="drop")
     eval_fraction = serializers.FloatField(min_value=0, max_value=0.9, default=0.1)

@@ -5,36 +5,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0001_initial'),
-        ('labeling', '0006_record_versions_frozen_snapshots'),
+        ("generation", "0001_initial"),
+        ("labeling", "0006_record_versions_frozen_snapshots"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='snapshotrow',
-            name='chosen',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='generation.completion'),
+            model_name="snapshotrow",
+            name="chosen",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="generation.completion",
+            ),
         ),
         migrations.AlterField(
-            model_name='snapshotrow',
-            name='prompt',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='generation.prompt'),
+            model_name="snapshotrow",
+            name="prompt",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="generation.prompt",
+            ),
         ),
         migrations.AlterField(
-            model_name='snapshotrow',
-            name='queue',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.labelingqueue'),
+            model_name="snapshotrow",
+            name="queue",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="labeling.labelingqueue",
+            ),
         ),
         migrations.AlterField(
-            model_name='snapshotrow',
-            name='rejected',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='generation.completion'),
+            model_name="snapshotrow",
+            name="rejected",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="generation.completion",
+            ),
         ),
         migrations.AlterField(
-            model_name='snapshotrow',
-            name='snapshot',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='labeling.datasetsnapshot'),
+            model_name="snapshotrow",
+            name="snapshot",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="rows",
+                to="labeling.datasetsnapshot",
+            ),
         ),
     ]

@@ -485,3 +485,22 @@ def test_it_keeps_labels_read_only_in_the_admin(db, client) -> None:  # type: ig
         )
     ranking.refresh_from_db()
     assert ranking.order and RankingVersion.objects.count() == 1
+
+
+def test_it_builds_a_both_bad_filtered_snapshot_over_the_api(db) -> None:  # type: ignore[no-untyped-def]
+    from rest_framework.test import APIClient
+
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    ann = UserFactory(username="ann", roles=["annotator"])
+    _claim_submit(queue, ann, lambda i: [[i[0]], [i[1]]])
+    _claim_submit(queue, ann, lambda i: [[i[0], i[1]]], both_bad=True)
+    api = APIClient()
+    api.force_authenticate(UserFactory(username="dave2", roles=["researcher"]))
+    body = {"name": "bb", "queues": [queue.pk], "ties": "keep", "both_bad": "drop"}
+    made = api.post("/api/labeling/snapshots/", body, format="json")
+    assert made.status_code == 201, made.content
+    assert made.json()["row_count"] == 1 and made.json()["filters"]["both_bad"] == "drop"
+    bad = api.post(
+        "/api/labeling/snapshots/", {**body, "name": "x", "both_bad": "?"}, format="json"
+    )
+    assert bad.status_code == 400 and "both_bad" in bad.json()
