@@ -76,7 +76,7 @@ class SnapshotFilter:
 BOTH_BAD_CHOICES = ("keep", "drop", "only")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Label:
     """A (current) ranking selected by the filter."""
 
@@ -88,7 +88,7 @@ class _Label:
     queue_id: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Vote:
     label: _Label
     chosen_id: int
@@ -100,7 +100,7 @@ class _Vote:
     direction: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     prompt_id: int
     chosen_id: int
@@ -399,7 +399,7 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
     return ranks
 
 
-@dataclass
+@dataclass(slots=True)
 class _Listwise:
     prompt_id: int
     completion_ids: list[int]
