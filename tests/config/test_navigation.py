@@ -39,3 +39,27 @@ def test_it_prints_every_demo_login_at_start_up() -> None:
     for name, role, password in DEMO_USERS:
         assert f"{name} / {password} ({role})" in line
     assert "bob / bob-demo (annotator)" in line
+
+
+def _pipeline_links(client: Client) -> list[str]:
+    body = client.get("/").content.decode()
+    pipeline = body[body.index('<ol class="pipeline"') : body.index("</ol>")]
+    return re.findall(r'<a class="step" href="([^"]+)">', pipeline)
+
+
+def test_it_links_each_pipeline_step_the_user_may_take(client: Client, carol, alice, dave) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    assert _pipeline_links(client) == [
+        "/generation/jobs/",
+        "/labeling/",
+        "/training/runs/",
+        "/training/rounds/",
+    ]
+    client.force_login(alice)  # an annotator labels, and only that
+    assert _pipeline_links(client) == ["/labeling/"]
+    client.force_login(dave)  # a researcher reads data and runs, and labels nothing
+    assert _pipeline_links(client) == [
+        "/generation/prompt-sets/",
+        "/training/runs/",
+        "/training/rounds/",
+    ]
