@@ -139,6 +139,16 @@ def test_it_answers_404_for_unknown_runs(client: Client, carol) -> None:  # type
 # --- list -----------------------------------------------------------------------------------------
 
 
+def test_it_keeps_long_generated_names_on_one_line_with_the_full_name_as_title(
+    client: Client, dave, model, snapshot
+) -> None:  # type: ignore[no-untyped-def]
+    run = dpo_run(model, snapshot)
+    assert run.name == "DPO · tiny · three prompts"  # made from the kind, model and snapshot
+    client.force_login(dave)
+    body = client.get("/training/runs/").content.decode()
+    assert f'<a class="clip" href="{run.get_absolute_url()}" title="{run.name}">' in body
+
+
 def test_it_lists_and_filters_runs(client: Client, dave, carol, model, snapshot) -> None:  # type: ignore[no-untyped-def]
     dpo = dpo_run(model, snapshot)
     sft = services.training_run_create(kind="sft", base_model=model, snapshot=snapshot)
