@@ -180,7 +180,8 @@ def test_it_generates_the_config_fields_with_defaults_and_help(
     body = client.get("/training/runs/new/?kind=dpo").content.decode()
     beta = field_block(body, "beta")
     assert 'value="0.1"' in beta and "Strength of the implicit KL penalty" in beta
-    assert 'value="prompt" selected' in field_block(body, "grouped_reduction")
+    # DPO averages over pairs, as the paper and open-instruct do.
+    assert 'value="pairs" selected' in field_block(body, "grouped_reduction")
     assert "checked" in field_block(body, "grouped")  # a bool defaulting to True
     assert 'name="reward_run"' not in body  # PPO only
     assert f'<option value="{model.pk}"' in field_block(body, "base_model")
