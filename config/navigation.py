@@ -9,6 +9,8 @@ from django.http import HttpRequest
 NAV_SECTIONS: dict[str, str] = {
     "/labeling/": "label",
     "/labeling/snapshots/": "snapshots",
+    "/labeling/search/": "search",
+    "/labeling/prompts/": "search",
     "/generation/prompt-sets/": "data",
     "/generation/models/": "models",
     "/generation/jobs/": "jobs",
