@@ -90,7 +90,9 @@ def queue_progress(*, queue: LabelingQueue, user: AnyUser) -> Progress:
 
 
 def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Ranking]:
-    rankings = Ranking.objects.select_related("task__queue", "annotator")
+    rankings = Ranking.objects.select_related("task__queue", "annotator").prefetch_related(
+        "task__slots"
+    )
     if not user_is_admin(user):
         rankings = rankings.filter(annotator=user)
     if queue is not None:
@@ -99,7 +101,9 @@ def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QueryS
 
 
 def comparison_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Comparison]:
-    comparisons = Comparison.objects.select_related("annotator")
+    comparisons = Comparison.objects.select_related("annotator").prefetch_related(
+        "ranking__task__slots"
+    )
     if not user_is_admin(user):
         comparisons = comparisons.filter(annotator=user)
     if queue is not None:

@@ -58,9 +58,9 @@ def test_it_ranks_with_rank_fields_scores_and_a_demonstration(client: Client, al
     claim = Assignment.objects.get(annotator=alice)
     ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
     data = {"assignment": claim.pk, "choice": "rank", "demonstration": "The ideal answer."}
-    for rank, completion_id in zip([2, 1, 4, 3], ids, strict=True):
-        data[f"rank_{completion_id}"] = rank
-        data[f"score_{completion_id}"] = 8 - rank
+    for rank, alias in zip([2, 1, 4, 3], "ABCD", strict=True):
+        data[f"rank_{alias}"] = rank  # fields are named by alias, never by completion id
+        data[f"score_{alias}"] = 8 - rank
     client.post(f"/labeling/queues/{queue.pk}/submit/", data, headers={"HX-Request": "true"})
     ranking = Ranking.objects.get()
     assert ranking.order == [[ids[1]], [ids[0]], [ids[3]], [ids[2]]]
