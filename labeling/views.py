@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, role_required
 from labeling import assistance, selectors, services
 from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
@@ -85,7 +86,7 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     context = _task_context(request, queue)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "labeling/_task.html", context)
-    context["guidelines"] = selectors.render_markdown(queue.guidelines)
+    context["guidelines"] = render_markdown(queue.guidelines)
     return render(request, "labeling/label.html", context)
 
 

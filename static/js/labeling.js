@@ -178,8 +178,9 @@
     const button = event.target.closest("[data-start-from]");
     if (!button) return;
     const source = document.querySelector(
-      `#task .candidate[data-letter="${button.dataset.startFrom}"] .completion`);
+      `#task .candidate[data-letter="${button.dataset.startFrom}"] .raw-answer`);
     const box = document.getElementById("id_demonstration");
+    // The answer's exact text, not its rendered Markdown.
     if (source && box) { box.value = source.textContent; box.focus(); }
   });
 
