@@ -352,12 +352,13 @@ class SnapshotRow(models.Model):
         TRAIN = "train"
         EVAL = "eval"
 
-    # No single-column indexes: the (snapshot, split, id) index serves every read, prompts and
-    # completions are never deleted, and each index slows a big snapshot's build.
+    # Few indexes, since each slows a big snapshot's build: (snapshot, split, id) serves the
+    # exports and training, prompt the prompt's record ("the snapshots holding it");
+    # completions are never deleted.
     snapshot = models.ForeignKey(
         DatasetSnapshot, on_delete=models.CASCADE, related_name="rows", db_index=False
     )
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+", db_index=False)
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
     chosen = models.ForeignKey(
         Completion, on_delete=models.PROTECT, related_name="+", db_index=False
     )
