@@ -12,7 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 pytestmark = pytest.mark.slow
 
 BEFORE = [("labeling", "0005_reward_assistance")]
-AFTER = [("labeling", "0007_snapshotrow_fewer_indexes")]
+AFTER = [("labeling", "0009_snapshot_pointers_without_db_constraints")]
 
 
 def _migrate(targets):  # type: ignore[no-untyped-def]
