@@ -479,8 +479,9 @@ def _listwise(
 def _demonstrations(
     spec: SnapshotFilter, writer: _Writer, seed: int, eval_fraction: float
 ) -> tuple[list[int], list[SnapshotDemonstration]]:
-    """The ids and frozen copies of the demonstrations written in the snapshot's queues, under the same filter as the
-    labels (dates, annotators, AI, excluded flags of the label they came with). Unsaved."""
+    """The ids and frozen copies of the demonstrations written in the snapshot's queues,
+    under the same filter as the labels (dates, annotators, AI, the excluded flags of the
+    label they came with). Unsaved."""
     demos = _within(
         Demonstration.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     ).order_by("id")
