@@ -552,6 +552,28 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
     )
     if ranking is None:
         return None
+    return _ranking_take_back(ranking=ranking, queue=queue, user=user)
+
+
+@transaction.atomic
+def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment | None:
+    """Take back one of the annotator's current labels (to label that task again, as after
+    a rejection in review): the same tombstone and fresh lease as an undo. None when the
+    label is not theirs or is gone."""
+    ranking = (
+        Ranking.objects.select_for_update()
+        .select_related("task__queue")
+        .filter(pk=ranking_id, annotator=user)
+        .first()
+    )
+    if ranking is None:
+        return None
+    return _ranking_take_back(ranking=ranking, queue=ranking.task.queue, user=user)
+
+
+def _ranking_take_back(
+    *, ranking: Ranking, queue: LabelingQueue, user: AbstractBaseUser
+) -> Assignment:
     assignment = ranking.assignment
     now = timezone.now()
     _write_version(task=ranking.task, user=user, action=RankingVersion.Action.UNDONE, now=now)

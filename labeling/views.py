@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, role_required
-from labeling import assistance, selectors, services
+from labeling import assistance, review, selectors, services
 from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
 
@@ -24,7 +24,8 @@ def queue_index(request: HttpRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
-    return render(request, "labeling/index.html", {"queues": queues})
+    rejected = len(review.annotator_rejections(user=request.user))  # type: ignore[arg-type]
+    return render(request, "labeling/index.html", {"queues": queues, "rejected": rejected})
 
 
 @role_required(ADMIN)
