@@ -21,6 +21,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
     TaskCompletion,
 )
 
@@ -348,3 +349,13 @@ def queue_counts(*, queues: QuerySet[LabelingQueue], user: AnyUser) -> QuerySet[
             distinct=True,
         ),
     )
+
+
+def label_last_given(*, task: LabelingTask, user: AnyUser) -> RankingVersion | None:
+    """The annotator's last label on ``task`` when it has been taken back (its latest
+    version is an undo), else None: a task shown again keeps what they had written."""
+    versions = RankingVersion.objects.filter(task=task, annotator_id=user.pk).order_by("-version")
+    latest = versions.first()
+    if latest is None or latest.action != RankingVersion.Action.UNDONE:
+        return None
+    return versions.exclude(action=RankingVersion.Action.UNDONE).first()

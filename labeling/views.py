@@ -77,6 +77,9 @@ def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, objec
         context["ranks"] = range(1, len(candidates) + 1)
         context["scores"] = range(1, 8)
         context["flags"] = services.FLAGS
+        # A task taken back (undo, or to relabel after review) comes back with what the
+        # annotator had written: their comment, flags and ideal response.
+        context["previous"] = selectors.label_last_given(task=assignment.task, user=request.user)
     return context
 
 
