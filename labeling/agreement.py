@@ -83,6 +83,27 @@ def agreement_with_majority(units: Units) -> dict[Hashable, tuple[int, int]]:
     return {who: (agree, total) for who, (agree, total) in result.items()}
 
 
+def agreement_with_majority_by(
+    units: Units, bucket_of: Mapping[tuple[Hashable, Hashable], Hashable]
+) -> dict[tuple[Hashable, Hashable], tuple[int, int]]:
+    """As :func:`agreement_with_majority`, split by bucket: (annotator, bucket) -> (agreeing,
+    counted), where ``bucket_of[(unit, annotator)]`` says which bucket (a day, say) that
+    annotator's label on that unit falls in."""
+    result: dict[tuple[Hashable, Hashable], list[int]] = defaultdict(lambda: [0, 0])
+    for unit, labels in units.items():
+        for annotator, label in labels.items():
+            others = Counter(v for who, v in labels.items() if who != annotator)
+            if not others:
+                continue
+            (top, count), *rest = others.most_common()
+            if rest and rest[0][1] == count:
+                continue
+            key = (annotator, bucket_of[(unit, annotator)])
+            result[key][1] += 1
+            result[key][0] += label == top
+    return {key: (agree, total) for key, (agree, total) in result.items()}
+
+
 def gold_accuracy(
     gold: Mapping[Hashable, Sequence[Sequence[int]]],
     rankings: Sequence[tuple[Hashable, Hashable, Sequence[Sequence[int]]]],
