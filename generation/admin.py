@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import RecordAdmin
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
 
 
@@ -18,7 +19,9 @@ class PromptSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PromptAdmin(RecordAdmin):
+    """Read-only: labels point to prompts, whose text is stored exactly as imported."""
+
     list_display = ["prompt_set", "position", "text"]
     list_filter = ["prompt_set"]
     search_fields = ["text"]
@@ -31,7 +34,9 @@ class GenerationJobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Completion)
-class CompletionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CompletionAdmin(RecordAdmin):
+    """Read-only: labels point to completions, stored exactly as generated or imported."""
+
     list_display = ["job", "prompt", "sample_index", "finish_reason"]
     list_filter = ["job"]
     raw_id_fields = ["prompt", "job", "model"]

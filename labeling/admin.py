@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.http import HttpRequest
+
+from config.admin import RecordAdmin
 from labeling.models import (
     Assignment,
     Comparison,
@@ -22,10 +26,26 @@ class LabelingQueueAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class LabelingTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["id", "queue", "position", "is_gold"]
     list_filter = ["queue", "is_gold"]
-    raw_id_fields = ["prompt"]
+    # The prompt a task shows is what its labels are about: never re-pointed.
+    readonly_fields = ["queue", "prompt"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # tasks are built with their queue (labeling_queue_create)
 
 
 admin.site.register(Assignment)
-admin.site.register(Ranking)
-admin.site.register(Comparison)
-admin.site.register(Demonstration)
+
+
+@admin.register(Ranking)
+class RankingAdmin(RecordAdmin):
+    list_display = ["id", "task", "annotator"]
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(RecordAdmin):
+    list_display = ["id", "queue", "annotator"]
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(RecordAdmin):
+    list_display = ["id", "prompt", "annotator"]

@@ -59,7 +59,7 @@ def preferences_import(
         prompt_set=prompt_set, records=[r.prompt for r in records]
     )
     now = timezone.now()
-    prompts = [by_hash[r.prompt.content_hash] for r in records]
+    prompts = [by_hash[r.prompt.exact_hash] for r in records]
     job = generation_services.generation_job_create_imported(
         name=name,
         prompt_set=prompt_set,
