@@ -48,7 +48,7 @@ class ImportFileError(ValueError):
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _unstorable_problem(text: str) -> str | None:
+def unstorable_problem(text: str) -> str | None:
     """Why ``text`` cannot be stored byte for byte, or None when it can."""
     found = _UNSTORABLE.search(text)
     if found is None:
@@ -61,7 +61,7 @@ def _unstorable_problem(text: str) -> str | None:
 
 def _checked(number: int, text: str, field: str) -> str:
     """``text`` unchanged, or an :class:`ImportFileError` if it cannot be stored exactly."""
-    problem = _unstorable_problem(text)
+    problem = unstorable_problem(text)
     if problem is not None:
         raise ImportFileError(number, f"{field!r} {problem}")
     return text

@@ -93,6 +93,15 @@ def policy_model_backend_spec(model: PolicyModel) -> BackendSpec:
 # --- prompt sets and imports ------------------------------------------------------------------
 
 
+def text_check_storable(**fields: str) -> None:
+    """Raise GenerationError naming the first field that no database can store as given
+    (NUL, lone surrogates): refused with a 400, never rewritten, never a 500."""
+    for field, value in fields.items():
+        problem = importers.unstorable_problem(value)
+        if problem is not None:
+            raise GenerationError(f"the {field.replace('_', ' ')} {problem}")
+
+
 @transaction.atomic
 def prompt_set_create(
     *, name: str, description: str = "", user: AbstractBaseUser | None = None
@@ -100,6 +109,7 @@ def prompt_set_create(
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
+    text_check_storable(name=name, description=description)
     if PromptSet.objects.filter(name=name).exists():
         raise GenerationError(f"a prompt set named {name!r} already exists")
     return PromptSet.objects.create(name=name, description=description, created_by=user)
@@ -256,6 +266,7 @@ def generation_job_import(
     groups = importers.parse_imported_completions(data, format=format)
     if not groups:
         raise importers.ImportFileError(None, "the file holds no prompts")
+    text_check_storable(name=name, source_name=source_name)
     name = name.strip() or source_name or "imported completions"
     if prompt_set is None:
         prompt_set = prompt_set_create(name=prompt_set_free_name(name), user=user)

@@ -48,6 +48,10 @@ def preferences_import(
     records = importers.parse_preferences(data, format=format)
     if not records:
         raise importers.ImportFileError(None, "the file holds no preference pairs")
+    try:
+        generation_services.text_check_storable(name=name, source_name=source_name)
+    except generation_services.GenerationError as exc:
+        raise LabelingError(str(exc)) from None
     name = name.strip() or source_name or "imported preferences"
     if LabelingQueue.objects.filter(name=name).exists():
         raise LabelingError(f"a queue named {name!r} already exists")
