@@ -134,3 +134,20 @@ def test_it_imports_an_implicit_prompt_trl_file_over_the_api(carol) -> None:  # 
     comparison = Comparison.objects.select_related("prompt", "chosen", "rejected").get()
     assert comparison.prompt.messages == [{"role": "user", "content": NFD}]
     assert (comparison.chosen.text, comparison.rejected.text) == (" Oui ", "Non")
+
+
+def test_it_keeps_a_jobs_stop_strings_exactly(carol, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    from tests.generation.factories import PolicyModelFactory
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _client(carol).post(
+            "/api/generation/jobs/",
+            {
+                "prompt_set": prompt_set_with_prompts(1).pk,
+                "model": PolicyModelFactory().pk,
+                "stop": ["\n\nHuman:", " ###"],
+            },
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    assert GenerationJob.objects.get().stop == ["\n\nHuman:", " ###"]
