@@ -1,8 +1,11 @@
-"""Parse prompt and completion files: JSONL, CSV and Anthropic HH-RLHF. Django-free.
+"""Parse prompt, completion and preference files: JSONL, CSV, Anthropic HH-RLHF and TRL
+preference JSONL. Django-free.
 
 Parsers validate the whole file before returning anything and raise one
 :class:`ImportFileError` naming the first bad line, so the caller can write all or nothing.
 Gzip input is decompressed transparently; text is UTF-8, a byte-order mark is tolerated.
+Every text comes back byte for byte as the file holds it (nothing stripped, collapsed or
+normalised); text that no database can store exactly (NUL, lone surrogates) is refused.
 """
 
 from __future__ import annotations
