@@ -243,6 +243,29 @@ class Dashboard:
     reward: RewardAgreement | None = None
 
 
+HOUR = 3600
+# Beyond this many hours between the first and last label, the gaps are not filled in.
+MAX_FILLED_HOURS = 24 * 62
+
+
+def hourly_series(counts: dict[int, int]) -> list[tuple[int, int]]:
+    """Labels per hour as a chart draws them: every hour from the first to the last (zeros
+    in the gaps), plus an empty hour on each side.
+
+    A bar chart of one hour alone has no span to scale its time axis by, and bars at the
+    edges are cut in half; the empty hours around the data give it both.
+    """
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    if (last - first) // HOUR > MAX_FILLED_HOURS:
+        hours = sorted(counts)
+    else:
+        hours = list(range(first, last + HOUR, HOUR))
+    hours = [hours[0] - HOUR, *hours, hours[-1] + HOUR]
+    return [(hour, counts.get(hour, 0)) for hour in hours]
+
+
 def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     if not user_is_admin(user):
         raise Http404
@@ -284,7 +307,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
         if r["time_spent_ms"] and r["annotator__username"] not in ai_names
     ]
     board.median_seconds = statistics.median(times) if times else None
-    board.per_hour = sorted(hours.items())
+    board.per_hour = hourly_series(hours)
 
     majority = agreement.agreement_with_majority(units)
     for name, ai_labels in ai_units.items():

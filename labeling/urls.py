@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import snapshot_views, views
+from labeling import search_views, snapshot_views, views
 
 app_name = "labeling"
 urlpatterns = [
     path("", views.queue_index, name="index"),
+    path("search/", search_views.search_page, name="search"),
+    path("prompts/<int:pk>/", search_views.prompt_detail, name="prompt-detail"),
     path("queues/new/", views.queue_create, name="queue-create"),
     path("queues/<int:pk>/", views.label, name="queue-label"),
     path("queues/<int:pk>/submit/", views.submit, name="queue-submit"),

@@ -48,4 +48,23 @@
     const box = document.getElementById("htmx-error");
     if (box && event.detail.successful) box.remove();
   });
+
+  // A form field marked data-shown-with="<checkbox name>" shows only while that box is
+  // ticked (LoRA's rank and alpha while "use LoRA" is off mean nothing). The server still
+  // validates it; hiding is only presentation.
+  function syncShownWith(root) {
+    root.querySelectorAll("[data-shown-with]").forEach((input) => {
+      const form = input.form;
+      const box = form && form.querySelector(`input[type=checkbox][name="${input.dataset.shownWith}"]`);
+      const field = input.closest(".field");
+      if (box && field) field.hidden = !box.checked;
+    });
+  }
+  document.addEventListener("change", (event) => {
+    if (event.target.matches && event.target.matches("input[type=checkbox]") && event.target.form) {
+      syncShownWith(event.target.form);
+    }
+  });
+  document.addEventListener("htmx:afterSettle", () => syncShownWith(document));
+  syncShownWith(document);
 })();
