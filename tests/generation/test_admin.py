@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from generation.models import Completion, Prompt
+from generation.models import Completion, GenerationJob, Prompt
 from tests.factories import UserFactory
-from tests.generation.factories import CompletionFactory
+from tests.generation.factories import CompletionFactory, GenerationJobFactory, PromptSetFactory
 
 
 @pytest.fixture
@@ -51,3 +51,23 @@ def test_it_offers_no_bulk_delete_of_texts(staff_client: Client) -> None:
         assert listing.status_code == 200
         assert "delete_selected" not in listing.content.decode()
     assert Completion.objects.filter(pk=completion.pk).exists()
+
+
+def test_it_deletes_only_empty_prompt_sets_and_jobs(staff_client: Client) -> None:
+    completion = CompletionFactory()
+    job, prompt_set = completion.job, completion.prompt.prompt_set
+    empty_job = GenerationJobFactory(prompt_set=PromptSetFactory())
+    for url in (
+        f"/admin/generation/generationjob/{job.pk}/delete/",
+        f"/admin/generation/promptset/{prompt_set.pk}/delete/",
+    ):
+        assert staff_client.post(url, {"post": "yes"}).status_code == 403
+    for model in ("generationjob", "promptset"):
+        assert (
+            "delete_selected"
+            not in staff_client.get(f"/admin/generation/{model}/").content.decode()
+        )
+    assert Completion.objects.filter(pk=completion.pk).exists()
+    url = f"/admin/generation/generationjob/{empty_job.pk}/delete/"
+    assert staff_client.post(url, {"post": "yes"}).status_code == 302
+    assert not GenerationJob.objects.filter(pk=empty_job.pk).exists()
