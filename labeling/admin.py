@@ -13,6 +13,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
 )
 
 
@@ -35,17 +36,7 @@ class LabelingTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 admin.site.register(Assignment)
 
-
-@admin.register(Ranking)
-class RankingAdmin(RecordAdmin):
-    list_display = ["id", "task", "annotator"]
-
-
-@admin.register(Comparison)
-class ComparisonAdmin(RecordAdmin):
-    list_display = ["id", "queue", "annotator"]
-
-
-@admin.register(Demonstration)
-class DemonstrationAdmin(RecordAdmin):
-    list_display = ["id", "prompt", "annotator"]
+# Labels are the record: they change only through the labeling services, which append a
+# version for every change. The admin shows them and changes nothing.
+for model in (Ranking, RankingVersion, Comparison, Demonstration):
+    admin.site.register(model, RecordAdmin)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("queues/<int:pk>/assist/", views.queue_assist, name="queue-assist"),
     path("queues/<int:pk>/ai-label/", views.queue_ai_label, name="queue-ai-label"),
     path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),
+    path("labels.jsonl", snapshot_views.label_versions_export, name="label-versions"),
     path("snapshots/<int:pk>/", snapshot_views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/<int:pk>/export.jsonl", snapshot_views.snapshot_export, name="snapshot-export"),
     path(

@@ -67,4 +67,16 @@
   });
   document.addEventListener("htmx:afterSettle", () => syncShownWith(document));
   syncShownWith(document);
+
+  // Escape leaves a text box, so the page's keyboard shortcuts work again instead of
+  // typing into it (the comment or ideal response on the labeling page).
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (event.key !== "Escape" || !target || !target.matches) return;
+    if (target.matches("textarea, input:not([type=checkbox]):not([type=radio]), select, [contenteditable]")) {
+      target.blur();
+      const main = document.getElementById("main");
+      if (main) main.focus({ preventScroll: true });
+    }
+  });
 })();
