@@ -1,6 +1,7 @@
 """A frozen dataset snapshot as a training run's data (``training.core.data``).
 
-Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt; SFT on the
+Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or, with the
+listwise (Plackett-Luce) loss, on the whole rankings it froze; SFT on the
 demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
 on its distinct prompts. The held-out split is the snapshot's: by prompt, so no prompt
 is in both. Every reader runs a fixed number of queries, whatever the snapshot's size.
@@ -15,16 +16,18 @@ from django.db.models import Q, QuerySet
 
 from generation.backends import PromptInput
 from generation.models import Completion, Prompt
-from labeling.models import DatasetSnapshot, Demonstration, SnapshotRow
+from labeling.models import DatasetSnapshot, Demonstration, Ranking, SnapshotRow
 from labeling.snapshots import snapshot_split_of
 from training.core.data import (
     PairRecord,
     PreferenceData,
     PromptData,
+    RankingRecord,
     RunData,
     SFTData,
     SFTExample,
     preference_groups,
+    ranking_groups,
 )
 
 TRAIN = SnapshotRow.Split.TRAIN
@@ -79,6 +82,54 @@ def snapshot_preference_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
     return PreferenceData(
         train=preference_groups(records[TRAIN]), eval=preference_groups(records[EVAL])
     )
+
+
+def snapshot_rankings(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRecord]]:
+    """The whole rankings the snapshot froze, as given (tie groups best first), by split.
+
+    The one place listwise training reads rankings from: each of the snapshot's
+    ``ranking_ids`` (the rankings whose comparisons passed its filter), split by prompt as
+    its rows are. Its aggregation, agreement and tie settings shape pairs, not rankings:
+    every annotator's ranking is kept whole.
+    """
+    records: dict[str, list[RankingRecord]] = {TRAIN: [], EVAL: []}
+    ids = list(snapshot.ranking_ids or ())
+    if not ids:
+        return records
+    chunk_size = 2000  # a bounded number of SQL parameters per query
+    for start in range(0, len(ids), chunk_size):
+        rankings = list(
+            Ranking.objects.filter(pk__in=ids[start : start + chunk_size])
+            .order_by("id")
+            .values_list(
+                "order",
+                "task__prompt_id",
+                "task__prompt__text",
+                "task__prompt__messages",
+                "task__prompt__content_hash",
+            )
+        )
+        texts = dict(
+            Completion.objects.filter(
+                pk__in={c for order, *_ in rankings for group in order for c in group}
+            ).values_list("pk", "text")
+        )
+        for order, prompt_id, text, messages, prompt_hash in rankings:
+            split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
+            records[split].append(
+                RankingRecord(
+                    prompt_key=prompt_id,
+                    prompt=prompt_input(text, messages),
+                    order=tuple(tuple((c, texts[c]) for c in group) for group in order),
+                )
+            )
+    return records
+
+
+def snapshot_ranking_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
+    """Listwise data: the snapshot's whole rankings grouped by prompt, train and held-out."""
+    records = snapshot_rankings(snapshot=snapshot)
+    return PreferenceData(train=ranking_groups(records[TRAIN]), eval=ranking_groups(records[EVAL]))
 
 
 def snapshot_demonstrations(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
@@ -158,8 +209,11 @@ def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
     )
 
 
-def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str) -> RunData:
-    """The data a run of ``kind`` trains on."""
+def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = False) -> RunData:
+    """The data a run of ``kind`` trains on; ``listwise`` (reward and DPO runs with the
+    Plackett-Luce loss) reads whole rankings instead of pairs."""
+    if listwise and kind in ("reward", "dpo"):
+        return snapshot_ranking_data(snapshot=snapshot)
     readers: dict[str, Any] = {
         "reward": snapshot_preference_data,
         "dpo": snapshot_preference_data,

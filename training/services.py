@@ -106,9 +106,18 @@ def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
         )
 
 
-def _check_data(kind: str, snapshot: DatasetSnapshot) -> None:
+def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any]) -> None:
     train = SnapshotRow.objects.filter(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
-    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
+    listwise = config.get("loss") == "plackett_luce"
+    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO) and listwise:
+        rankings = datasets.snapshot_rankings(snapshot=snapshot)[SnapshotRow.Split.TRAIN]
+        if not any(len(r.order) >= 2 for r in rankings):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no ranking that orders two completions in its "
+                "train split (the Plackett-Luce loss trains on whole rankings)",
+                field="snapshot",
+            )
+    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
         if not train.filter(is_tie=False).exists():
             raise RunError(
                 f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "
@@ -174,7 +183,7 @@ def training_run_create(
     stored_config = _validated_config(kind, config)
     _check_trainable(base_model)
     _check_reward_run(kind, reward_run)
-    _check_data(kind, snapshot)
+    _check_data(kind, snapshot, stored_config)
     name = name.strip()
     if name:
         if len(name) > _NAME_LENGTH:
@@ -238,7 +247,7 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
         raise RunError(f"a {run.status} run cannot be resumed")
     _check_trainable(run.base_model)
     _check_reward_run(run.kind, run.reward_run)
-    _check_data(run.kind, run.snapshot)
+    _check_data(run.kind, run.snapshot, run.config)
     checkpoint = latest_checkpoint(Path(run.artifacts_dir)) if run.artifacts_dir else None
     run.status = TrainingRun.Status.QUEUED
     run.cancel_requested = False
@@ -354,7 +363,11 @@ def _train(run: TrainingRun) -> str:
     # Points past the checkpoint belong to the attempt that died; this one redoes them.
     TrainingMetric.objects.filter(run=run, step__gt=_checkpoint_step(resume_from)).delete()
     spec = run_spec(run, resume_from=resume_from)
-    data = datasets.snapshot_run_data(snapshot=run.snapshot, kind=run.kind)
+    data = datasets.snapshot_run_data(
+        snapshot=run.snapshot,
+        kind=run.kind,
+        listwise=getattr(spec.config, "loss", "pairwise") == "plackett_luce",
+    )
     reporter = RunReporter(run.pk)
     if resume_from is not None:
         reporter.log(f"attempt {run.attempts}: resuming from {resume_from.name}")

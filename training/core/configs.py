@@ -38,6 +38,7 @@ C = TypeVar("C", bound="CommonConfig")
 PairReduction = Literal["prompt", "pairs"]
 KLEstimator = Literal["k1", "k2", "k3"]
 RolloutBackend = Literal["transformers", "vllm"]
+RankingLoss = Literal["pairwise", "plackett_luce"]
 
 
 class ConfigError(ValueError):
@@ -175,6 +176,22 @@ class RewardConfig(CommonConfig):
     grouped_reduction: PairReduction = "prompt"
     """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
 
+    loss: RankingLoss = "pairwise"
+    """"pairwise": Bradley-Terry on the snapshot's pairs; "plackett_luce": the
+    Plackett-Luce likelihood of each whole ranking the snapshot froze (listwise: every
+    annotator's ranking as given, ties kept apart; needs ``grouped``, no margin)."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        yield from _listwise_errors(self.loss, self.grouped)
+        if self.loss == "plackett_luce" and self.use_margin:
+            yield ConfigError("use_margin", "the Plackett-Luce loss takes no margin")
+
+
+def _listwise_errors(loss: str, grouped: bool) -> Iterator[ConfigError]:
+    if loss == "plackett_luce" and not grouped:
+        yield ConfigError("grouped", "the Plackett-Luce loss needs grouped (whole rankings)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DPOConfig(CommonConfig):
@@ -201,12 +218,20 @@ class DPOConfig(CommonConfig):
     grouped_reduction: PairReduction = "prompt"
     """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
 
+    loss: RankingLoss = "pairwise"
+    """"pairwise": DPO on the snapshot's pairs; "plackett_luce": DPO's ranking form (the
+    Plackett-Luce likelihood of each whole ranking the snapshot froze, over the implicit
+    rewards; needs ``grouped``, no label smoothing)."""
+
     def _value_errors(self) -> Iterator[ConfigError]:
         yield from super()._value_errors()
         if not self.beta > 0:
             yield ConfigError("beta", "must be > 0")
         if not 0 <= self.label_smoothing < 0.5:
             yield ConfigError("label_smoothing", "must be in [0, 0.5)")
+        yield from _listwise_errors(self.loss, self.grouped)
+        if self.loss == "plackett_luce" and self.label_smoothing:
+            yield ConfigError("label_smoothing", "the Plackett-Luce loss takes no smoothing")
 
 
 @dataclass(frozen=True, kw_only=True)

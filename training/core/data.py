@@ -24,11 +24,13 @@ __all__ = [
     "PreferenceData",
     "PreferenceGroup",
     "PromptData",
+    "RankingRecord",
     "RunData",
     "SFTData",
     "SFTExample",
     "encode_completion",
     "preference_groups",
+    "ranking_groups",
 ]
 
 
@@ -40,12 +42,17 @@ class PreferenceGroup:
     pair (a preference strength, from rank gaps or scores) or is empty when none is known.
     Each completion appears once however many pairs it is in, so a grouped trainer forwards
     it once (InstructGPT's trick).
+
+    ``rankings`` (listwise data, see :func:`ranking_groups`) holds each annotator's whole
+    ranking of the prompt's completions: tie groups best first, each a tuple of indices
+    into ``completions``. Empty for pair data.
     """
 
     prompt: PromptInput
     completions: tuple[str, ...]
     pairs: tuple[tuple[int, int], ...]
     margins: tuple[float, ...] = ()
+    rankings: tuple[tuple[tuple[int, ...], ...], ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.completions)
@@ -54,6 +61,10 @@ class PreferenceGroup:
                 raise ValueError(f"pair {(chosen, rejected)} does not index {n} completions")
         if self.margins and len(self.margins) != len(self.pairs):
             raise ValueError("margins must be empty or have one value per pair")
+        for ranking in self.rankings:
+            members = [c for group in ranking for c in group]
+            if len(set(members)) != len(members) or not all(0 <= c < n for c in members):
+                raise ValueError(f"ranking {ranking} does not index {n} distinct completions")
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,67 @@ def preference_groups(records: Iterable[PairRecord]) -> list[PreferenceGroup]:
                 completions=tuple(texts[key]),
                 pairs=tuple(pairs[key]),
                 margins=tuple(float(m) for m in group_margins if m is not None) if known else (),
+            )
+        )
+    return groups
+
+
+@dataclass(frozen=True)
+class RankingRecord:
+    """One annotator's whole ranking of a prompt's completions, as a snapshot froze it.
+
+    ``order`` holds tie groups best first; each member is ``(completion key, text)``.
+    """
+
+    prompt_key: Hashable
+    prompt: PromptInput
+    order: tuple[tuple[tuple[Hashable, str], ...], ...]
+
+
+def ranking_groups(records: Iterable[RankingRecord]) -> list[PreferenceGroup]:
+    """Group whole rankings by prompt, each distinct completion once, in first-seen order.
+
+    Every ranking of a prompt (one per annotator) is kept as given, in ``rankings``; its
+    non-tied pairs are also listed in ``pairs`` (each ranking's ``C(k, 2)`` minus ties), so
+    pair metrics and pairwise losses read the same data.
+    """
+    prompts: dict[Hashable, PromptInput] = {}
+    index: dict[Hashable, dict[Hashable, int]] = {}
+    texts: dict[Hashable, list[str]] = {}
+    rankings: dict[Hashable, list[tuple[tuple[int, ...], ...]]] = {}
+    for record in records:
+        if record.prompt_key not in prompts:
+            prompts[record.prompt_key] = record.prompt
+            index[record.prompt_key], texts[record.prompt_key] = {}, []
+            rankings[record.prompt_key] = []
+        seen = index[record.prompt_key]
+        order = []
+        for group in record.order:
+            members = []
+            for key, text in group:
+                if key not in seen:
+                    seen[key] = len(texts[record.prompt_key])
+                    texts[record.prompt_key].append(text)
+                members.append(seen[key])
+            if members:
+                order.append(tuple(members))
+        rankings[record.prompt_key].append(tuple(order))
+    groups = []
+    for key, prompt in prompts.items():
+        pairs = [
+            (winner, loser)
+            for ranking in rankings[key]
+            for rank, group in enumerate(ranking)
+            for winner in group
+            for below in ranking[rank + 1 :]
+            for loser in below
+        ]
+        groups.append(
+            PreferenceGroup(
+                prompt=prompt,
+                completions=tuple(texts[key]),
+                pairs=tuple(pairs),
+                rankings=tuple(rankings[key]),
             )
         )
     return groups

@@ -57,6 +57,8 @@ class EncodedGroup:
     """One margin per pair, or None (no margin)."""
     ref_logps: list[float] | None = None
     """DPO with precomputed reference log-probs: one per sequence."""
+    rankings: list[list[list[int]]] | None = None
+    """Listwise data: each whole ranking as tie groups (best first) of ``sequences`` indices."""
 
 
 def encode_groups(
@@ -90,7 +92,10 @@ def encode_groups(
             prompt_lengths.append(prompt_length)
         margins = list(group.margins) if use_margin and group.margins else None
         if grouped:
-            encoded.append(EncodedGroup(ids, prompt_lengths, list(group.pairs), margins))
+            rankings = [[list(tie) for tie in r] for r in group.rankings] or None
+            encoded.append(
+                EncodedGroup(ids, prompt_lengths, list(group.pairs), margins, rankings=rankings)
+            )
             continue
         for p, (chosen, rejected) in enumerate(group.pairs):
             encoded.append(
@@ -114,6 +119,7 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
     prompt_lengths: list[int] = []
     winners, losers, pair_group, margins = [], [], [], []
     ref_logps: list[float] = []
+    rankings: list[list[list[int]]] = []
     has_margins = any(g.margins is not None for g in groups)
     has_ref = bool(groups) and all(g.ref_logps is not None for g in groups)
     for g, group in enumerate(groups):
@@ -127,6 +133,8 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
             margins.append(group.margins[p] if group.margins is not None else 0.0)
         if has_ref:
             ref_logps.extend(group.ref_logps or ())
+        for ranking in group.rankings or ():
+            rankings.append([[offset + c for c in tie] for tie in ranking])
     input_ids, attention_mask = pad_right(sequences, pad_id)
     positions = torch.arange(input_ids.shape[1])
     lengths = attention_mask.sum(dim=-1, keepdim=True)
@@ -143,7 +151,27 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
         batch["margins"] = torch.tensor(margins, dtype=torch.float32)
     if has_ref:
         batch["ref_logps"] = torch.tensor(ref_logps, dtype=torch.float32)
+    if any(g.rankings for g in groups):
+        from training.core.losses import ranking_tensors
+
+        index, ranks, mask = ranking_tensors(rankings)
+        batch.update(ranking_index=index, ranking_ranks=ranks, ranking_mask=mask)
     return batch
+
+
+def _concat_rankings(parts: Sequence[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    """Stack ``(index, ranks, mask)`` ``[R_i, K_i]`` parts into ``[sum R_i, max K_i]``."""
+    import torch
+    import torch.nn.functional as F
+
+    width = max((index.shape[1] for index, _, _ in parts), default=0)
+
+    def widen(x: Any) -> Any:
+        return F.pad(x, (0, width - x.shape[1]))
+
+    return tuple(  # type: ignore[return-value]
+        torch.cat([widen(part[i]) for part in parts]) for i in range(3)
+    )
 
 
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
@@ -220,6 +248,7 @@ def _make_trainer_class() -> type:
             self.pref_config = pref_config
             self.ref_model = ref_model
             self.reduction = pref_config.grouped_reduction if pref_config.grouped else "pairs"
+            self.listwise = pref_config.loss == "plackett_luce"
             self._window: list[dict[str, Any]] = []
 
         # -- loss -----------------------------------------------------------------------
@@ -259,8 +288,24 @@ def _make_trainer_class() -> type:
         def pair_loss(
             self, outputs: dict[str, Any], inputs: dict[str, Any], reduction: str | None = None
         ) -> tuple[Any, dict[str, Any]]:
-            from training.core.losses import pairwise_bradley_terry_loss, pairwise_dpo_loss
+            from training.core.losses import (
+                pairwise_bradley_terry_loss,
+                pairwise_dpo_loss,
+                plackett_luce_dpo_loss,
+                plackett_luce_loss,
+            )
 
+            config = self.pref_config
+            if self.listwise:
+                # Each completion was forwarded once; every ranking gathers its scores.
+                index = inputs["ranking_index"]
+                ranking = (inputs["ranking_ranks"], inputs["ranking_mask"])
+                if self.kind == "reward":
+                    return plackett_luce_loss(outputs["rewards"][index], *ranking)
+                assert isinstance(config, DPOConfig)
+                return plackett_luce_dpo_loss(
+                    outputs["policy"][index], outputs["ref"][index], *ranking, config.beta
+                )
             reduction = reduction or self.reduction
             pairs = (inputs["winners"], inputs["losers"], inputs["pair_group"])
             if self.kind == "reward":
@@ -270,7 +315,6 @@ def _make_trainer_class() -> type:
                     inputs.get("margins"),
                     reduction,  # type: ignore[arg-type]
                 )
-            config = self.pref_config
             assert isinstance(config, DPOConfig)
             return pairwise_dpo_loss(
                 outputs["policy"],
@@ -319,6 +363,7 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     model.eval()
     outputs: dict[str, list[Any]] = {}
     winners, losers, pair_group, margins = [], [], [], []
+    rankings: list[tuple[Any, Any, Any]] = []
     offset = group_offset = 0
     any_margins = False
     try:
@@ -335,6 +380,14 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
                     margins.append(batch["margins"].cpu())
                 else:
                     margins.append(torch.zeros(batch["winners"].shape[0]))
+                if "ranking_index" in batch:
+                    rankings.append(
+                        (
+                            batch["ranking_index"].cpu() + offset,
+                            batch["ranking_ranks"].cpu(),
+                            batch["ranking_mask"].cpu(),
+                        )
+                    )
                 offset += batch["input_ids"].shape[0]
                 group_offset += len(chunk)
     finally:
@@ -346,6 +399,9 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     }
     if any_margins:
         inputs["margins"] = torch.cat(margins)
+    if rankings:
+        index, ranks, mask = _concat_rankings(rankings)
+        inputs.update(ranking_index=index, ranking_ranks=ranks, ranking_mask=mask)
     _, metrics = trainer.pair_loss({k: torch.cat(v) for k, v in outputs.items()}, inputs)
     return {f"eval/{name}": float(value) for name, value in metrics.items()}
 
@@ -428,10 +484,21 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
         raise TrainingError("the training split has no preference pairs")
     eval_groups = encode_groups(data.eval, **encode)
     n_pairs = sum(len(g.pairs) for g in train_groups)
-    reporter.log(
-        f"{n_pairs} training pairs in {len(train_groups)} examples, "
-        f"{sum(len(g.pairs) for g in eval_groups)} held-out pairs"
-    )
+    if config.loss == "plackett_luce":
+        if not any(g.rankings for g in train_groups):
+            raise TrainingError(
+                "the Plackett-Luce loss trains on whole rankings, and the data has none"
+            )
+        reporter.log(
+            f"{sum(len(g.rankings or ()) for g in train_groups)} training rankings "
+            f"({n_pairs} pairs) over {len(train_groups)} prompts, "
+            f"{sum(len(g.rankings or ()) for g in eval_groups)} held-out rankings"
+        )
+    else:
+        reporter.log(
+            f"{n_pairs} training pairs in {len(train_groups)} examples, "
+            f"{sum(len(g.pairs) for g in eval_groups)} held-out pairs"
+        )
 
     set_seed(config.seed)  # the new score head and LoRA adapters
     reporter.log(f"loading {spec.model_path} on {device}")
