@@ -221,6 +221,7 @@ def encode_completion(
     *,
     use_chat_template: bool,
     max_length: int,
+    conversation_as_text: bool = False,
 ) -> tuple[list[int], int]:
     """Token ids of ``prompt`` + ``completion`` + EOS, and how many of them are the prompt.
 
@@ -229,15 +230,29 @@ def encode_completion(
     budget (cut at its end, where it matters least for a preference), and the prompt keeps
     its last tokens, nearest the completion. Always leaves at least one prompt token and
     one completion token.
+
+    A tokenizer with no EOS (an encoder's: BERT, DeBERTa) ends the completion with its
+    separator token instead, so the input reads ``[CLS] prompt [SEP] completion [SEP]``.
+    ``conversation_as_text`` (reward models, which never generate): a conversation given to
+    a tokenizer with no chat template is read as its plain-text rendering
+    (``User: ...\n\nAssistant: ...``, as a prompt's stored text renders it) rather than
+    refused.
     """
     from generation.backends.transformers import encode_prompt
+    from generation.importers import render_messages
 
     if max_length < 2:
         raise ValueError("max_length must be >= 2")
+    if conversation_as_text and isinstance(prompt, list):
+        if not getattr(tokenizer, "chat_template", None):
+            prompt = render_messages(prompt)  # type: ignore[arg-type]
     prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template)
     completion_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
-    if tokenizer.eos_token_id is not None:
-        completion_ids.append(int(tokenizer.eos_token_id))
+    end = tokenizer.eos_token_id
+    if end is None:
+        end = getattr(tokenizer, "sep_token_id", None)
+    if end is not None:
+        completion_ids.append(int(end))
     if not completion_ids:
         raise ValueError("a completion needs at least one token (the tokenizer has no EOS)")
     if len(prompt_ids) + len(completion_ids) > max_length:

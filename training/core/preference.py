@@ -69,11 +69,14 @@ def encode_groups(
     max_length: int,
     grouped: bool = True,
     use_margin: bool = False,
+    conversation_as_text: bool = False,
 ) -> list[EncodedGroup]:
     """Tokenize ``groups``; groups without a pair are dropped.
 
     ``grouped=False`` splits every pair into a 2-completion group of its own. Margins are
     kept only with ``use_margin`` and only for groups that have them.
+    ``conversation_as_text`` is :func:`~training.core.data.encode_completion`'s (reward
+    models).
     """
     encoded = []
     for group in groups:
@@ -87,6 +90,7 @@ def encode_groups(
                 completion,
                 use_chat_template=use_chat_template,
                 max_length=max_length,
+                conversation_as_text=conversation_as_text,
             )
             ids.append(seq)
             prompt_lengths.append(prompt_length)
@@ -437,6 +441,17 @@ def _precompute_reference(trainer: Any, groups: Sequence[EncodedGroup], pad_id: 
         model.train(was_training)
 
 
+def _pooling_note(model_path: str) -> str:
+    from transformers import AutoConfig
+
+    from training.core.hf import ENCODER_POOLING
+
+    model_type = str(AutoConfig.from_pretrained(model_path).model_type)
+    if model_type in ENCODER_POOLING:
+        return f"{model_type}: {ENCODER_POOLING[model_type][0]}"
+    return f"{model_type}: the score head at the last real token"
+
+
 def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResult:
     """Train a reward model (``spec.kind == "reward"``) or a DPO policy (``"dpo"``).
 
@@ -469,6 +484,10 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
     device = hf.resolve_device(spec.device)
     if device.startswith("cuda:"):
         torch.cuda.set_device(torch.device(device))
+    if spec.kind == "reward":
+        # An architecture no reward model can be built on is refused before any tokenising.
+        architecture = hf.reward_architecture(spec.model_path)
+        reporter.log(f"reward model base: {architecture}, {_pooling_note(spec.model_path)}")
     tokenizer = hf.load_tokenizer(spec.model_path)
     pad_id = int(tokenizer.pad_token_id)
     use_margin = isinstance(config, RewardConfig) and config.use_margin
@@ -478,6 +497,7 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
         "max_length": config.max_length,
         "grouped": config.grouped,
         "use_margin": use_margin,
+        "conversation_as_text": spec.kind == "reward",
     }
     train_groups = encode_groups(data.train, **encode)
     if not train_groups:
