@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "ConfigField",
     "DPOConfig",
+    "KTOConfig",
     "PPOConfig",
     "RewardConfig",
     "SFTConfig",
@@ -362,11 +363,46 @@ class SFTConfig(CommonConfig):
     """Train only on the completion's tokens; off, the prompt's tokens count too."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class KTOConfig(CommonConfig):
+    """Kahneman-Tversky Optimization (TRL's KTOTrainer) on single answers labeled good or bad.
+
+    An example is one prompt with one answer and its label: each of the snapshot's pairs
+    gives its chosen answer as desirable and its rejected answer as undesirable (TRL's
+    ``unpair_preference_dataset``). The reference is the frozen base.
+    """
+
+    batch_size: int = 4
+    """Answers per micro-batch; at least 2, since KTO estimates its KL reference point from
+    the batch's answers paired with other prompts."""
+
+    beta: float = 0.1
+    """Strength of the implicit KL penalty: larger keeps the policy nearer the reference."""
+
+    desirable_weight: float = 1.0
+    """Weight of the loss on desirable answers (raise it when they are fewer)."""
+
+    undesirable_weight: float = 1.0
+    """Weight of the loss on undesirable answers."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        if self.batch_size < 2:
+            yield ConfigError("batch_size", "must be >= 2 (KTO's KL estimate needs a batch)")
+        if not self.beta > 0:
+            yield ConfigError("beta", "must be > 0")
+        if not self.desirable_weight > 0:
+            yield ConfigError("desirable_weight", "must be > 0")
+        if not self.undesirable_weight > 0:
+            yield ConfigError("undesirable_weight", "must be > 0")
+
+
 CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
     "reward": RewardConfig,
     "dpo": DPOConfig,
     "ppo": PPOConfig,
     "sft": SFTConfig,
+    "kto": KTOConfig,
 }
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "RunData",
     "SFTData",
     "SFTExample",
+    "UnpairedData",
+    "UnpairedExample",
     "encode_completion",
     "preference_groups",
     "ranking_groups",
@@ -211,7 +213,24 @@ class PromptData:
     eval: Sequence[PromptInput] = field(default_factory=tuple)
 
 
-RunData = PreferenceData | SFTData | PromptData
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One answer to a prompt, labeled desirable (good) or not (KTO's unpaired format)."""
+
+    prompt: PromptInput
+    completion: str
+    desirable: bool
+
+
+@dataclass(frozen=True)
+class UnpairedData:
+    """KTO data: single labeled answers, train and held-out."""
+
+    train: Sequence[UnpairedExample]
+    eval: Sequence[UnpairedExample] = ()
+
+
+RunData = PreferenceData | SFTData | PromptData | UnpairedData
 
 
 def encode_completion(

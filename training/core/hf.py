@@ -338,7 +338,12 @@ def reward_scores(
 
 
 def training_arguments(
-    config: CommonConfig, output_dir: Path, device: str, **overrides: Any
+    config: CommonConfig,
+    output_dir: Path,
+    device: str,
+    *,
+    arguments_class: type | None = None,
+    **overrides: Any,
 ) -> TrainingArguments:
     """``transformers.TrainingArguments`` for ``config``, checkpointing under ``output_dir``.
 
@@ -346,6 +351,8 @@ def training_arguments(
     scheduler and RNG state, so a resumed run continues where it stopped. ``save_steps=0``
     saves no periodic checkpoint (a stop request still saves one); ``max_grad_norm=0``
     turns clipping off; bf16 mixed precision only on a CUDA device with bf16.
+    ``arguments_class``: a ``TrainingArguments`` subclass (a TRL trainer's config) to build
+    instead, with its own fields among ``overrides``.
     """
     from transformers import TrainingArguments
 
@@ -377,7 +384,7 @@ def training_arguments(
         "dataloader_pin_memory": device != "cpu",
     }
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    return (arguments_class or TrainingArguments)(**kwargs)  # type: ignore[no-any-return]
 
 
 class ReporterCallback:
