@@ -26,6 +26,8 @@ from training.core.data import (
     RunData,
     SFTData,
     SFTExample,
+    UnpairedData,
+    UnpairedExample,
     preference_groups,
     ranking_groups,
 )
@@ -196,6 +198,22 @@ def snapshot_sft_data(*, snapshot: DatasetSnapshot) -> SFTData:
     return SFTData(train=examples[TRAIN], eval=examples[EVAL])
 
 
+def snapshot_unpaired_data(*, snapshot: DatasetSnapshot) -> UnpairedData:
+    """KTO data: each non-tie pair's chosen answer as desirable and its rejected answer as
+    undesirable (TRL's ``unpair_preference_dataset``), by split, in the snapshot's order."""
+    rows = _rows(snapshot).filter(is_tie=False)
+    prompts = _prompts_of(rows)
+    texts = _texts_of(rows)
+    examples: dict[str, list[UnpairedExample]] = {TRAIN: [], EVAL: []}
+    for prompt_id, chosen_id, rejected_id, split in rows.order_by("id").values_list(
+        "prompt_id", "chosen_id", "rejected_id", "split"
+    ):
+        prompt = prompts[prompt_id]
+        examples[split].append(UnpairedExample(prompt, texts[chosen_id], True))
+        examples[split].append(UnpairedExample(prompt, texts[rejected_id], False))
+    return UnpairedData(train=examples[TRAIN], eval=examples[EVAL])
+
+
 def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
     """The snapshot's distinct prompts by split, in the order they were first seen."""
     rows = _rows(snapshot)
@@ -219,6 +237,7 @@ def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = 
         "dpo": snapshot_preference_data,
         "sft": snapshot_sft_data,
         "ppo": snapshot_prompt_data,
+        "kto": snapshot_unpaired_data,
     }
     if kind not in readers:
         raise ValueError(f"unknown kind of run {kind!r}")

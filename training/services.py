@@ -40,6 +40,7 @@ KIND_SHORT_NAMES: dict[str, str] = {
     TrainingRun.Kind.DPO: "DPO",
     TrainingRun.Kind.PPO: "PPO",
     TrainingRun.Kind.SFT: "SFT",
+    TrainingRun.Kind.KTO: "KTO",
 }
 SCORING_CHUNK = 256
 _NAME_LENGTH = 200
@@ -117,7 +118,7 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
                 "train split (the Plackett-Luce loss trains on whole rankings)",
                 field="snapshot",
             )
-    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
+    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO, TrainingRun.Kind.KTO):
         if not train.filter(is_tie=False).exists():
             raise RunError(
                 f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "

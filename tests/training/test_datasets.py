@@ -175,3 +175,17 @@ def test_it_reads_rankings_in_a_fixed_number_of_queries(db, django_assert_max_nu
     with django_assert_max_num_queries(2):
         data = datasets.snapshot_ranking_data(snapshot=snap)
     assert len(data.train) == 15
+
+
+def test_it_unpairs_the_pairs_into_good_and_bad_answers_for_kto(db) -> None:  # type: ignore[no-untyped-def]
+    snap = labeled_snapshot(prompts=2, k=3)
+
+    data = datasets.snapshot_run_data(snapshot=snap, kind="kto")
+
+    texts = _texts()
+    rows = SnapshotRow.objects.filter(snapshot=snap).order_by("id")
+    expected = []
+    for row in rows:
+        prompt = row.prompt.text
+        expected += [(prompt, texts[row.chosen_id], True), (prompt, texts[row.rejected_id], False)]
+    assert [(e.prompt, e.completion, e.desirable) for e in data.train] == expected

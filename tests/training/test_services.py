@@ -421,3 +421,29 @@ def test_it_trains_a_listwise_reward_model_on_the_snapshots_rankings(
     run.refresh_from_db()
     assert "rankings" in run.log_tail
     assert "eval/rewards/top1_accuracies" in run.eval_metrics
+
+
+def test_it_trains_kto_on_the_snapshots_answers_and_registers_the_policy(
+    db, tiny_model_path, settings
+) -> None:  # type: ignore[no-untyped-def]
+    ranked = labeled_snapshot(prompts=3, k=2, mode="pairwise", eval_fraction=0.3, seed=2)
+    run = services.training_run_create(
+        kind="kto",
+        base_model=tiny_policy(tiny_model_path),
+        snapshot=ranked,
+        config={"max_steps": 2, "max_length": 64, "batch_size": 2},
+    )
+    assert run.name.startswith("KTO · ")
+
+    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+
+    run.refresh_from_db()
+    assert run.output_model is not None and run.output_model.parent_id == run.base_model_id
+    assert TrainingMetric.objects.filter(run=run).exists()
+
+
+def test_it_needs_pairs_for_kto(base) -> None:  # type: ignore[no-untyped-def]
+    tied = labeled_snapshot(prompts=2, k=2, mode="pairwise", order="tie", ties="keep")
+    with pytest.raises(RunError, match="train split") as caught:
+        services.training_run_create(kind="kto", base_model=base, snapshot=tied)
+    assert caught.value.field == "snapshot"
