@@ -81,6 +81,20 @@ def _check_trainable(model: PolicyModel) -> None:
         )
 
 
+def _check_reward_base(kind: str, model: PolicyModel) -> None:
+    """A reward run's base must be an architecture a reward model can be built on; a local
+    folder's config says so at once (a hub id, or a folder without one, is checked when the
+    run starts)."""
+    if kind != TrainingRun.Kind.REWARD or not (Path(model.source) / "config.json").is_file():
+        return
+    from training.core.hf import reward_architecture
+
+    try:
+        reward_architecture(model.source)
+    except TrainingError as exc:
+        raise RunError(str(exc), field="base_model") from exc
+
+
 def reward_run_check_finished(reward_run: TrainingRun) -> None:
     """Raise unless ``reward_run`` is a reward-model run that finished with a saved model
     (what PPO, job scoring and labeling assistance all need)."""
@@ -183,6 +197,7 @@ def training_run_create(
         )
     stored_config = _validated_config(kind, config)
     _check_trainable(base_model)
+    _check_reward_base(kind, base_model)
     _check_reward_run(kind, reward_run)
     _check_data(kind, snapshot, stored_config)
     name = name.strip()

@@ -447,3 +447,17 @@ def test_it_needs_pairs_for_kto(base) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="train split") as caught:
         services.training_run_create(kind="kto", base_model=base, snapshot=tied)
     assert caught.value.field == "snapshot"
+
+
+def test_it_refuses_a_reward_base_no_reward_model_can_be_built_on(db, tmp_path, snapshot) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoConfig
+
+    folder = tmp_path / "t5"
+    AutoConfig.for_model("t5").save_pretrained(folder)
+    t5 = tiny_policy(folder, name="t5")
+
+    with pytest.raises(RunError, match="encoder-decoder") as caught:
+        services.training_run_create(kind="reward", base_model=t5, snapshot=snapshot)
+
+    assert caught.value.field == "base_model"
+    services.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
