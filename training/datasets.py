@@ -104,6 +104,7 @@ def snapshot_rankings(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRec
             Ranking.objects.filter(pk__in=ids[start : start + chunk_size])
             .order_by("id")
             .values_list(
+                "scores",
                 "order",
                 "task__prompt_id",
                 "task__prompt__text",
@@ -113,16 +114,19 @@ def snapshot_rankings(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRec
         )
         texts = dict(
             Completion.objects.filter(
-                pk__in={c for order, *_ in rankings for group in order for c in group}
+                pk__in={c for _, order, *_ in rankings for group in order for c in group}
             ).values_list("pk", "text")
         )
-        for order, prompt_id, text, messages, prompt_hash in rankings:
+        for scores, order, prompt_id, text, messages, prompt_hash in rankings:
             split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
             records[split].append(
                 RankingRecord(
                     prompt_key=prompt_id,
                     prompt=prompt_input(text, messages),
                     order=tuple(tuple((c, texts[c]) for c in group) for group in order),
+                    scores=tuple(
+                        (int(c), float(v)) for c, v in (scores or {}).items() if v is not None
+                    ),
                 )
             )
     return records
@@ -229,7 +233,7 @@ def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
 
 def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = False) -> RunData:
     """The data a run of ``kind`` trains on; ``listwise`` (reward and DPO runs with the
-    Plackett-Luce loss) reads whole rankings instead of pairs."""
+    Plackett-Luce or score-regression loss) reads whole rankings instead of pairs."""
     if listwise and kind in ("reward", "dpo"):
         return snapshot_ranking_data(snapshot=snapshot)
     readers: dict[str, Any] = {

@@ -123,10 +123,16 @@ def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
 
 def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any]) -> None:
     train = SnapshotRow.objects.filter(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
-    listwise = config.get("loss") == "plackett_luce"
-    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO) and listwise:
+    loss = config.get("loss", "pairwise")
+    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO) and loss != "pairwise":
         rankings = datasets.snapshot_rankings(snapshot=snapshot)[SnapshotRow.Split.TRAIN]
-        if not any(len(r.order) >= 2 for r in rankings):
+        if loss == "score_regression" and not any(r.scores for r in rankings):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no scored answer in its train split "
+                "(score regression trains on the rankings' 1-7 scores)",
+                field="snapshot",
+            )
+        if loss == "plackett_luce" and not any(len(r.order) >= 2 for r in rankings):
             raise RunError(
                 f"snapshot {snapshot.name!r} has no ranking that orders two completions in its "
                 "train split (the Plackett-Luce loss trains on whole rankings)",
@@ -382,7 +388,7 @@ def _train(run: TrainingRun) -> str:
     data = datasets.snapshot_run_data(
         snapshot=run.snapshot,
         kind=run.kind,
-        listwise=getattr(spec.config, "loss", "pairwise") == "plackett_luce",
+        listwise=getattr(spec.config, "loss", "pairwise") != "pairwise",
     )
     reporter = RunReporter(run.pk)
     if resume_from is not None:

@@ -189,3 +189,15 @@ def test_it_unpairs_the_pairs_into_good_and_bad_answers_for_kto(db) -> None:  # 
         prompt = row.prompt.text
         expected += [(prompt, texts[row.chosen_id], True), (prompt, texts[row.rejected_id], False)]
     assert [(e.prompt, e.completion, e.desirable) for e in data.train] == expected
+
+
+def test_it_reads_each_rankings_scores_for_score_regression(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=1, k=3, ask_scores=True)
+    alice = UserFactory(username="alice", roles=["annotator"])
+    label_queue(queue, alice, scores_from=lambda ids: {str(ids[0]): 7, str(ids[2]): 2})
+    snap = snapshots.snapshot_build(name="scored", spec=snapshots.SnapshotFilter(queues=[queue.pk]))
+
+    (group,) = datasets.snapshot_ranking_data(snapshot=snap).train
+
+    # Display order is best first: the scores line up with the ranking's flattened order.
+    assert group.ranking_scores == ((7.0, None, 2.0),)

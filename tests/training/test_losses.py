@@ -33,6 +33,7 @@ from training.core.losses import (
     ppo_value_loss,
     ranked_pairs,
     ranking_tensors,
+    score_regression_loss,
     sequence_logps,
     shaped_rewards,
 )
@@ -890,3 +891,35 @@ def test_fixed_kl_controller_keeps_beta() -> None:
     controller.update(current_kl=100.0, n_steps=100)
 
     assert controller.value == 0.05
+
+
+def test_score_regression_matches_hand_computed_value() -> None:
+    # Ranking 0 scored 7, 4, (none); ranking 1 scored 1, padded (NaN there).
+    rewards = t([[2.5, 0.5, 9.0], [-1.0, 0.0, float("nan")]], True)
+    scores = t([[7.0, 4.0, float("nan")], [1.0, float("nan"), float("nan")]])
+    scored = torch.tensor([[True, True, False], [True, False, False]])
+    ranks = _long([[0, 1, 2], [0, 1, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+
+    loss, metrics = score_regression_loss(rewards, scores, scored, ranks, mask)
+    loss.backward()
+
+    # Targets: 7 - 4 = 3, 4 - 4 = 0, 1 - 4 = -3; errors -0.5, 0.5, 2.0.
+    close(loss, (0.25 + 0.25 + 4.0) / 3)
+    close(metrics["rewards/score_mae"], (0.5 + 0.5 + 2.0) / 3)
+    assert_detached(metrics)
+    assert rewards.grad is not None and torch.isfinite(rewards.grad).all()
+    assert rewards.grad[0, 2] == 0 and rewards.grad[1, 1] == 0  # unscored answers
+    close(rewards.grad[0, 0], 2 * -0.5 / 3)
+
+
+def test_score_regression_with_no_rating_is_zero() -> None:
+    rewards = t([[1.0, 2.0]], True)
+
+    loss, _ = score_regression_loss(
+        rewards, t([[0.0, 0.0]]), torch.zeros(1, 2), _long([[0, 1]]), torch.ones(1, 2)
+    )
+    loss.backward()
+
+    close(loss, 0.0)
+    assert rewards.grad is not None and (rewards.grad == 0).all()

@@ -174,3 +174,54 @@ def test_it_refuses_pair_data_for_the_listwise_loss(tiny_model_path: Path, tmp_p
 
     with pytest.raises(TrainingError, match="whole rankings"):
         run("reward", tiny_model_path, tmp_path, cfg, data)
+
+
+def test_it_regresses_a_reward_model_on_the_rankings_scores(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    scored = [
+        RankingRecord(
+            prompt_key="capital",
+            prompt=CAPITAL,
+            order=((("a", "Paris."),), (("b", "Berlin."),)),
+            scores=(("a", 7.0), ("b", 2.0)),
+        ),
+        RankingRecord(
+            prompt_key="nice",
+            prompt=NICE,
+            order=((("c", "Thank you!"),), (("d", "No."),)),
+            scores=(("c", 6.0),),  # "No." was not scored
+        ),
+    ]
+    data = PreferenceData(train=ranking_groups(scored))
+    assert data.train[1].ranking_scores == ((6.0, None),)
+    cfg = RewardConfig(
+        learning_rate=1e-3,
+        batch_size=2,
+        max_steps=8,
+        logging_steps=1,
+        max_length=64,
+        loss="score_regression",
+    )
+    init = tmp_path / "init"
+    tokenizer = load_tokenizer(str(tiny_model_path))
+    load_reward_model(str(tiny_model_path), tokenizer, seed=0).save_pretrained(init)
+    tokenizer.save_pretrained(init)
+    before = RewardScorer(str(init), device="cpu", max_length=64).score(
+        [(CAPITAL, "Paris."), (CAPITAL, "Berlin."), (NICE, "Thank you!")]
+    )
+    targets = [3.0, -2.0, 2.0]  # score - 4
+
+    result, reporter = run("reward", tiny_model_path, tmp_path / "run", cfg, data)
+
+    first = reporter.reports[0].metrics
+    expected = sum((b - t) ** 2 for b, t in zip(before, targets, strict=True)) / 3
+    assert first["loss"] == pytest.approx(expected, abs=1e-4)
+    assert losses(reporter)[-1] < losses(reporter)[0]
+    assert result.final_dir is not None
+    after = RewardScorer(str(result.final_dir), device="cpu", max_length=64).score(
+        [(CAPITAL, "Paris."), (CAPITAL, "Berlin."), (NICE, "Thank you!")]
+    )
+    assert sum(abs(a - t) for a, t in zip(after, targets, strict=True)) < sum(
+        abs(b - t) for b, t in zip(before, targets, strict=True)
+    )

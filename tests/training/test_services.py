@@ -461,3 +461,11 @@ def test_it_refuses_a_reward_base_no_reward_model_can_be_built_on(db, tmp_path, 
 
     assert caught.value.field == "base_model"
     services.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
+
+
+def test_it_needs_scored_answers_for_score_regression(base, snapshot) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RunError, match="no scored answer") as caught:
+        services.training_run_create(
+            kind="reward", base_model=base, snapshot=snapshot, config={"loss": "score_regression"}
+        )
+    assert caught.value.field == "snapshot"

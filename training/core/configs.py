@@ -40,6 +40,7 @@ PairReduction = Literal["prompt", "pairs"]
 KLEstimator = Literal["k1", "k2", "k3"]
 RolloutBackend = Literal["transformers", "vllm"]
 RankingLoss = Literal["pairwise", "plackett_luce"]
+RewardLoss = Literal["pairwise", "plackett_luce", "score_regression"]
 
 
 class ConfigError(ValueError):
@@ -177,21 +178,23 @@ class RewardConfig(CommonConfig):
     grouped_reduction: PairReduction = "prompt"
     """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
 
-    loss: RankingLoss = "pairwise"
+    loss: RewardLoss = "pairwise"
     """"pairwise": Bradley-Terry on the snapshot's pairs; "plackett_luce": the
     Plackett-Luce likelihood of each whole ranking the snapshot froze (listwise: every
-    annotator's ranking as given, ties kept apart; needs ``grouped``, no margin)."""
+    annotator's ranking as given, ties kept apart); "score_regression": squared error to
+    each answer's 1-7 score minus 4, on the rankings' scores. The last two need
+    ``grouped`` and take no margin."""
 
     def _value_errors(self) -> Iterator[ConfigError]:
         yield from super()._value_errors()
         yield from _listwise_errors(self.loss, self.grouped)
-        if self.loss == "plackett_luce" and self.use_margin:
-            yield ConfigError("use_margin", "the Plackett-Luce loss takes no margin")
+        if self.loss != "pairwise" and self.use_margin:
+            yield ConfigError("use_margin", f"the {self.loss} loss takes no margin")
 
 
 def _listwise_errors(loss: str, grouped: bool) -> Iterator[ConfigError]:
-    if loss == "plackett_luce" and not grouped:
-        yield ConfigError("grouped", "the Plackett-Luce loss needs grouped (whole rankings)")
+    if loss != "pairwise" and not grouped:
+        yield ConfigError("grouped", f"the {loss} loss needs grouped (whole rankings)")
 
 
 @dataclass(frozen=True, kw_only=True)

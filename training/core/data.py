@@ -47,7 +47,9 @@ class PreferenceGroup:
 
     ``rankings`` (listwise data, see :func:`ranking_groups`) holds each annotator's whole
     ranking of the prompt's completions: tie groups best first, each a tuple of indices
-    into ``completions``. Empty for pair data.
+    into ``completions``. Empty for pair data. ``ranking_scores`` holds, per ranking, the
+    annotator's score of each of its completions in that flattened order (None where not
+    scored), or is empty when no ranking has scores.
     """
 
     prompt: PromptInput
@@ -55,6 +57,7 @@ class PreferenceGroup:
     pairs: tuple[tuple[int, int], ...]
     margins: tuple[float, ...] = ()
     rankings: tuple[tuple[tuple[int, ...], ...], ...] = ()
+    ranking_scores: tuple[tuple[float | None, ...], ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.completions)
@@ -67,6 +70,10 @@ class PreferenceGroup:
             members = [c for group in ranking for c in group]
             if len(set(members)) != len(members) or not all(0 <= c < n for c in members):
                 raise ValueError(f"ranking {ranking} does not index {n} distinct completions")
+        if self.ranking_scores and [len(s) for s in self.ranking_scores] != [
+            sum(len(group) for group in r) for r in self.rankings
+        ]:
+            raise ValueError("ranking_scores must hold one score (or None) per ranked completion")
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,13 @@ class RankingRecord:
     """One annotator's whole ranking of a prompt's completions, as a snapshot froze it.
 
     ``order`` holds tie groups best first; each member is ``(completion key, text)``.
+    ``scores`` maps a completion key to the annotator's score of it (1-7), where given.
     """
 
     prompt_key: Hashable
     prompt: PromptInput
     order: tuple[tuple[tuple[Hashable, str], ...], ...]
+    scores: tuple[tuple[Hashable, float], ...] = ()
 
 
 def ranking_groups(records: Iterable[RankingRecord]) -> list[PreferenceGroup]:
@@ -143,13 +152,15 @@ def ranking_groups(records: Iterable[RankingRecord]) -> list[PreferenceGroup]:
     index: dict[Hashable, dict[Hashable, int]] = {}
     texts: dict[Hashable, list[str]] = {}
     rankings: dict[Hashable, list[tuple[tuple[int, ...], ...]]] = {}
+    scores: dict[Hashable, list[tuple[float | None, ...]]] = {}
     for record in records:
         if record.prompt_key not in prompts:
             prompts[record.prompt_key] = record.prompt
             index[record.prompt_key], texts[record.prompt_key] = {}, []
-            rankings[record.prompt_key] = []
+            rankings[record.prompt_key], scores[record.prompt_key] = [], []
         seen = index[record.prompt_key]
-        order = []
+        given = dict(record.scores)
+        order, ranking_scores = [], []
         for group in record.order:
             members = []
             for key, text in group:
@@ -157,9 +168,11 @@ def ranking_groups(records: Iterable[RankingRecord]) -> list[PreferenceGroup]:
                     seen[key] = len(texts[record.prompt_key])
                     texts[record.prompt_key].append(text)
                 members.append(seen[key])
+                ranking_scores.append(given.get(key))
             if members:
                 order.append(tuple(members))
         rankings[record.prompt_key].append(tuple(order))
+        scores[record.prompt_key].append(tuple(ranking_scores))
     groups = []
     for key, prompt in prompts.items():
         pairs = [
@@ -176,6 +189,9 @@ def ranking_groups(records: Iterable[RankingRecord]) -> list[PreferenceGroup]:
                 completions=tuple(texts[key]),
                 pairs=tuple(pairs),
                 rankings=tuple(rankings[key]),
+                ranking_scores=(
+                    tuple(scores[key]) if any(v is not None for r in scores[key] for v in r) else ()
+                ),
             )
         )
     return groups

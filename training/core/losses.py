@@ -64,6 +64,7 @@ __all__ = [
     "ppo_value_loss",
     "ranked_pairs",
     "ranking_tensors",
+    "score_regression_loss",
     "sequence_logps",
     "shaped_rewards",
     "token_logps",
@@ -679,6 +680,38 @@ def plackett_luce_dpo_loss(
     logps = _ranking_metrics(policy_logps, ranks, mask, loss)
     metrics["logps/chosen"] = logps["rewards/chosen"]
     metrics["logps/rejected"] = logps["rewards/rejected"]
+    return loss, metrics
+
+
+def score_regression_loss(
+    rewards: Tensor,
+    scores: Tensor,
+    scored: Tensor,
+    ranks: Tensor,
+    mask: Tensor,
+    midpoint: float = 4.0,
+) -> tuple[Tensor, Metrics]:
+    """Reward-model loss on absolute ratings: mean of ``(r - (s - midpoint))^2`` over the
+    answers an annotator scored.
+
+    Shapes: ``rewards [R, K]``, ``scores [R, K]`` (the 1-7 ratings; any value where not
+    scored, NaN included), ``scored [R, K]`` (which answers have a rating), ``ranks [R, K]``
+    and ``mask [R, K]`` as in :func:`plackett_luce_loss` -> ``(loss [], metrics)``. The
+    target is the score minus the scale's ``midpoint``, so a reward reads in rating units
+    around 0. Metrics: ``loss``; the pair metrics of :func:`plackett_luce_loss` over each
+    ranking's order (so runs compare with the ranking losses); ``rewards/score_mae``, the
+    mean absolute error in rating units. No rating gives a loss of 0.
+    """
+    _check_rankings(rewards, ranks, mask)
+    if scores.shape != rewards.shape or scored.shape != rewards.shape:
+        raise ValueError("scores and scored must have the shape of rewards")
+    use = _as_bool(scored) & _as_bool(mask)
+    zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+    target = torch.where(use, scores.to(rewards.dtype) - midpoint, zero)
+    error = torch.where(use, rewards, zero) - target
+    loss = masked_mean(error**2, use)
+    metrics = _ranking_metrics(rewards, ranks, mask, loss)
+    metrics["rewards/score_mae"] = masked_mean(error.detach().abs(), use)
     return loss, metrics
 
 

@@ -59,6 +59,8 @@ class EncodedGroup:
     """DPO with precomputed reference log-probs: one per sequence."""
     rankings: list[list[list[int]]] | None = None
     """Listwise data: each whole ranking as tie groups (best first) of ``sequences`` indices."""
+    ranking_scores: list[list[float | None]] | None = None
+    """Per ranking, each ranked completion's 1-7 score (None: not scored), flattened order."""
 
 
 def encode_groups(
@@ -97,8 +99,16 @@ def encode_groups(
         margins = list(group.margins) if use_margin and group.margins else None
         if grouped:
             rankings = [[list(tie) for tie in r] for r in group.rankings] or None
+            scores = [list(r) for r in group.ranking_scores] or None
             encoded.append(
-                EncodedGroup(ids, prompt_lengths, list(group.pairs), margins, rankings=rankings)
+                EncodedGroup(
+                    ids,
+                    prompt_lengths,
+                    list(group.pairs),
+                    margins,
+                    rankings=rankings,
+                    ranking_scores=scores,
+                )
             )
             continue
         for p, (chosen, rejected) in enumerate(group.pairs):
@@ -124,6 +134,7 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
     winners, losers, pair_group, margins = [], [], [], []
     ref_logps: list[float] = []
     rankings: list[list[list[int]]] = []
+    ranking_scores: list[list[float | None]] = []
     has_margins = any(g.margins is not None for g in groups)
     has_ref = bool(groups) and all(g.ref_logps is not None for g in groups)
     for g, group in enumerate(groups):
@@ -137,8 +148,12 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
             margins.append(group.margins[p] if group.margins is not None else 0.0)
         if has_ref:
             ref_logps.extend(group.ref_logps or ())
-        for ranking in group.rankings or ():
+        for r, ranking in enumerate(group.rankings or ()):
             rankings.append([[offset + c for c in tie] for tie in ranking])
+            if group.ranking_scores is not None:
+                ranking_scores.append(group.ranking_scores[r])
+            else:
+                ranking_scores.append([None] * sum(len(tie) for tie in ranking))
     input_ids, attention_mask = pad_right(sequences, pad_id)
     positions = torch.arange(input_ids.shape[1])
     lengths = attention_mask.sum(dim=-1, keepdim=True)
@@ -160,22 +175,27 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
 
         index, ranks, mask = ranking_tensors(rankings)
         batch.update(ranking_index=index, ranking_ranks=ranks, ranking_mask=mask)
+        scores = torch.zeros(index.shape, dtype=torch.float32)
+        scored = torch.zeros(index.shape, dtype=torch.bool)
+        for row, values in enumerate(ranking_scores):
+            for column, value in enumerate(values):
+                if value is not None:
+                    scores[row, column], scored[row, column] = float(value), True
+        batch.update(ranking_scores=scores, ranking_scored=scored)
     return batch
 
 
-def _concat_rankings(parts: Sequence[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
-    """Stack ``(index, ranks, mask)`` ``[R_i, K_i]`` parts into ``[sum R_i, max K_i]``."""
+def _concat_rankings(parts: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Stack ``(index, ranks, mask, ...)`` ``[R_i, K_i]`` parts into ``[sum R_i, max K_i]``."""
     import torch
     import torch.nn.functional as F
 
-    width = max((index.shape[1] for index, _, _ in parts), default=0)
+    width = max((part[0].shape[1] for part in parts), default=0)
 
     def widen(x: Any) -> Any:
         return F.pad(x, (0, width - x.shape[1]))
 
-    return tuple(  # type: ignore[return-value]
-        torch.cat([widen(part[i]) for part in parts]) for i in range(3)
-    )
+    return tuple(torch.cat([widen(part[i]) for part in parts]) for i in range(len(parts[0])))
 
 
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
@@ -252,7 +272,7 @@ def _make_trainer_class() -> type:
             self.pref_config = pref_config
             self.ref_model = ref_model
             self.reduction = pref_config.grouped_reduction if pref_config.grouped else "pairs"
-            self.listwise = pref_config.loss == "plackett_luce"
+            self.listwise = pref_config.loss != "pairwise"
             self._window: list[dict[str, Any]] = []
 
         # -- loss -----------------------------------------------------------------------
@@ -297,6 +317,7 @@ def _make_trainer_class() -> type:
                 pairwise_dpo_loss,
                 plackett_luce_dpo_loss,
                 plackett_luce_loss,
+                score_regression_loss,
             )
 
             config = self.pref_config
@@ -304,6 +325,9 @@ def _make_trainer_class() -> type:
                 # Each completion was forwarded once; every ranking gathers its scores.
                 index = inputs["ranking_index"]
                 ranking = (inputs["ranking_ranks"], inputs["ranking_mask"])
+                if self.kind == "reward" and config.loss == "score_regression":
+                    scores = (inputs["ranking_scores"], inputs["ranking_scored"])
+                    return score_regression_loss(outputs["rewards"][index], *scores, *ranking)
                 if self.kind == "reward":
                     return plackett_luce_loss(outputs["rewards"][index], *ranking)
                 assert isinstance(config, DPOConfig)
@@ -390,6 +414,8 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
                             batch["ranking_index"].cpu() + offset,
                             batch["ranking_ranks"].cpu(),
                             batch["ranking_mask"].cpu(),
+                            batch["ranking_scores"].cpu(),
+                            batch["ranking_scored"].cpu(),
                         )
                     )
                 offset += batch["input_ids"].shape[0]
@@ -404,8 +430,14 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     if any_margins:
         inputs["margins"] = torch.cat(margins)
     if rankings:
-        index, ranks, mask = _concat_rankings(rankings)
-        inputs.update(ranking_index=index, ranking_ranks=ranks, ranking_mask=mask)
+        index, ranks, mask, scores, scored = _concat_rankings(rankings)
+        inputs.update(
+            ranking_index=index,
+            ranking_ranks=ranks,
+            ranking_mask=mask,
+            ranking_scores=scores,
+            ranking_scored=scored,
+        )
     _, metrics = trainer.pair_loss({k: torch.cat(v) for k, v in outputs.items()}, inputs)
     return {f"eval/{name}": float(value) for name, value in metrics.items()}
 
@@ -504,10 +536,12 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
         raise TrainingError("the training split has no preference pairs")
     eval_groups = encode_groups(data.eval, **encode)
     n_pairs = sum(len(g.pairs) for g in train_groups)
-    if config.loss == "plackett_luce":
+    if config.loss == "score_regression" and not any(g.ranking_scores for g in train_groups):
+        raise TrainingError("score regression trains on the rankings' scores, and none has any")
+    if config.loss != "pairwise":
         if not any(g.rankings for g in train_groups):
             raise TrainingError(
-                "the Plackett-Luce loss trains on whole rankings, and the data has none"
+                f"the {config.loss} loss trains on whole rankings, and the data has none"
             )
         reporter.log(
             f"{sum(len(g.rankings or ()) for g in train_groups)} training rankings "
