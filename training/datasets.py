@@ -16,8 +16,8 @@ from django.db.models import Q, QuerySet
 
 from generation.backends import PromptInput
 from generation.models import Completion, Prompt
-from labeling.models import DatasetSnapshot, Demonstration, Ranking, SnapshotRow
-from labeling.snapshots import snapshot_split_of
+from labeling.models import DatasetSnapshot, SnapshotDemonstration, SnapshotRow
+from labeling.snapshots import snapshot_rankings
 from training.core.data import (
     PairRecord,
     PreferenceData,
@@ -86,70 +86,66 @@ def snapshot_preference_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
     )
 
 
-def snapshot_rankings(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRecord]]:
-    """The whole rankings the snapshot froze, as given (tie groups best first), by split.
+def snapshot_ranking_records(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRecord]]:
+    """The listwise records the snapshot froze at build, by split: the one place listwise
+    training reads rankings from.
 
-    The one place listwise training reads rankings from: each of the snapshot's
-    ``ranking_ids`` (the rankings whose comparisons passed its filter), split by prompt as
-    its rows are. Its aggregation, agreement and tie settings shape pairs, not rankings:
-    every annotator's ranking is kept whole.
+    Each is :func:`labeling.snapshots.snapshot_rankings`' record (after the snapshot's
+    filters and aggregation: one per annotator's ranking under `all`, one per prompt
+    otherwise), its completions best first with their ranks (equal ranks are a tie) and
+    scores, turned back into tie groups.
     """
     records: dict[str, list[RankingRecord]] = {TRAIN: [], EVAL: []}
-    ids = list(snapshot.ranking_ids or ())
-    if not ids:
-        return records
-    chunk_size = 2000  # a bounded number of SQL parameters per query
-    for start in range(0, len(ids), chunk_size):
-        rankings = list(
-            Ranking.objects.filter(pk__in=ids[start : start + chunk_size])
-            .order_by("id")
-            .values_list(
-                "scores",
-                "order",
-                "task__prompt_id",
-                "task__prompt__text",
-                "task__prompt__messages",
-                "task__prompt__content_hash",
+    frozen = list(
+        snapshot_rankings(snapshot=snapshot).values_list(
+            "completion_ids",
+            "ranks",
+            "scores",
+            "split",
+            "prompt_id",
+            "prompt__text",
+            "prompt__messages",
+        )
+    )
+    # Answers are never edited (the record is append-only), so their texts are the frozen ones.
+    texts = dict(
+        Completion.objects.filter(pk__in={c for ids, *_ in frozen for c in ids}).values_list(
+            "pk", "text"
+        )
+    )
+    for ids, ranks, scores, split, prompt_id, text, messages in frozen:
+        groups: dict[int, list[tuple[int, str]]] = {}
+        for completion, rank in zip(ids, ranks, strict=True):
+            groups.setdefault(int(rank), []).append((completion, texts[completion]))
+        records[split].append(
+            RankingRecord(
+                prompt_key=prompt_id,
+                prompt=prompt_input(text, messages),
+                order=tuple(tuple(groups[rank]) for rank in sorted(groups)),
+                scores=tuple(
+                    (c, float(v)) for c, v in zip(ids, scores or (), strict=False) if v is not None
+                ),
             )
         )
-        texts = dict(
-            Completion.objects.filter(
-                pk__in={c for _, order, *_ in rankings for group in order for c in group}
-            ).values_list("pk", "text")
-        )
-        for scores, order, prompt_id, text, messages, prompt_hash in rankings:
-            split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
-            records[split].append(
-                RankingRecord(
-                    prompt_key=prompt_id,
-                    prompt=prompt_input(text, messages),
-                    order=tuple(tuple((c, texts[c]) for c in group) for group in order),
-                    scores=tuple(
-                        (int(c), float(v)) for c, v in (scores or {}).items() if v is not None
-                    ),
-                )
-            )
     return records
 
 
 def snapshot_ranking_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
     """Listwise data: the snapshot's whole rankings grouped by prompt, train and held-out."""
-    records = snapshot_rankings(snapshot=snapshot)
+    records = snapshot_ranking_records(snapshot=snapshot)
     return PreferenceData(train=ranking_groups(records[TRAIN]), eval=ranking_groups(records[EVAL]))
 
 
 def snapshot_demonstrations(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
-    """The snapshot's demonstrations by split, split by prompt as the snapshot's rows are."""
+    """The demonstrations frozen with the snapshot (their texts as they were at build),
+    by split, split by prompt as the snapshot's rows are."""
     examples: dict[str, list[SFTExample]] = {TRAIN: [], EVAL: []}
-    if not snapshot.demonstration_ids:
-        return examples
     demos = (
-        Demonstration.objects.filter(pk__in=snapshot.demonstration_ids)
+        SnapshotDemonstration.objects.filter(snapshot=snapshot)
         .order_by("id")
-        .values_list("text", "prompt__text", "prompt__messages", "prompt__content_hash")
+        .values_list("text", "prompt__text", "prompt__messages", "split")
     )
-    for text, prompt_text, messages, prompt_hash in demos:
-        split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
+    for text, prompt_text, messages, split in demos:
         examples[split].append(
             SFTExample(prompt=prompt_input(prompt_text, messages), completion=text)
         )

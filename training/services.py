@@ -125,7 +125,7 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
     train = SnapshotRow.objects.filter(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
     loss = config.get("loss", "pairwise")
     if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO) and loss != "pairwise":
-        rankings = datasets.snapshot_rankings(snapshot=snapshot)[SnapshotRow.Split.TRAIN]
+        rankings = datasets.snapshot_ranking_records(snapshot=snapshot)[SnapshotRow.Split.TRAIN]
         if loss == "score_regression" and not any(r.scores for r in rankings):
             raise RunError(
                 f"snapshot {snapshot.name!r} has no scored answer in its train split "
