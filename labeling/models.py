@@ -449,3 +449,36 @@ class SnapshotDemonstration(models.Model):
 
     def __str__(self) -> str:
         return f"demonstration {self.pk} of snapshot {self.snapshot_id}"
+
+
+class LabelReview(models.Model):
+    """A lead's verdict on one version of an annotator's label: append-only.
+
+    The verdict that counts for a label is the latest review of its current version; an
+    annotator who changes a rejected label makes a new version, which starts unreviewed. A
+    rejected label is left out of snapshots built afterwards, and its annotator sees why.
+    """
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="reviews")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_reviews"
+    )
+    # The RankingVersion.version reviewed (Ranking.version when the review was made).
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "annotator", "version"])]
+
+    def __str__(self) -> str:
+        return f"{self.status} v{self.version} of task {self.task_id}"

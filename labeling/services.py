@@ -57,8 +57,9 @@ class QueueSettings:
 
 
 def _groups_by_prompt(jobs: Sequence[GenerationJob]) -> list[list[Completion]]:
-    """Completions of the jobs grouped by prompt content, so several models' answers to the
-    same prompt land in one task (a blind comparison)."""
+    """Completions of the jobs grouped by exact prompt content, so several models' answers to
+    the same prompt land in one task (a blind comparison), and never answers to prompts that
+    differ by a byte."""
     groups: dict[str, list[Completion]] = defaultdict(list)
     order: list[str] = []
     completions = (
@@ -67,7 +68,7 @@ def _groups_by_prompt(jobs: Sequence[GenerationJob]) -> list[list[Completion]]:
         .order_by("prompt__prompt_set_id", "prompt__position", "job_id", "sample_index")
     )
     for completion in completions:
-        key = completion.prompt.content_hash
+        key = completion.prompt.exact_hash
         if key not in groups:
             order.append(key)
         groups[key].append(completion)
@@ -552,6 +553,28 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
     )
     if ranking is None:
         return None
+    return _ranking_take_back(ranking=ranking, queue=queue, user=user)
+
+
+@transaction.atomic
+def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment | None:
+    """Take back one of the annotator's current labels (to label that task again, as after
+    a rejection in review): the same tombstone and fresh lease as an undo. None when the
+    label is not theirs or is gone."""
+    ranking = (
+        Ranking.objects.select_for_update()
+        .select_related("task__queue")
+        .filter(pk=ranking_id, annotator=user)
+        .first()
+    )
+    if ranking is None:
+        return None
+    return _ranking_take_back(ranking=ranking, queue=ranking.task.queue, user=user)
+
+
+def _ranking_take_back(
+    *, ranking: Ranking, queue: LabelingQueue, user: AbstractBaseUser
+) -> Assignment:
     assignment = ranking.assignment
     now = timezone.now()
     _write_version(task=ranking.task, user=user, action=RankingVersion.Action.UNDONE, now=now)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,7 @@ from labeling.models import (
     SnapshotRow,
     TaskCompletion,
 )
+from labeling.review import rejected_labels
 
 EXPORT_CHUNK = 2000
 _JSON = json.JSONEncoder(ensure_ascii=False)
@@ -138,9 +139,19 @@ def _excluded(flags: Any, spec: SnapshotFilter) -> bool:
     return bool(spec.exclude_flags) and bool(set(spec.exclude_flags) & set(flags or []))
 
 
-def _labels(spec: SnapshotFilter) -> dict[int, _Label]:
-    """The current rankings the filter selects, by id. Dates are first-submitted times,
-    so an edit never moves an old vote into a later date range."""
+def _rejected(spec: SnapshotFilter) -> dict[int, tuple[int, int]]:
+    """The current labels of the snapshot's queues that a lead rejected in review:
+    ranking id -> (task id, annotator id). They stay out of the snapshot (its stats count
+    them), with the demonstrations written with them."""
+    rankings = rejected_labels(Ranking.objects.filter(task__queue_id__in=spec.queues))
+    return {
+        pk: (task, who) for pk, task, who in rankings.values_list("pk", "task_id", "annotator_id")
+    }
+
+
+def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int, _Label]:
+    """The current rankings the filter selects, by id, less the ``rejected`` ones. Dates are
+    first-submitted times, so an edit never moves an old vote into a later date range."""
     rankings = _within(
         Ranking.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     )
@@ -154,7 +165,7 @@ def _labels(spec: SnapshotFilter) -> dict[int, _Label]:
         "task__prompt_id",
         "task__queue_id",
     ).iterator(chunk_size=5000):
-        if _excluded(flags, spec):
+        if pk in rejected or _excluded(flags, spec):
             continue
         if (spec.both_bad == "drop" and both_bad) or (spec.both_bad == "only" and not both_bad):
             continue
@@ -477,7 +488,12 @@ def _listwise(
 
 
 def _demonstrations(
-    spec: SnapshotFilter, writer: _Writer, seed: int, eval_fraction: float
+    spec: SnapshotFilter,
+    writer: _Writer,
+    seed: int,
+    eval_fraction: float,
+    *,
+    rejected: Container[tuple[int, int]] = (),
 ) -> tuple[list[int], list[SnapshotDemonstration]]:
     """The ids and frozen copies of the demonstrations written in the snapshot's queues,
     under the same filter as the labels (dates, annotators, AI, the excluded flags of the
@@ -505,7 +521,7 @@ def _demonstrations(
     out: list[SnapshotDemonstration] = []
     ids: list[int] = []
     for task_id, annotator_id, who, text, prompt_id, pk in rows:
-        if (task_id, annotator_id) in flagged:
+        if (task_id, annotator_id) in flagged or (task_id, annotator_id) in rejected:
             continue
         ids.append(pk)
         prompt_text, messages, key = prompts[prompt_id]
@@ -621,7 +637,8 @@ def snapshot_build(
     if len(queue_names) != len(set(spec.queues)):
         raise SnapshotError("unknown labeling queue")
 
-    labels = _labels(spec)
+    rejected = _rejected(spec)
+    labels = _labels(spec, rejected=rejected)
     rows = _aggregate(_votes_by_pair(labels, spec), aggregation)
     rows = [
         r
@@ -642,7 +659,9 @@ def snapshot_build(
         r.split = splits[r.prompt_id]
         r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
     listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
-    demo_ids, demos = _demonstrations(spec, writer, seed, eval_fraction)
+    demo_ids, demos = _demonstrations(
+        spec, writer, seed, eval_fraction, rejected=set(rejected.values())
+    )
 
     snapshot = DatasetSnapshot.objects.create(
         name=name,
@@ -665,6 +684,8 @@ def snapshot_build(
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
             "both_bad": sum(1 for r in rows if r.both_bad),
+            # Current labels of these queues left out because a lead rejected them.
+            "rejected_labels": len(rejected),
             "mean_agreement": sum(r.agreement for r in rows) / len(rows),
             "annotators": sorted({r.annotator for r in rows if r.annotator}),
             "built_at": timezone.now().isoformat(),
@@ -985,6 +1006,13 @@ def snapshot_data_card(snapshot: DatasetSnapshot) -> str:
         if snapshot.hash_scheme >= 2
         else "the pair rows only (built before frozen exports)"
     )
+    # Only snapshots built since review existed count rejected labels; older cards keep
+    # their exact bytes.
+    rejected_line = (
+        f"\n| labels rejected in review, left out | {stats['rejected_labels']} |"
+        if "rejected_labels" in stats
+        else ""
+    )
     return f"""# {snapshot.name}
 
 Preference data exported from Preflab.
@@ -996,7 +1024,7 @@ Preference data exported from Preflab.
 | rows | {snapshot.row_count} ({snapshot.train_count} train, {snapshot.eval_count} eval) |
 | prompts | {snapshot.prompt_count} |
 | ties | {stats.get("ties", 0)} ({snapshot.ties}) |
-| both bad | {stats.get("both_bad", 0)} |
+| both bad | {stats.get("both_bad", 0)} |{rejected_line}
 | aggregation | {snapshot.aggregation} |
 | mean agreement | {stats.get("mean_agreement", 0):.3f} |
 | held-out split | by prompt, {snapshot.eval_fraction:.0%}, seed {snapshot.seed} |

@@ -2,12 +2,20 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import search_views, snapshot_views, views
+from labeling import review_views, search_views, snapshot_views, views
 
 app_name = "labeling"
 urlpatterns = [
     path("", views.queue_index, name="index"),
     path("search/", search_views.search_page, name="search"),
+    path("rejected/", review_views.my_rejections, name="my-rejections"),
+    path("labels/<int:ranking_id>/relabel/", review_views.relabel, name="relabel"),
+    path("queues/<int:pk>/review/", review_views.review_page, name="queue-review"),
+    path(
+        "queues/<int:pk>/labels/<int:ranking_id>/review/",
+        review_views.review_label,
+        name="label-review",
+    ),
     path("prompts/<int:pk>/", search_views.prompt_detail, name="prompt-detail"),
     path("queues/new/", views.queue_create, name="queue-create"),
     path("queues/<int:pk>/", views.label, name="queue-label"),

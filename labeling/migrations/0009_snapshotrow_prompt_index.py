@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("generation", "0001_initial"),
-        ("labeling", "0007_snapshotrow_fewer_indexes"),
+        ("labeling", "0008_label_reviews"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("generation", "0001_initial"),
-        ("labeling", "0008_snapshotrow_prompt_index"),
+        ("labeling", "0009_snapshotrow_prompt_index"),
     ]
 
     operations = [
