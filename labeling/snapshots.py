@@ -87,6 +87,11 @@ class _Label:
     both_bad: bool
     prompt_id: int
     queue_id: int
+    # Its listwise group under `all`.
+    group: tuple[str, int] = ("", 0)
+
+    def __post_init__(self) -> None:
+        self.group = ("ranking", self.ranking_id)
 
 
 @dataclass(slots=True)
@@ -224,22 +229,24 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
         if rule == DatasetSnapshot.Aggregation.ALL:
             agreement = max(counts.values()) / len(votes)
             for v in votes:
+                label = v.label
+                # Positional: the hot loop of a big `all` snapshot (fields in _Row's order).
                 rows.append(
                     _Row(
-                        prompt_id=prompt_id,
-                        chosen_id=v.chosen_id,
-                        rejected_id=v.rejected_id,
-                        is_tie=v.is_tie,
-                        rank_gap=v.rank_gap,
-                        score_diff=v.score_diff,
-                        score_chosen=v.label.scores.get(v.chosen_id),
-                        score_rejected=v.label.scores.get(v.rejected_id),
-                        both_bad=v.label.both_bad,
-                        annotator=v.label.annotator,
-                        queue_id=v.label.queue_id,
-                        votes=1,
-                        agreement=agreement,
-                        group=("ranking", v.label.ranking_id),
+                        prompt_id,
+                        v.chosen_id,
+                        v.rejected_id,
+                        v.is_tie,
+                        v.rank_gap,
+                        v.score_diff,
+                        label.scores.get(v.chosen_id),
+                        label.scores.get(v.rejected_id),
+                        label.both_bad,
+                        label.annotator,
+                        label.queue_id,
+                        1,
+                        agreement,
+                        label.group,
                     )
                 )
             continue
