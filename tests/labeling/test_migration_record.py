@@ -11,8 +11,12 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.slow
 
-BEFORE = [("labeling", "0005_reward_assistance")]
-AFTER = [("labeling", "0007_snapshotrow_fewer_indexes")]
+# Generation moves with it: its tables must match the historical models the test writes with.
+BEFORE = [("labeling", "0005_reward_assistance"), ("generation", "0001_initial")]
+AFTER = [
+    ("labeling", "0010_snapshot_pointers_without_db_constraints"),
+    ("generation", "0002_prompt_exact_hash"),
+]
 
 
 def _migrate(targets):  # type: ignore[no-untyped-def]

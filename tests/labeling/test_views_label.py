@@ -179,3 +179,35 @@ def test_it_renders_a_conversation_as_turns_and_answers_as_markdown(client: Clie
     assert "&lt;b&gt;done&lt;/b&gt;" in body and "<b>done</b>" not in body
     # The exact text is kept beside the rendering, for "start from A".
     assert body.count('<div class="raw-answer text">Like this:') == 2
+
+
+def test_it_gives_back_the_comment_flags_and_response_after_an_undo(client: Client, alice) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    client.force_login(alice)
+    _page(client, queue)
+    claim = Assignment.objects.get(annotator=alice, status="active")
+    client.post(
+        f"/labeling/queues/{queue.pk}/submit/",
+        {
+            "assignment": claim.pk,
+            "choice": "a",
+            "comment": "A is <clearer>",
+            "flags": ["unsafe"],
+            "demonstration": "An even better answer.",
+        },
+    )
+    body = client.post(
+        f"/labeling/queues/{queue.pk}/undo/", headers={"HX-Request": "true"}
+    ).content.decode()
+    assert "Undone" in body
+    assert (
+        '<textarea id="id_comment" name="comment" rows="2">A is &lt;clearer&gt;</textarea>' in body
+    )
+    assert 'value="unsafe" checked' in body and 'value="broken" checked' not in body
+    assert ">An even better answer.</textarea>" in body
+    assert '<details class="extras" open>' in body
+    # The next, untouched task starts empty.
+    client.post(f"/labeling/queues/{queue.pk}/submit/", {"assignment": claim.pk, "choice": "a"})
+    fresh = _page(client, queue)
+    assert '<textarea id="id_comment" name="comment" rows="2"></textarea>' in fresh
+    assert "checked" not in fresh.split('class="extras"')[1].split("</details>")[0]
