@@ -14,10 +14,13 @@ class Pagination(PageNumberPagination):
     max_page_size = 500
 
 
-def paginated_response(view: Any, request: Any, queryset: Any, serializer: Any) -> Response:
-    """One page of ``queryset`` serialized with ``serializer``, in the API's list style."""
+def paginated_response(
+    view: Any, request: Any, queryset: Any, serializer: Any, *, context: Any = None
+) -> Response:
+    """One page of ``queryset`` serialized with ``serializer`` (given ``context``), in the
+    API's list style."""
     if getattr(queryset, "ordered", True) is False:
         queryset = queryset.order_by("-pk")  # a stable order, so pages do not overlap
     paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
+    return paginator.get_paginated_response(serializer(page, many=True, context=context or {}).data)

@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.HtmxMessagesMiddleware",
     # Turns a database error caused by input (a number out of range, a NUL character)
     # into a 400 wherever a form or serializer missed it.
     "config.middleware.BadInputMiddleware",
@@ -96,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.roles.roles_context",
+                "config.navigation.nav_context",
             ],
         },
     },

@@ -105,8 +105,12 @@ class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[typ
     top_p = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=64)
     seed = serializers.IntegerField(min_value=0, max_value=SEED_MAX, default=0)
+    # Stop strings as given: "\n\nHuman:" must not become "Human:".
     stop = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, default=list, max_length=16
+        child=serializers.CharField(trim_whitespace=False, max_length=200),
+        required=False,
+        default=list,
+        max_length=16,
     )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
 

@@ -37,6 +37,7 @@ for view in (
     api.SnapshotExportAPI,
     api.SnapshotParquetAPI,
     api.SnapshotCardAPI,
+    api.LabelVersionsExportAPI,
 ):
     view.schema_access = RESEARCHERS  # type: ignore[attr-defined]
 api.PreferenceImportAPI.schema_access = "admins"  # type: ignore[attr-defined]
@@ -151,3 +152,12 @@ extend_schema_view(
         responses={201: OpenApiResponse(description="`queue`, `name`, `comparisons`.")},
     ),
 )(api.PreferenceImportAPI)
+extend_schema_view(
+    get=extend_schema(
+        summary="Every version of every label, as JSON lines",
+        parameters=[
+            OpenApiParameter("queue", int, many=True, description="only these queues (repeatable)")
+        ],
+        responses={(200, "application/jsonl"): OpenApiTypes.STR},
+    ),
+)(api.LabelVersionsExportAPI)

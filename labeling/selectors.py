@@ -5,15 +5,13 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, date
 from typing import Any
 
-import markdown as md
-import nh3
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
-from django.utils.safestring import SafeString, mark_safe
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from labeling import agreement
@@ -24,6 +22,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
     TaskCompletion,
 )
 
@@ -101,7 +100,9 @@ def queue_progress(*, queue: LabelingQueue, user: AnyUser) -> Progress:
 
 
 def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Ranking]:
-    rankings = Ranking.objects.select_related("task__queue", "annotator")
+    rankings = Ranking.objects.select_related("task__queue", "annotator").prefetch_related(
+        "task__slots"
+    )
     if not user_is_admin(user):
         rankings = rankings.filter(annotator=user)
     if queue is not None:
@@ -110,45 +111,14 @@ def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QueryS
 
 
 def comparison_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Comparison]:
-    comparisons = Comparison.objects.select_related("annotator")
+    comparisons = Comparison.objects.select_related("annotator").prefetch_related(
+        "ranking__task__slots"
+    )
     if not user_is_admin(user):
         comparisons = comparisons.filter(annotator=user)
     if queue is not None:
         comparisons = comparisons.filter(queue=queue)
     return comparisons.order_by("id")
-
-
-_ALLOWED_TAGS = {
-    "p",
-    "br",
-    "strong",
-    "em",
-    "code",
-    "pre",
-    "ul",
-    "ol",
-    "li",
-    "blockquote",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "a",
-    "hr",
-    "table",
-    "thead",
-    "tbody",
-    "tr",
-    "th",
-    "td",
-}
-
-
-def render_markdown(text: str) -> SafeString:
-    """Markdown through the nh3 sanitiser: scripts, handlers and odd URLs never survive."""
-    html = md.markdown(text or "", extensions=["fenced_code", "tables"])
-    clean = nh3.clean(html, tags=_ALLOWED_TAGS, url_schemes={"http", "https", "mailto"})
-    return mark_safe(clean)
 
 
 # --- the admin dashboard ------------------------------------------------------------------------
@@ -251,6 +221,29 @@ class Dashboard:
     reward: RewardAgreement | None = None
 
 
+HOUR = 3600
+# Beyond this many hours between the first and last label, the gaps are not filled in.
+MAX_FILLED_HOURS = 24 * 62
+
+
+def hourly_series(counts: dict[int, int]) -> list[tuple[int, int]]:
+    """Labels per hour as a chart draws them: every hour from the first to the last (zeros
+    in the gaps), plus an empty hour on each side.
+
+    A bar chart of one hour alone has no span to scale its time axis by, and bars at the
+    edges are cut in half; the empty hours around the data give it both.
+    """
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    if (last - first) // HOUR > MAX_FILLED_HOURS:
+        hours = sorted(counts)
+    else:
+        hours = list(range(first, last + HOUR, HOUR))
+    hours = [hours[0] - HOUR, *hours, hours[-1] + HOUR]
+    return [(hour, counts.get(hour, 0)) for hour in hours]
+
+
 def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     if not user_is_admin(user):
         raise Http404
@@ -292,7 +285,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
         if r["time_spent_ms"] and r["annotator__username"] not in ai_names
     ]
     board.median_seconds = statistics.median(times) if times else None
-    board.per_hour = sorted(hours.items())
+    board.per_hour = hourly_series(hours)
 
     majority = agreement.agreement_with_majority(units)
     for name, ai_labels in ai_units.items():
@@ -365,3 +358,75 @@ def queue_counts(*, queues: QuerySet[LabelingQueue], user: AnyUser) -> QuerySet[
             distinct=True,
         ),
     )
+
+
+def label_last_given(*, task: LabelingTask, user: AnyUser) -> RankingVersion | None:
+    """The annotator's last label on ``task`` when it has been taken back (its latest
+    version is an undo), else None: a task shown again keeps what they had written."""
+    versions = RankingVersion.objects.filter(task=task, annotator_id=user.pk).order_by("-version")
+    latest = versions.first()
+    if latest is None or latest.action != RankingVersion.Action.UNDONE:
+        return None
+    return versions.exclude(action=RankingVersion.Action.UNDONE).first()
+
+
+@dataclass(frozen=True)
+class AnnotatorDay:
+    """One annotator's figures on one day (UTC) of a queue: how much, how fast, how well."""
+
+    username: str
+    day: date
+    labels: int
+    active_hours: int
+    median_seconds: float | None
+    majority_agree: tuple[int, int]
+
+    @property
+    def labels_per_hour(self) -> float:
+        """Labels per hour in which they labeled at all (breaks don't count)."""
+        return self.labels / self.active_hours if self.active_hours else 0.0
+
+    @property
+    def majority_rate(self) -> float | None:
+        return AnnotatorStats.rate(self.majority_agree)
+
+
+def annotator_days(*, queue: LabelingQueue, user: AnyUser) -> list[AnnotatorDay]:
+    """Each human annotator's day-by-day figures on ``queue``: labels, labels per active
+    hour, median time per task, and agreement with the majority of the other annotators on
+    the labels of that day. Days of each annotator in order."""
+    if not user_is_admin(user):
+        raise Http404
+    ai_names = ai_labeler_names()
+    rows = [
+        r
+        for r in Ranking.objects.filter(task__queue=queue).values_list(
+            "task_id", "annotator__username", "order", "time_spent_ms", "created_at"
+        )
+        if r[1] not in ai_names
+    ]
+    units: dict[Any, dict[str, int]] = defaultdict(dict)
+    bucket_of: dict[tuple[Any, str], date] = {}
+    days: dict[tuple[str, date], list[tuple[int, Any]]] = defaultdict(list)
+    for task_id, who, order, spent_ms, created_at in rows:
+        day = created_at.astimezone(UTC).date()
+        days[(who, day)].append((spent_ms, created_at))
+        for pair, label in agreement.preference_labels(order).items():
+            units[(task_id, pair)][who] = label
+            bucket_of[((task_id, pair), who)] = day
+    agree = agreement.agreement_with_majority_by(units, bucket_of)
+    result = []
+    for (who, day), labels in sorted(days.items()):
+        times = [ms / 1000 for ms, _ in labels if ms]
+        hours = {at.astimezone(UTC).hour for _, at in labels}
+        result.append(
+            AnnotatorDay(
+                username=who,
+                day=day,
+                labels=len(labels),
+                active_hours=len(hours),
+                median_seconds=statistics.median(times) if times else None,
+                majority_agree=agree.get((who, day), (0, 0)),  # type: ignore[arg-type]
+            )
+        )
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -11,8 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, role_required
-from labeling import assistance, selectors, services
+from labeling import assistance, review, selectors, services
 from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
 
@@ -23,7 +25,8 @@ def queue_index(request: HttpRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
-    return render(request, "labeling/index.html", {"queues": queues})
+    rejected = len(review.annotator_rejections(user=request.user))  # type: ignore[arg-type]
+    return render(request, "labeling/index.html", {"queues": queues, "rejected": rejected})
 
 
 @role_required(ADMIN)
@@ -69,10 +72,15 @@ def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, objec
     if assignment is not None:
         candidates = selectors.task_candidates(task=assignment.task)
         context["prompt"] = assignment.task.prompt
-        context["candidates"] = list(zip("ABCDEFGHIJKLMNOP", candidates, strict=False))
+        # Answers are named by their per-task alias (A, B, ...) in the page and the form,
+        # never by database ids.
+        context["candidates"] = list(zip(services.ALIASES, candidates, strict=False))
         context["ranks"] = range(1, len(candidates) + 1)
         context["scores"] = range(1, 8)
         context["flags"] = services.FLAGS
+        # A task taken back (undo, or to relabel after review) comes back with what the
+        # annotator had written: their comment, flags and ideal response.
+        context["previous"] = selectors.label_last_given(task=assignment.task, user=request.user)
     return context
 
 
@@ -83,14 +91,15 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     context = _task_context(request, queue)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "labeling/_task.html", context)
-    context["guidelines"] = selectors.render_markdown(queue.guidelines)
+    context["guidelines"] = render_markdown(queue.guidelines)
     return render(request, "labeling/label.html", context)
 
 
 def _order_from_post(
     data: QueryDict, candidates: list[int], choice: str
 ) -> tuple[list[list[int]], bool]:
-    """The best-first order a form post describes; ``both_bad`` is a tie marked as such."""
+    """The best-first order a form post describes (fields named by alias: ``rank_A``);
+    ``both_bad`` is a tie marked as such."""
     if choice in ("a", "b", "tie", "both_bad"):
         if len(candidates) != 2:
             raise services.LabelingError("this task has more than two completions: rank them")
@@ -101,26 +110,28 @@ def _order_from_post(
             "tie": ([[a, b]], False),
             "both_bad": ([[a, b]], True),
         }[choice]
+    aliases = dict(zip(services.ALIASES, candidates, strict=False))
     if "order" in data and data["order"]:
         try:
-            return json.loads(data["order"]), False
-        except json.JSONDecodeError:
+            groups = json.loads(data["order"])
+            return [[aliases[a] for a in group] for group in groups], False
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise services.LabelingError("the ranking could not be read") from None
     ranks: dict[int, list[int]] = {}
-    for completion_id in candidates:
-        raw = data.get(f"rank_{completion_id}", "")
+    for alias, completion_id in aliases.items():
+        raw = data.get(f"rank_{alias}", "")
         if not raw.isdigit():
             raise services.LabelingError("give every completion a rank")
         ranks.setdefault(int(raw), []).append(completion_id)
-    return [ranks[r] for r in sorted(ranks)], False
+    return [ranks[r] for r in sorted(ranks)], data.get("both_bad") == "on"
 
 
 def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
     """The scores given; a score that is not a whole number is refused, not dropped (the
     service checks the range)."""
     scores = {}
-    for completion_id in candidates:
-        raw = data.get(f"score_{completion_id}", "").strip()
+    for alias, completion_id in zip(services.ALIASES, candidates, strict=False):
+        raw = data.get(f"score_{alias}", "").strip()
         if not raw:
             continue
         try:
@@ -189,6 +200,21 @@ def _after_action(
     return redirect(reverse("labeling:queue-label", args=[queue.pk]))
 
 
+def _agreement_trend(days: list[selectors.AnnotatorDay]) -> dict[str, object]:
+    """Agreement with the majority per annotator per day, as uPlot series (None: no data)."""
+    xs = sorted({d.day for d in days})
+    if xs:
+        # An empty day on each side: a time axis needs a span, and one day alone has none.
+        xs = [xs[0] - timedelta(days=1), *xs, xs[-1] + timedelta(days=1)]
+    names = sorted({d.username for d in days})
+    rate = {(d.username, d.day): d.majority_rate for d in days}
+    return {
+        "days": [datetime.combine(x, time(12), tzinfo=UTC).timestamp() for x in xs],
+        "annotators": names,
+        "rates": [[rate.get((n, x)) for x in xs] for n in names],
+    }
+
+
 @role_required(ADMIN)
 @require_GET
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
@@ -202,6 +228,8 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "majority": [a.majority_rate for a in board.annotators],
         "gold": [a.gold_rate for a in board.annotators],
     }
+    days = selectors.annotator_days(queue=queue, user=request.user)
+    chart["trend"] = _agreement_trend(days)
     assist_form = QueueAssistForm(
         initial={"reward_run": queue.reward_run_id, "task_order": queue.task_order}
     )
@@ -209,6 +237,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "queue": queue,
         "board": board,
         "chart": chart,
+        "days": days,
         "assist_form": assist_form,
         "active_claims": Assignment.objects.filter(
             task__queue=queue, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()

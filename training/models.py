@@ -21,6 +21,7 @@ class TrainingRun(models.Model):
         DPO = "dpo", "DPO"
         PPO = "ppo", "PPO (RLHF)"
         SFT = "sft", "SFT"
+        KTO = "kto", "KTO (good/bad answers)"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -31,7 +32,7 @@ class TrainingRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT)
+    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO)
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
