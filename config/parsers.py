@@ -14,9 +14,12 @@ _INVALID = re.compile("[\x00\ud800-\udfff]")
 
 def _check(value: Any, path: str) -> None:
     if isinstance(value, str):
-        if _INVALID.search(value):
+        if found := _INVALID.search(value):
+            problem = "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+            field = path or "body"
+            # The field's own key, as DRF names bad fields, and a sentence in ``detail``.
             raise ValidationError(
-                {path or "body": ["contains a NUL character or an invalid (surrogate) character"]}
+                {field: [f"contains {problem}"], "detail": f"{field!r} contains {problem}"}
             )
     elif isinstance(value, dict):
         for key, item in value.items():

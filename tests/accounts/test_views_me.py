@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
@@ -10,17 +12,23 @@ from tests.factories import PASSWORD
 pytestmark = pytest.mark.django_db
 
 
+def _key(page: str) -> str:
+    match = re.search(r'id="token-key"[^>]*>([0-9a-f]+)<', page)
+    assert match, "no token on the page"
+    return match.group(1)
+
+
 def test_it_creates_shows_and_rotates_the_users_token(client: Client, dave) -> None:  # type: ignore[no-untyped-def]
     client.force_login(dave)
     assert b"You have no token" in client.get("/accounts/me/").content
     page = client.post("/accounts/me/", {"action": "token", "token_action": "issue"})
-    key = page.content.decode().split('id="token-key">')[1].split("<")[0]
+    key = _key(page.content.decode())
     assert Token.objects.get(user=dave).key == key
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/labeling/snapshots/").status_code == 200
     rotated = client.post("/accounts/me/", {"action": "token", "token_action": "rotate"})
-    new_key = rotated.content.decode().split('id="token-key">')[1].split("<")[0]
+    new_key = _key(rotated.content.decode())
     assert new_key != key
     assert api.get("/api/labeling/snapshots/").status_code == 401
 
