@@ -254,7 +254,7 @@ def test_the_trainer_recomputes_the_engines_log_probs_of_its_tokens(
     from vllm.inputs import TokensPrompt
 
     from training.core.losses import token_logps
-    from training.core.ppo import _forward, _pack
+    from training.core.rl import _forward, _pack
 
     tokenizer, prompts = _prompt_ids(tiny_model_path)
     model = _base_model(tiny_model_path)
@@ -327,7 +327,7 @@ def test_it_trains_with_vllm_rollouts_and_resumes_where_it_would_have_been(
     for report in train_reports:
         assert set(METRICS) <= set(report.metrics)
         assert 1 <= report.metrics["response_length"] <= FAST.max_new_tokens
-    assert set(result.eval_metrics) == {"eval/score", "eval/kl"}
+    assert set(result.eval_metrics) == {"eval/score", "eval/kl", "eval/response_length"}
     assert result.final_dir is not None
     final = AutoModelForCausalLM.from_pretrained(result.final_dir)
     base = load_file(str(tiny_model_path / "model.safetensors"))
