@@ -92,7 +92,7 @@ def training_runs_compare(*, runs: Iterable[TrainingRun]) -> dict[int, Curves]:
 
 
 def reward_runs_finished() -> QuerySet[TrainingRun]:
-    """Succeeded reward-model runs with a model folder: the choices for PPO and scoring."""
+    """Succeeded reward-model runs with a model folder: the choices for PPO, GRPO and scoring."""
     return (
         TrainingRun.objects.filter(
             kind=TrainingRun.Kind.REWARD, status=TrainingRun.Status.SUCCEEDED
@@ -364,7 +364,7 @@ class TimelineEntry:
 def rounds_timeline() -> list[TimelineEntry]:
     """Every trained policy model and its ancestors, in lineage order (each root, then its
     descendants depth first, oldest first): the run that made it (kind, snapshot), the
-    held-out accuracy of the reward model behind a PPO run, the win-rate against the
+    held-out accuracy of the reward model behind a PPO or GRPO run, the win-rate against the
     parent when an evaluation compared the two, and the next rounds sampled from it."""
     runs = {
         run.output_model_id: run
@@ -397,7 +397,7 @@ def rounds_timeline() -> list[TimelineEntry]:
     def visit(model: PolicyModel, depth: int) -> None:
         run = runs.get(model.pk)
         accuracy = None
-        if run is not None and run.kind == TrainingRun.Kind.PPO and run.reward_run is not None:
+        if run is not None and run.kind in TrainingRun.RL_KINDS and run.reward_run is not None:
             accuracy = _finite((run.reward_run.eval_metrics or {}).get("eval/rewards/accuracies"))
         rate, evaluation = versus.get((model.pk, model.parent_id or 0), (None, None))
         timeline.append(
