@@ -17,6 +17,8 @@ from config.roles import user_is_researcher
 from generation.models import GenerationJob, PolicyModel
 from labeling.models import AI_LABELER_GROUP, Comparison
 from training.core import ratings
+from training.core.configs import RLConfig
+from training.core.hacking import HackingCheck, reward_hacking_check
 from training.core.ratings import WinRate
 from training.models import (
     CompletionReward,
@@ -89,6 +91,21 @@ def training_runs_compare(*, runs: Iterable[TrainingRun]) -> dict[int, Curves]:
     for run_id, step, values in rows:
         points[run_id].append((step, values))
     return {run_id: _curves(points[run_id]) for run_id in ids}
+
+
+def training_run_hacking_check(*, run: TrainingRun) -> HackingCheck | None:
+    """The reward-hacking check (:func:`training.core.hacking.reward_hacking_check`) on
+    an RL run's curves; None for other kinds."""
+    if run.kind not in TrainingRun.RL_KINDS:
+        return None
+    curves = training_run_curves(run=run)
+    kl_target = _finite((run.config or {}).get("kl_target")) or RLConfig.kl_target
+    return reward_hacking_check(curves["steps"], curves["metrics"], kl_target=kl_target)
+
+
+def reward_run_heldout_accuracy(*, run: TrainingRun) -> float | None:
+    """How often a reward run's model preferred the chosen answer on its held-out pairs."""
+    return _finite((run.eval_metrics or {}).get("eval/rewards/accuracies"))
 
 
 def reward_runs_finished() -> QuerySet[TrainingRun]:
@@ -398,7 +415,7 @@ def rounds_timeline() -> list[TimelineEntry]:
         run = runs.get(model.pk)
         accuracy = None
         if run is not None and run.kind in TrainingRun.RL_KINDS and run.reward_run is not None:
-            accuracy = _finite((run.reward_run.eval_metrics or {}).get("eval/rewards/accuracies"))
+            accuracy = reward_run_heldout_accuracy(run=run.reward_run)
         rate, evaluation = versus.get((model.pk, model.parent_id or 0), (None, None))
         timeline.append(
             TimelineEntry(
