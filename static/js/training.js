@@ -101,8 +101,9 @@
 
     function families() {
       const groups = new Map();
-      // The loss first, then what shows reward hacking (score, KL, length), then the rest.
-      const first = ["loss", "score", "kl", "response_length"];
+      // The loss first, then what shows reward hacking (score, KL, length, scores beyond
+      // the reference answers'), then the rest.
+      const first = ["loss", "score", "kl", "response_length", "beyond_reference"];
       const rank = (name) => {
         const i = first.indexOf(family(name));
         return i < 0 ? first.length : i;

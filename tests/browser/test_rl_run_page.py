@@ -46,6 +46,7 @@ def _gaming_run(tmp_path: Path) -> TrainingRun:
                 "response_length": 8.0,
                 "loss": 0.1,
                 "reward/group_std": 0.5,
+                "beyond_reference": min(1.0, max(0.0, s / 3)),
             },
         )
         for i, (s, k) in enumerate(zip(score, kl, strict=True))
@@ -69,7 +70,7 @@ def test_it_shows_the_warning_and_the_curves_at_any_width(  # type: ignore[no-un
     page.wait_for_selector("#chart-loss canvas")
     # The charts that show hacking come right after the loss.
     families = page.eval_on_selector_all(".chart", "els => els.map(e => e.dataset.family)")
-    assert families[:4] == ["loss", "score", "kl", "response_length"]
+    assert families[:5] == ["loss", "score", "kl", "response_length", "beyond_reference"]
     assert page.locator("h1").inner_text() == "GRPO on rule RM <b>"  # escaped, not bold
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page scrolls sideways by {overflow}px at {width}px"

@@ -31,6 +31,7 @@ def test_it_warns_when_the_score_rises_while_the_length_leaves_its_range() -> No
     # steps 13-16 (12 + 13 + 14 + 20) / 4 = 14.75, out, while their score (4.5..6) is up.
     assert check.first_step == 16
     assert check.recent_length == (24.0 + 28.0 + 31.0 + 32.0) / 4
+    assert check.recent_beyond_reference is None  # not reported by this run
     assert "length" in check.messages[0] and "score rose" in check.messages[0]
 
 
@@ -48,6 +49,23 @@ def test_it_does_not_warn_while_length_and_kl_stay_in_range() -> None:
     check = _check(RISING_SCORE, STEADY_KL, STEADY_LENGTH)
 
     assert check.ready and not check.warning and check.first_step is None
+
+
+def test_it_shows_the_recent_share_of_scores_beyond_the_reference() -> None:
+    beyond = [0.0] * 16 + [0.25, 0.5, None, 0.75]
+    check = reward_hacking_check(
+        STEPS,
+        {
+            "score": RISING_SCORE,
+            "kl": STEADY_KL,
+            "response_length": STEADY_LENGTH,
+            "beyond_reference": beyond,
+        },
+        kl_target=6.0,
+    )
+
+    # The last 4 known values: 0.0, 0.25, 0.5, 0.75.
+    assert check.recent_beyond_reference == 0.375
 
 
 def test_it_does_not_warn_when_the_score_does_not_rise() -> None:

@@ -151,7 +151,8 @@ def test_the_run_page_check_warns_when_the_policy_games_a_half_learned_reward_mo
     assert len(reports) == 16
     steps = [r.step for r in reports]
     curves = {
-        name: [r.metrics[name] for r in reports] for name in ("score", "kl", "response_length")
+        name: [r.metrics[name] for r in reports]
+        for name in ("score", "kl", "response_length", "beyond_reference")
     }
     check = reward_hacking_check(steps, curves, kl_target=config.kl_target)
 
@@ -164,3 +165,9 @@ def test_the_run_page_check_warns_when_the_policy_games_a_half_learned_reward_mo
     assert check.recent_score is not None and check.baseline_score is not None
     assert (check.recent_score - stats.mean) / stats.std > 1.0
     assert check.recent_score - check.baseline_score > 1.0
+    # Samples the reward model scores above every answer it was trained to prefer: few at
+    # the start, most by the end (PPO with this seed: 6% of the first rollouts', all of
+    # the last ones').
+    first = curves["beyond_reference"][:3]
+    assert sum(first) / 3 < 0.25, first
+    assert check.recent_beyond_reference is not None and check.recent_beyond_reference > 0.6

@@ -21,8 +21,11 @@ def test_it_takes_the_mean_and_the_population_spread() -> None:
     # mean 3; variance (4 + 1 + 0 + 9) / 4 = 3.5
     stats = reward_stats_of([1.0, 2.0, 3.0, 6.0], reference="chosen")
 
-    assert stats == RewardStats(mean=3.0, std=math.sqrt(3.5), count=4, reference="chosen")
+    assert stats == RewardStats(mean=3.0, std=math.sqrt(3.5), count=4, reference="chosen", max=6.0)
     assert RewardStats.from_dict(stats.to_dict()) == stats
+    # Stats stored before the maximum was kept still load.
+    old = RewardStats.from_dict({"mean": 1.0, "std": 2.0, "count": 3, "reference": "chosen"})
+    assert old.max is None and "max" not in old.to_dict()
 
 
 def test_it_gives_a_reward_model_without_spread_a_unit_it_can_divide_by() -> None:
@@ -72,6 +75,7 @@ def test_it_stores_a_reward_models_stats_on_its_run_once(
     assert stats["reference"] == "chosen" and stats["count"] == len(items) == 6
     assert stats["mean"] == pytest.approx(statistics.fmean(scores), abs=1e-6)
     assert stats["std"] == pytest.approx(statistics.pstdev(scores), abs=1e-6)
+    assert stats["max"] == pytest.approx(max(scores), abs=1e-6)
     run.refresh_from_db()
     assert run.reward_stats == stats
     # Stored stats are facts about a model that does not change: never recomputed.

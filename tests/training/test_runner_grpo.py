@@ -183,7 +183,8 @@ def test_it_trains_on_scores_normalised_by_the_reward_models_stats(
 ) -> None:
     from training.core.runners import run_training
 
-    stats = RewardStats(mean=0.25, std=0.5, count=10, reference="chosen")
+    # A reference maximum below anything: every sample is "beyond the reference".
+    stats = RewardStats(mean=0.25, std=0.5, count=10, reference="chosen", max=-1e9)
     config = FAST if kind == "ppo" else GRPO_FAST
     spec = RunSpec(
         kind=kind,  # type: ignore[arg-type]
@@ -210,6 +211,7 @@ def test_it_trains_on_scores_normalised_by_the_reward_models_stats(
         (m["score"] - 0.25) / 0.5 - 0.1 * m["response_length"], abs=1e-4
     )
     assert m["reward"] == pytest.approx(m["score/task"] - m["kl_coef"] * m["kl"], abs=1e-4)
+    assert m["beyond_reference"] == 1.0
 
 
 def test_it_refuses_to_normalise_without_the_reward_models_stats(

@@ -30,10 +30,14 @@ def _rl_run(tmp_path: Path, kind: str = "grpo", **fields: Any) -> TrainingRun:
     )
 
 
-def _report(run: TrainingRun, score: list[float], kl: list[float], length: list[float]) -> None:
+def _report(
+    run: TrainingRun, score: list[float], kl: list[float], length: list[float], **extra: float
+) -> None:
     TrainingMetric.objects.bulk_create(
         TrainingMetric(
-            run=run, step=i + 1, values={"score": s, "kl": k, "response_length": n, "loss": 0.1}
+            run=run,
+            step=i + 1,
+            values={"score": s, "kl": k, "response_length": n, "loss": 0.1, **extra},
         )
         for i, (s, k, n) in enumerate(zip(score, kl, length, strict=True))
     )
@@ -66,6 +70,19 @@ def test_it_stays_quiet_while_length_and_kl_stay_in_range(client: Client, dave, 
 
     assert 'id="reward-watch"' in body and "Possible reward hacking" not in body
     assert "limit 12.0" in body  # twice kl_target
+    assert "Scored above every reference answer" not in body  # not reported by this run
+
+
+def test_it_shows_how_many_samples_score_beyond_the_reference(
+    client: Client, dave, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    run = _rl_run(tmp_path)
+    _report(run, [0.0] * 20, [1.0] * 20, [10.0] * 20, beyond_reference=0.25)
+    client.force_login(dave)
+
+    body = client.get(run.get_absolute_url()).content.decode()
+
+    assert "Scored above every reference answer" in body and "25% of samples" in body
 
 
 def test_it_waits_for_enough_rollouts_before_judging(client: Client, dave, tmp_path) -> None:  # type: ignore[no-untyped-def]

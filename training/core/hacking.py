@@ -56,6 +56,9 @@ class HackingCheck:
     recent_length: float | None = None
     kl_limit: float | None = None
     recent_kl: float | None = None
+    recent_beyond_reference: float | None = None
+    """Shown, not judged: the recent share of completions scored above every reference
+    answer (None when the run does not report it)."""
     messages: tuple[str, ...] = field(default=())
 
 
@@ -125,6 +128,11 @@ def reward_hacking_check(
             first_step = rows[end - 1][0]
             break
     warning, reasons, score, kl, length = judge(n)
+    beyond = [
+        v
+        for v in metrics.get("beyond_reference", ())
+        if isinstance(v, int | float) and math.isfinite(v)
+    ][-window:]
     messages = []
     if warning:
         rise = f"the score rose from {score_mean:.3g} to {score:.3g}"
@@ -149,5 +157,6 @@ def reward_hacking_check(
         recent_length=length,
         kl_limit=kl_limit,
         recent_kl=kl,
+        recent_beyond_reference=_mean(beyond) if beyond else None,
         messages=tuple(messages),
     )

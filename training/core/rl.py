@@ -28,8 +28,10 @@ Everything else is here, once:
 
 Metrics every kind reports per rollout: ``score`` (the reward model's raw score),
 ``score/task`` (the score after normalisation, clipping and the length penalty),
-``kl``, ``kl_coef``, ``reward`` (``score/task - kl_coef * kl``), ``entropy`` and
-``response_length``; at the end ``eval/score``, ``eval/kl`` and
+``kl``, ``kl_coef``, ``reward`` (``score/task - kl_coef * kl``), ``entropy``,
+``response_length`` and, when the reward run's stats are known, ``beyond_reference``
+(the share of completions scored above every reference answer: text where the reward
+model's judgement has no data behind it); at the end ``eval/score``, ``eval/kl`` and
 ``eval/response_length`` on the held-out prompts.
 
 Nothing here imports Django; torch, transformers, peft and vLLM are imported when a run
@@ -369,6 +371,8 @@ class RLTrainer:
         self.device = device
         self.use_chat_template = spec.use_chat_template
         self.reward_stats = spec.reward_stats if config.normalize_rewards else None
+        # The best score the reward model gave a reference answer, when known.
+        self.reference_max = spec.reward_stats.max if spec.reward_stats is not None else None
         self.bf16 = use_bf16(device)
         self.tokenizer = policy.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -479,7 +483,7 @@ class RLTrainer:
         kl_coef: float,
     ) -> dict[str, float]:
         """The metrics every kind reports for a rollout (see the module docstring)."""
-        return {
+        metrics = {
             "score": float(scores.mean()),
             "score/task": float(task.mean()),
             "kl": float(kl.mean()),
@@ -488,6 +492,10 @@ class RLTrainer:
             "entropy": float(batch.entropy),
             "response_length": float(batch.response_mask.sum(dim=-1).float().mean()),
         }
+        if self.reference_max is not None:
+            # Scored above every reference answer: where the reward model has no data.
+            metrics["beyond_reference"] = float((scores > self.reference_max).float().mean())
+        return metrics
 
     def optimise(
         self,
