@@ -37,7 +37,3 @@ def generation_job_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[G
 
 def generation_job_completions(*, job: GenerationJob) -> QuerySet[Completion]:
     return job.completions.select_related("prompt").order_by("prompt__position", "sample_index")
-
-
-def generation_job_completion_count(*, job: GenerationJob) -> int:
-    return Completion.objects.filter(job=job).count()

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from config.roles import ADMIN, RESEARCHER, role_required, user_is_admin
 from generation import importers, selectors, services
@@ -204,6 +205,10 @@ def _job_for(request: HttpRequest, pk: int) -> GenerationJob:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job_for(request, pk)
     if request.htmx:  # type: ignore[attr-defined]
+        if request.GET.get("poll") and not job.is_active:
+            # The job the page was watching has ended: reload it whole, so the completions
+            # below the progress card show without the annotator reloading by hand.
+            return HttpResponseClientRefresh()
         return render(request, "generation/_job_progress.html", {"job": job})
     completions = selectors.generation_job_completions(job=job)
     if user_is_admin(request.user):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 
 from labeling.models import (
@@ -9,6 +11,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
 )
 
 
@@ -26,6 +29,21 @@ class LabelingTaskAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 admin.site.register(Assignment)
-admin.site.register(Ranking)
-admin.site.register(Comparison)
-admin.site.register(Demonstration)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Labels are the record: they change only through the labeling services, which append
+    a version for every change. The admin shows them and changes nothing."""
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+for model in (Ranking, RankingVersion, Comparison, Demonstration):
+    admin.site.register(model, ReadOnlyAdmin)

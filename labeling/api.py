@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from config.roles import IsPreflabAdmin, IsResearcher, user_is_admin, user_is_annotator
 from generation import importers
-from labeling import selectors, services, snapshots
+from labeling import record, selectors, services, snapshots
 from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
 from labeling.preference_import import preferences_import
 
@@ -45,8 +45,22 @@ class QueueSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
 
 class RankingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """A ranking; with ``context={"aliases": True}`` (annotators) its answers are named by
+    their per-task aliases (A, B, ...), never by database ids."""
+
     annotator = serializers.CharField(source="annotator.username")
     queue = serializers.IntegerField(source="task.queue_id")
+
+    def to_representation(self, instance: Ranking) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if self.context.get("aliases"):
+            alias = {
+                slot.completion_id: services.ALIASES[slot.slot]
+                for slot in instance.task.slots.all()
+            }
+            data["order"] = [[alias[c] for c in group] for group in instance.order]
+            data["scores"] = {alias[int(k)]: v for k, v in (instance.scores or {}).items()}
+        return data
 
     class Meta:
         model = Ranking
@@ -63,11 +77,27 @@ class RankingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "flags",
             "created_at",
             "updated_at",
+            "version",
         ]
 
 
 class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """A comparison; annotators see its answers by alias, as in RankingSerializer."""
+
     annotator = serializers.CharField(source="annotator.username")
+
+    def to_representation(self, instance: Comparison) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if self.context.get("aliases"):
+            alias = {
+                slot.completion_id: services.ALIASES[slot.slot]
+                for slot in instance.ranking.task.slots.all()
+            }
+            data["chosen"], data["rejected"] = (
+                alias[instance.chosen_id],
+                alias[instance.rejected_id],
+            )
+        return data
 
     class Meta:
         model = Comparison
@@ -80,6 +110,9 @@ class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "rejected",
             "is_tie",
             "margin",
+            "rank_gap",
+            "score_diff",
+            "both_bad",
             "annotator",
             "created_at",
         ]
@@ -87,8 +120,9 @@ class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
 
 class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
     assignment = serializers.IntegerField()
+    # Answers are named by the aliases of the task payload ("A", "B", ...).
     order = serializers.ListField(
-        child=serializers.ListField(child=serializers.IntegerField()), required=False
+        child=serializers.ListField(child=serializers.CharField(max_length=2)), required=False
     )
     skip = serializers.BooleanField(default=False)
     scores = serializers.DictField(child=serializers.IntegerField(), required=False, default=dict)
@@ -113,14 +147,28 @@ def _task_payload(assignment: Any) -> dict[str, Any]:
         "task": task.pk,
         "expires_at": assignment.expires_at,
         "prompt": {"text": task.prompt.text, "messages": task.prompt.messages},
-        # Display order only: no model names, job ids or sample indices.
+        # Display order only: answers are named by per-task aliases (A, B, ...), never by
+        # database ids (sequential per job, they would tell models apart), model names,
+        # job ids or sample indices.
         "completions": [
-            {"id": c.pk, "label": label, "text": c.text}
+            {"id": label, "label": label, "text": c.text}
             for label, c in zip(
-                "ABCDEFGHIJKLMNOP", selectors.task_candidates(task=task), strict=False
+                services.ALIASES, selectors.task_candidates(task=task), strict=False
             )
         ],
     }
+
+
+def _from_aliases(task: LabelingTask, order: list[list[str]], scores: dict[str, int]) -> Any:
+    """The submitted order and scores with aliases turned into completion ids."""
+    ids = {alias: c for c, alias in services.task_aliases(task=task).items()}
+
+    def one(alias: str) -> int:
+        if alias not in ids:
+            raise services.LabelingError(f"{alias!r} is not an answer of this task")
+        return ids[alias]
+
+    return [[one(a) for a in group] for group in order], {str(one(a)): v for a, v in scores.items()}
 
 
 class LabelingAPIView(APIView):
@@ -159,12 +207,13 @@ class SubmitAPI(LabelingAPIView):
             if data["skip"]:
                 services.task_skip(assignment=assignment)
                 return Response({"skipped": True})
+            order, scores = _from_aliases(assignment.task, data["order"], data["scores"])
             ranking = services.ranking_submit(
                 assignment_id=assignment.pk,
                 user=request.user,
                 submission=services.Submission(
-                    order=data["order"],
-                    scores=data["scores"],
+                    order=order,
+                    scores=scores,
                     both_bad=data["both_bad"],
                     comment=data["comment"],
                     flags=tuple(data["flags"]),
@@ -176,7 +225,7 @@ class SubmitAPI(LabelingAPIView):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except services.LabelingError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        body = RankingSerializer(ranking).data
+        body = RankingSerializer(ranking, context={"aliases": True}).data
         body["comparisons"] = ranking.comparisons.count()
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -213,7 +262,8 @@ class _Paginated(LabelingAPIView):
     def paginate(self, request: Request, queryset: Any, serializer: Any) -> Response:
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(serializer(page, many=True).data)
+        context = {"aliases": not user_is_admin(request.user)}
+        return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
 
     def queue_filter(self, request: Request) -> LabelingQueue | None:
         raw = request.query_params.get("queue")
@@ -250,6 +300,7 @@ class SnapshotSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "eval_count",
             "prompt_count",
             "stats",
+            "hash_scheme",
             "created_at",
         ]
 
@@ -266,6 +317,7 @@ class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
     )
     min_agreement = serializers.FloatField(min_value=0, max_value=1, default=0.0)
     include_ai = serializers.BooleanField(default=False)
+    both_bad = serializers.ChoiceField(choices=snapshots.BOTH_BAD_CHOICES, default="keep")
     aggregation = serializers.ChoiceField(choices=DatasetSnapshot.Aggregation.values, default="all")
     ties = serializers.ChoiceField(choices=DatasetSnapshot.Ties.values, default="drop")
     eval_fraction = serializers.FloatField(min_value=0, max_value=0.9, default=0.1)
@@ -333,6 +385,29 @@ class SnapshotParquetAPI(APIView):
             snapshots.snapshot_parquet_file(snapshot, split=split),
             as_attachment=True,
             filename=f"snapshot-{snapshot.pk}.parquet",
+        )
+
+
+def queue_ids_param(raw: list[str]) -> list[int] | None:
+    """``?queue=<id>`` (repeatable) as ids; None when absent. A non-number is a 400."""
+    if not raw:
+        return None
+    if not all(q.isdigit() for q in raw):
+        raise serializers.ValidationError({"queue": "queue ids are numbers"})
+    return [int(q) for q in raw]
+
+
+class LabelVersionsExportAPI(APIView):
+    """Every version of every annotator's label (raw, with times), as JSON lines;
+    ``?queue=<id>`` (repeatable) narrows it to queues."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        queue_ids = queue_ids_param(request.query_params.getlist("queue"))
+        return StreamingHttpResponse(
+            record.label_versions_export_jsonl(queue_ids=queue_ids),
+            content_type="application/jsonl; charset=utf-8",
         )
 
 

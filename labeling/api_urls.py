@@ -24,6 +24,7 @@ urlpatterns = [
     ),
     path("snapshots/<int:pk>/README.md", api.SnapshotCardAPI.as_view(), name="api-snapshot-card"),
     path("preferences/import/", api.PreferenceImportAPI.as_view(), name="api-preference-import"),
+    path("labels/export.jsonl", api.LabelVersionsExportAPI.as_view(), name="api-label-versions"),
     path("rankings/", api.RankingListAPI.as_view(), name="api-ranking-list"),
     path("comparisons/", api.ComparisonListAPI.as_view(), name="api-comparison-list"),
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from generation.models import Completion, GenerationJob, Prompt
 
@@ -155,7 +156,13 @@ class Assignment(models.Model):
 
 
 class Ranking(models.Model):
-    """One submission: completions best first, in tie groups, with optional scores."""
+    """The current label of a (task, annotator): its latest :class:`RankingVersion`.
+
+    This row and its comparisons are the *current view* that agreement, dashboards and
+    snapshot builds read; it is rewritten on edit and deleted on undo. The record itself
+    is :class:`RankingVersion` (append-only), and snapshots freeze copies of what they
+    export, so nothing a snapshot points to changes when this row does.
+    """
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="ranking")
     task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="rankings")
@@ -170,14 +177,62 @@ class Ranking(models.Model):
     time_spent_ms = models.PositiveIntegerField(default=0)
     comment = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When the (task, annotator) label was first submitted: kept across edits, undo and
+    # re-submit, so an edit never looks like a new vote to a date filter.
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the current version was written (the last edit).
     updated_at = models.DateTimeField(auto_now=True)
+    # The number of the RankingVersion this row shows.
+    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"ranking {self.pk} of task {self.task_id}"
+
+
+class RankingVersion(models.Model):
+    """One version of an annotator's label on a task: the append-only record.
+
+    Every submit, edit, undo (a tombstone) and re-submit writes a new row; no row is ever
+    updated or deleted. The current label of a (task, annotator) is its latest version
+    (none when that is a tombstone).
+    """
+
+    class Action(models.TextChoices):
+        SUBMITTED = "submitted"
+        EDITED = "edited"
+        UNDONE = "undone"
+        RESUBMITTED = "resubmitted"
+
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    version = models.PositiveIntegerField()
+    action = models.CharField(max_length=12, choices=Action.choices)
+    # As in Ranking (empty on a tombstone): tie groups of completion ids, best first.
+    order = models.JSONField(default=list)
+    scores = models.JSONField(default=dict, blank=True)
+    both_bad = models.BooleanField(default=False)
+    comment = models.TextField(blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    demonstration = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    first_submitted_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "annotator", "version"], name="rankingversion_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} ({self.action}) of task {self.task_id}"
 
 
 class Comparison(models.Model):
@@ -189,11 +244,18 @@ class Comparison(models.Model):
     chosen = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     rejected = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     is_tie = models.BooleanField(default=False)
+    # How much better chosen is, in rank steps (0 on a tie): the one unit of `margin`.
     margin = models.FloatField(default=0.0)
+    rank_gap = models.FloatField(default=0.0)
+    # score[chosen] - score[rejected] when both were scored (never negative on a strict
+    # pair: scores must agree with the ranking), else null.
+    score_diff = models.FloatField(null=True, blank=True)
+    both_bad = models.BooleanField(default=False)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The label's first-submitted time (kept on edits).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
@@ -268,6 +330,9 @@ class DatasetSnapshot(models.Model):
     # demonstrations written in the same queues (SFT export).
     ranking_ids = models.JSONField(default=list)
     demonstration_ids = models.JSONField(default=list)
+    # 1: content_hash covers the pair rows only (snapshots built before frozen exports);
+    # 2: it is the sha256 of every export's bytes (see snapshots.snapshot_export_digest).
+    hash_scheme = models.PositiveSmallIntegerField(default=2)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -287,20 +352,37 @@ class SnapshotRow(models.Model):
         TRAIN = "train"
         EVAL = "eval"
 
-    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="rows")
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
-    chosen = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
-    rejected = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+    # No single-column indexes: the (snapshot, split, id) index serves every read, prompts and
+    # completions are never deleted, and each index slows a big snapshot's build.
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+", db_index=False)
+    chosen = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    rejected = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     is_tie = models.BooleanField(default=False)
+    # Rank steps (never negative); equal to rank_gap. Null fields: built before they existed.
     margin = models.FloatField(default=0.0)
+    rank_gap = models.FloatField(null=True, blank=True)
+    score_diff = models.FloatField(null=True, blank=True)
     score_chosen = models.FloatField(null=True, blank=True)
     score_rejected = models.FloatField(null=True, blank=True)
+    both_bad = models.BooleanField(default=False)
     # The annotator for `all`; empty when rows aggregate several annotators' votes.
     annotator = models.CharField(max_length=150, blank=True)
-    queue = models.ForeignKey(LabelingQueue, on_delete=models.PROTECT, related_name="+")
+    queue = models.ForeignKey(
+        LabelingQueue, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     votes = models.PositiveIntegerField(default=1)
     agreement = models.FloatField(default=1.0)
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)
+    # The exported JSON line, frozen at build (names and texts included): exports stream
+    # these bytes, so they never change.
+    line = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["snapshot_id", "id"]
@@ -308,3 +390,82 @@ class SnapshotRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chosen_id} > {self.rejected_id} ({self.split})"
+
+
+class SnapshotRanking(models.Model):
+    """One listwise record of a snapshot (after its filters and aggregation), frozen."""
+
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="listwise")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    # Completion ids best first, their ranks (equal ranks are ties) and scores.
+    completion_ids = models.JSONField(default=list)
+    ranks = models.JSONField(default=list)
+    scores = models.JSONField(default=list)
+    both_bad = models.BooleanField(default=False)
+    annotator = models.CharField(max_length=150, blank=True)
+    queue_name = models.CharField(max_length=200, blank=True)
+    votes = models.PositiveIntegerField(default=1)
+    split = models.CharField(
+        max_length=5, choices=SnapshotRow.Split.choices, default=SnapshotRow.Split.TRAIN
+    )
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["snapshot_id", "id"]
+
+    def __str__(self) -> str:
+        return f"listwise {self.pk} of snapshot {self.snapshot_id}"
+
+
+class SnapshotDemonstration(models.Model):
+    """One demonstration of a snapshot (SFT data), its text frozen."""
+
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="frozen_demonstrations"
+    )
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    annotator = models.CharField(max_length=150, blank=True)
+    split = models.CharField(
+        max_length=5, choices=SnapshotRow.Split.choices, default=SnapshotRow.Split.TRAIN
+    )
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["snapshot_id", "id"]
+
+    def __str__(self) -> str:
+        return f"demonstration {self.pk} of snapshot {self.snapshot_id}"
+
+
+class LabelReview(models.Model):
+    """A lead's verdict on one version of an annotator's label: append-only.
+
+    The verdict that counts for a label is the latest review of its current version; an
+    annotator who changes a rejected label makes a new version, which starts unreviewed. A
+    rejected label is left out of snapshots built afterwards, and its annotator sees why.
+    """
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    task = models.ForeignKey(LabelingTask, on_delete=models.CASCADE, related_name="reviews")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_reviews"
+    )
+    # The RankingVersion.version reviewed (Ranking.version when the review was made).
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "annotator", "version"])]
+
+    def __str__(self) -> str:
+        return f"{self.status} v{self.version} of task {self.task_id}"

@@ -19,6 +19,7 @@ from config.roles import pseudo_user_get_or_create
 from generation import importers
 from generation import services as generation_services
 from generation.models import Completion
+from labeling import services
 from labeling.models import (
     Assignment,
     Comparison,
@@ -146,7 +147,9 @@ def preferences_import(
                 chosen=chosen,
                 rejected=rejected,
                 margin=record.margin if record.margin is not None else 1.0,
+                rank_gap=1.0,
                 annotator=annotator,
+                created_at=now,
             )
             for ranking, task, (chosen, rejected), record in zip(
                 rankings, tasks, pairs, records, strict=True
@@ -154,4 +157,5 @@ def preferences_import(
         ],
         batch_size=2000,
     )
+    services.ranking_versions_record_imported(rankings=rankings, now=now)
     return queue

@@ -7,13 +7,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import markdown as md
-import nh3
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
-from django.utils.safestring import SafeString, mark_safe
 
 from config.roles import user_is_admin, user_is_annotator
 from labeling import agreement
@@ -24,6 +21,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
     TaskCompletion,
 )
 
@@ -93,7 +91,9 @@ def queue_progress(*, queue: LabelingQueue, user: AnyUser) -> Progress:
 
 
 def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Ranking]:
-    rankings = Ranking.objects.select_related("task__queue", "annotator")
+    rankings = Ranking.objects.select_related("task__queue", "annotator").prefetch_related(
+        "task__slots"
+    )
     if not user_is_admin(user):
         rankings = rankings.filter(annotator=user)
     if queue is not None:
@@ -102,45 +102,14 @@ def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QueryS
 
 
 def comparison_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Comparison]:
-    comparisons = Comparison.objects.select_related("annotator")
+    comparisons = Comparison.objects.select_related("annotator").prefetch_related(
+        "ranking__task__slots"
+    )
     if not user_is_admin(user):
         comparisons = comparisons.filter(annotator=user)
     if queue is not None:
         comparisons = comparisons.filter(queue=queue)
     return comparisons.order_by("id")
-
-
-_ALLOWED_TAGS = {
-    "p",
-    "br",
-    "strong",
-    "em",
-    "code",
-    "pre",
-    "ul",
-    "ol",
-    "li",
-    "blockquote",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "a",
-    "hr",
-    "table",
-    "thead",
-    "tbody",
-    "tr",
-    "th",
-    "td",
-}
-
-
-def render_markdown(text: str) -> SafeString:
-    """Markdown through the nh3 sanitiser: scripts, handlers and odd URLs never survive."""
-    html = md.markdown(text or "", extensions=["fenced_code", "tables"])
-    clean = nh3.clean(html, tags=_ALLOWED_TAGS, url_schemes={"http", "https", "mailto"})
-    return mark_safe(clean)
 
 
 # --- the admin dashboard ------------------------------------------------------------------------
@@ -243,6 +212,29 @@ class Dashboard:
     reward: RewardAgreement | None = None
 
 
+HOUR = 3600
+# Beyond this many hours between the first and last label, the gaps are not filled in.
+MAX_FILLED_HOURS = 24 * 62
+
+
+def hourly_series(counts: dict[int, int]) -> list[tuple[int, int]]:
+    """Labels per hour as a chart draws them: every hour from the first to the last (zeros
+    in the gaps), plus an empty hour on each side.
+
+    A bar chart of one hour alone has no span to scale its time axis by, and bars at the
+    edges are cut in half; the empty hours around the data give it both.
+    """
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    if (last - first) // HOUR > MAX_FILLED_HOURS:
+        hours = sorted(counts)
+    else:
+        hours = list(range(first, last + HOUR, HOUR))
+    hours = [hours[0] - HOUR, *hours, hours[-1] + HOUR]
+    return [(hour, counts.get(hour, 0)) for hour in hours]
+
+
 def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     if not user_is_admin(user):
         raise Http404
@@ -284,7 +276,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
         if r["time_spent_ms"] and r["annotator__username"] not in ai_names
     ]
     board.median_seconds = statistics.median(times) if times else None
-    board.per_hour = sorted(hours.items())
+    board.per_hour = hourly_series(hours)
 
     majority = agreement.agreement_with_majority(units)
     for name, ai_labels in ai_units.items():
@@ -357,3 +349,13 @@ def queue_counts(*, queues: QuerySet[LabelingQueue], user: AnyUser) -> QuerySet[
             distinct=True,
         ),
     )
+
+
+def label_last_given(*, task: LabelingTask, user: AnyUser) -> RankingVersion | None:
+    """The annotator's last label on ``task`` when it has been taken back (its latest
+    version is an undo), else None: a task shown again keeps what they had written."""
+    versions = RankingVersion.objects.filter(task=task, annotator_id=user.pk).order_by("-version")
+    latest = versions.first()
+    if latest is None or latest.action != RankingVersion.Action.UNDONE:
+        return None
+    return versions.exclude(action=RankingVersion.Action.UNDONE).first()

@@ -24,6 +24,7 @@ from labeling.models import (
     LabelingQueue,
     LabelingTask,
     Ranking,
+    RankingVersion,
     TaskCompletion,
 )
 
@@ -291,7 +292,23 @@ def _validate_order(task: LabelingTask, order: Any) -> list[list[int]]:
     return groups
 
 
-def _validate_scores(queue: LabelingQueue, task: LabelingTask, scores: Any) -> dict[str, int]:
+def task_aliases(*, task: LabelingTask) -> dict[int, str]:
+    """completion id -> the letter annotators see (A, B, ...), by display slot."""
+    slots = TaskCompletion.objects.filter(task=task).order_by("slot")
+    return {
+        completion_id: ALIASES[i]
+        for i, completion_id in enumerate(slots.values_list("completion_id", flat=True))
+    }
+
+
+ALIASES = "ABCDEFGHIJKLMNOP"
+
+
+def _validate_scores(
+    queue: LabelingQueue, task: LabelingTask, scores: Any, order: list[list[int]]
+) -> dict[str, int]:
+    """Scores keyed by completion id, each in range, and agreeing with the ranking: a
+    better-ranked answer never has a lower score (the error names both answers)."""
     if not scores:
         return {}
     if not queue.ask_scores:
@@ -309,42 +326,61 @@ def _validate_scores(queue: LabelingQueue, task: LabelingTask, scores: Any) -> d
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise LabelingError(f"scores run from {low} to {high}")
         clean[str(completion_id)] = value
+    aliases = task_aliases(task=task)
+    for i, better in enumerate(order):
+        for worse in order[i + 1 :]:
+            for a in better:
+                for b in worse:
+                    sa, sb = clean.get(str(a)), clean.get(str(b))
+                    if sa is not None and sb is not None and sa < sb:
+                        raise LabelingError(
+                            f"{aliases[a]} is ranked above {aliases[b]} but scored lower "
+                            f"({sa} < {sb}): make the scores agree with the ranking"
+                        )
     return clean
 
 
 def comparison_expand_ranking(ranking: Ranking) -> list[Comparison]:
     """The k-choose-2 pairs of a ranking: for ranks i < j, chosen from i, rejected from j.
 
-    The margin is the score difference when both have scores, else the rank gap; pairs in
-    one tie group are stored as ties (margin 0, lower id first). Unsaved rows.
+    ``margin`` and ``rank_gap`` are the rank steps j - i (0 on a tie): one unit for every
+    pair, whether or not it was scored. ``score_diff`` is score[chosen] - score[rejected]
+    when both were scored (never negative on a strict pair, since scores agree with the
+    ranking). Pairs in one tie group are ties (lower id first). ``created_at`` is the
+    label's first-submitted time. Unsaved rows.
     """
     scores = {int(k): v for k, v in (ranking.scores or {}).items()}
     task = ranking.task
     rows: list[Comparison] = []
 
-    def row(chosen: int, rejected: int, *, tie: bool, margin: float) -> Comparison:
+    def row(chosen: int, rejected: int, *, gap: int) -> Comparison:
+        diff = (
+            float(scores[chosen] - scores[rejected])
+            if chosen in scores and rejected in scores
+            else None
+        )
         return Comparison(
             ranking=ranking,
             queue_id=task.queue_id,
             prompt_id=task.prompt_id,
             chosen_id=chosen,
             rejected_id=rejected,
-            is_tie=tie,
-            margin=margin,
+            is_tie=gap == 0,
+            margin=float(gap),
+            rank_gap=float(gap),
+            score_diff=diff,
+            both_bad=ranking.both_bad,
             annotator_id=ranking.annotator_id,
+            created_at=ranking.created_at,
         )
 
     for i, group in enumerate(ranking.order):
         for a, b in itertools.combinations(sorted(group), 2):
-            rows.append(row(a, b, tie=True, margin=0.0))
+            rows.append(row(a, b, gap=0))
         for j in range(i + 1, len(ranking.order)):
             for a in group:
                 for b in ranking.order[j]:
-                    if a in scores and b in scores:
-                        margin = float(scores[a] - scores[b])
-                    else:
-                        margin = float(j - i)
-                    rows.append(row(a, b, tie=False, margin=margin))
+                    rows.append(row(a, b, gap=j - i))
     return rows
 
 
@@ -359,15 +395,49 @@ class Submission:
     demonstration: str = ""
 
 
+def _last_version(task: LabelingTask, user: AbstractBaseUser) -> RankingVersion | None:
+    return RankingVersion.objects.filter(task=task, annotator=user).order_by("-version").first()
+
+
+def _write_version(
+    *,
+    task: LabelingTask,
+    user: AbstractBaseUser,
+    action: str,
+    now: Any,
+    ranking: Ranking | None = None,
+    demonstration: str = "",
+    time_spent_ms: int = 0,
+) -> RankingVersion:
+    """Append a version (a tombstone when ``ranking`` is None). Never updates a row."""
+    last = _last_version(task, user)
+    return RankingVersion.objects.create(
+        task=task,
+        annotator=user,
+        version=(last.version if last else 0) + 1,
+        action=action,
+        order=ranking.order if ranking else [],
+        scores=ranking.scores if ranking else {},
+        both_bad=ranking.both_bad if ranking else False,
+        comment=ranking.comment if ranking else "",
+        flags=ranking.flags if ranking else [],
+        demonstration=demonstration,
+        time_spent_ms=time_spent_ms,
+        first_submitted_at=last.first_submitted_at if last else now,
+        created_at=now,
+    )
+
+
 @transaction.atomic
 def ranking_submit(
     *, assignment_id: int, user: AbstractBaseUser, submission: Submission
 ) -> Ranking:
-    """Store a ranking and its comparisons in one transaction.
+    """Store a ranking and its comparisons in one transaction, and append a version.
 
     A repeated identical submit returns the stored ranking (idempotent); a different one on
-    an already submitted task replaces the ranking's comparisons (an edit). A submit after
-    the lease expired is refused with a message saying so.
+    an already submitted task is an edit: a new version, and the current ranking and its
+    comparisons show it (their first-submitted time is kept). A submit after the lease
+    expired is refused with a message saying so. Scores must agree with the ranking.
     """
     try:
         assignment = (
@@ -380,27 +450,38 @@ def ranking_submit(
     task = assignment.task
     queue = task.queue
     order = _validate_order(task, submission.order)
-    scores = _validate_scores(queue, task, submission.scores)
+    scores = _validate_scores(queue, task, submission.scores, order)
     flags = sorted(set(submission.flags))
     if unknown := [f for f in flags if f not in FLAGS]:
         raise LabelingError(f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}")
+    demonstration = submission.demonstration.strip()
+    time_spent_ms = max(0, min(submission.time_spent_ms, 24 * 3600 * 1000))
     now = timezone.now()
 
     if assignment.status == Assignment.Status.SUBMITTED:
         ranking = assignment.ranking
-        same = (ranking.order, ranking.scores, ranking.both_bad) == (
-            order,
-            scores,
-            submission.both_bad,
-        )
-        if same and ranking.comment == submission.comment and ranking.flags == flags:
+        last = _last_version(task, user)
+        same = (ranking.order, ranking.scores, ranking.both_bad, ranking.comment, ranking.flags)
+        if same == (order, scores, submission.both_bad, submission.comment, flags) and (
+            last is None or last.demonstration == demonstration
+        ):
             return ranking
         ranking.order, ranking.scores, ranking.both_bad = order, scores, submission.both_bad
         ranking.comment, ranking.flags = submission.comment, flags
+        version = _write_version(
+            task=task,
+            user=user,
+            action=RankingVersion.Action.EDITED,
+            now=now,
+            ranking=ranking,
+            demonstration=demonstration,
+            time_spent_ms=time_spent_ms,
+        )
+        ranking.version = version.version
         ranking.save()
         ranking.comparisons.all().delete()
         Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
-        _store_demonstration(task, user, submission.demonstration)
+        _store_demonstration(task, user, demonstration)
         return ranking
     if assignment.status != Assignment.Status.ACTIVE:
         raise LabelingError("you skipped this task; it went back to the pool")
@@ -410,29 +491,42 @@ def ranking_submit(
             f"Your claim on this task expired (tasks are held for {minutes} min) and it went "
             "back to the pool. Nothing was saved; load the next task."
         )
-    ranking = Ranking.objects.create(
+    previous = _last_version(task, user)
+    ranking = Ranking(
         assignment=assignment,
         task=task,
         annotator=user,
         order=order,
         scores=scores,
         both_bad=submission.both_bad,
-        time_spent_ms=max(0, min(submission.time_spent_ms, 24 * 3600 * 1000)),
+        time_spent_ms=time_spent_ms,
         comment=submission.comment,
         flags=flags,
     )
+    version = _write_version(
+        task=task,
+        user=user,
+        action=(RankingVersion.Action.RESUBMITTED if previous else RankingVersion.Action.SUBMITTED),
+        now=now,
+        ranking=ranking,
+        demonstration=demonstration,
+        time_spent_ms=time_spent_ms,
+    )
+    ranking.created_at = version.first_submitted_at
+    ranking.version = version.version
+    ranking.save()
     Comparison.objects.bulk_create(comparison_expand_ranking(ranking))
     if assignment.counts_toward_overlap:
         LabelingTask.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
-    _store_demonstration(task, user, submission.demonstration)
+    _store_demonstration(task, user, demonstration)
     return ranking
 
 
 def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) -> None:
-    text = text.strip()
+    """The current demonstration of (task, annotator); its versions are in RankingVersion."""
     existing = Demonstration.objects.filter(task=task, annotator=user).first()
     if not text:
         if existing is not None:
@@ -447,24 +541,48 @@ def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) 
 
 @transaction.atomic
 def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
-    """Take back the annotator's latest submission in ``queue``: its ranking, comparisons
-    and demonstration go, and the task is theirs again with a fresh lease."""
+    """Take back the annotator's latest submission or edit in ``queue``: a tombstone version
+    is appended, the current ranking, comparisons and demonstration go, and the task is
+    theirs again with a fresh lease. Earlier versions stay in the record."""
     ranking = (
         Ranking.objects.select_for_update()
         .filter(task__queue=queue, annotator=user)
-        .order_by("-created_at", "-id")
+        .order_by("-updated_at", "-id")
         .first()
     )
     if ranking is None:
         return None
+    return _ranking_take_back(ranking=ranking, queue=queue, user=user)
+
+
+@transaction.atomic
+def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment | None:
+    """Take back one of the annotator's current labels (to label that task again, as after
+    a rejection in review): the same tombstone and fresh lease as an undo. None when the
+    label is not theirs or is gone."""
+    ranking = (
+        Ranking.objects.select_for_update()
+        .select_related("task__queue")
+        .filter(pk=ranking_id, annotator=user)
+        .first()
+    )
+    if ranking is None:
+        return None
+    return _ranking_take_back(ranking=ranking, queue=ranking.task.queue, user=user)
+
+
+def _ranking_take_back(
+    *, ranking: Ranking, queue: LabelingQueue, user: AbstractBaseUser
+) -> Assignment:
     assignment = ranking.assignment
+    now = timezone.now()
+    _write_version(task=ranking.task, user=user, action=RankingVersion.Action.UNDONE, now=now)
     Demonstration.objects.filter(task=ranking.task, annotator=user).delete()
-    ranking.delete()  # cascades to its comparisons
+    ranking.delete()  # cascades to its comparisons (the current view only)
     if assignment.counts_toward_overlap:
         LabelingTask.objects.filter(pk=ranking.task_id).update(
             submitted_count=F("submitted_count") - 1
         )
-    now = timezone.now()
     # Put back any claim the annotator holds, so the undone task is the one shown next.
     Assignment.objects.filter(
         task__queue=queue, annotator=user, status=Assignment.Status.ACTIVE
@@ -475,3 +593,26 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
     assignment.finished_at = None
     assignment.save(update_fields=["status", "claimed_at", "expires_at", "finished_at"])
     return assignment
+
+
+def ranking_versions_record_imported(*, rankings: Sequence[Ranking], now: Any) -> None:
+    """Version 1 of labels created in bulk (imports), so they are in the record too."""
+    RankingVersion.objects.bulk_create(
+        [
+            RankingVersion(
+                task_id=r.task_id,
+                annotator_id=r.annotator_id,
+                version=1,
+                action=RankingVersion.Action.SUBMITTED,
+                order=r.order,
+                scores=r.scores or {},
+                both_bad=r.both_bad,
+                comment=r.comment,
+                flags=r.flags or [],
+                first_submitted_at=now,
+                created_at=now,
+            )
+            for r in rankings
+        ],
+        batch_size=2000,
+    )

@@ -23,6 +23,17 @@ class SnapshotForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         initial=["unsafe", "broken"],
     )
+    both_bad = forms.ChoiceField(
+        choices=[
+            ("keep", "keep them"),
+            ("drop", "drop them"),
+            ("only", "only them"),
+        ],
+        initial="keep",
+        required=False,
+        label="'Both bad' labels",
+        help_text="Labels that marked every answer bad.",
+    )
     aggregation = forms.ChoiceField(choices=DatasetSnapshot.Aggregation.choices)
     ties = forms.ChoiceField(choices=DatasetSnapshot.Ties.choices)
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0)
@@ -35,6 +46,9 @@ class SnapshotForm(forms.Form):
         min_value=0, max_value=0.9, initial=0.1, help_text="Held out by prompt."
     )
     seed = forms.IntegerField(initial=0)
+
+    def clean_both_bad(self) -> str:
+        return self.cleaned_data.get("both_bad") or "keep"
 
     def clean_annotators(self) -> list[str]:
         raw = self.cleaned_data.get("annotators") or ""

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from config.roles import RESEARCHER, role_required
-from labeling import snapshots
+from labeling import record, snapshots
 from labeling.models import DatasetSnapshot, SnapshotRow
 from labeling.snapshot_forms import SnapshotForm
 
@@ -90,6 +90,21 @@ def snapshot_export_extra(request: HttpRequest, pk: int, kind: str) -> HttpRespo
     )
     response = StreamingHttpResponse(content, content_type="application/jsonl; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}-{kind}.jsonl"'
+    return response
+
+
+@role_required(RESEARCHER)
+@require_GET
+def label_versions_export(request: HttpRequest) -> HttpResponse:
+    """Every version of every annotator's label, raw, with times (``?queue=<id>``)."""
+    raw = request.GET.getlist("queue")
+    if not all(q.isdigit() for q in raw):
+        return HttpResponse("queue ids are numbers", status=400)
+    response = StreamingHttpResponse(
+        record.label_versions_export_jsonl(queue_ids=[int(q) for q in raw] or None),
+        content_type="application/jsonl; charset=utf-8",
+    )
+    response["Content-Disposition"] = 'attachment; filename="label-versions.jsonl"'
     return response
 
 

@@ -11,8 +11,8 @@ import hashlib
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,16 +21,21 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from generation.models import Completion
+from generation.models import Prompt
 from labeling.models import (
     AI_LABELER_GROUP,
     Comparison,
     DatasetSnapshot,
     Demonstration,
     LabelingQueue,
+    LabelingTask,
     Ranking,
+    SnapshotDemonstration,
+    SnapshotRanking,
     SnapshotRow,
+    TaskCompletion,
 )
+from labeling.review import rejected_labels
 
 EXPORT_CHUNK = 2000
 _JSON = json.JSONEncoder(ensure_ascii=False)
@@ -42,17 +47,19 @@ class SnapshotError(ValueError):
 
 @dataclass(frozen=True)
 class SnapshotFilter:
-    """Which comparisons go in. Empty fields mean no restriction."""
+    """Which labels go in. Empty fields mean no restriction."""
 
     queues: Sequence[int]
     date_from: datetime | None = None
     date_to: datetime | None = None
     annotators: Sequence[str] = ()
     exclude_flags: Sequence[str] = ()
-    # Pairs whose annotators agree less than this (share of votes) are left out.
+    # Whole pairs whose votes agree less than this (the majority's share) are left out.
     min_agreement: float = 0.0
-    # Comparisons by AI labelers (the ai-labeler group) go in only when asked for.
+    # Labels by AI labelers (the ai-labeler group) go in only when asked for.
     include_ai: bool = False
+    # "Both bad" labels: keep (default), drop, or keep only them.
+    both_bad: str = "keep"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,52 +70,64 @@ class SnapshotFilter:
             "exclude_flags": list(self.exclude_flags),
             "min_agreement": self.min_agreement,
             "include_ai": self.include_ai,
+            "both_bad": self.both_bad,
         }
+
+
+BOTH_BAD_CHOICES = ("keep", "drop", "only")
+
+
+@dataclass
+class _Label:
+    """A (current) ranking selected by the filter."""
+
+    ranking_id: int
+    annotator: str
+    scores: dict[int, float]
+    both_bad: bool
+    prompt_id: int
+    queue_id: int
 
 
 @dataclass
 class _Vote:
-    comparison: Comparison
-    # +1: first of the unordered pair preferred, -1: second, 0: tie.
+    label: _Label
+    chosen_id: int
+    rejected_id: int
+    is_tie: bool
+    rank_gap: float
+    score_diff: float | None
+    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
     direction: int
-    signed_margin: float
 
 
 @dataclass
 class _Row:
     prompt_id: int
-    prompt_hash: str
     chosen_id: int
     rejected_id: int
     is_tie: bool
-    margin: float
+    rank_gap: float
+    score_diff: float | None
     score_chosen: float | None
     score_rejected: float | None
+    both_bad: bool
     annotator: str
     queue_id: int
     votes: int
     agreement: float
+    # The listwise group the row belongs to: a ranking under `all`, else the prompt.
+    group: tuple[Any, ...]
     split: str = SnapshotRow.Split.TRAIN
-    texts: tuple[str, str] = field(default=("", ""))
+    line: str = ""
 
 
-def _scores(comparison: Comparison) -> tuple[float | None, float | None]:
-    scores = comparison.ranking.scores or {}
-    chosen = scores.get(str(comparison.chosen_id))
-    rejected = scores.get(str(comparison.rejected_id))
-    return (
-        float(chosen) if chosen is not None else None,
-        float(rejected) if rejected is not None else None,
-    )
-
-
-def _within(qs: QuerySet[Any], spec: SnapshotFilter) -> QuerySet[Any]:
-    """The date and annotator parts of the filter (AI labelers left out unless asked for),
-    for comparisons and demonstrations."""
+def _within(qs: QuerySet[Any], spec: SnapshotFilter, *, date_field: str) -> QuerySet[Any]:
+    """The date and annotator parts of the filter (AI labelers left out unless asked for)."""
     if spec.date_from:
-        qs = qs.filter(created_at__gte=spec.date_from)
+        qs = qs.filter(**{f"{date_field}__gte": spec.date_from})
     if spec.date_to:
-        qs = qs.filter(created_at__lt=spec.date_to)
+        qs = qs.filter(**{f"{date_field}__lt": spec.date_to})
     if spec.annotators:
         qs = qs.filter(annotator__username__in=list(spec.annotators))
     if not spec.include_ai:
@@ -116,111 +135,148 @@ def _within(qs: QuerySet[Any], spec: SnapshotFilter) -> QuerySet[Any]:
     return qs
 
 
-def _comparisons(spec: SnapshotFilter) -> list[Comparison]:
-    qs = _within(Comparison.objects.filter(queue_id__in=spec.queues), spec).select_related(
-        "ranking", "annotator", "prompt", "chosen", "rejected"
+def _excluded(flags: Any, spec: SnapshotFilter) -> bool:
+    return bool(spec.exclude_flags) and bool(set(spec.exclude_flags) & set(flags or []))
+
+
+def _rejected(spec: SnapshotFilter) -> dict[int, tuple[int, int]]:
+    """The current labels of the snapshot's queues that a lead rejected in review:
+    ranking id -> (task id, annotator id). They stay out of the snapshot (its stats count
+    them), with the demonstrations written with them."""
+    rankings = rejected_labels(Ranking.objects.filter(task__queue_id__in=spec.queues))
+    return {
+        pk: (task, who) for pk, task, who in rankings.values_list("pk", "task_id", "annotator_id")
+    }
+
+
+def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int, _Label]:
+    """The current rankings the filter selects, by id, less the ``rejected`` ones. Dates are
+    first-submitted times, so an edit never moves an old vote into a later date range."""
+    rankings = _within(
+        Ranking.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     )
-    excluded = set(spec.exclude_flags)
-    return [
-        c for c in qs.order_by("id") if not (excluded and excluded & set(c.ranking.flags or []))
-    ]
+    labels: dict[int, _Label] = {}
+    for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
+        "id",
+        "annotator__username",
+        "scores",
+        "flags",
+        "both_bad",
+        "task__prompt_id",
+        "task__queue_id",
+    ).iterator(chunk_size=5000):
+        if pk in rejected or _excluded(flags, spec):
+            continue
+        if (spec.both_bad == "drop" and both_bad) or (spec.both_bad == "only" and not both_bad):
+            continue
+        labels[pk] = _Label(
+            pk,
+            who,
+            {int(k): float(v) for k, v in (scores or {}).items()},
+            both_bad,
+            prompt_id,
+            queue_id,
+        )
+    return labels
 
 
-def _votes_by_pair(comparisons: Iterable[Comparison]) -> dict[tuple[int, int, int], list[_Vote]]:
-    """Votes on each unordered pair (prompt, low id, high id), each with its direction."""
+def _votes_by_pair(
+    labels: dict[int, _Label], spec: SnapshotFilter
+) -> dict[tuple[int, int, int], list[_Vote]]:
+    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order."""
     pairs: dict[tuple[int, int, int], list[_Vote]] = defaultdict(list)
-    for c in comparisons:
-        low, high = sorted((c.chosen_id, c.rejected_id))
-        if c.is_tie:
-            direction = 0
-        else:
-            direction = 1 if c.chosen_id == low else -1
-        pairs[(c.prompt_id, low, high)].append(_Vote(c, direction, direction * abs(c.margin)))
+    comparisons = Comparison.objects.filter(queue_id__in=spec.queues).order_by("id")
+    for ranking_id, chosen, rejected, tie, gap, diff in comparisons.values_list(
+        "ranking_id", "chosen_id", "rejected_id", "is_tie", "rank_gap", "score_diff"
+    ).iterator(chunk_size=10000):
+        label = labels.get(ranking_id)
+        if label is None:
+            continue
+        low, high = (chosen, rejected) if chosen < rejected else (rejected, chosen)
+        direction = 0 if tie else (1 if chosen == low else -1)
+        pairs[(label.prompt_id, low, high)].append(
+            _Vote(label, chosen, rejected, tie, gap, diff, direction)
+        )
     return pairs
 
 
-def _row(
-    c: Comparison,
-    *,
-    chosen_first: bool,
-    tie: bool,
-    margin: float,
-    votes: int,
-    agreement: float,
-    annotator: str,
-) -> _Row:
-    chosen, rejected = (c.chosen, c.rejected) if chosen_first else (c.rejected, c.chosen)
-    score_c, score_r = _scores(c)
-    if not chosen_first:
-        score_c, score_r = score_r, score_c
-    return _Row(
-        prompt_id=c.prompt_id,
-        prompt_hash=c.prompt.content_hash,
-        chosen_id=chosen.pk,
-        rejected_id=rejected.pk,
-        is_tie=tie,
-        margin=margin,
-        score_chosen=score_c,
-        score_rejected=score_r,
-        annotator=annotator,
-        queue_id=c.queue_id,
-        votes=votes,
-        agreement=agreement,
-        texts=(chosen.text, rejected.text),
-    )
-
-
-def _demonstration_ids(spec: SnapshotFilter) -> list[int]:
-    demos = _within(Demonstration.objects.filter(task__queue_id__in=spec.queues), spec)
-    return sorted(demos.values_list("id", flat=True))
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> list[_Row]:
+    """Rows under the aggregation rule; ``agreement`` is always the pair's: the share of
+    its votes in the row's direction (under `all`, the majority direction's share).
+
+    Directions come from the labels (chosen, rejected, tie), never from a margin's sign.
+    ``rank_gap`` (= ``margin``) is never negative: under `majority` the mean gap of the
+    agreeing votes, under `mean-margin` the absolute mean of the signed gaps. Aggregated
+    scores are the means over the agreeing votes.
+    """
     rows: list[_Row] = []
-    for (_prompt, low, _high), votes in pairs.items():
-        counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
+    for (prompt_id, low, high), votes in pairs.items():
+        if len(votes) == 1:  # the common case, without counting
+            counts = {1: 0, -1: 0, 0: 0}
+            counts[votes[0].direction] = 1
+        else:
+            counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
         if rule == DatasetSnapshot.Aggregation.ALL:
-            for vote in votes:
-                c = vote.comparison
-                same = counts[vote.direction] / len(votes)
+            agreement = max(counts.values()) / len(votes)
+            for v in votes:
                 rows.append(
-                    _row(
-                        c,
-                        chosen_first=True,
-                        tie=c.is_tie,
-                        margin=c.margin,
+                    _Row(
+                        prompt_id=prompt_id,
+                        chosen_id=v.chosen_id,
+                        rejected_id=v.rejected_id,
+                        is_tie=v.is_tie,
+                        rank_gap=v.rank_gap,
+                        score_diff=v.score_diff,
+                        score_chosen=v.label.scores.get(v.chosen_id),
+                        score_rejected=v.label.scores.get(v.rejected_id),
+                        both_bad=v.label.both_bad,
+                        annotator=v.label.annotator,
+                        queue_id=v.label.queue_id,
                         votes=1,
-                        agreement=same,
-                        annotator=c.annotator.get_username(),
+                        agreement=agreement,
+                        group=("ranking", v.label.ranking_id),
                     )
                 )
             continue
         if rule == DatasetSnapshot.Aggregation.MAJORITY:
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-            (top, top_count), (_, second_count) = ranked[0], ranked[1]
-            if top_count == second_count:
+            (direction, top), (_, second) = ranked[0], ranked[1]
+            if top == second:
                 continue  # contested: no majority
-            direction = top
             agreeing = [v for v in votes if v.direction == direction]
-            margin = sum(abs(v.signed_margin) for v in agreeing) / len(agreeing)
-            agreement = top_count / len(votes)
+            gap = sum(v.rank_gap for v in agreeing) / len(agreeing)
         else:  # mean-margin
-            mean = sum(v.signed_margin for v in votes) / len(votes)
+            mean = sum(v.direction * v.rank_gap for v in votes) / len(votes)
             direction = (mean > 0) - (mean < 0)
-            margin = abs(mean)
-            agreement = counts[direction] / len(votes)
-        first = votes[0].comparison
-        # Orient the row so that "chosen" is the preferred completion (low id on a tie).
-        chosen_first = (first.chosen_id == low) == (direction >= 0)
+            agreeing = [v for v in votes if v.direction == direction]
+            gap = abs(mean)
+        chosen, rejected = (high, low) if direction < 0 else (low, high)
+
+        pairs_scored = [
+            (v.label.scores.get(chosen), v.label.scores.get(rejected)) for v in agreeing
+        ]
+        both = [(c, r) for c, r in pairs_scored if c is not None and r is not None]
         rows.append(
-            _row(
-                first,
-                chosen_first=chosen_first,
-                tie=direction == 0,
-                margin=margin,
-                votes=len(votes),
-                agreement=agreement,
+            _Row(
+                prompt_id=prompt_id,
+                chosen_id=chosen,
+                rejected_id=rejected,
+                is_tie=direction == 0,
+                rank_gap=gap,
+                score_diff=_mean(c - r for c, r in both) if both else None,
+                score_chosen=_mean(c for c, _ in pairs_scored),
+                score_rejected=_mean(r for _, r in pairs_scored),
+                both_bad=2 * sum(1 for v in agreeing if v.label.both_bad) > len(agreeing),
                 annotator="",
+                queue_id=agreeing[0].label.queue_id if agreeing else votes[0].label.queue_id,
+                votes=len(votes),
+                agreement=len(agreeing) / len(votes),
+                group=("prompt", prompt_id),
             )
         )
     return rows
@@ -239,29 +295,301 @@ def snapshot_split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
 _split_of = snapshot_split_of
 
 
-def _content_hash(rows: Sequence[_Row]) -> str:
-    """sha256 over the canonical rows: the texts, not database ids, in a fixed order."""
-    lines = sorted(
-        json.dumps(
-            [
-                r.prompt_hash,
-                r.texts[0],
-                r.texts[1],
-                r.is_tie,
-                round(r.margin, 6),
-                r.split,
-                r.annotator,
-                r.votes,
-            ],
-            ensure_ascii=False,
-            separators=(",", ":"),
+def _in_chunks(ids: Iterable[int], size: int = 5000) -> Iterator[list[int]]:
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _prompts(ids: Iterable[int]) -> dict[int, tuple[str, Any, str]]:
+    """prompt id -> (text, messages, content hash)."""
+    out: dict[int, tuple[str, Any, str]] = {}
+    for chunk in _in_chunks(ids):
+        for pk, text, messages, key in Prompt.objects.filter(pk__in=chunk).values_list(
+            "pk", "text", "messages", "content_hash"
+        ):
+            out[pk] = (text, messages, key)
+    return out
+
+
+def _queue_prompts(queue_ids: Sequence[int]) -> dict[int, tuple[str, Any, str]]:
+    """prompt id -> (text, messages, content hash) for the queues' tasks, in one join."""
+    tasks = LabelingTask.objects.filter(queue_id__in=list(queue_ids))
+    return {
+        pk: (text, messages, key)
+        for pk, text, messages, key in tasks.values_list(
+            "prompt_id", "prompt__text", "prompt__messages", "prompt__content_hash"
+        ).iterator(chunk_size=10000)
+    }
+
+
+def _queue_completion_texts(queue_ids: Sequence[int]) -> dict[int, str]:
+    """completion id -> text for the queues' tasks, in one join."""
+    slots = TaskCompletion.objects.filter(task__queue_id__in=list(queue_ids))
+    return dict(slots.values_list("completion_id", "completion__text").iterator(chunk_size=10000))
+
+
+class _Writer:
+    """The JSON lines of a snapshot's exports, written once at build (and then frozen).
+
+    One snapshot is exported in one form: if any prompt is a conversation, plain prompts
+    become a single user message, so every row has the same column types.
+    """
+
+    def __init__(self, *, name: str, conversational: bool) -> None:
+        self.name = name
+        self.conversational = conversational
+        self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
+        self._prompt_json: dict[int, str] = {}
+        self._answer_json: dict[int, str] = {}
+
+    def prompt(self, text: str, messages: Any) -> Any:
+        if self.conversational:
+            return messages or [{"role": "user", "content": text}]
+        return text
+
+    def answer(self, text: str) -> Any:
+        return [{"role": "assistant", "content": text}] if self.conversational else text
+
+    def _encoded_prompt(self, prompt_id: int, prompt: tuple[str, Any, str]) -> str:
+        if prompt_id not in self._prompt_json:
+            self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
+        return self._prompt_json[prompt_id]
+
+    def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
+        if completion_id not in self._answer_json:
+            self._answer_json[completion_id] = self.encode(self.answer(texts[completion_id]))
+        return self._answer_json[completion_id]
+
+    def pair(
+        self, row: _Row, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
+    ) -> str:
+        """The TRL record, byte for byte what ``self.encode`` makes of the same dict (the
+        tests check it), assembled from each prompt's and answer's JSON encoded once."""
+        number = _number
+        return (
+            f'{{"prompt": {self._encoded_prompt(row.prompt_id, prompt)}, '
+            f'"chosen": {self._encoded_answer(row.chosen_id, texts)}, '
+            f'"rejected": {self._encoded_answer(row.rejected_id, texts)}, '
+            f'"margin": {number(row.rank_gap)}, "rank_gap": {number(row.rank_gap)}, '
+            f'"score_diff": {number(row.score_diff)}, '
+            f'"score_chosen": {number(row.score_chosen)}, '
+            f'"score_rejected": {number(row.score_rejected)}, '
+            f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
+            f'"agreement": {number(row.agreement)}, "annotator": {_quote(row.annotator)}, '
+            f'"queue": {_quote(queue)}, "snapshot": {_quote(self.name)}}}'
         )
-        for r in rows
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else float.__repr__(float(value))
+
+
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
+    """(completion id, rank) best first from a group's pairs: wins minus losses (Copeland),
+    equal scores share a rank (dense: 1, 2, 2, 3). On a full ranking this is the ranking."""
+    score: dict[int, int] = {}
+    for r in rows:
+        score.setdefault(r.chosen_id, 0)
+        score.setdefault(r.rejected_id, 0)
+        if not r.is_tie:
+            score[r.chosen_id] += 1
+            score[r.rejected_id] -= 1
+    ordered = sorted(score, key=lambda c: (-score[c], c))
+    ranks: list[tuple[int, int]] = []
+    rank = 0
+    previous: int | None = None
+    for c in ordered:
+        if score[c] != previous:
+            rank += 1
+            previous = score[c]
+        ranks.append((c, rank))
+    return ranks
+
+
+@dataclass
+class _Listwise:
+    prompt_id: int
+    completion_ids: list[int]
+    ranks: list[int]
+    scores: list[float | None]
+    both_bad: bool
+    annotator: str
+    queue_name: str
+    votes: int
+    split: str
+    line: str
+
+
+def _listwise(
+    rows: Sequence[_Row],
+    labels: dict[int, _Label],
+    writer: _Writer,
+    prompts: dict[int, tuple[str, Any, str]],
+    texts: dict[int, str],
+    queue_names: dict[int, str],
+) -> list[_Listwise]:
+    """Listwise records from the snapshot's own rows (so after its filters and
+    aggregation): one per ranking under `all`, one per prompt otherwise."""
+    groups: dict[tuple[Any, ...], list[_Row]] = {}
+    for r in rows:
+        groups.setdefault(r.group, []).append(r)
+    out: list[_Listwise] = []
+    for (kind, key), members in groups.items():
+        ranked = _copeland(members)
+        first = members[0]
+        if kind == "ranking":
+            label = labels[key]
+            scores = [label.scores.get(c) for c, _ in ranked]
+            both_bad, annotator, votes = label.both_bad, label.annotator, 1
+        else:
+            per: dict[int, list[float]] = defaultdict(list)
+            for r in members:
+                if r.score_chosen is not None:
+                    per[r.chosen_id].append(r.score_chosen)
+                if r.score_rejected is not None:
+                    per[r.rejected_id].append(r.score_rejected)
+            scores = [_mean(per.get(c, [])) for c, _ in ranked]
+            both_bad = 2 * sum(1 for r in members if r.both_bad) > len(members)
+            annotator, votes = "", max(r.votes for r in members)
+        prompt = prompts[first.prompt_id]
+        queue = queue_names[first.queue_id]
+        line = writer.encode(
+            {
+                "prompt": writer.prompt(prompt[0], prompt[1]),
+                "completions": [writer.answer(texts[c]) for c, _ in ranked],
+                "ranks": [rank for _, rank in ranked],
+                "scores": scores,
+                "both_bad": both_bad,
+                "votes": votes,
+                "annotator": annotator,
+                "queue": queue,
+                "snapshot": writer.name,
+            }
+        )
+        out.append(
+            _Listwise(
+                prompt_id=first.prompt_id,
+                completion_ids=[c for c, _ in ranked],
+                ranks=[rank for _, rank in ranked],
+                scores=scores,
+                both_bad=both_bad,
+                annotator=annotator,
+                queue_name=queue,
+                votes=votes,
+                split=first.split,
+                line=line,
+            )
+        )
+    return out
+
+
+def _demonstrations(
+    spec: SnapshotFilter,
+    writer: _Writer,
+    seed: int,
+    eval_fraction: float,
+    *,
+    rejected: Container[tuple[int, int]] = (),
+) -> tuple[list[int], list[SnapshotDemonstration]]:
+    """The ids and frozen copies of the demonstrations written in the snapshot's queues, under the same filter as the
+    labels (dates, annotators, AI, excluded flags of the label they came with). Unsaved."""
+    demos = _within(
+        Demonstration.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
+    ).order_by("id")
+    flagged = (
+        {
+            (task_id, annotator_id)
+            for task_id, annotator_id, flags in Ranking.objects.filter(
+                task__queue_id__in=spec.queues
+            ).values_list("task_id", "annotator_id", "flags")
+            if _excluded(flags, spec)
+        }
+        if spec.exclude_flags
+        else set()
     )
+    rows = list(
+        demos.values_list(
+            "task_id", "annotator_id", "annotator__username", "text", "prompt_id", "id"
+        )
+    )
+    prompts = _prompts(r[4] for r in rows)
+    out: list[SnapshotDemonstration] = []
+    ids: list[int] = []
+    for task_id, annotator_id, who, text, prompt_id, pk in rows:
+        if (task_id, annotator_id) in flagged or (task_id, annotator_id) in rejected:
+            continue
+        ids.append(pk)
+        prompt_text, messages, key = prompts[prompt_id]
+        line = writer.encode(
+            {
+                "messages": [
+                    *(messages or [{"role": "user", "content": prompt_text}]),
+                    {"role": "assistant", "content": text},
+                ],
+                "annotator": who,
+                "snapshot": writer.name,
+            }
+        )
+        out.append(
+            SnapshotDemonstration(
+                prompt_id=prompt_id,
+                text=text,
+                annotator=who,
+                split=snapshot_split_of(key, seed, eval_fraction),
+                line=line,
+            )
+        )
+    return ids, out
+
+
+def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]]) -> None:
+    """Insert rows of plain values (JSON columns as JSON text): by COPY on PostgreSQL (the
+    ORM's bulk insert spends most of a big snapshot's build adapting parameters), else in
+    batched INSERTs."""
+    table = model._meta.db_table
+    if connection.vendor == "postgresql":
+        names = ", ".join(f'"{c}"' for c in columns)
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                for row in values:
+                    copy.write_row(row)
+        return
+    batch: list[tuple[Any, ...]] = []
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+
+    def flush() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([placeholders] * len(batch)),
+                [v for row in batch for v in row],
+            )
+
+    # SQLite allows at most 32766 parameters per statement.
+    size = max(1, 30000 // len(columns))
+    for row in values:
+        batch.append(row)
+        if len(batch) >= size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+
+
+def _digest(pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]) -> str:
+    """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
+    lines, then the SFT lines, each section headed by its name."""
     digest = hashlib.sha256()
-    for line in lines:
-        digest.update(line.encode("utf-8"))
-        digest.update(b"\n")
+    for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
+        digest.update(f"{name}\n".encode())
+        for line in lines:
+            digest.update(line.encode("utf-8"))
+            digest.update(b"\n")
     return digest.hexdigest()
 
 
@@ -277,12 +605,15 @@ def snapshot_build(
     description: str = "",
     user: AbstractBaseUser | None = None,
 ) -> DatasetSnapshot:
-    """Freeze the comparisons that ``spec`` selects into a new snapshot.
+    """Freeze the labels that ``spec`` selects into a new snapshot, with every export.
 
     ``aggregation``: ``all`` keeps every comparison; ``majority`` keeps one row per prompt
     and pair in the majority direction and drops contested pairs; ``mean-margin`` orients
-    each pair by the mean signed margin of its votes. Ties are dropped or kept; pairs whose
-    agreement is below ``spec.min_agreement`` are dropped. Returns the snapshot.
+    each pair by the mean signed rank gap of its votes. Ties are dropped or kept; whole
+    pairs whose agreement is below ``spec.min_agreement`` are dropped. The listwise
+    records come from the rows that remain; the demonstrations follow the same filter.
+    Every exported line (texts, names and metadata included) is stored with the snapshot,
+    and ``content_hash`` is the sha256 of all of them. Returns the snapshot.
     """
     name = name.strip()
     if not name:
@@ -297,22 +628,39 @@ def snapshot_build(
         raise SnapshotError("the held-out fraction must be in [0, 1)")
     if not 0 <= spec.min_agreement <= 1:
         raise SnapshotError("minimum agreement must be in [0, 1]")
+    if spec.both_bad not in BOTH_BAD_CHOICES:
+        raise SnapshotError("both_bad must be keep, drop or only")
     if not spec.queues:
         raise SnapshotError("choose at least one labeling queue")
-    if LabelingQueue.objects.filter(pk__in=spec.queues).count() != len(set(spec.queues)):
+    queue_names = dict(LabelingQueue.objects.filter(pk__in=spec.queues).values_list("pk", "name"))
+    if len(queue_names) != len(set(spec.queues)):
         raise SnapshotError("unknown labeling queue")
 
-    comparisons = _comparisons(spec)
-    rows = _aggregate(_votes_by_pair(comparisons), aggregation)
+    rejected = _rejected(spec)
+    labels = _labels(spec, rejected=rejected)
+    rows = _aggregate(_votes_by_pair(labels, spec), aggregation)
     rows = [
         r
         for r in rows
         if r.agreement >= spec.min_agreement and (ties == DatasetSnapshot.Ties.KEEP or not r.is_tie)
     ]
-    for r in rows:
-        r.split = _split_of(r.prompt_hash, seed, eval_fraction)
     if not rows:
         raise SnapshotError("no comparison matches this filter")
+    prompts = _queue_prompts(spec.queues)
+    texts = _queue_completion_texts(spec.queues)
+    writer = _Writer(
+        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
+    )
+    splits: dict[int, str] = {}
+    for r in rows:
+        if r.prompt_id not in splits:
+            splits[r.prompt_id] = _split_of(prompts[r.prompt_id][2], seed, eval_fraction)
+        r.split = splits[r.prompt_id]
+        r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
+    listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
+    demo_ids, demos = _demonstrations(
+        spec, writer, seed, eval_fraction, rejected=set(rejected.values())
+    )
 
     snapshot = DatasetSnapshot.objects.create(
         name=name,
@@ -322,42 +670,110 @@ def snapshot_build(
         ties=ties,
         eval_fraction=eval_fraction,
         seed=seed,
-        content_hash=_content_hash(rows),
+        content_hash=_digest(
+            (r.line for r in rows if not r.is_tie),
+            (x.line for x in listwise),
+            (d.line for d in demos),
+        ),
+        hash_scheme=2,
         row_count=len(rows),
         train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
         eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
         prompt_count=len({r.prompt_id for r in rows}),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
+            "both_bad": sum(1 for r in rows if r.both_bad),
+            # Current labels of these queues left out because a lead rejected them.
+            "rejected_labels": len(rejected),
             "mean_agreement": sum(r.agreement for r in rows) / len(rows),
             "annotators": sorted({r.annotator for r in rows if r.annotator}),
             "built_at": timezone.now().isoformat(),
         },
-        ranking_ids=sorted({c.ranking_id for c in comparisons}),
-        demonstration_ids=_demonstration_ids(spec),
+        # Lineage only (the current labels and demonstrations behind the snapshot at build;
+        # those rows may change later, the frozen records below never do).
+        ranking_ids=sorted(labels),
+        demonstration_ids=demo_ids,
         created_by=user,
     )
-    SnapshotRow.objects.bulk_create(
-        [
-            SnapshotRow(
-                snapshot=snapshot,
-                prompt_id=r.prompt_id,
-                chosen_id=r.chosen_id,
-                rejected_id=r.rejected_id,
-                is_tie=r.is_tie,
-                margin=r.margin,
-                score_chosen=r.score_chosen,
-                score_rejected=r.score_rejected,
-                annotator=r.annotator,
-                queue_id=r.queue_id,
-                votes=r.votes,
-                agreement=r.agreement,
-                split=r.split,
+    _insert(
+        SnapshotRow,
+        (
+            "snapshot_id",
+            "prompt_id",
+            "chosen_id",
+            "rejected_id",
+            "is_tie",
+            "margin",
+            "rank_gap",
+            "score_diff",
+            "score_chosen",
+            "score_rejected",
+            "both_bad",
+            "annotator",
+            "queue_id",
+            "votes",
+            "agreement",
+            "split",
+            "line",
+        ),
+        (
+            (
+                snapshot.pk,
+                r.prompt_id,
+                r.chosen_id,
+                r.rejected_id,
+                r.is_tie,
+                r.rank_gap,
+                r.rank_gap,
+                r.score_diff,
+                r.score_chosen,
+                r.score_rejected,
+                r.both_bad,
+                r.annotator,
+                r.queue_id,
+                r.votes,
+                r.agreement,
+                r.split,
+                r.line,
             )
             for r in rows
-        ],
-        batch_size=2000,
+        ),
     )
+    _insert(
+        SnapshotRanking,
+        (
+            "snapshot_id",
+            "prompt_id",
+            "completion_ids",
+            "ranks",
+            "scores",
+            "both_bad",
+            "annotator",
+            "queue_name",
+            "votes",
+            "split",
+            "line",
+        ),
+        (
+            (
+                snapshot.pk,
+                x.prompt_id,
+                _JSON.encode(x.completion_ids),
+                _JSON.encode(x.ranks),
+                _JSON.encode(x.scores),
+                x.both_bad,
+                x.annotator,
+                x.queue_name,
+                x.votes,
+                x.split,
+                x.line,
+            )
+            for x in listwise
+        ),
+    )
+    for d in demos:
+        d.snapshot = snapshot
+    SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
     return snapshot
 
 
@@ -376,6 +792,7 @@ def snapshot_build_from_data(
             exclude_flags=data.get("exclude_flags") or (),
             min_agreement=data.get("min_agreement") or 0.0,
             include_ai=bool(data.get("include_ai", False)),
+            both_bad=data.get("both_bad") or "keep",
         ),
         aggregation=data["aggregation"],
         ties=data["ties"],
@@ -386,18 +803,38 @@ def snapshot_build_from_data(
 
 
 # --- exports ------------------------------------------------------------------------------------
+#
+# Every export streams the lines frozen at build: the bytes never change, whatever happens
+# to labels, queue or user names afterwards, on SQLite and PostgreSQL alike.
 
-
-_EXPORT_COLUMNS = (
-    "prompt__text",
-    "prompt__messages",
-    "chosen__text",
-    "rejected__text",
+# The TRL record's fields, in order (snapshots with hash_scheme 1 have the first six and
+# the last three only: see the 0006 migration).
+TRL_FIELDS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "margin",
+    "rank_gap",
+    "score_diff",
+    "score_chosen",
+    "score_rejected",
+    "both_bad",
+    "votes",
+    "agreement",
+    "annotator",
+    "queue",
+    "snapshot",
+)
+_LEGACY_TRL_FIELDS = (
+    "prompt",
+    "chosen",
+    "rejected",
     "margin",
     "score_chosen",
     "score_rejected",
     "annotator",
-    "queue__name",
+    "queue",
+    "snapshot",
 )
 
 
@@ -405,139 +842,57 @@ def snapshot_is_conversational(snapshot: DatasetSnapshot) -> bool:
     return SnapshotRow.objects.filter(snapshot=snapshot, prompt__messages__isnull=False).exists()
 
 
-def _record_chunks(
-    snapshot: DatasetSnapshot, split: str | None, chunk_size: int
-) -> Iterator[list[dict[str, Any]]]:
-    """TRL preference records of a snapshot, in chunks, from a server-side cursor.
-
-    Plain strings, or message lists for conversations. One snapshot is exported in one
-    form: if any prompt is a conversation, plain prompts become a single user message, so
-    every row has the same column types (a mix would not load as one ``datasets`` table).
-    Ties have no place in a chosen/rejected pair and are left out. Rows are read as tuples,
-    not model instances: the export's speed is the cost of this loop.
-    """
-    conversational = snapshot_is_conversational(snapshot)
+def _pair_rows(snapshot: DatasetSnapshot, split: str | None) -> QuerySet[SnapshotRow]:
+    """The rows a TRL export holds: every non-tie pair (a tie has no chosen and rejected)."""
     rows = SnapshotRow.objects.filter(snapshot=snapshot, is_tie=False).order_by("id")
-    if split:
-        rows = rows.filter(split=split)
-    name = snapshot.name
-    chunk: list[dict[str, Any]] = []
-    for (
-        text,
-        messages,
-        chosen,
-        rejected,
-        margin,
-        s_chosen,
-        s_rejected,
-        who,
-        queue,
-    ) in rows.values_list(*_EXPORT_COLUMNS).iterator(chunk_size=chunk_size):
-        if conversational:
-            prompt: Any = messages or [{"role": "user", "content": text}]
-            chosen = [{"role": "assistant", "content": chosen}]
-            rejected = [{"role": "assistant", "content": rejected}]
-        else:
-            prompt = text
-        chunk.append(
-            {
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "margin": margin,
-                "score_chosen": s_chosen,
-                "score_rejected": s_rejected,
-                "annotator": who,
-                "queue": queue,
-                "snapshot": name,
-            }
-        )
-        if len(chunk) >= chunk_size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    return rows.filter(split=split) if split else rows
 
 
-def snapshot_export_trl_jsonl(
-    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
-) -> Iterator[bytes]:
-    """JSON lines in TRL's preference format, streamed with bounded memory.
-
-    On PostgreSQL, COPY streams the raw columns and the lines are assembled from escaped
-    strings: the same records as the Python path, several times faster.
-    """
-    if connection.vendor == "postgresql":
-        yield from _trl_jsonl_postgresql(snapshot, split, chunk_size)
-    else:
-        yield from _trl_jsonl_python(snapshot, split, chunk_size)
+def _joined(lines: Iterable[str], chunk_size: int) -> Iterator[bytes]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= chunk_size:
+            yield ("\n".join(batch) + "\n").encode("utf-8")
+            batch = []
+    if batch:
+        yield ("\n".join(batch) + "\n").encode("utf-8")
 
 
 def _trl_jsonl_python(
     snapshot: DatasetSnapshot, split: str | None, chunk_size: int
 ) -> Iterator[bytes]:
-    encode = _JSON.encode  # one encoder: json.dumps with options builds a new one per call
-    for chunk in _record_chunks(snapshot, split, chunk_size):
-        yield "".join([encode(r) + "\n" for r in chunk]).encode("utf-8")
+    lines = _pair_rows(snapshot, split).values_list("line", flat=True)
+    yield from _joined(lines.iterator(chunk_size=chunk_size), chunk_size)
 
 
-_COPY_SQL = """COPY (
-SELECT p.text, p.messages::text, c.text, r.text, s.margin, s.score_chosen, s.score_rejected,
-       s.annotator, q.name
-FROM labeling_snapshotrow s
-JOIN generation_prompt p ON p.id = s.prompt_id
-JOIN generation_completion c ON c.id = s.chosen_id
-JOIN generation_completion r ON r.id = s.rejected_id
-JOIN labeling_labelingqueue q ON q.id = s.queue_id
-WHERE s.snapshot_id = {snapshot} AND NOT s.is_tie {split}
-ORDER BY s.id
-) TO STDOUT"""
-_COPY_TYPES = ["text", "text", "text", "text", "float8", "float8", "float8", "text", "text"]
+_COPY_SQL = (
+    "COPY (SELECT line FROM labeling_snapshotrow WHERE snapshot_id = {snapshot} "
+    "AND NOT is_tie {split} ORDER BY id) TO STDOUT"
+)
 
 
 def _trl_jsonl_postgresql(
     snapshot: DatasetSnapshot, split: str | None, chunk_size: int
 ) -> Iterator[bytes]:
-    """COPY streams the raw columns (as fast as PostgreSQL can send them) and each line is
-    assembled from C-escaped strings; the records equal those of the Python path."""
-    conversational = snapshot_is_conversational(snapshot)
-    quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
-    tail = f', "snapshot": {quote(snapshot.name)}}}\n'
-    split_sql = f"AND s.split = '{split}'" if split in SnapshotRow.Split.values else ""
+    """COPY streams the frozen lines as fast as PostgreSQL sends them."""
+    split_sql = f"AND split = '{split}'" if split in SnapshotRow.Split.values else ""
     sql = _COPY_SQL.format(snapshot=int(snapshot.pk), split=split_sql)
     connection.ensure_connection()
-    lines: list[str] = []
     with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.set_types(_COPY_TYPES)
-        for (
-            text,
-            messages,
-            chosen,
-            rejected,
-            margin,
-            s_chosen,
-            s_rejected,
-            who,
-            queue,
-        ) in copy.rows():
-            if conversational:
-                prompt = messages or f'[{{"role": "user", "content": {quote(text)}}}]'
-                chosen_json = f'[{{"role": "assistant", "content": {quote(chosen)}}}]'
-                rejected_json = f'[{{"role": "assistant", "content": {quote(rejected)}}}]'
-            else:
-                prompt, chosen_json, rejected_json = quote(text), quote(chosen), quote(rejected)
-            lines.append(
-                f'{{"prompt": {prompt}, "chosen": {chosen_json}, "rejected": {rejected_json}, '
-                f'"margin": {"null" if margin is None else repr(margin)}, '
-                f'"score_chosen": {"null" if s_chosen is None else repr(s_chosen)}, '
-                f'"score_rejected": {"null" if s_rejected is None else repr(s_rejected)}, '
-                f'"annotator": {quote(who)}, "queue": {quote(queue)}' + tail
-            )
-            if len(lines) >= chunk_size:
-                yield "".join(lines).encode("utf-8")
-                lines = []
-    if lines:
-        yield "".join(lines).encode("utf-8")
+        copy.set_types(["text"])
+        yield from _joined((line for (line,) in copy.rows()), chunk_size)
+
+
+def snapshot_export_trl_jsonl(
+    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
+) -> Iterator[bytes]:
+    """JSON lines in TRL's preference format, streamed with bounded memory: the lines
+    frozen at build (COPY on PostgreSQL, a server-side cursor elsewhere; the same bytes)."""
+    if connection.vendor == "postgresql":
+        yield from _trl_jsonl_postgresql(snapshot, split, chunk_size)
+    else:
+        yield from _trl_jsonl_python(snapshot, split, chunk_size)
 
 
 def snapshot_split(value: str | None) -> str | None:
@@ -561,124 +916,119 @@ def snapshot_parquet_file(snapshot: DatasetSnapshot, *, split: str | None = None
 def snapshot_export_trl_parquet(
     snapshot: DatasetSnapshot, out: Any, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
 ) -> int:
-    """Write the TRL records as Parquet to ``out`` (a path or a binary file), one row group
-    per chunk so memory stays bounded. Returns the number of rows written."""
+    """Write the TRL records (the frozen lines, parsed) as Parquet to ``out`` (a path or a
+    binary file), one row group per chunk so memory stays bounded. Returns the row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     text = message if snapshot_is_conversational(snapshot) else pa.string()
-    schema = pa.schema(
-        [
-            ("prompt", text),
-            ("chosen", text),
-            ("rejected", text),
-            ("margin", pa.float64()),
-            ("score_chosen", pa.float64()),
-            ("score_rejected", pa.float64()),
-            ("annotator", pa.string()),
-            ("queue", pa.string()),
-            ("snapshot", pa.string()),
-        ]
-    )
+    types = {
+        "prompt": text,
+        "chosen": text,
+        "rejected": text,
+        "both_bad": pa.bool_(),
+        "votes": pa.int64(),
+        "annotator": pa.string(),
+        "queue": pa.string(),
+        "snapshot": pa.string(),
+    }
+    fields = TRL_FIELDS if snapshot.hash_scheme >= 2 else _LEGACY_TRL_FIELDS
+    schema = pa.schema([(f, types.get(f, pa.float64())) for f in fields])
     written = 0
+    lines = _pair_rows(snapshot, split).values_list("line", flat=True)
     with pq.ParquetWriter(out, schema) as writer:
-        for chunk in _record_chunks(snapshot, split, chunk_size):
+        chunk: list[dict[str, Any]] = []
+        for line in lines.iterator(chunk_size=chunk_size):
+            chunk.append(json.loads(line))
+            if len(chunk) >= chunk_size:
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                written += len(chunk)
+                chunk = []
+        if chunk:
             writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
             written += len(chunk)
     return written
 
 
-def _as_messages(text: str, messages: list[dict[str, str]] | None) -> list[dict[str, str]]:
-    return messages or [{"role": "user", "content": text}]
-
-
 def snapshot_export_rankings_jsonl(
     snapshot: DatasetSnapshot, *, chunk_size: int = EXPORT_CHUNK
 ) -> Iterator[bytes]:
-    """Listwise data for ranking losses: each ranking's completions best first, the rank of
-    each (equal ranks are ties), their scores, the annotator and the queue."""
-    encode = _JSON.encode
-    ids = list(snapshot.ranking_ids)
-    for start in range(0, len(ids), chunk_size):
-        rankings = (
-            Ranking.objects.filter(pk__in=ids[start : start + chunk_size])
-            .select_related("task__prompt", "task__queue", "annotator")
-            .order_by("id")
-        )
-        chunk = list(rankings)
-        texts = dict(
-            Completion.objects.filter(
-                pk__in={c for r in chunk for group in r.order for c in group}
-            ).values_list("id", "text")
-        )
-        lines = []
-        for ranking in chunk:
-            prompt = ranking.task.prompt
-            flat = [(rank, c) for rank, group in enumerate(ranking.order, start=1) for c in group]
-            scores = ranking.scores or {}
-            lines.append(
-                encode(
-                    {
-                        "prompt": prompt.messages or prompt.text,
-                        "completions": [texts[c] for _, c in flat],
-                        "ranks": [rank for rank, _ in flat],
-                        "scores": [scores.get(str(c)) for _, c in flat],
-                        "annotator": ranking.annotator.get_username(),
-                        "queue": ranking.task.queue.name,
-                        "snapshot": snapshot.name,
-                    }
-                )
-                + "\n"
-            )
-        yield "".join(lines).encode("utf-8")
+    """Listwise data for ranking losses, frozen at build from the snapshot's rows (after
+    its filters and aggregation): completions best first, their ranks (equal ranks are
+    ties), scores, a ``both_bad`` flag, votes, the annotator (under `all`) and the queue."""
+    lines = SnapshotRanking.objects.filter(snapshot=snapshot).order_by("id")
+    yield from _joined(
+        lines.values_list("line", flat=True).iterator(chunk_size=chunk_size), chunk_size
+    )
 
 
 def snapshot_export_sft_jsonl(snapshot: DatasetSnapshot) -> Iterator[bytes]:
     """Demonstrations as SFT data: ``messages`` = the prompt's turns + the ideal answer."""
-    encode = _JSON.encode
-    demos = (
-        Demonstration.objects.filter(pk__in=snapshot.demonstration_ids)
-        .select_related("prompt", "annotator")
-        .order_by("id")
+    lines = SnapshotDemonstration.objects.filter(snapshot=snapshot).order_by("id")
+    yield from _joined(
+        lines.values_list("line", flat=True).iterator(chunk_size=EXPORT_CHUNK), EXPORT_CHUNK
     )
-    for demo in demos.iterator(chunk_size=EXPORT_CHUNK):
-        messages = [
-            *_as_messages(demo.prompt.text, demo.prompt.messages),
-            {"role": "assistant", "content": demo.text},
-        ]
-        yield (
-            encode(
-                {
-                    "messages": messages,
-                    "annotator": demo.annotator.get_username(),
-                    "snapshot": snapshot.name,
-                }
-            )
-            + "\n"
-        ).encode("utf-8")
+
+
+def snapshot_rankings(*, snapshot: DatasetSnapshot) -> QuerySet[SnapshotRanking]:
+    """The snapshot's frozen listwise records (prompt, completion_ids best first, ranks,
+    scores, both_bad, split), for training readers."""
+    return SnapshotRanking.objects.filter(snapshot=snapshot).order_by("id")
+
+
+def snapshot_export_digest(snapshot: DatasetSnapshot) -> str:
+    """The sha256 of every export's bytes, recomputed from the exports themselves: equal to
+    ``content_hash`` for every snapshot with ``hash_scheme`` 2."""
+
+    def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+        # Split on newlines only: str.splitlines would also split at U+2028 and friends,
+        # which JSON leaves unescaped inside strings.
+        data = b"".join(chunks).decode("utf-8")
+        yield from data.split("\n")[:-1] if data else []
+
+    return _digest(
+        lines(snapshot_export_trl_jsonl(snapshot)),
+        lines(snapshot_export_rankings_jsonl(snapshot)),
+        lines(snapshot_export_sft_jsonl(snapshot)),
+    )
 
 
 def snapshot_data_card(snapshot: DatasetSnapshot) -> str:
     """README.md for an export: counts, agreement, filters, aggregation, hash and date."""
     filters = json.dumps(snapshot.filters, indent=2, ensure_ascii=False)
     stats = snapshot.stats or {}
+    listwise = SnapshotRanking.objects.filter(snapshot=snapshot).count()
+    demos = SnapshotDemonstration.objects.filter(snapshot=snapshot).count()
+    covers = (
+        "every export (TRL pairs, listwise, SFT)"
+        if snapshot.hash_scheme >= 2
+        else "the pair rows only (built before frozen exports)"
+    )
+    # Only snapshots built since review existed count rejected labels; older cards keep
+    # their exact bytes.
+    rejected_line = (
+        f"\n| labels rejected in review, left out | {stats['rejected_labels']} |"
+        if "rejected_labels" in stats
+        else ""
+    )
     return f"""# {snapshot.name}
 
 Preference data exported from Preflab.
 
 | | |
 |---|---|
-| content hash (sha256) | `{snapshot.content_hash}` |
+| content hash (sha256) | `{snapshot.content_hash}`, over {covers} |
 | built | {snapshot.created_at.isoformat()} |
 | rows | {snapshot.row_count} ({snapshot.train_count} train, {snapshot.eval_count} eval) |
 | prompts | {snapshot.prompt_count} |
 | ties | {stats.get("ties", 0)} ({snapshot.ties}) |
+| both bad | {stats.get("both_bad", 0)} |{rejected_line}
 | aggregation | {snapshot.aggregation} |
 | mean agreement | {stats.get("mean_agreement", 0):.3f} |
 | held-out split | by prompt, {snapshot.eval_fraction:.0%}, seed {snapshot.seed} |
-| rankings (listwise) | {len(snapshot.ranking_ids)} |
-| demonstrations (SFT) | {len(snapshot.demonstration_ids)} |
+| rankings (listwise) | {listwise} |
+| demonstrations (SFT) | {demos} |
 
 Filters:
 
@@ -687,8 +1037,20 @@ Filters:
 ```
 
 Format: JSON lines in TRL's preference format: `prompt`, `chosen`, `rejected` (strings, or
-lists of `{{role, content}}` messages when the prompt is a conversation), plus `margin`,
-`score_chosen`, `score_rejected`, `annotator`, `queue` and `snapshot`. Load with
-`datasets.load_dataset("json", data_files=...)`; `DPOTrainer` and `RewardTrainer` take it as is.
+lists of `{{role, content}}` messages when the prompt is a conversation), plus:
+
+- `margin`: how much better `chosen` is, in rank steps; this is the field trainers use as
+  the margin (never negative; 0 only on ties, which TRL pairs leave out). Equal to
+  `rank_gap`; aggregated rows carry the mean gap of the agreeing votes (`majority`) or the
+  absolute mean signed gap (`mean-margin`).
+- `score_diff`: `score_chosen - score_rejected` on the 1–7 scale when both were scored,
+  else null: a separate unit, never mixed into `margin`.
+- `score_chosen`, `score_rejected` (means over the agreeing votes when aggregated),
+  `both_bad` (the annotator marked every answer bad), `votes`, `agreement` (the share of
+  the pair's votes in this direction), `annotator`, `queue`, `snapshot`.
+
+Load with `datasets.load_dataset("json", data_files=...)`; `DPOTrainer` and `RewardTrainer`
+take it as is. Every export of this snapshot was frozen when it was built: re-exporting
+gives the same bytes, and `content_hash` is their sha256.
 {snapshot.description}
 """

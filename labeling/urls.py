@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import snapshot_views, views
+from labeling import review_views, search_views, snapshot_views, views
 
 app_name = "labeling"
 urlpatterns = [
     path("", views.queue_index, name="index"),
+    path("search/", search_views.search_page, name="search"),
+    path("rejected/", review_views.my_rejections, name="my-rejections"),
+    path("labels/<int:ranking_id>/relabel/", review_views.relabel, name="relabel"),
+    path("queues/<int:pk>/review/", review_views.review_page, name="queue-review"),
+    path(
+        "queues/<int:pk>/labels/<int:ranking_id>/review/",
+        review_views.review_label,
+        name="label-review",
+    ),
+    path("prompts/<int:pk>/", search_views.prompt_detail, name="prompt-detail"),
     path("queues/new/", views.queue_create, name="queue-create"),
     path("queues/<int:pk>/", views.label, name="queue-label"),
     path("queues/<int:pk>/submit/", views.submit, name="queue-submit"),
@@ -15,6 +25,7 @@ urlpatterns = [
     path("queues/<int:pk>/assist/", views.queue_assist, name="queue-assist"),
     path("queues/<int:pk>/ai-label/", views.queue_ai_label, name="queue-ai-label"),
     path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),
+    path("labels.jsonl", snapshot_views.label_versions_export, name="label-versions"),
     path("snapshots/<int:pk>/", snapshot_views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/<int:pk>/export.jsonl", snapshot_views.snapshot_export, name="snapshot-export"),
     path(

@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, role_required
-from labeling import assistance, selectors, services
+from labeling import assistance, review, selectors, services
 from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
 
@@ -23,7 +24,8 @@ def queue_index(request: HttpRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
-    return render(request, "labeling/index.html", {"queues": queues})
+    rejected = len(review.annotator_rejections(user=request.user))  # type: ignore[arg-type]
+    return render(request, "labeling/index.html", {"queues": queues, "rejected": rejected})
 
 
 @role_required(ADMIN)
@@ -69,10 +71,15 @@ def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, objec
     if assignment is not None:
         candidates = selectors.task_candidates(task=assignment.task)
         context["prompt"] = assignment.task.prompt
-        context["candidates"] = list(zip("ABCDEFGHIJKLMNOP", candidates, strict=False))
+        # Answers are named by their per-task alias (A, B, ...) in the page and the form,
+        # never by database ids.
+        context["candidates"] = list(zip(services.ALIASES, candidates, strict=False))
         context["ranks"] = range(1, len(candidates) + 1)
         context["scores"] = range(1, 8)
         context["flags"] = services.FLAGS
+        # A task taken back (undo, or to relabel after review) comes back with what the
+        # annotator had written: their comment, flags and ideal response.
+        context["previous"] = selectors.label_last_given(task=assignment.task, user=request.user)
     return context
 
 
@@ -83,14 +90,15 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     context = _task_context(request, queue)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "labeling/_task.html", context)
-    context["guidelines"] = selectors.render_markdown(queue.guidelines)
+    context["guidelines"] = render_markdown(queue.guidelines)
     return render(request, "labeling/label.html", context)
 
 
 def _order_from_post(
     data: QueryDict, candidates: list[int], choice: str
 ) -> tuple[list[list[int]], bool]:
-    """The best-first order a form post describes; ``both_bad`` is a tie marked as such."""
+    """The best-first order a form post describes (fields named by alias: ``rank_A``);
+    ``both_bad`` is a tie marked as such."""
     if choice in ("a", "b", "tie", "both_bad"):
         if len(candidates) != 2:
             raise services.LabelingError("this task has more than two completions: rank them")
@@ -101,24 +109,26 @@ def _order_from_post(
             "tie": ([[a, b]], False),
             "both_bad": ([[a, b]], True),
         }[choice]
+    aliases = dict(zip(services.ALIASES, candidates, strict=False))
     if "order" in data and data["order"]:
         try:
-            return json.loads(data["order"]), False
-        except json.JSONDecodeError:
+            groups = json.loads(data["order"])
+            return [[aliases[a] for a in group] for group in groups], False
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise services.LabelingError("the ranking could not be read") from None
     ranks: dict[int, list[int]] = {}
-    for completion_id in candidates:
-        raw = data.get(f"rank_{completion_id}", "")
+    for alias, completion_id in aliases.items():
+        raw = data.get(f"rank_{alias}", "")
         if not raw.isdigit():
             raise services.LabelingError("give every completion a rank")
         ranks.setdefault(int(raw), []).append(completion_id)
-    return [ranks[r] for r in sorted(ranks)], False
+    return [ranks[r] for r in sorted(ranks)], data.get("both_bad") == "on"
 
 
 def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
     scores = {}
-    for completion_id in candidates:
-        raw = data.get(f"score_{completion_id}", "")
+    for alias, completion_id in zip(services.ALIASES, candidates, strict=False):
+        raw = data.get(f"score_{alias}", "")
         if raw.isdigit():
             scores[str(completion_id)] = int(raw)
     return scores

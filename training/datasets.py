@@ -16,8 +16,7 @@ from django.db.models import Q, QuerySet
 
 from generation.backends import PromptInput
 from generation.models import Completion, Prompt
-from labeling.models import DatasetSnapshot, Demonstration, SnapshotRow
-from labeling.snapshots import snapshot_split_of
+from labeling.models import DatasetSnapshot, SnapshotDemonstration, SnapshotRow
 from training.core.data import (
     PairRecord,
     PreferenceData,
@@ -83,17 +82,15 @@ def snapshot_preference_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
 
 
 def snapshot_demonstrations(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
-    """The snapshot's demonstrations by split, split by prompt as the snapshot's rows are."""
+    """The demonstrations frozen with the snapshot (their texts as they were at build),
+    by split, split by prompt as the snapshot's rows are."""
     examples: dict[str, list[SFTExample]] = {TRAIN: [], EVAL: []}
-    if not snapshot.demonstration_ids:
-        return examples
     demos = (
-        Demonstration.objects.filter(pk__in=snapshot.demonstration_ids)
+        SnapshotDemonstration.objects.filter(snapshot=snapshot)
         .order_by("id")
-        .values_list("text", "prompt__text", "prompt__messages", "prompt__content_hash")
+        .values_list("text", "prompt__text", "prompt__messages", "split")
     )
-    for text, prompt_text, messages, prompt_hash in demos:
-        split = snapshot_split_of(prompt_hash, snapshot.seed, snapshot.eval_fraction)
+    for text, prompt_text, messages, split in demos:
         examples[split].append(
             SFTExample(prompt=prompt_input(prompt_text, messages), completion=text)
         )

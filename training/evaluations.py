@@ -236,13 +236,30 @@ def evaluation_create_for_run(
 
 
 def run_previous_queue(*, run: TrainingRun) -> LabelingQueue | None:
-    """The queue the run's data came from: the first queue its snapshot's filter names."""
+    """The queue the run's data came from: the first queue its snapshot's filter names that
+    people label (an active one), else the first that exists.
+
+    An imported preference file makes a paused queue that holds its comparisons; its settings
+    describe no labeling setup, so a next round copies the human queue beside it instead.
+    """
     ids = (run.snapshot.filters or {}).get("queues") or []
-    for queue_id in ids:
-        queue = LabelingQueue.objects.filter(pk=queue_id).first()
-        if queue is not None:
-            return queue
-    return None
+    queues = {q.pk: q for q in LabelingQueue.objects.filter(pk__in=ids)}
+    named = [queues[queue_id] for queue_id in ids if queue_id in queues]
+    return next((q for q in named if q.is_active), named[0] if named else None)
+
+
+NEXT_ROUND_PREFIX = "Next round · "
+
+
+def next_round_queue_name(previous: LabelingQueue | None) -> str:
+    """A free name for a next round's queue, from the previous queue's name.
+
+    Never the model's name: annotators see queue names, and a round's comparisons are blind.
+    """
+    root = previous.name if previous is not None else "labeling"
+    while root.startswith(NEXT_ROUND_PREFIX):
+        root = root[len(NEXT_ROUND_PREFIX) :]
+    return free_name(LabelingQueue, f"{NEXT_ROUND_PREFIX}{root}")
 
 
 def round_defaults(*, run: TrainingRun) -> dict[str, Any]:
@@ -302,7 +319,7 @@ def round_create(
         raise RunError(f"a name has at most {NAME_LENGTH} characters", field="name")
     if name and LabelingQueue.objects.filter(name=name).exists():
         raise RunError(f"a queue named {name!r} already exists", field="name")
-    name = name or free_name(LabelingQueue, f"Next round · {model.name}")
+    name = name or next_round_queue_name(previous)
 
     queue_settings: dict[str, Any] = {
         f.name: f.default for f in fields(QueueSettings) if f.name in COPIED_QUEUE_SETTINGS

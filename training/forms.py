@@ -46,6 +46,11 @@ def _help(text: str) -> str:
     return text.replace("``", "")
 
 
+# Config fields that mean something only while a box is ticked: the page hides them while
+# it is not (static/js/app.js, ``data-shown-with``); the server still validates them.
+SHOWN_WITH_PREFIXES = {"lora_": "use_lora"}
+
+
 def config_form_field(field: ConfigField) -> forms.Field:
     """A form field for one config field: its default as the initial value, its docstring as
     the help text."""
@@ -55,17 +60,24 @@ def config_form_field(field: ConfigField) -> forms.Field:
         "initial": field.default,
     }
     if field.choices:
-        return forms.ChoiceField(choices=[(c, c) for c in field.choices], **common)
-    if field.type is bool:
-        return forms.BooleanField(required=False, **common)
-    if field.type is int:
-        return forms.IntegerField(**common)
-    if field.type is float:
+        form_field: forms.Field = forms.ChoiceField(
+            choices=[(c, c) for c in field.choices], **common
+        )
+    elif field.type is bool:
+        form_field = forms.BooleanField(required=False, **common)
+    elif field.type is int:
+        form_field = forms.IntegerField(**common)
+    elif field.type is float:
         # "any": the browser must not round 1e-5 to its default step of 1.
-        return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
-    if field.type is str:
-        return forms.CharField(required=False, **common)
-    raise TypeError(f"no form field for config type {field.type!r}")  # pragma: no cover
+        form_field = forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    elif field.type is str:
+        form_field = forms.CharField(required=False, **common)
+    else:  # pragma: no cover
+        raise TypeError(f"no form field for config type {field.type!r}")
+    for prefix, switch in SHOWN_WITH_PREFIXES.items():
+        if field.name.startswith(prefix):
+            form_field.widget.attrs["data-shown-with"] = switch
+    return form_field
 
 
 def trainable_models() -> Any:
@@ -107,9 +119,22 @@ class TrainingRunForm(forms.Form):
             self.fields["reward_run"].queryset = selectors.reward_runs_finished()  # type: ignore[attr-defined]
         else:
             del self.fields["reward_run"]
+        self._preselect_only_choices()
         self.config_spec = config_fields(self.run_kind)
         for field in self.config_spec:
             self.fields[field.name] = config_form_field(field)
+
+    def _preselect_only_choices(self) -> None:
+        """Where a choice has exactly one option, start with it chosen (an empty form only)."""
+        if self.is_bound:
+            return
+        for name in ("base_model", "snapshot", "reward_run"):
+            field = self.fields.get(name)
+            if field is None or name in self.initial:
+                continue
+            only = list(field.queryset[:2])  # type: ignore[attr-defined]
+            if len(only) == 1:
+                self.initial[name] = only[0].pk
 
     @property
     def kind_label(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -101,16 +101,30 @@ def _initial_from(params: Any) -> dict[str, Any]:
 # --- one run ------------------------------------------------------------------------------------
 
 
-def _eta(run: TrainingRun) -> timedelta | None:
-    """Time left at the step rate since the run started, or ``None`` before there is one."""
+def _eta(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
+    """Time left, or ``None`` before there is a step rate.
+
+    The rate is measured up to the moment the current step was reported (its curve point),
+    not up to now: between two reports the step stands still while the clock runs, and a
+    rate taken against the clock would make the estimate climb. Instead it counts down from
+    that report, and stops at zero.
+    """
     if run.status != TrainingRun.Status.RUNNING or not run.started_at or not run.step:
         return None
     if not run.total_steps or run.step >= run.total_steps:
         return None
-    elapsed = (timezone.now() - run.started_at).total_seconds()
+    now = now or timezone.now()
+    reported_at = (
+        run.metric_points.filter(step=run.step)
+        .order_by("id")
+        .values_list("created_at", flat=True)
+        .first()
+    ) or now
+    elapsed = (reported_at - run.started_at).total_seconds()
     if elapsed <= 0:
         return None
-    return timedelta(seconds=round(elapsed / run.step * (run.total_steps - run.step)))
+    left = elapsed / run.step * (run.total_steps - run.step) - (now - reported_at).total_seconds()
+    return timedelta(seconds=max(0, round(left)))
 
 
 def _duration(value: timedelta | None) -> str:

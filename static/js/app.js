@@ -48,4 +48,35 @@
     const box = document.getElementById("htmx-error");
     if (box && event.detail.successful) box.remove();
   });
+
+  // A form field marked data-shown-with="<checkbox name>" shows only while that box is
+  // ticked (LoRA's rank and alpha while "use LoRA" is off mean nothing). The server still
+  // validates it; hiding is only presentation.
+  function syncShownWith(root) {
+    root.querySelectorAll("[data-shown-with]").forEach((input) => {
+      const form = input.form;
+      const box = form && form.querySelector(`input[type=checkbox][name="${input.dataset.shownWith}"]`);
+      const field = input.closest(".field");
+      if (box && field) field.hidden = !box.checked;
+    });
+  }
+  document.addEventListener("change", (event) => {
+    if (event.target.matches && event.target.matches("input[type=checkbox]") && event.target.form) {
+      syncShownWith(event.target.form);
+    }
+  });
+  document.addEventListener("htmx:afterSettle", () => syncShownWith(document));
+  syncShownWith(document);
+
+  // Escape leaves a text box, so the page's keyboard shortcuts work again instead of
+  // typing into it (the comment or ideal response on the labeling page).
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (event.key !== "Escape" || !target || !target.matches) return;
+    if (target.matches("textarea, input:not([type=checkbox]):not([type=radio]), select, [contenteditable]")) {
+      target.blur();
+      const main = document.getElementById("main");
+      if (main) main.focus({ preventScroll: true });
+    }
+  });
 })();

@@ -10,7 +10,8 @@
     new window.uPlot({
       width: width(hoursEl), height: 220,
       series: [{}, { label: "labels", stroke: "#2952cc", fill: "#2952cc33", paths: bars, points: { show: false } }],
-      scales: { x: { time: true, range: (u, min, max) => [min - 3600, max + 3600] } },
+      // The server pads the series with an empty hour on each side (selectors.hourly_series).
+      scales: { x: { time: true } },
     }, [data.hours, data.per_hour], hoursEl);
   } else { hoursEl.textContent = "No labels yet."; }
 

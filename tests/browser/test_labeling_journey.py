@@ -56,7 +56,8 @@ def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
     items = page.locator("#ranking > li")
     letters = [items.nth(i).get_attribute("data-letter") for i in range(4)]
     assert letters == ["A", "B", "C", "D"]
-    # Drag D to the top, then give C rank 1 with the keyboard (a tie with D).
+    # Drag D to the top, then give C rank 1 with the keyboard: C moves there, the others
+    # shift down, and nothing ties.
     source = items.nth(3).locator(".handle").bounding_box()
     target = items.nth(0).locator(".handle").bounding_box()
     page.mouse.move(source["x"] + 4, source["y"] + 4)
@@ -66,6 +67,17 @@ def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
     page.wait_for_function("document.querySelector('#ranking > li').dataset.letter === 'D'")
     page.locator("#ranking > li[data-letter=C]").focus()
     page.keyboard.press("1")
+    assert _order(page) == [("C", "1"), ("D", "2"), ("A", "3"), ("B", "4")]
+    # The issue's case: focus A and press 4. A moves to 4 and B shifts up: no tie.
+    page.locator("#ranking > li[data-letter=A]").focus()
+    page.keyboard.press("4")
+    assert _order(page) == [("C", "1"), ("D", "2"), ("B", "3"), ("A", "4")]
+    assert page.locator("#ranking .tie-badge:visible").count() == 0
+    # A tie only by an explicit action, and it shows.
+    page.locator("#ranking > li[data-letter=D]").focus()
+    page.keyboard.press("=")
+    assert _order(page) == [("C", "1"), ("D", "1"), ("B", "2"), ("A", "3")]
+    assert page.locator("#ranking > li[data-letter=D] .tie-badge").is_visible()
     page.keyboard.press("Enter")
     page.wait_for_selector("text=All done here")
 
@@ -76,9 +88,44 @@ def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
             "ABCD", [s.completion for s in saved.task.slots.order_by("slot")], strict=True
         )
     )
-    assert saved.order[0] == sorted([ids["C"], ids["D"]])
+    assert saved.order == [sorted([ids["C"], ids["D"]]), [ids["B"]], [ids["A"]]]
     assert Comparison.objects.filter(ranking=saved).count() == 6
     assert Comparison.objects.filter(ranking=saved, is_tie=True).count() == 1
+
+
+def _order(page) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(letter, rank) of the ranking list, top to bottom."""
+    return [
+        tuple(x)
+        for x in page.eval_on_selector_all(
+            "#ranking > li",
+            "els => els.map(li => [li.dataset.letter,"
+            " li.querySelector('select[name^=rank_]').value])",
+        )
+    ]
+
+
+def test_it_warns_before_submitting_scores_that_contradict_the_ranking(
+    page, live_server, alice
+) -> None:  # type: ignore[no-untyped-def]
+    ranking = make_queue(mode="ranking", prompts=1, k=3, name="Scored", ask_scores=True)
+    login(page, live_server, "alice", PASSWORD)
+    page.goto(f"{live_server.url}/labeling/queues/{ranking.pk}/")
+    page.wait_for_selector("#ranking > li")
+    page.wait_for_load_state("load")
+    page.select_option("select[name=score_A]", "3")
+    page.select_option("select[name=score_C]", "6")
+    warning = page.locator("#score-warning")
+    assert warning.is_visible()
+    assert "A is ranked above C but scored lower (3 < 6)" in warning.inner_text()
+    assert page.locator("[data-key=submit]").is_disabled()
+    # Rank C first: the scores agree again and the ranking can be sent.
+    page.select_option("select[name=rank_C]", "1")
+    assert not warning.is_visible()
+    page.click("[data-key=submit]")
+    page.wait_for_selector("text=All done here")
+    saved = Ranking.objects.get(task__queue=ranking)
+    assert len(saved.order) == 3 and saved.scores
 
 
 def test_it_never_runs_script_from_completions_or_guidelines(page, live_server, alice) -> None:  # type: ignore[no-untyped-def]

@@ -86,6 +86,20 @@ def test_it_stops_polling_when_the_job_finished(client: Client, carol) -> None: 
     assert "hx-trigger" not in body
 
 
+def test_it_reloads_the_page_when_the_watched_job_ends(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
+    job = GenerationJobFactory(status="running", prompts_total=2, prompts_done=1)
+    client.force_login(carol)
+    polling = client.get(job.get_absolute_url(), headers={"HX-Request": "true"}).content.decode()
+    assert f'hx-get="{job.get_absolute_url()}?poll=1"' in polling
+    running = client.get(f"{job.get_absolute_url()}?poll=1", headers={"HX-Request": "true"})
+    assert running.status_code == 200 and "HX-Refresh" not in running.headers
+    GenerationJob.objects.filter(pk=job.pk).update(status="succeeded", prompts_done=2)
+    ended = client.get(f"{job.get_absolute_url()}?poll=1", headers={"HX-Request": "true"})
+    # The whole page reloads with its completions instead of "No completions yet".
+    assert ended.headers["HX-Refresh"] == "true"
+    assert "Reload to see" not in client.get(job.get_absolute_url()).content.decode()
+
+
 def test_it_escapes_model_output(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
     completion = CompletionFactory(text='<script>alert("x")</script><img src=x onerror=alert(1)>')
     client.force_login(carol)

@@ -46,3 +46,22 @@ def test_it_measures_gold_accuracy() -> None:
         ("bob", "t9", [[1], [2]]),
     ]
     assert agreement.gold_accuracy(gold, rankings) == {"alice": (3, 3), "bob": (0, 3)}
+
+
+def test_hourly_series_fills_gaps_and_pads_an_empty_hour_each_side() -> None:
+    from labeling.selectors import hourly_series
+
+    h = 1_800_000_000 // 3600 * 3600
+    assert hourly_series({}) == []
+    assert hourly_series({h: 5}) == [(h - 3600, 0), (h, 5), (h + 3600, 0)]
+    assert hourly_series({h: 2, h + 3 * 3600: 1}) == [
+        (h - 3600, 0),
+        (h, 2),
+        (h + 3600, 0),
+        (h + 7200, 0),
+        (h + 10800, 1),
+        (h + 14400, 0),
+    ]
+    # Months apart: the gaps stay unfilled rather than thousands of empty bars.
+    far = h + 24 * 3600 * 100
+    assert hourly_series({h: 1, far: 1}) == [(h - 3600, 0), (h, 1), (far, 1), (far + 3600, 0)]

@@ -80,13 +80,42 @@ def test_it_expands_a_full_ranking_of_four_into_six_comparisons(alice) -> None: 
     assert all(x.annotator == alice and x.queue == queue for x in ranking.comparisons.all())
 
 
-def test_it_stores_ties_and_uses_score_differences_as_margins(carol) -> None:  # type: ignore[no-untyped-def]
+def test_it_stores_ties_and_keeps_rank_gap_and_score_difference_apart(carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3, ask_scores=True)
     assignment = services.task_claim_next(queue=queue, user=carol)
     a, b, c = _ids(assignment.task)
     ranking = _submit(assignment, [[a, b], [c]], scores={str(a): 6, str(b): 6, str(c): 2})
-    rows = {(x.chosen_id, x.rejected_id): (x.is_tie, x.margin) for x in ranking.comparisons.all()}
-    assert rows == {(min(a, b), max(a, b)): (True, 0.0), (a, c): (False, 4.0), (b, c): (False, 4.0)}
+    rows = {
+        (x.chosen_id, x.rejected_id): (x.is_tie, x.margin, x.rank_gap, x.score_diff)
+        for x in ranking.comparisons.all()
+    }
+    assert rows == {
+        (min(a, b), max(a, b)): (True, 0.0, 0.0, 0.0),
+        (a, c): (False, 1.0, 1.0, 4.0),
+        (b, c): (False, 1.0, 1.0, 4.0),
+    }
+
+
+def test_it_measures_margin_in_rank_steps_whether_or_not_scored(carol) -> None:  # type: ignore[no-untyped-def]
+    # The case: A>B scored 7 vs 1 and A>C unscored used to give margins 6 and 2.
+    queue = make_queue(mode="ranking", k=3, ask_scores=True)
+    assignment = services.task_claim_next(queue=queue, user=carol)
+    a, b, c = _ids(assignment.task)
+    ranking = _submit(assignment, [[a], [b], [c]], scores={str(a): 7, str(b): 1})
+    rows = {(x.chosen_id, x.rejected_id): (x.margin, x.score_diff) for x in ranking.comparisons.all()}
+    assert rows == {(a, b): (1.0, 6.0), (a, c): (2.0, None), (b, c): (1.0, None)}
+
+
+def test_it_rejects_scores_that_contradict_the_ranking(carol) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", k=3, ask_scores=True)
+    assignment = services.task_claim_next(queue=queue, user=carol)
+    a, b, c = _ids(assignment.task)  # displayed as A, B, C
+    with pytest.raises(services.LabelingError, match=r"A is ranked above C but scored lower \(3 < 6\)"):
+        _submit(assignment, [[a], [b], [c]], scores={str(a): 3, str(c): 6})
+    assert not Ranking.objects.exists() and not Comparison.objects.exists()
+    # Equal scores on a strict preference are fine (and stay a strict preference).
+    ranking = _submit(assignment, [[a], [b], [c]], scores={str(a): 4, str(b): 4, str(c): 4})
+    assert not ranking.comparisons.filter(is_tie=True).exists()
 
 
 def test_it_gives_one_comparison_for_a_pairwise_choice(alice) -> None:  # type: ignore[no-untyped-def]

@@ -61,10 +61,9 @@ def test_it_keeps_every_comparison_with_all(voted_queue) -> None:  # type: ignor
         "ben",
         "cat",
     }
-    agreement = sorted(
-        set(SnapshotRow.objects.filter(snapshot=snap).values_list("agreement", flat=True))
-    )
-    assert agreement == pytest.approx([1 / 3, 2 / 3])
+    # The pair's agreement (the majority's share), the same on each of its votes.
+    agreement = set(SnapshotRow.objects.filter(snapshot=snap).values_list("agreement", flat=True))
+    assert list(agreement) == pytest.approx([2 / 3])
 
 
 def test_it_takes_the_majority_direction(voted_queue) -> None:  # type: ignore[no-untyped-def]
@@ -88,14 +87,14 @@ def test_it_drops_contested_pairs_and_filters_by_agreement(db) -> None:  # type:
         _build(queue, aggregation="all", min_agreement=0.6)
 
 
-def test_it_orients_mean_margin_by_scores(db) -> None:  # type: ignore[no-untyped-def]
-    queue = make_queue(mode="pairwise", prompts=1, k=2, overlap=2, ask_scores=True)
-    _label(queue, UserFactory(username="ann", roles=["annotator"]), "second", scores=True)
-    _label(queue, UserFactory(username="ben", roles=["annotator"]), "first", scores=True)
-    # Both gave slot 0 a 6 and slot 1 a 3; ann still preferred slot 1 (margin -3 vs +3).
+def test_it_orients_mean_margin_by_the_labels_not_the_scores(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=1, k=2, overlap=2)
+    _label(queue, UserFactory(username="ann", roles=["annotator"]), "second")
+    _label(queue, UserFactory(username="ben", roles=["annotator"]), "first")
+    # One vote each way: the mean signed rank gap is 0, a tie.
     snap = _build(queue, aggregation="mean-margin", ties="keep", eval_fraction=0)
     row = SnapshotRow.objects.get(snapshot=snap)
-    assert row.is_tie and row.margin == 0
+    assert row.is_tie and row.margin == 0 and row.agreement == 0
 
 
 def test_it_drops_or_keeps_ties(db) -> None:  # type: ignore[no-untyped-def]
@@ -133,8 +132,17 @@ def test_it_splits_by_prompt_reproducibly(db) -> None:  # type: ignore[no-untype
         SnapshotRow.objects.filter(snapshot=first, split="eval").values_list("prompt_id", flat=True)
     )
     assert train and held and not train & held  # no prompt in both splits
-    assert first.content_hash == again.content_hash
-    assert first.content_hash != other.content_hash
+    # The hash covers every exported byte, the snapshot's name included.
+    assert first.content_hash != again.content_hash
+
+    def rows(snap):  # type: ignore[no-untyped-def]
+        return list(
+            SnapshotRow.objects.filter(snapshot=snap)
+            .order_by("id")
+            .values_list("prompt_id", "chosen_id", "rejected_id", "split")
+        )
+
+    assert rows(first) == rows(again) and rows(first) != rows(other)
 
 
 def test_it_refuses_a_duplicate_name_and_bad_settings(voted_queue) -> None:  # type: ignore[no-untyped-def]
@@ -157,8 +165,13 @@ def test_it_exports_trl_preference_records(voted_queue) -> None:  # type: ignore
         "chosen",
         "rejected",
         "margin",
+        "rank_gap",
+        "score_diff",
         "score_chosen",
         "score_rejected",
+        "both_bad",
+        "votes",
+        "agreement",
         "annotator",
         "queue",
         "snapshot",

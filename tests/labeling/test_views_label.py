@@ -58,9 +58,9 @@ def test_it_ranks_with_rank_fields_scores_and_a_demonstration(client: Client, al
     claim = Assignment.objects.get(annotator=alice)
     ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
     data = {"assignment": claim.pk, "choice": "rank", "demonstration": "The ideal answer."}
-    for rank, completion_id in zip([2, 1, 4, 3], ids, strict=True):
-        data[f"rank_{completion_id}"] = rank
-        data[f"score_{completion_id}"] = 8 - rank
+    for rank, alias in zip([2, 1, 4, 3], "ABCD", strict=True):
+        data[f"rank_{alias}"] = rank  # fields are named by alias, never by completion id
+        data[f"score_{alias}"] = 8 - rank
     client.post(f"/labeling/queues/{queue.pk}/submit/", data, headers={"HX-Request": "true"})
     ranking = Ranking.objects.get()
     assert ranking.order == [[ids[1]], [ids[0]], [ids[3]], [ids[2]]]
@@ -154,3 +154,60 @@ def test_it_says_when_the_queue_is_done(client: Client, alice) -> None:  # type:
     claim = Assignment.objects.get(annotator=alice)
     client.post(f"/labeling/queues/{queue.pk}/submit/", {"assignment": claim.pk, "choice": "a"})
     assert "All done here" in _page(client, queue)
+
+
+def test_it_renders_a_conversation_as_turns_and_answers_as_markdown(client: Client, alice) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Completion, Prompt
+
+    queue = make_queue(mode="pairwise", prompts=1, k=2)
+    Prompt.objects.update(
+        messages=[
+            {"role": "user", "content": "Sort a list <fast>"},
+            {"role": "assistant", "content": "Use **sorted**."},
+            {"role": "user", "content": "Show me."},
+        ]
+    )
+    Completion.objects.update(text="Like this:\n\n```python\nsorted(xs)\n```\n\n<b>done</b>")
+    client.force_login(alice)
+    body = _page(client, queue)
+    assert body.count('<li class="turn turn-') == 3
+    assert "Sort a list &lt;fast&gt;" in body  # a user's turn is plain, escaped text
+    assert "Use <strong>sorted</strong>." in body  # an assistant's turn is Markdown
+    # Each answer: Markdown with a highlighted code block; its raw HTML stays text.
+    assert body.count('<div class="codehilite">') == 2
+    assert '<span class="hl-nb">sorted</span>' in body
+    assert "&lt;b&gt;done&lt;/b&gt;" in body and "<b>done</b>" not in body
+    # The exact text is kept beside the rendering, for "start from A".
+    assert body.count('<div class="raw-answer text">Like this:') == 2
+
+
+def test_it_gives_back_the_comment_flags_and_response_after_an_undo(client: Client, alice) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    client.force_login(alice)
+    _page(client, queue)
+    claim = Assignment.objects.get(annotator=alice, status="active")
+    client.post(
+        f"/labeling/queues/{queue.pk}/submit/",
+        {
+            "assignment": claim.pk,
+            "choice": "a",
+            "comment": "A is <clearer>",
+            "flags": ["unsafe"],
+            "demonstration": "An even better answer.",
+        },
+    )
+    body = client.post(
+        f"/labeling/queues/{queue.pk}/undo/", headers={"HX-Request": "true"}
+    ).content.decode()
+    assert "Undone" in body
+    assert (
+        '<textarea id="id_comment" name="comment" rows="2">A is &lt;clearer&gt;</textarea>' in body
+    )
+    assert 'value="unsafe" checked' in body and 'value="broken" checked' not in body
+    assert ">An even better answer.</textarea>" in body
+    assert '<details class="extras" open>' in body
+    # The next, untouched task starts empty.
+    client.post(f"/labeling/queues/{queue.pk}/submit/", {"assignment": claim.pk, "choice": "a"})
+    fresh = _page(client, queue)
+    assert '<textarea id="id_comment" name="comment" rows="2"></textarea>' in fresh
+    assert "checked" not in fresh.split('class="extras"')[1].split("</details>")[0]

@@ -219,7 +219,8 @@ def test_it_checks_k_and_the_prompt_set(db, tmp_path: Path) -> None:  # type: ig
     next_round = evaluations.round_create(run=run, prompt_set=prompts, k=3, max_new_tokens=8)
     assert next_round.previous_queue is None
     assert next_round.queue_settings["mode"] == "pairwise"
-    assert next_round.queue_settings["name"] == "Next round · trained"
+    # Named without the model's name: annotators see queue names, and rounds are blind.
+    assert next_round.queue_settings["name"] == "Next round · labeling"
 
 
 def test_it_fails_the_round_when_its_job_failed(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -251,3 +252,27 @@ def test_it_keeps_the_next_round_form_for_admins(  # type: ignore[no-untyped-def
     assert client.delete(url).status_code == 405
     bad = client.post(url, {"k": 1, "max_new_tokens": 4})
     assert bad.status_code == 400 and not Round.objects.exists()
+
+
+def test_it_copies_the_human_queue_not_the_paused_import_queue(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_policy(tmp_path, name="trained")
+    run = TrainingRunFactory(kind="dpo", status="succeeded", output_model=model)
+    imported = make_queue(prompts=1, k=2, name="HH import", mode="pairwise")
+    LabelingQueue.objects.filter(pk=imported.pk).update(is_active=False)
+    human = make_queue(prompts=1, k=2, name="HH: pick the better", mode="ranking", overlap=2)
+    # The import queue comes first in the snapshot's filter, as the demo's snapshot has it.
+    run.snapshot.filters = {"queues": [imported.pk, human.pk]}
+    run.snapshot.save(update_fields=["filters"])
+    assert evaluations.run_previous_queue(run=run) == human
+    next_round = evaluations.round_create(run=run)
+    assert next_round.previous_queue == human
+    assert next_round.queue_settings["mode"] == "ranking"
+    assert next_round.queue_settings["overlap"] == 2
+    assert next_round.queue_settings["name"] == "Next round · HH: pick the better"
+    assert "trained" not in next_round.queue_settings["name"]  # no model name for annotators
+
+
+def test_it_names_a_round_after_a_round_without_nesting(db) -> None:  # type: ignore[no-untyped-def]
+    first = make_queue(prompts=1, k=2, name="Next round · chat")
+    assert evaluations.next_round_queue_name(first) == "Next round · chat (2)"
+    assert evaluations.next_round_queue_name(None) == "Next round · labeling"

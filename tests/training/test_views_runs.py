@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from generation.models import Completion, GenerationJob
+from generation.models import Completion, GenerationJob, PolicyModel
 from tests.generation.factories import PolicyModelFactory
 from tests.labeling.factories import finished_job
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
@@ -139,6 +139,16 @@ def test_it_answers_404_for_unknown_runs(client: Client, carol) -> None:  # type
 # --- list -----------------------------------------------------------------------------------------
 
 
+def test_it_keeps_long_generated_names_on_one_line_with_the_full_name_as_title(
+    client: Client, dave, model, snapshot
+) -> None:  # type: ignore[no-untyped-def]
+    run = dpo_run(model, snapshot)
+    assert run.name == "DPO · tiny · three prompts"  # made from the kind, model and snapshot
+    client.force_login(dave)
+    body = client.get("/training/runs/").content.decode()
+    assert f'<a class="clip" href="{run.get_absolute_url()}" title="{run.name}">' in body
+
+
 def test_it_lists_and_filters_runs(client: Client, dave, carol, model, snapshot) -> None:  # type: ignore[no-untyped-def]
     dpo = dpo_run(model, snapshot)
     sft = services.training_run_create(kind="sft", base_model=model, snapshot=snapshot)
@@ -170,7 +180,8 @@ def test_it_generates_the_config_fields_with_defaults_and_help(
     body = client.get("/training/runs/new/?kind=dpo").content.decode()
     beta = field_block(body, "beta")
     assert 'value="0.1"' in beta and "Strength of the implicit KL penalty" in beta
-    assert 'value="prompt" selected' in field_block(body, "grouped_reduction")
+    # DPO averages over pairs, as the paper and open-instruct do.
+    assert 'value="pairs" selected' in field_block(body, "grouped_reduction")
     assert "checked" in field_block(body, "grouped")  # a bool defaulting to True
     assert 'name="reward_run"' not in body  # PPO only
     assert f'<option value="{model.pk}"' in field_block(body, "base_model")
@@ -184,6 +195,41 @@ def test_it_only_offers_trainable_models(client: Client, carol, model) -> None: 
     client.force_login(carol)
     block = field_block(client.get("/training/runs/new/").content.decode(), "base_model")
     assert f'value="{model.pk}"' in block and f'value="{served.pk}"' not in block
+
+
+def test_it_preselects_the_only_base_model_and_snapshot(
+    client: Client, carol, model, snapshot
+) -> None:  # type: ignore[no-untyped-def]
+    # The snapshot's own sampling model is served, so ``model`` is the only trainable one.
+    PolicyModel.objects.exclude(pk=model.pk).update(backend="openai", server_url="http://x/v1")
+    client.force_login(carol)
+    body = client.get("/training/runs/new/?kind=dpo").content.decode()
+    assert f'<option value="{model.pk}" selected>' in field_block(body, "base_model")
+    assert f'<option value="{snapshot.pk}" selected>' in field_block(body, "snapshot")
+    # With a second model to choose from, the admin chooses.
+    tiny_policy(Path(model.source).parent / "second", name="second")
+    body = client.get("/training/runs/new/?kind=dpo").content.decode()
+    assert '<option value="" selected>' in field_block(body, "base_model")
+
+
+def test_it_swaps_kinds_without_sending_the_csrf_token_in_the_query(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    body = client.get("/training/runs/new/").content.decode()
+    select = body[
+        body.index('<select name="kind"') : body.index(
+            "</select>", body.index('<select name="kind"')
+        )
+    ]
+    assert 'hx-get="/training/runs/new/"' in select
+    assert 'hx-params="not csrfmiddlewaretoken"' in select
+
+
+def test_it_marks_lora_settings_as_shown_with_use_lora(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    body = client.get("/training/runs/new/?kind=dpo").content.decode()
+    for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
+        assert 'data-shown-with="use_lora"' in field_block(body, name)
+    assert "data-shown-with" not in field_block(body, "learning_rate")
 
 
 def test_it_swaps_the_kind_fields_for_htmx(client: Client, carol, model, snapshot) -> None:  # type: ignore[no-untyped-def]
@@ -292,6 +338,25 @@ def test_it_puts_service_errors_on_their_field(client: Client, carol, model, sna
 
 
 # --- run page -------------------------------------------------------------------------------------
+
+
+def test_it_counts_the_eta_down_between_two_reports(model, snapshot) -> None:  # type: ignore[no-untyped-def]
+    from training.views import _eta
+
+    run = dpo_run(model, snapshot)
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", step=5, total_steps=10, started_at=now - timedelta(seconds=50)
+    )
+    point = TrainingMetric.objects.create(run=run, step=5, values={"loss": 0.6})
+    # Step 5 was reported 10 s in the past, 40 s after the start: 8 s a step, 5 steps to go.
+    TrainingMetric.objects.filter(pk=point.pk).update(created_at=now - timedelta(seconds=10))
+    run.refresh_from_db()
+    at_now = _eta(run, now=now)
+    later = _eta(run, now=now + timedelta(seconds=20))
+    assert at_now == timedelta(seconds=30)  # 40 s of work left at the report, 10 s gone since
+    assert later == timedelta(seconds=10)  # no new report: it counts down, it does not climb
+    assert _eta(run, now=now + timedelta(seconds=600)) == timedelta(0)
 
 
 def test_it_shows_a_running_run_that_polls(client: Client, dave, model, snapshot) -> None:  # type: ignore[no-untyped-def]

@@ -176,7 +176,9 @@ class RewardConfig(CommonConfig):
     (InstructGPT); off, each pair is a separate example."""
 
     grouped_reduction: PairReduction = "prompt"
-    """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
+    """With ``grouped``: "prompt" weighs every prompt equally (InstructGPT's reward model: all
+    C(k,2) comparisons of a prompt as one batch element, so a prompt's k-1 correlated pairs per
+    answer don't overfit it), "pairs" every pair."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,8 +203,10 @@ class DPOConfig(CommonConfig):
     """Compute each completion's log-probability once and compare all its prompt's pairs
     from those; off, each pair is a separate example."""
 
-    grouped_reduction: PairReduction = "prompt"
-    """With ``grouped``: "prompt" weighs every prompt equally, "pairs" every pair."""
+    grouped_reduction: PairReduction = "pairs"
+    """With ``grouped``: "pairs" weighs every pair equally, as the DPO paper, its reference
+    implementation and open-instruct average the loss over pairs; "prompt" weighs every
+    prompt equally."""
 
     def _value_errors(self) -> Iterator[ConfigError]:
         yield from super()._value_errors()

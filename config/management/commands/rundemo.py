@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.celery import QUEUES
+from config.management.commands.seed_demo import demo_logins_line
 
 
 class Command(BaseCommand):
@@ -69,10 +70,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"\nPreflab is running at http://{bind}/  (Ctrl-C stops)")
         )
-        self.stdout.write(
-            "Log in as carol / carol-demo (admin), alice / alice-demo (annotator), "
-            "dave / dave-demo (researcher).\n"
-        )
+        self.stdout.write(demo_logins_line() + "\n")
         stopping = False
 
         def stop(signum: int, frame: object) -> None:

@@ -25,6 +25,14 @@ DEMO_USERS = [
     ("carol", ADMIN, "carol-demo"),
     ("dave", RESEARCHER, "dave-demo"),
 ]
+
+
+def demo_logins_line() -> str:
+    """The demo's accounts as printed at start-up: every one of them, from DEMO_USERS."""
+    logins = ", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)
+    return f"Log in as {logins}."
+
+
 DEMO_SET = "Demo prompts"
 HH_JOB = "HH-RLHF harmless (imported, first 200)"
 TINY_MODEL = "tiny-random (demo)"

@@ -6,26 +6,64 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling import snapshots
-from labeling.models import DatasetSnapshot
+from labeling import record, snapshots
+from labeling.models import DatasetSnapshot, LabelingQueue
 
 
 class Command(BaseCommand):
-    help = "Write a snapshot as TRL preference JSONL (and its data card) to a folder or stdout."
+    help = (
+        "Write a snapshot as TRL preference JSONL (and its listwise, SFT and data card) to a "
+        "folder or stdout; or, with --labels, every version of every annotator's label."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("snapshot", help="Snapshot name or id.")
+        parser.add_argument("snapshot", nargs="?", help="Snapshot name or id.")
         parser.add_argument(
             "--out",
             type=Path,
-            help="Folder for train/eval.jsonl, rankings.jsonl, sft.jsonl and README.md; stdout if omitted.",
+            help="Folder for train/eval.jsonl, rankings.jsonl, sft.jsonl and README.md "
+            "(with --labels: labels.jsonl); stdout if omitted.",
         )
         parser.add_argument(
             "--split", choices=["train", "eval"], help="Only this split (stdout mode)."
         )
+        parser.add_argument(
+            "--labels",
+            action="store_true",
+            help="Export the raw label record (every version, per annotator, with times).",
+        )
+        parser.add_argument(
+            "--queue", action="append", default=[], help="With --labels: a queue name or id."
+        )
+
+    def _labels(self, options: dict[str, Any]) -> None:
+        queue_ids = []
+        for key in options["queue"]:
+            queue = LabelingQueue.objects.filter(name=key).first()
+            if queue is None and key.isdigit():
+                queue = LabelingQueue.objects.filter(pk=int(key)).first()
+            if queue is None:
+                raise CommandError(f"no labeling queue named {key!r}")
+            queue_ids.append(queue.pk)
+        chunks = record.label_versions_export_jsonl(queue_ids=queue_ids or None)
+        out: Path | None = options["out"]
+        if out is None:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "labels.jsonl").open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        self.stdout.write(self.style.SUCCESS(f"Wrote every label version to {out}/labels.jsonl"))
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["labels"]:
+            self._labels(options)
+            return
         key = options["snapshot"]
+        if not key:
+            raise CommandError("name a snapshot, or pass --labels")
         snapshot = DatasetSnapshot.objects.filter(name=key).first()
         if snapshot is None and key.isdigit():
             snapshot = DatasetSnapshot.objects.filter(pk=int(key)).first()

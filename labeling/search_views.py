@@ -1,0 +1,78 @@
+"""Search labels and prompts; one prompt's whole record (researchers and admins)."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from config.roles import RESEARCHER, role_required
+from generation.models import Prompt
+from labeling import search
+from labeling.search_forms import SearchForm
+
+PAGE_SIZE = 50
+
+
+@role_required(RESEARCHER)
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET or None)
+    context: dict[str, object] = {"form": form, "kind": "labels"}
+    if form.is_bound and form.is_valid():
+        kind = form.cleaned_data.get("kind") or "labels"
+        if kind == "prompts":
+            results = search.prompt_search(text=form.cleaned_data.get("q") or "")
+        else:
+            results = search.label_search(spec=form.label_filter())
+        page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+        params = request.GET.copy()
+        params.pop("page", None)
+        context.update(kind=kind, page=page, page_query=params.urlencode())
+        if kind == "labels":
+            context["rows"] = [_label_row(label) for label in page.object_list]
+    template = "labeling/_search_results.html" if request.htmx else "labeling/search.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def _label_row(label: object) -> dict[str, object]:
+    task = label.task  # type: ignore[attr-defined]
+    letters = {slot.completion_id: chr(ord("A") + slot.slot) for slot in task.slots.all()}
+    return {
+        "label": label,
+        "order": search.order_in_letters(label.order, letters),  # type: ignore[attr-defined]
+        "scores": {letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()},  # type: ignore[attr-defined]
+    }
+
+
+@role_required(RESEARCHER)
+@require_GET
+def prompt_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    prompt = get_object_or_404(Prompt.objects.select_related("prompt_set"), pk=pk)
+    record = search.prompt_record(prompt=prompt)
+    tasks = [
+        {
+            "record": task,
+            "labels": [
+                {
+                    "label": label,
+                    "order": search.order_in_letters(label.order, task.letters),
+                    "scores": {
+                        task.letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()
+                    },
+                }
+                for label in task.labels
+            ],
+            "answers": [
+                (letter, completion_id)
+                for completion_id, letter in sorted(task.letters.items(), key=lambda kv: kv[1])
+            ],
+        }
+        for task in record.tasks
+    ]
+    return render(
+        request,
+        "labeling/prompt_detail.html",
+        {"record": record, "prompt": prompt, "tasks": tasks},
+    )
