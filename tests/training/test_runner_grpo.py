@@ -105,9 +105,13 @@ def test_it_trains_the_policy_without_a_value_head_and_reports_every_metric(
     assert not (checkpoint / "value_head.pt").exists()
 
 
-@pytest.mark.parametrize("advantage", ["grpo", "rloo"])
+@pytest.mark.parametrize(
+    ("advantage", "use_lora"),
+    [("grpo", False), ("rloo", False), ("grpo", True)],
+    ids=["grpo", "rloo", "grpo-lora"],
+)
 def test_it_resumes_exactly_where_an_uninterrupted_run_would_be(
-    tiny_model_path: Path, reward_model_path: Path, tmp_path: Path, advantage: str
+    tiny_model_path: Path, reward_model_path: Path, tmp_path: Path, advantage: str, use_lora: bool
 ) -> None:
     from training.core.grpo import run_grpo
 
@@ -117,6 +121,7 @@ def test_it_resumes_exactly_where_an_uninterrupted_run_would_be(
         "adaptive_kl": True,
         "kl_horizon": 8,
         "advantage": advantage,
+        "use_lora": use_lora,
     }
     straight = ListReporter()
     run_grpo(_spec(tiny_model_path, reward_model_path, tmp_path / "a", **options), data, straight)
@@ -131,6 +136,9 @@ def test_it_resumes_exactly_where_an_uninterrupted_run_would_be(
     assert got.keys() == expected.keys()
     for name in expected:
         assert got[name] == pytest.approx(expected[name], rel=1e-4, abs=1e-5), name
+    if use_lora:
+        assert (stopped.checkpoint_dir / "policy" / "adapter_model.safetensors").is_file()
+        assert not (tmp_path / "b" / "final" / "adapter_config.json").exists()  # merged
 
 
 def test_it_raises_the_reward_models_score(tiny_model_path: Path, tmp_path: Path) -> None:
