@@ -234,8 +234,9 @@ class RLConfig(CommonConfig):
 
     Why the default beta and KL target fit normalised rewards: with the score in units of
     the reward model's spread (sd 1 on the reference answers), the KL-regularised optimum
-    ``pi* ~ pi_ref * exp(r / beta)`` of a unit-spread score sits ``1 / (2 beta^2)`` nats
-    from the reference and raises the score by ``1 / beta`` standard deviations. Beta 0.3
+    ``pi* ~ pi_ref * exp(r / beta)`` of a unit-spread, normally distributed score sits
+    ``1 / (2 beta^2)`` nats from the reference and raises the score by ``1 / beta``
+    standard deviations. Beta 0.3
     gives 5.6 nats and +3.3 sd: Ziegler et al.'s 6-nat target, and a score just beyond the
     best reference answers (about +2 sd), where a reward model's judgement is still backed
     by data. The old default of 0.05 on raw scores (which run to +-12) priced a whole
