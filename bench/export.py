@@ -72,10 +72,13 @@ def _fill(rows: int) -> int:
     raw = connection.connection  # the psycopg connection under Django's
     with raw.cursor() as cur:
         with cur.copy(
-            "COPY generation_prompt (id, prompt_set_id, position, text, content_hash, created_at) FROM STDIN"
+            "COPY generation_prompt (id, prompt_set_id, position, text, content_hash, exact_hash,"
+            " created_at) FROM STDIN"
         ) as copy:
             for p in range(prompts):
-                copy.write_row((p + 1, prompt_set.pk, p, _text(p, 12), f"{p:064x}", now))
+                copy.write_row(
+                    (p + 1, prompt_set.pk, p, _text(p, 12), f"{p:064x}", f"{p:064x}", now)
+                )
         with cur.copy(
             "COPY generation_completion (id, job_id, prompt_id, sample_index, text, model_name, finish_reason, params, created_at)"
             " FROM STDIN"

@@ -74,7 +74,13 @@ def _setup(annotators: int, tasks: int, overlap: int) -> tuple[int, list[str]]:
 
     prompts = Prompt.objects.bulk_create(
         [
-            Prompt(prompt_set=prompt_set, position=i, text=f"Prompt {i}", content_hash=f"h{i}")
+            Prompt(
+                prompt_set=prompt_set,
+                position=i,
+                text=f"Prompt {i}",
+                content_hash=f"h{i}",
+                exact_hash=f"e{i}",
+            )
             for i in range(tasks)
         ]
     )

@@ -98,7 +98,10 @@ class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[typ
     top_p = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=64)
     seed = serializers.IntegerField(default=0)
-    stop = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    # Stop strings as given: "\n\nHuman:" must not become "Human:".
+    stop = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False), required=False, default=list
+    )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
 
 

@@ -1,8 +1,11 @@
-"""Parse prompt and completion files: JSONL, CSV and Anthropic HH-RLHF. Django-free.
+"""Parse prompt, completion and preference files: JSONL, CSV, Anthropic HH-RLHF and TRL
+preference JSONL. Django-free.
 
 Parsers validate the whole file before returning anything and raise one
 :class:`ImportFileError` naming the first bad line, so the caller can write all or nothing.
 Gzip input is decompressed transparently; text is UTF-8, a byte-order mark is tolerated.
+Every text comes back byte for byte as the file holds it (nothing stripped, collapsed or
+normalised); text that no database can store exactly (NUL, lone surrogates) is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from os.path import commonprefix
 from typing import IO, Any
 
 ROLES = ("system", "user", "assistant")
@@ -42,13 +46,63 @@ class ImportFileError(ValueError):
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
-def storable_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL; byte-level models and user files can produce it."""
-    return text.replace("\x00", "\ufffd")
+# PostgreSQL text cannot hold NUL, and no database can store a lone UTF-16 surrogate (JSON's
+# "\ud800" decodes to one): imported text holding either is refused, never rewritten.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored byte for byte, or None when it can."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    if char == "\x00":
+        return "contains a NUL character (U+0000), which cannot be stored"
+    return f"contains a lone surrogate (U+{ord(char):04X}), which is not valid Unicode text"
+
+
+def _checked(number: int, text: str, field: str) -> str:
+    """``text`` unchanged, or an :class:`ImportFileError` if it cannot be stored exactly."""
+    problem = unstorable_problem(text)
+    if problem is not None:
+        raise ImportFileError(number, f"{field!r} {problem}")
+    return text
+
+
+def storable_generated_text(text: str) -> tuple[str, int]:
+    """A model's output as stored, and how many characters had to be replaced.
+
+    Generated text is kept as the backend decoded it. The one exception is what no database
+    column can hold (NUL, which byte-level models can emit, and lone surrogates from a
+    server's JSON): each becomes U+FFFD, and the count is recorded beside the completion so
+    the replacement is never silent.
+    """
+    replaced = 0
+
+    def substitute(_: re.Match[str]) -> str:
+        nonlocal replaced
+        replaced += 1
+        return "\ufffd"
+
+    return _UNSTORABLE.sub(substitute, text), replaced
 
 
 def _normalise_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def exact_hash(text: str, messages: list[Message] | None) -> str:
+    """sha256 of a prompt's exact content: the deduplication key, so texts that differ by one
+    byte (a space, a Unicode normal form) are different prompts."""
+    canonical = (
+        ["text", text]
+        if messages is None
+        else ["messages", [[m["role"], m["content"]] for m in messages]]
+    )
+    return hashlib.sha256(
+        json.dumps(canonical, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,11 +117,17 @@ class PromptRecord:
     line: int
 
     @property
+    def exact_hash(self) -> str:
+        """The deduplication key: see :func:`exact_hash`."""
+        return exact_hash(self.text, self.messages)
+
+    @property
     def content_hash(self) -> str:
         """sha256 of the normalised content (NFC, whitespace collapsed, case kept).
 
-        Stored beside every prompt, so changing this scheme would stop new imports from
-        matching prompts already in the database.
+        Never used to merge prompts (that is :attr:`exact_hash`): it is the key that keeps
+        near-duplicates together, on the same side of a snapshot's held-out split. Stored
+        beside every prompt, so changing this scheme would move existing prompts' splits.
         """
         if self.messages is None:
             canonical = _normalise_text(self.text)
@@ -96,12 +156,12 @@ def render_messages(messages: list[Message]) -> str:
 
 
 def dedupe(records: Iterable[PromptRecord]) -> tuple[list[PromptRecord], int]:
-    """First occurrence of each normalised prompt, and how many repeats were dropped."""
+    """First occurrence of each exact prompt, and how many exact repeats were dropped."""
     seen: set[str] = set()
     kept: list[PromptRecord] = []
     skipped = 0
     for record in records:
-        key = record.content_hash
+        key = record.exact_hash
         if key in seen:
             skipped += 1
             continue
@@ -280,7 +340,7 @@ def _messages(number: int, value: list[Any], field: str) -> list[Message]:
             )
         if not isinstance(content, str):
             raise ImportFileError(number, f"{field}[{index}].content must be a string")
-        messages.append({"role": role, "content": storable_text(content)})
+        messages.append({"role": role, "content": _checked(number, content, f"{field}[{index}]")})
     if not any(m["content"].strip() for m in messages):
         raise ImportFileError(number, f"{field!r} has only empty messages")
     return messages
@@ -290,7 +350,7 @@ def _prompt_record(number: int, value: Any, field: str = "prompt") -> PromptReco
     if isinstance(value, str):
         if not value.strip():
             raise ImportFileError(number, f"{field!r} is empty")
-        return PromptRecord(text=storable_text(value), messages=None, line=number)
+        return PromptRecord(text=_checked(number, value, field), messages=None, line=number)
     if isinstance(value, list):
         messages = _messages(number, value, field)
         return PromptRecord(text=render_messages(messages), messages=messages, line=number)
@@ -362,13 +422,33 @@ def _csv_prompts(text: str, max_records: int) -> list[PromptRecord]:
 # --- HH-RLHF -----------------------------------------------------------------------------------
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+_HH_SPEAKER = {"user": "Human", "assistant": "Assistant"}
+
+
+def hh_transcript(prompt: list[Message], answer: str) -> str:
+    """The HH-RLHF transcript that ``prompt`` and one of its answers were imported from.
+
+    The inverse of the import's split, byte for byte: every turn is written as
+    ``"\n\n" + speaker + ": " + content`` and the answer follows a final ``Assistant:``.
+    Raises ValueError for a role HH-RLHF cannot express (system).
+    """
+    turns = []
+    for message in prompt:
+        speaker = _HH_SPEAKER.get(message["role"])
+        if speaker is None:
+            raise ValueError(f"HH-RLHF has no {message['role']!r} turns")
+        turns.append(f"\n\n{speaker}: {message['content']}")
+    return "".join(turns) + "\n\nAssistant: " + answer
 
 
 def _hh_turns(number: int, transcript: Any, field: str) -> list[Message]:
+    """The turns of a transcript, each exactly as written after its ``Human: `` or
+    ``Assistant: `` (the one space after the colon is notation; any further space is text)."""
     if transcript is None:
         raise ImportFileError(number, f"{field!r} is missing")
     if not isinstance(transcript, str) or not transcript.strip():
         raise ImportFileError(number, f"{field!r} must be a non-empty transcript string")
+    _checked(number, transcript, field)
     text = transcript if transcript.startswith("\n\n") else "\n\n" + transcript
     parts = _HH_TURN.split(text)
     if parts[0].strip():
@@ -376,45 +456,72 @@ def _hh_turns(number: int, transcript: Any, field: str) -> list[Message]:
     turns: list[Message] = []
     for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
         role = "user" if speaker == "Human" else "assistant"
-        turns.append({"role": role, "content": storable_text(content.strip())})
+        turns.append({"role": role, "content": content.removeprefix(" ")})
     if len(turns) < 2 or turns[-1]["role"] != "assistant":
         raise ImportFileError(number, f"{field!r} must end with an Assistant: turn")
     return turns
 
 
-def _hh_answer(turns: list[Message]) -> str:
-    """The first turn's text, then any later turns in the transcript's own notation."""
-    speaker = {"user": "Human", "assistant": "Assistant"}
-    rest = "".join(f"\n\n{speaker[t['role']]}: {t['content']}" for t in turns[1:])
-    return turns[0]["content"] + rest
+def _answer_text(number: int, turns: list[Message], field: str) -> str:
+    """One side's answer: its first (assistant) turn's text, then any later turns in HH-RLHF
+    notation, so that :func:`hh_transcript` gives the whole dialogue back."""
+    if not turns:
+        raise ImportFileError(number, f"{field!r} has no answer after the shared prompt")
+    if turns[0]["role"] != "assistant":
+        raise ImportFileError(
+            number,
+            f"{field!r} continues with a {turns[0]['role']} turn after the shared prompt; "
+            "an answer must start with an assistant turn",
+        )
+    rest = []
+    for turn in turns[1:]:
+        speaker = _HH_SPEAKER.get(turn["role"])
+        if speaker is None:
+            raise ImportFileError(number, f"{field!r} has a {turn['role']} turn inside its answer")
+        rest.append(f"\n\n{speaker}: {turn['content']}")
+    return turns[0]["content"] + "".join(rest)
 
 
-def _hh_row(number: int, obj: Any) -> tuple[PromptRecord, str, str]:
-    """The shared dialogue before the answers, and the chosen and rejected answers.
+def _split_dialogues(
+    number: int, chosen: list[Message], rejected: list[Message], shared_turn: str
+) -> tuple[list[Message], str, str]:
+    """The longest run of identical leading turns that ends with a user turn, and each side's
+    answer after it (see :func:`_answer_text`).
 
-    Usually chosen and rejected differ only in their final Assistant: turn. Five of the
+    Usually chosen and rejected differ only in their final assistant turn. Five of the
     2,312 rows of the public harmless-base test split differ earlier (a "Human:" typed
-    inside an answer, or an extra turn), so the prompt is the longest run of identical
-    turns ending with a Human: turn and each answer is the rest of its transcript. Rows
-    sharing no Human: turn at all are two different dialogues and are refused.
+    inside an answer, or an extra turn): their answers hold the rest of their dialogue.
+    Dialogues sharing no user turn at all are two different conversations and are refused.
     """
-    if not isinstance(obj, dict):
-        raise ImportFileError(number, "each line must be an object with 'chosen' and 'rejected'")
-    chosen = _hh_turns(number, obj.get("chosen"), "chosen")
-    rejected = _hh_turns(number, obj.get("rejected"), "rejected")
     shared = 0
-    limit = min(len(chosen), len(rejected)) - 1
+    limit = min(len(chosen), len(rejected))
     while shared < limit and chosen[shared] == rejected[shared]:
         shared += 1
+    if shared == len(chosen) == len(rejected):
+        raise ImportFileError(number, "'chosen' and 'rejected' are the same dialogue")
     while shared and chosen[shared - 1]["role"] != "user":
         shared -= 1
     if not shared:
         raise ImportFileError(
-            number, "'chosen' and 'rejected' share no Human: turn to use as the prompt"
+            number, f"'chosen' and 'rejected' share no {shared_turn} turn to use as the prompt"
         )
-    prompt = chosen[:shared]
+    return (
+        chosen[:shared],
+        _answer_text(number, chosen[shared:], "chosen"),
+        _answer_text(number, rejected[shared:], "rejected"),
+    )
+
+
+def _hh_row(number: int, obj: Any) -> tuple[PromptRecord, str, str]:
+    """The shared dialogue before the answers, and the chosen and rejected answers, such that
+    ``hh_transcript(prompt, answer)`` is the row's transcript byte for byte."""
+    if not isinstance(obj, dict):
+        raise ImportFileError(number, "each line must be an object with 'chosen' and 'rejected'")
+    chosen = _hh_turns(number, obj.get("chosen"), "chosen")
+    rejected = _hh_turns(number, obj.get("rejected"), "rejected")
+    prompt, chosen_answer, rejected_answer = _split_dialogues(number, chosen, rejected, "Human:")
     record = PromptRecord(text=render_messages(prompt), messages=prompt, line=number)
-    return record, _hh_answer(chosen[shared:]), _hh_answer(rejected[shared:])
+    return record, chosen_answer, rejected_answer
 
 
 def _hh_rows(text: str, max_records: int) -> list[tuple[PromptRecord, str, str]]:
@@ -480,14 +587,15 @@ def parse_imported_completions(
         for index, completion in enumerate(completions):
             if not isinstance(completion, str) or not completion.strip():
                 raise ImportFileError(number, f"completions[{index}] must be a non-empty string")
+            _checked(number, completion, f"completions[{index}]")
         model = obj.get("model")
         if model is not None and not isinstance(model, str):
             raise ImportFileError(number, "'model' must be a string")
         groups.append(
             ImportedGroup(
                 prompt=prompt,
-                completions=[storable_text(c) for c in completions],
-                model_name=storable_text(model or ""),
+                completions=list(completions),
+                model_name=_checked(number, model or "", "model"),
             )
         )
     return groups
@@ -504,27 +612,127 @@ class PreferenceRecord:
 
 
 def _trl_answer(number: int, value: Any, field: str) -> str:
-    """A TRL chosen/rejected value: a string, or a list holding one assistant message."""
+    """An explicit-prompt chosen/rejected value: a string, or a list of one assistant
+    message."""
     if isinstance(value, str):
         if not value.strip():
             raise ImportFileError(number, f"{field!r} is empty")
-        return storable_text(value)
+        return _checked(number, value, field)
     if isinstance(value, list):
         messages = _messages(number, value, field)
         if messages[-1]["role"] != "assistant" or len(messages) != 1:
             raise ImportFileError(
                 number,
                 f"{field!r} must hold the assistant's answer only (explicit-prompt format); "
-                "put the dialogue in 'prompt'",
+                "put the dialogue in 'prompt', or leave 'prompt' out and give the whole "
+                "dialogue in 'chosen' and 'rejected' (implicit-prompt format)",
             )
         return messages[-1]["content"]
     raise ImportFileError(number, f"{field!r} must be a string or a list of messages")
 
 
+def _is_conversation(value: Any) -> bool:
+    """TRL's test (``trl.data_utils.is_conversational``): a list whose first item is a
+    message with a role."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], dict)
+        and ("role" in value[0])
+    )
+
+
+def _trl_implicit_strings(number: int, chosen: Any, rejected: Any) -> tuple[PromptRecord, str, str]:
+    """Standard implicit prompt: the longest common leading text is the prompt, less a final
+    space, which stays with the answers (as ``trl.data_utils.extract_prompt`` splits it)."""
+    for field, value in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(value, str):
+            raise ImportFileError(
+                number,
+                f"{field!r} must be a string like the other answer, or both lists of messages",
+            )
+        _checked(number, value, field)
+    if chosen == rejected:
+        raise ImportFileError(number, "'chosen' and 'rejected' are the same text")
+    shared = len(commonprefix([chosen, rejected]))
+    if shared and chosen[shared - 1] == " ":
+        shared -= 1
+    prompt = chosen[:shared]
+    if not prompt.strip():
+        raise ImportFileError(
+            number, "'chosen' and 'rejected' share no leading text to use as the prompt"
+        )
+    for field, answer in (("chosen", chosen[shared:]), ("rejected", rejected[shared:])):
+        if not answer.strip():
+            raise ImportFileError(number, f"{field!r} has no answer after the shared prompt")
+    record = PromptRecord(text=prompt, messages=None, line=number)
+    return record, chosen[shared:], rejected[shared:]
+
+
+def _trl_implicit_messages(
+    number: int, chosen: Any, rejected: Any
+) -> tuple[PromptRecord, str, str]:
+    """Conversational implicit prompt: the longest common leading turns (ending with a user
+    turn) are the prompt; each side's answer is what follows (see :func:`_split_dialogues`)."""
+    for field, value in (("chosen", chosen), ("rejected", rejected)):
+        if not _is_conversation(value):
+            raise ImportFileError(
+                number,
+                f"{field!r} must be a list of messages like the other answer, or both strings",
+            )
+    prompt, chosen_answer, rejected_answer = _split_dialogues(
+        number, _messages(number, chosen, "chosen"), _messages(number, rejected, "rejected"), "user"
+    )
+    record = PromptRecord(text=render_messages(prompt), messages=prompt, line=number)
+    return record, chosen_answer, rejected_answer
+
+
+def _trl_row(number: int, obj: Any) -> PreferenceRecord:
+    """One TRL preference row, explicit or implicit prompt.
+
+    Explicit when ``prompt`` is given. The one exception is TRL's own: datasets that keep a
+    redundant string ``prompt`` beside whole dialogues in ``chosen`` and ``rejected``, which
+    ``trl.data_utils.maybe_extract_prompt`` treats as implicit; so does this (the string is
+    ignored) when ``chosen`` is a dialogue rather than a lone assistant answer.
+    """
+    if not isinstance(obj, dict):
+        raise ImportFileError(number, "each line must be a JSON object")
+    for key in ("chosen", "rejected"):
+        if key not in obj:
+            raise ImportFileError(number, f"{key!r} is missing")
+    margin = obj.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
+        raise ImportFileError(number, "'margin' must be a number")
+    chosen, rejected = obj["chosen"], obj["rejected"]
+    conversational = _is_conversation(chosen)
+    dialogue = conversational and chosen[0].get("role") != "assistant"
+    given = obj.get("prompt")
+    if given is not None and not (isinstance(given, str) and dialogue):
+        prompt = _prompt_record(number, given)
+        chosen_text = _trl_answer(number, chosen, "chosen")
+        rejected_text = _trl_answer(number, rejected, "rejected")
+    elif conversational:
+        prompt, chosen_text, rejected_text = _trl_implicit_messages(number, chosen, rejected)
+    else:
+        prompt, chosen_text, rejected_text = _trl_implicit_strings(number, chosen, rejected)
+    return PreferenceRecord(
+        prompt=prompt,
+        chosen=chosen_text,
+        rejected=rejected_text,
+        margin=float(margin) if margin is not None else None,
+    )
+
+
 def parse_preferences(
     data: bytes | str | IO[bytes] | IO[str], *, format: str, max_records: int = DEFAULT_MAX_RECORDS
 ) -> list[PreferenceRecord]:
-    """Labeled pairs from Anthropic HH-RLHF or TRL preference JSONL (prompt/chosen/rejected)."""
+    """Labeled pairs from Anthropic HH-RLHF or TRL preference JSONL.
+
+    TRL rows come in both of TRL's preference forms, each as strings or as message lists:
+    explicit prompt (``prompt``, ``chosen``, ``rejected``) and implicit prompt (``chosen``
+    and ``rejected`` only, each holding the whole text or dialogue; the shared beginning
+    becomes the prompt). Raises :class:`ImportFileError` naming the first bad line.
+    """
     text = _decode(data)
     if format == "hh":
         return [
@@ -533,23 +741,6 @@ def parse_preferences(
         ]
     if format != "trl":
         raise ImportFileError(None, f"preferences import from hh or trl, not {format!r}")
-    records = []
-    for number, line in _lines(text, max_records):
-        obj = _json_line(number, line)
-        if not isinstance(obj, dict):
-            raise ImportFileError(number, "each line must be a JSON object")
-        for key in ("prompt", "chosen", "rejected"):
-            if key not in obj:
-                raise ImportFileError(number, f"{key!r} is missing")
-        margin = obj.get("margin")
-        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
-            raise ImportFileError(number, "'margin' must be a number")
-        records.append(
-            PreferenceRecord(
-                prompt=_prompt_record(number, obj["prompt"]),
-                chosen=_trl_answer(number, obj["chosen"], "chosen"),
-                rejected=_trl_answer(number, obj["rejected"], "rejected"),
-                margin=float(margin) if margin is not None else None,
-            )
-        )
-    return records
+    return [
+        _trl_row(number, _json_line(number, line)) for number, line in _lines(text, max_records)
+    ]

@@ -65,7 +65,8 @@ class PromptSet(models.Model):
 
 
 class Prompt(models.Model):
-    """A plain string, or a conversation when ``messages`` is set.
+    """A plain string, or a conversation when ``messages`` is set, stored byte for byte as
+    imported (never edited afterwards: labels point to it).
 
     ``text`` always holds a readable rendering; backends render ``messages`` with the
     tokenizer's chat template when the model asks for it.
@@ -75,14 +76,23 @@ class Prompt(models.Model):
     position = models.PositiveIntegerField()
     text = models.TextField()
     messages = models.JSONField(null=True, blank=True)
-    content_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(
+        max_length=64,
+        help_text="sha256 of the normalised content (NFC, whitespace collapsed): keeps "
+        "near-duplicates on the same side of a snapshot's held-out split; never merges prompts.",
+    )
+    exact_hash = models.CharField(
+        max_length=64,
+        help_text="sha256 of the exact content (generation.importers.exact_hash): a set holds "
+        "each exact prompt once.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["prompt_set_id", "position"]
         constraints = [
             models.UniqueConstraint(
-                fields=["prompt_set", "content_hash"], name="prompt_unique_content_per_set"
+                fields=["prompt_set", "exact_hash"], name="prompt_unique_exact_content_per_set"
             ),
         ]
 

@@ -93,6 +93,15 @@ def policy_model_backend_spec(model: PolicyModel) -> BackendSpec:
 # --- prompt sets and imports ------------------------------------------------------------------
 
 
+def text_check_storable(**fields: str) -> None:
+    """Raise GenerationError naming the first field that no database can store as given
+    (NUL, lone surrogates): refused with a 400, never rewritten, never a 500."""
+    for field, value in fields.items():
+        problem = importers.unstorable_problem(value)
+        if problem is not None:
+            raise GenerationError(f"the {field.replace('_', ' ')} {problem}")
+
+
 @transaction.atomic
 def prompt_set_create(
     *, name: str, description: str = "", user: AbstractBaseUser | None = None
@@ -100,6 +109,7 @@ def prompt_set_create(
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
+    text_check_storable(name=name, description=description)
     if PromptSet.objects.filter(name=name).exists():
         raise GenerationError(f"a prompt set named {name!r} already exists")
     return PromptSet.objects.create(name=name, description=description, created_by=user)
@@ -108,17 +118,17 @@ def prompt_set_create(
 def _prompt_rows(
     prompt_set: PromptSet, records: Sequence[importers.PromptRecord]
 ) -> tuple[list[Prompt], dict[str, Prompt], int]:
-    """New Prompt rows for ``records``, skipping content already in the set or repeated.
+    """New Prompt rows for ``records``, skipping exact content already in the set or repeated.
 
-    Returns (new rows, every record's prompt by hash, duplicates skipped).
+    Returns (new rows, every record's prompt by exact hash, duplicates skipped).
     """
-    existing = {p.content_hash: p for p in prompt_set.prompts.all()}
+    existing = {p.exact_hash: p for p in prompt_set.prompts.all()}
     position = max((p.position for p in existing.values()), default=-1) + 1
     by_hash = dict(existing)
     new: list[Prompt] = []
     skipped = 0
     for record in records:
-        key = record.content_hash
+        key = record.exact_hash
         if key in by_hash:
             skipped += 1
             continue
@@ -127,7 +137,8 @@ def _prompt_rows(
             position=position,
             text=record.text,
             messages=record.messages,
-            content_hash=key,
+            content_hash=record.content_hash,
+            exact_hash=key,
         )
         position += 1
         by_hash[key] = prompt
@@ -142,7 +153,8 @@ def prompt_set_import(
     """Add every prompt of a JSONL, CSV or HH-RLHF file to ``prompt_set``, or none.
 
     Any bad line raises ``importers.ImportFileError`` naming the line, before anything
-    is written. Prompts whose normalised content is already in the set are skipped.
+    is written. Prompts stay byte for byte as in the file; only exact repeats of a prompt
+    already in the set are skipped (and counted).
     """
     records = importers.parse_prompts(data, format=format)
     if not records:
@@ -158,7 +170,7 @@ def prompt_set_add_records(
 ) -> tuple[dict[str, Prompt], int, int]:
     """Store the records that are new to the set (the caller holds the transaction).
 
-    Returns (every record's prompt by content hash, prompts created, duplicates skipped).
+    Returns (every record's prompt by exact hash, prompts created, duplicates skipped).
     """
     new, by_hash, skipped = _prompt_rows(prompt_set, records)
     Prompt.objects.bulk_create(new, batch_size=1000)
@@ -247,13 +259,14 @@ def generation_job_import(
 ) -> GenerationJob:
     """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
 
-    Prompts go into ``prompt_set`` (or a new set named after the job); a prompt repeated
-    in the file keeps its first group of completions and the repeats are counted in
-    the job's error-free summary (``import_source``).
+    Prompts go into ``prompt_set`` (or a new set named after the job), byte for byte as in
+    the file; a prompt repeated exactly in the file is one prompt that keeps every group of
+    completions, the later ones at further sample indices, so nothing imported is dropped.
     """
     groups = importers.parse_imported_completions(data, format=format)
     if not groups:
         raise importers.ImportFileError(None, "the file holds no prompts")
+    text_check_storable(name=name, source_name=source_name)
     name = name.strip() or source_name or "imported completions"
     if prompt_set is None:
         prompt_set = prompt_set_create(name=prompt_set_free_name(name), user=user)
@@ -263,26 +276,28 @@ def generation_job_import(
         prompt_set=prompt_set, records=[g.prompt for g in groups]
     )
 
-    seen: set[str] = set()
+    counts: dict[str, int] = {}
     rows: list[Completion] = []
     for group in groups:
-        key = group.prompt.content_hash
-        if key in seen:
-            continue
-        seen.add(key)
+        key = group.prompt.exact_hash
+        base = counts.get(key, 0)
+        counts[key] = base + len(group.completions)
         prompt = by_hash[key]
         for index, text in enumerate(group.completions):
             rows.append(
                 Completion(
-                    prompt=prompt, sample_index=index, text=text, model_name=group.model_name
+                    prompt=prompt,
+                    sample_index=base + index,
+                    text=text,
+                    model_name=group.model_name,
                 )
             )
     job = generation_job_create_imported(
         name=name,
         prompt_set=prompt_set,
         source_name=source_name,
-        k=max(len(g.completions) for g in groups),
-        prompts=len(seen),
+        k=max(counts.values()),
+        prompts=len(counts),
         user=user,
     )
     for row in rows:
@@ -485,23 +500,28 @@ def _write_batch(
         "max_new_tokens": params.max_new_tokens,
         "stop": list(params.stop),
     }
-    rows = [
-        Completion(
-            job=job,
-            prompt=prompt,
-            sample_index=index,
-            text=importers.storable_text(sample.text),
-            model=job.model,
-            model_name=job.model.name if job.model else "",
-            prompt_tokens=sample.prompt_tokens,
-            completion_tokens=sample.completion_tokens,
-            finish_reason=sample.finish_reason,
-            seed=params.seed,
-            params=param_dict,
-        )
-        for prompt, group in zip(batch, samples, strict=True)
-        for index, sample in enumerate(group)
-    ]
+    rows = []
+    for prompt, group in zip(batch, samples, strict=True):
+        for index, sample in enumerate(group):
+            # The text exactly as the backend decoded it, except what no column can hold.
+            text, replaced = importers.storable_generated_text(sample.text)
+            rows.append(
+                Completion(
+                    job=job,
+                    prompt=prompt,
+                    sample_index=index,
+                    text=text,
+                    model=job.model,
+                    model_name=job.model.name if job.model else "",
+                    prompt_tokens=sample.prompt_tokens,
+                    completion_tokens=sample.completion_tokens,
+                    finish_reason=sample.finish_reason,
+                    seed=params.seed,
+                    params={**param_dict, "unstorable_replaced": replaced}
+                    if replaced
+                    else param_dict,
+                )
+            )
     # ignore_conflicts: a sample index already written by an earlier attempt stays as is.
     Completion.objects.bulk_create(rows, ignore_conflicts=True)
     new_tokens = sum(s.completion_tokens or 0 for group in samples for s in group)

@@ -143,3 +143,79 @@ def build_tiny_model(path: str | Path, spec: TinyModelSpec | None = None) -> Pat
 def is_tiny_model(path: str | Path) -> bool:
     """True when ``path`` holds a model written by :func:`build_tiny_model`."""
     return (Path(path) / "preflab_tiny_model.json").is_file()
+
+
+# Encoder architectures :func:`build_tiny_encoder` can write (reward-model bases).
+TINY_ENCODER_TYPES = ("bert", "deberta-v2", "roberta", "distilbert", "electra")
+
+
+def build_tiny_encoder(
+    path: str | Path, model_type: str = "bert", spec: TinyModelSpec | None = None
+) -> Path:
+    """Write a random-init encoder (BERT by default) and a WordPiece tokenizer to ``path``.
+
+    The reward-model counterpart of :func:`build_tiny_model`, for tests: a bare encoder
+    (``BertModel``...) as a pretrained checkpoint is saved, which
+    ``AutoModelForSequenceClassification`` loads with a new head, offline. The tokenizer
+    (lower-cased WordPiece trained on the same local text, ``[CLS] ... [SEP]``, no chat
+    template) is shared by every ``model_type`` of :data:`TINY_ENCODER_TYPES`.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import AutoConfig, AutoModel, BertTokenizerFast
+
+    if model_type not in TINY_ENCODER_TYPES:
+        raise ValueError(f"model_type must be one of {', '.join(TINY_ENCODER_TYPES)}")
+    spec = spec or TinyModelSpec(max_position_embeddings=512)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=spec.vocab_size, special_tokens=specials, show_progress=False
+    )
+    wordpiece.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    cls, sep = wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=wordpiece,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=spec.max_position_embeddings,
+    )
+    shape: dict[str, object] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_hidden_layers,
+        "num_attention_heads": spec.num_attention_heads,
+        "max_position_embeddings": spec.max_position_embeddings + 2,  # RoBERTa's offset
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if model_type == "distilbert":
+        shape = {
+            "vocab_size": shape["vocab_size"],
+            "dim": spec.hidden_size,
+            "hidden_dim": spec.intermediate_size,
+            "n_layers": spec.num_hidden_layers,
+            "n_heads": spec.num_attention_heads,
+            "max_position_embeddings": shape["max_position_embeddings"],
+            "pad_token_id": shape["pad_token_id"],
+        }
+    if model_type == "electra":
+        shape["embedding_size"] = spec.hidden_size
+    config = AutoConfig.for_model(model_type, **shape)
+    torch.manual_seed(spec.seed)
+    AutoModel.from_config(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

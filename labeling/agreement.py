@@ -69,8 +69,17 @@ def krippendorff_alpha_nominal(units: Units) -> float | None:
 def agreement_with_majority(units: Units) -> dict[Hashable, tuple[int, int]]:
     """For each annotator: (agreeing, counted) against the strict majority of the *other*
     annotators on each unit. Units where the others have no strict majority don't count."""
-    result: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
-    for labels in units.values():
+    return {who: counts for (who, _), counts in agreement_with_majority_by(units).items()}
+
+
+def agreement_with_majority_by(
+    units: Units, bucket_of: Mapping[tuple[Hashable, Hashable], Hashable] | None = None
+) -> dict[tuple[Hashable, Hashable], tuple[int, int]]:
+    """As :func:`agreement_with_majority`, split by bucket: (annotator, bucket) -> (agreeing,
+    counted), where ``bucket_of[(unit, annotator)]`` says which bucket (a day, say) that
+    annotator's label on that unit falls in; without ``bucket_of``, one bucket (None)."""
+    result: dict[tuple[Hashable, Hashable], list[int]] = defaultdict(lambda: [0, 0])
+    for unit, labels in units.items():
         for annotator, label in labels.items():
             others = Counter(v for who, v in labels.items() if who != annotator)
             if not others:
@@ -78,9 +87,10 @@ def agreement_with_majority(units: Units) -> dict[Hashable, tuple[int, int]]:
             (top, count), *rest = others.most_common()
             if rest and rest[0][1] == count:
                 continue
-            result[annotator][1] += 1
-            result[annotator][0] += label == top
-    return {who: (agree, total) for who, (agree, total) in result.items()}
+            key = (annotator, bucket_of[(unit, annotator)] if bucket_of is not None else None)
+            result[key][1] += 1
+            result[key][0] += label == top
+    return {key: (agree, total) for key, (agree, total) in result.items()}
 
 
 def gold_accuracy(

@@ -247,6 +247,9 @@ class Comparison(models.Model):
     # How much better chosen is, in rank steps (0 on a tie): the one unit of `margin`.
     margin = models.FloatField(default=0.0)
     rank_gap = models.FloatField(default=0.0)
+    # The `margin` an imported preference file gave this pair, exactly as given (its unit is
+    # the file's); null for labels given here. Never used as `margin`.
+    imported_margin = models.FloatField(null=True, blank=True)
     # score[chosen] - score[rejected] when both were scored (never negative on a strict
     # pair: scores must agree with the ranking), else null.
     score_diff = models.FloatField(null=True, blank=True)
@@ -352,17 +355,23 @@ class SnapshotRow(models.Model):
         TRAIN = "train"
         EVAL = "eval"
 
-    # No single-column indexes: the (snapshot, split, id) index serves every read, prompts and
-    # completions are never deleted, and each index slows a big snapshot's build.
+    # Few indexes, since each slows a big snapshot's build: (snapshot, split, id) serves the
+    # exports and training, prompt the prompt's record ("the snapshots holding it").
+    # The pointers to prompts, completions and queues have no database constraint: its
+    # deferred checks took longer than the rest of a big build. The rows are written from
+    # ids read in the same transaction, prompts and completions are never deleted, PROTECT
+    # still stops any deletion through Django, and the exports hold their own frozen lines.
     snapshot = models.ForeignKey(
         DatasetSnapshot, on_delete=models.CASCADE, related_name="rows", db_index=False
     )
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+", db_index=False)
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     chosen = models.ForeignKey(
-        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     rejected = models.ForeignKey(
-        Completion, on_delete=models.PROTECT, related_name="+", db_index=False
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     is_tie = models.BooleanField(default=False)
     # Rank steps (never negative); equal to rank_gap. Null fields: built before they existed.
@@ -375,7 +384,11 @@ class SnapshotRow(models.Model):
     # The annotator for `all`; empty when rows aggregate several annotators' votes.
     annotator = models.CharField(max_length=150, blank=True)
     queue = models.ForeignKey(
-        LabelingQueue, on_delete=models.PROTECT, related_name="+", db_index=False
+        LabelingQueue,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     votes = models.PositiveIntegerField(default=1)
     agreement = models.FloatField(default=1.0)
@@ -396,7 +409,10 @@ class SnapshotRanking(models.Model):
     """One listwise record of a snapshot (after its filters and aggregation), frozen."""
 
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="listwise")
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    # No database constraint, as on SnapshotRow.
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     # Completion ids best first, their ranks (equal ranks are ties) and scores.
     completion_ids = models.JSONField(default=list)
     ranks = models.JSONField(default=list)

@@ -49,6 +49,10 @@ def preferences_import(
     records = importers.parse_preferences(data, format=format)
     if not records:
         raise importers.ImportFileError(None, "the file holds no preference pairs")
+    try:
+        generation_services.text_check_storable(name=name, source_name=source_name)
+    except generation_services.GenerationError as exc:
+        raise LabelingError(str(exc)) from None
     name = name.strip() or source_name or "imported preferences"
     if LabelingQueue.objects.filter(name=name).exists():
         raise LabelingError(f"a queue named {name!r} already exists")
@@ -60,7 +64,7 @@ def preferences_import(
         prompt_set=prompt_set, records=[r.prompt for r in records]
     )
     now = timezone.now()
-    prompts = [by_hash[r.prompt.content_hash] for r in records]
+    prompts = [by_hash[r.prompt.exact_hash] for r in records]
     job = generation_services.generation_job_create_imported(
         name=name,
         prompt_set=prompt_set,
@@ -146,8 +150,9 @@ def preferences_import(
                 prompt=task.prompt,
                 chosen=chosen,
                 rejected=rejected,
-                margin=record.margin if record.margin is not None else 1.0,
+                margin=1.0,
                 rank_gap=1.0,
+                imported_margin=record.margin,
                 annotator=annotator,
                 created_at=now,
             )

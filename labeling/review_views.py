@@ -17,13 +17,11 @@ PAGE_SIZE = 30
 
 
 def _row(label: Ranking) -> dict[str, object]:
+    letters = search.task_letters(label.task)
     slots = sorted(label.task.slots.all(), key=lambda slot: slot.slot)
-    letters = {slot.completion_id: chr(ord("A") + slot.slot) for slot in slots}
     return {
-        "label": label,
+        "view": search.label_view(label, letters),
         "answers": [(letters[slot.completion_id], slot.completion.text) for slot in slots],
-        "order": search.order_in_letters(label.order, letters),
-        "scores": {letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()},
     }
 
 

@@ -159,10 +159,7 @@ def prompt_record(*, prompt: Prompt) -> PromptRecord:
     records = [
         TaskRecord(
             task=task,
-            letters={
-                slot.completion_id: chr(ord("A") + i)
-                for i, slot in enumerate(sorted(task.slots.all(), key=lambda s: s.slot))
-            },
+            letters=task_letters(task),
             labels=labels[task.pk],
             agreement=agreeing.get(task.pk),
         )
@@ -179,3 +176,27 @@ def prompt_record(*, prompt: Prompt) -> PromptRecord:
 def order_in_letters(order: list[list[int]], letters: dict[int, str]) -> str:
     """A best-first ranking with ties as annotators think of it: "B > A = C"."""
     return " > ".join(" = ".join(letters.get(c, "?") for c in group) for group in order)
+
+
+def task_letters(task: LabelingTask) -> dict[int, str]:
+    """completion id -> the letter annotators saw it under (A is slot 0), from the task's
+    prefetched slots."""
+    return {slot.completion_id: chr(ord("A") + slot.slot) for slot in task.slots.all()}
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """A label as pages show it: its ranking and scores by the letters annotators saw."""
+
+    label: Ranking
+    order: str
+    scores: dict[str, Any]
+
+
+def label_view(label: Ranking, letters: dict[int, str] | None = None) -> LabelView:
+    letters = letters if letters is not None else task_letters(label.task)
+    return LabelView(
+        label=label,
+        order=order_in_letters(label.order, letters),
+        scores={letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()},
+    )

@@ -31,19 +31,9 @@ def search_page(request: HttpRequest) -> HttpResponse:
         params.pop("page", None)
         context.update(kind=kind, page=page, page_query=params.urlencode())
         if kind == "labels":
-            context["rows"] = [_label_row(label) for label in page.object_list]
+            context["rows"] = [search.label_view(label) for label in page.object_list]
     template = "labeling/_search_results.html" if request.htmx else "labeling/search.html"  # type: ignore[attr-defined]
     return render(request, template, context)
-
-
-def _label_row(label: object) -> dict[str, object]:
-    task = label.task  # type: ignore[attr-defined]
-    letters = {slot.completion_id: chr(ord("A") + slot.slot) for slot in task.slots.all()}
-    return {
-        "label": label,
-        "order": search.order_in_letters(label.order, letters),  # type: ignore[attr-defined]
-        "scores": {letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()},  # type: ignore[attr-defined]
-    }
 
 
 @role_required(RESEARCHER)
@@ -54,20 +44,8 @@ def prompt_detail(request: HttpRequest, pk: int) -> HttpResponse:
     tasks = [
         {
             "record": task,
-            "labels": [
-                {
-                    "label": label,
-                    "order": search.order_in_letters(label.order, task.letters),
-                    "scores": {
-                        task.letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()
-                    },
-                }
-                for label in task.labels
-            ],
-            "answers": [
-                (letter, completion_id)
-                for completion_id, letter in sorted(task.letters.items(), key=lambda kv: kv[1])
-            ],
+            "labels": [search.label_view(label, task.letters) for label in task.labels],
+            "answers": sorted((letter, pk) for pk, letter in task.letters.items()),
         }
         for task in record.tasks
     ]

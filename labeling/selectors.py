@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, date
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -359,3 +360,65 @@ def label_last_given(*, task: LabelingTask, user: AnyUser) -> RankingVersion | N
     if latest is None or latest.action != RankingVersion.Action.UNDONE:
         return None
     return versions.exclude(action=RankingVersion.Action.UNDONE).first()
+
+
+@dataclass(frozen=True)
+class AnnotatorDay:
+    """One annotator's figures on one day (UTC) of a queue: how much, how fast, how well."""
+
+    username: str
+    day: date
+    labels: int
+    active_hours: int
+    median_seconds: float | None
+    majority_agree: tuple[int, int]
+
+    @property
+    def labels_per_hour(self) -> float:
+        """Labels per hour in which they labeled at all (breaks don't count)."""
+        return self.labels / self.active_hours if self.active_hours else 0.0
+
+    @property
+    def majority_rate(self) -> float | None:
+        return AnnotatorStats.rate(self.majority_agree)
+
+
+def annotator_days(*, queue: LabelingQueue, user: AnyUser) -> list[AnnotatorDay]:
+    """Each human annotator's day-by-day figures on ``queue``: labels, labels per active
+    hour, median time per task, and agreement with the majority of the other annotators on
+    the labels of that day. Days of each annotator in order."""
+    if not user_is_admin(user):
+        raise Http404
+    ai_names = ai_labeler_names()
+    rows = [
+        r
+        for r in Ranking.objects.filter(task__queue=queue).values_list(
+            "task_id", "annotator__username", "order", "time_spent_ms", "created_at"
+        )
+        if r[1] not in ai_names
+    ]
+    units: dict[Any, dict[str, int]] = defaultdict(dict)
+    bucket_of: dict[tuple[Any, str], date] = {}
+    days: dict[tuple[str, date], list[tuple[int, Any]]] = defaultdict(list)
+    for task_id, who, order, spent_ms, created_at in rows:
+        day = created_at.astimezone(UTC).date()
+        days[(who, day)].append((spent_ms, created_at))
+        for pair, label in agreement.preference_labels(order).items():
+            units[(task_id, pair)][who] = label
+            bucket_of[((task_id, pair), who)] = day
+    agree = agreement.agreement_with_majority_by(units, bucket_of)
+    result = []
+    for (who, day), labels in sorted(days.items()):
+        times = [ms / 1000 for ms, _ in labels if ms]
+        hours = {at.astimezone(UTC).hour for _, at in labels}
+        result.append(
+            AnnotatorDay(
+                username=who,
+                day=day,
+                labels=len(labels),
+                active_hours=len(hours),
+                median_seconds=statistics.median(times) if times else None,
+                majority_agree=agree.get((who, day), (0, 0)),  # type: ignore[arg-type]
+            )
+        )
+    return result

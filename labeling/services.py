@@ -57,8 +57,9 @@ class QueueSettings:
 
 
 def _groups_by_prompt(jobs: Sequence[GenerationJob]) -> list[list[Completion]]:
-    """Completions of the jobs grouped by prompt content, so several models' answers to the
-    same prompt land in one task (a blind comparison)."""
+    """Completions of the jobs grouped by exact prompt content, so several models' answers to
+    the same prompt land in one task (a blind comparison), and never answers to prompts that
+    differ by a byte."""
     groups: dict[str, list[Completion]] = defaultdict(list)
     order: list[str] = []
     completions = (
@@ -67,7 +68,7 @@ def _groups_by_prompt(jobs: Sequence[GenerationJob]) -> list[list[Completion]]:
         .order_by("prompt__prompt_set_id", "prompt__position", "job_id", "sample_index")
     )
     for completion in completions:
-        key = completion.prompt.content_hash
+        key = completion.prompt.exact_hash
         if key not in groups:
             order.append(key)
         groups[key].append(completion)

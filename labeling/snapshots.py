@@ -77,7 +77,7 @@ class SnapshotFilter:
 BOTH_BAD_CHOICES = ("keep", "drop", "only")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Label:
     """A (current) ranking selected by the filter."""
 
@@ -87,9 +87,14 @@ class _Label:
     both_bad: bool
     prompt_id: int
     queue_id: int
+    # Its listwise group under `all`.
+    group: tuple[str, int] = ("", 0)
+
+    def __post_init__(self) -> None:
+        self.group = ("ranking", self.ranking_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Vote:
     label: _Label
     chosen_id: int
@@ -101,7 +106,7 @@ class _Vote:
     direction: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     prompt_id: int
     chosen_id: int
@@ -224,22 +229,24 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
         if rule == DatasetSnapshot.Aggregation.ALL:
             agreement = max(counts.values()) / len(votes)
             for v in votes:
+                label = v.label
+                # Positional: the hot loop of a big `all` snapshot (fields in _Row's order).
                 rows.append(
                     _Row(
-                        prompt_id=prompt_id,
-                        chosen_id=v.chosen_id,
-                        rejected_id=v.rejected_id,
-                        is_tie=v.is_tie,
-                        rank_gap=v.rank_gap,
-                        score_diff=v.score_diff,
-                        score_chosen=v.label.scores.get(v.chosen_id),
-                        score_rejected=v.label.scores.get(v.rejected_id),
-                        both_bad=v.label.both_bad,
-                        annotator=v.label.annotator,
-                        queue_id=v.label.queue_id,
-                        votes=1,
-                        agreement=agreement,
-                        group=("ranking", v.label.ranking_id),
+                        prompt_id,
+                        v.chosen_id,
+                        v.rejected_id,
+                        v.is_tie,
+                        v.rank_gap,
+                        v.score_diff,
+                        label.scores.get(v.chosen_id),
+                        label.scores.get(v.rejected_id),
+                        label.both_bad,
+                        label.annotator,
+                        label.queue_id,
+                        1,
+                        agreement,
+                        label.group,
                     )
                 )
             continue
@@ -410,7 +417,7 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
     return ranks
 
 
-@dataclass
+@dataclass(slots=True)
 class _Listwise:
     prompt_id: int
     completion_ids: list[int]
@@ -495,8 +502,9 @@ def _demonstrations(
     *,
     rejected: Container[tuple[int, int]] = (),
 ) -> tuple[list[int], list[SnapshotDemonstration]]:
-    """The ids and frozen copies of the demonstrations written in the snapshot's queues, under the same filter as the
-    labels (dates, annotators, AI, excluded flags of the label they came with). Unsaved."""
+    """The ids and frozen copies of the demonstrations written in the snapshot's queues,
+    under the same filter as the labels (dates, annotators, AI, the excluded flags of the
+    label they came with). Unsaved."""
     demos = _within(
         Demonstration.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     ).order_by("id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -193,6 +194,21 @@ def _after_action(
     return redirect(reverse("labeling:queue-label", args=[queue.pk]))
 
 
+def _agreement_trend(days: list[selectors.AnnotatorDay]) -> dict[str, object]:
+    """Agreement with the majority per annotator per day, as uPlot series (None: no data)."""
+    xs = sorted({d.day for d in days})
+    if xs:
+        # An empty day on each side: a time axis needs a span, and one day alone has none.
+        xs = [xs[0] - timedelta(days=1), *xs, xs[-1] + timedelta(days=1)]
+    names = sorted({d.username for d in days})
+    rate = {(d.username, d.day): d.majority_rate for d in days}
+    return {
+        "days": [datetime.combine(x, time(12), tzinfo=UTC).timestamp() for x in xs],
+        "annotators": names,
+        "rates": [[rate.get((n, x)) for x in xs] for n in names],
+    }
+
+
 @role_required(ADMIN)
 @require_GET
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
@@ -206,6 +222,8 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "majority": [a.majority_rate for a in board.annotators],
         "gold": [a.gold_rate for a in board.annotators],
     }
+    days = selectors.annotator_days(queue=queue, user=request.user)
+    chart["trend"] = _agreement_trend(days)
     assist_form = QueueAssistForm(
         initial={"reward_run": queue.reward_run_id, "task_order": queue.task_order}
     )
@@ -213,6 +231,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "queue": queue,
         "board": board,
         "chart": chart,
+        "days": days,
         "assist_form": assist_form,
         "active_claims": Assignment.objects.filter(
             task__queue=queue, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()

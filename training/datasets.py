@@ -1,6 +1,7 @@
 """A frozen dataset snapshot as a training run's data (``training.core.data``).
 
-Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt; SFT on the
+Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or, with the
+listwise (Plackett-Luce) loss, on the whole rankings it froze; SFT on the
 demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
 and GRPO on its distinct prompts. A reward model's scores are normalised on the
 snapshot's reference answers. The held-out split is the snapshot's: by prompt, so no prompt
@@ -17,14 +18,19 @@ from django.db.models import Q, QuerySet
 from generation.backends import PromptInput
 from generation.models import Completion, Prompt
 from labeling.models import DatasetSnapshot, SnapshotDemonstration, SnapshotRow
+from labeling.snapshots import snapshot_rankings
 from training.core.data import (
     PairRecord,
     PreferenceData,
     PromptData,
+    RankingRecord,
     RunData,
     SFTData,
     SFTExample,
+    UnpairedData,
+    UnpairedExample,
     preference_groups,
+    ranking_groups,
 )
 
 TRAIN = SnapshotRow.Split.TRAIN
@@ -79,6 +85,56 @@ def snapshot_preference_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
     return PreferenceData(
         train=preference_groups(records[TRAIN]), eval=preference_groups(records[EVAL])
     )
+
+
+def snapshot_ranking_records(*, snapshot: DatasetSnapshot) -> dict[str, list[RankingRecord]]:
+    """The listwise records the snapshot froze at build, by split: the one place listwise
+    training reads rankings from.
+
+    Each is :func:`labeling.snapshots.snapshot_rankings`' record (after the snapshot's
+    filters and aggregation: one per annotator's ranking under `all`, one per prompt
+    otherwise), its completions best first with their ranks (equal ranks are a tie) and
+    scores, turned back into tie groups.
+    """
+    records: dict[str, list[RankingRecord]] = {TRAIN: [], EVAL: []}
+    frozen = list(
+        snapshot_rankings(snapshot=snapshot).values_list(
+            "completion_ids",
+            "ranks",
+            "scores",
+            "split",
+            "prompt_id",
+            "prompt__text",
+            "prompt__messages",
+        )
+    )
+    # Answers are never edited (the record is append-only), so their texts are the frozen ones.
+    texts = dict(
+        Completion.objects.filter(pk__in={c for ids, *_ in frozen for c in ids}).values_list(
+            "pk", "text"
+        )
+    )
+    for ids, ranks, scores, split, prompt_id, text, messages in frozen:
+        groups: dict[int, list[tuple[int, str]]] = {}
+        for completion, rank in zip(ids, ranks, strict=True):
+            groups.setdefault(int(rank), []).append((completion, texts[completion]))
+        records[split].append(
+            RankingRecord(
+                prompt_key=prompt_id,
+                prompt=prompt_input(text, messages),
+                order=tuple(tuple(groups[rank]) for rank in sorted(groups)),
+                scores=tuple(
+                    (c, float(v)) for c, v in zip(ids, scores or (), strict=False) if v is not None
+                ),
+            )
+        )
+    return records
+
+
+def snapshot_ranking_data(*, snapshot: DatasetSnapshot) -> PreferenceData:
+    """Listwise data: the snapshot's whole rankings grouped by prompt, train and held-out."""
+    records = snapshot_ranking_records(snapshot=snapshot)
+    return PreferenceData(train=ranking_groups(records[TRAIN]), eval=ranking_groups(records[EVAL]))
 
 
 def snapshot_demonstrations(*, snapshot: DatasetSnapshot) -> dict[str, list[SFTExample]]:
@@ -143,6 +199,22 @@ def snapshot_sft_data(*, snapshot: DatasetSnapshot) -> SFTData:
     return SFTData(train=examples[TRAIN], eval=examples[EVAL])
 
 
+def snapshot_unpaired_data(*, snapshot: DatasetSnapshot) -> UnpairedData:
+    """KTO data: each non-tie pair's chosen answer as desirable and its rejected answer as
+    undesirable (TRL's ``unpair_preference_dataset``), by split, in the snapshot's order."""
+    rows = _rows(snapshot).filter(is_tie=False)
+    prompts = _prompts_of(rows)
+    texts = _texts_of(rows)
+    examples: dict[str, list[UnpairedExample]] = {TRAIN: [], EVAL: []}
+    for prompt_id, chosen_id, rejected_id, split in rows.order_by("id").values_list(
+        "prompt_id", "chosen_id", "rejected_id", "split"
+    ):
+        prompt = prompts[prompt_id]
+        examples[split].append(UnpairedExample(prompt, texts[chosen_id], True))
+        examples[split].append(UnpairedExample(prompt, texts[rejected_id], False))
+    return UnpairedData(train=examples[TRAIN], eval=examples[EVAL])
+
+
 def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
     """The snapshot's distinct prompts by split, in the order they were first seen."""
     rows = _rows(snapshot)
@@ -183,13 +255,17 @@ def snapshot_reference_answers(
     return "chosen", [(prompts[p], texts[c]) for p, c in seen]
 
 
-def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str) -> RunData:
-    """The data a run of ``kind`` trains on."""
+def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = False) -> RunData:
+    """The data a run of ``kind`` trains on; ``listwise`` (reward and DPO runs with the
+    Plackett-Luce or score-regression loss) reads whole rankings instead of pairs."""
+    if listwise and kind in ("reward", "dpo"):
+        return snapshot_ranking_data(snapshot=snapshot)
     readers: dict[str, Any] = {
         "reward": snapshot_preference_data,
         "dpo": snapshot_preference_data,
         "sft": snapshot_sft_data,
         "ppo": snapshot_prompt_data,
+        "kto": snapshot_unpaired_data,
         "grpo": snapshot_prompt_data,
     }
     if kind not in readers:

@@ -21,6 +21,7 @@ class TrainingRun(models.Model):
         DPO = "dpo", "DPO"
         PPO = "ppo", "PPO (RLHF)"
         SFT = "sft", "SFT"
+        KTO = "kto", "KTO (good/bad answers)"
         GRPO = "grpo", "GRPO / RLOO (critic-free RLHF)"
 
     class Status(models.TextChoices):
@@ -32,7 +33,7 @@ class TrainingRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.GRPO)
+    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO, Kind.GRPO)
     # Kinds that sample rollouts and learn from a reward run's scores.
     RL_KINDS = (Kind.PPO, Kind.GRPO)
 

@@ -41,6 +41,7 @@ KIND_SHORT_NAMES: dict[str, str] = {
     TrainingRun.Kind.DPO: "DPO",
     TrainingRun.Kind.PPO: "PPO",
     TrainingRun.Kind.SFT: "SFT",
+    TrainingRun.Kind.KTO: "KTO",
     TrainingRun.Kind.GRPO: "GRPO",
 }
 SCORING_CHUNK = 256
@@ -82,6 +83,20 @@ def _check_trainable(model: PolicyModel) -> None:
         )
 
 
+def _check_reward_base(kind: str, model: PolicyModel) -> None:
+    """A reward run's base must be an architecture a reward model can be built on; a local
+    folder's config says so at once (a hub id, or a folder without one, is checked when the
+    run starts)."""
+    if kind != TrainingRun.Kind.REWARD or not (Path(model.source) / "config.json").is_file():
+        return
+    from training.core.hf import reward_architecture
+
+    try:
+        reward_architecture(model.source)
+    except TrainingError as exc:
+        raise RunError(str(exc), field="base_model") from exc
+
+
 def reward_run_check_finished(reward_run: TrainingRun) -> None:
     """Raise unless ``reward_run`` is a reward-model run that finished with a saved model
     (what PPO, job scoring and labeling assistance all need)."""
@@ -110,9 +125,24 @@ def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
         )
 
 
-def _check_data(kind: str, snapshot: DatasetSnapshot) -> None:
+def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any]) -> None:
     train = SnapshotRow.objects.filter(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
-    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
+    loss = config.get("loss", "pairwise")
+    if kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO) and loss != "pairwise":
+        rankings = datasets.snapshot_ranking_records(snapshot=snapshot)[SnapshotRow.Split.TRAIN]
+        if loss == "score_regression" and not any(r.scores for r in rankings):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no scored answer in its train split "
+                "(score regression trains on the rankings' 1-7 scores)",
+                field="snapshot",
+            )
+        if loss == "plackett_luce" and not any(len(r.order) >= 2 for r in rankings):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has no ranking that orders two completions in its "
+                "train split (the Plackett-Luce loss trains on whole rankings)",
+                field="snapshot",
+            )
+    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO, TrainingRun.Kind.KTO):
         if not train.filter(is_tie=False).exists():
             raise RunError(
                 f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "
@@ -177,8 +207,9 @@ def training_run_create(
         )
     stored_config = _validated_config(kind, config)
     _check_trainable(base_model)
+    _check_reward_base(kind, base_model)
     _check_reward_run(kind, reward_run)
-    _check_data(kind, snapshot)
+    _check_data(kind, snapshot, stored_config)
     name = name.strip()
     if name:
         if len(name) > _NAME_LENGTH:
@@ -242,7 +273,7 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
         raise RunError(f"a {run.status} run cannot be resumed")
     _check_trainable(run.base_model)
     _check_reward_run(run.kind, run.reward_run)
-    _check_data(run.kind, run.snapshot)
+    _check_data(run.kind, run.snapshot, run.config)
     checkpoint = latest_checkpoint(Path(run.artifacts_dir)) if run.artifacts_dir else None
     run.status = TrainingRun.Status.QUEUED
     run.cancel_requested = False
@@ -380,7 +411,11 @@ def _train(run: TrainingRun) -> str:
             )
             run.reward_run.reward_stats = reward_run_compute_stats(reward_run=run.reward_run)
         spec = run_spec(run, resume_from=resume_from)
-        data = datasets.snapshot_run_data(snapshot=run.snapshot, kind=run.kind)
+        data = datasets.snapshot_run_data(
+            snapshot=run.snapshot,
+            kind=run.kind,
+            listwise=getattr(spec.config, "loss", "pairwise") != "pairwise",
+        )
         result = run_training(spec, data, reporter)
         stats: dict[str, Any] = {}
         if run.kind == TrainingRun.Kind.REWARD and result.final_dir is not None:

@@ -74,7 +74,9 @@ def _tokens_through_stop(tokenizer: Any, tokens: list[int], stop: tuple[str, ...
     low, high = 1, len(tokens)
     while low < high:
         mid = (low + high) // 2
-        prefix = tokenizer.decode(tokens[:mid], skip_special_tokens=True)
+        prefix = tokenizer.decode(
+            tokens[:mid], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         if truncate_at_stop(prefix, stop)[1]:
             high = mid
         else:
@@ -231,8 +233,12 @@ class TransformersBackend:
             # sampled (a random model does that), so it counts.
             while tokens and tokens[-1] == self.pad_id:
                 tokens.pop()
+        # Never "clean up tokenization spaces" (some tokenizer configs ask for it): that
+        # rewrites what the model wrote (" ." becomes "."), and the text is stored as a fact.
         text = self.tokenizer.decode(
-            tokens[:end] if end is not None else tokens, skip_special_tokens=True
+            tokens[:end] if end is not None else tokens,
+            skip_special_tokens=True,
+            clean_up_tokenization_spaces=False,
         )
         text, stopped = truncate_at_stop(text, params.stop)
         completion_tokens = len(tokens)

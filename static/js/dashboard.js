@@ -35,4 +35,26 @@
       ],
     }, [xs, data.done, data.majority.map(pct), data.gold.map(pct)], annEl);
   } else { annEl.textContent = "No labels yet."; }
+
+  // Agreement with the majority, per annotator per day (a line each; gaps where a day has
+  // nothing to compare).
+  const trendEl = document.getElementById("chart-trend");
+  const trend = data.trend;
+  if (trendEl && trend && trend.days.length && trend.rates.some((r) => r.some((v) => v !== null))) {
+    const PALETTE = ["#2952cc", "#b42318", "#137333", "#b54708", "#6941c6", "#0e7490", "#c11574", "#475467"];
+    const pct = (v) => (v === null ? null : Math.round(v * 1000) / 10);
+    // The server pads the days with an empty one on each side (views._agreement_trend).
+    new window.uPlot({
+      width: width(trendEl), height: 220,
+      scales: { x: { time: true }, y: { range: [0, 100] } },
+      axes: [{}, { label: "agrees with majority %" }],
+      series: [{}].concat(trend.annotators.map((name, i) => ({
+        label: name, stroke: PALETTE[i % PALETTE.length], width: 2, points: { size: 7 }, spanGaps: false,
+      }))),
+    }, [trend.days].concat(trend.rates.map((r) => r.map(pct))), trendEl);
+  } else if (trendEl) {
+    trendEl.classList.remove("chart");  // no empty chart-sized gap for a sentence
+    trendEl.className = "muted";
+    trendEl.textContent = "Agreement over time shows once two annotators label the same tasks.";
+  }
 })();

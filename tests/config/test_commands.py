@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot, LabelingQueue
+from training.core.hf import reward_architecture
 
 
 @pytest.mark.slow
@@ -53,7 +54,13 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
     assert (
         hh.prompts_total > 150 and Completion.objects.filter(job=hh).count() == 2 * hh.prompts_total
     )
-    assert PolicyModel.objects.get().source == str(tmp_path / "models" / "tiny-random")
+    tiny = PolicyModel.objects.get(name="tiny-random (demo)")
+    assert tiny.source == str(tmp_path / "models" / "tiny-random")
+    # A real (pretrained) reward-model base that loads offline from its PyPI package.
+    encoder = PolicyModel.objects.get(name="all-MiniLM-L6-v2 (reward-model base)")
+    assert (Path(encoder.source) / "model.safetensors").is_file()
+    assert reward_architecture(encoder.source) == "encoder"
+    assert PolicyModel.objects.count() == 2
     hh_queue = LabelingQueue.objects.get(name="HH-RLHF harmless: pick the better answer")
     assert hh_queue.mode == "pairwise" and hh_queue.tasks.count() == hh.prompts_total
     # Training works on first start: the pairs are already comparisons in a snapshot.

@@ -4,6 +4,7 @@ import hashlib
 
 import factory
 
+from generation.importers import exact_hash
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
 
 
@@ -30,7 +31,9 @@ class PromptFactory(factory.django.DjangoModelFactory):
     prompt_set = factory.SubFactory(PromptSetFactory)
     position = factory.Sequence(lambda n: n)
     text = factory.Sequence(lambda n: f"Prompt number {n}: tell me a story.")
+    messages = None
     content_hash = factory.LazyAttribute(lambda p: hashlib.sha256(p.text.encode()).hexdigest())
+    exact_hash = factory.LazyAttribute(lambda p: exact_hash(p.text, p.messages))
 
 
 class GenerationJobFactory(factory.django.DjangoModelFactory):

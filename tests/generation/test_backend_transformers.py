@@ -217,3 +217,23 @@ def _tokenizer(path: Path) -> object:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
+
+
+def test_it_returns_the_decoded_text_without_cleaning_up_spaces(tiny_model_path: Path) -> None:
+    # A tokenizer config may ask decode() to "clean up tokenization spaces" (" ." -> ".",
+    # " 's" -> "'s"): that would rewrite what the model wrote, and the text is stored exactly.
+    # (transformers 5 ignores the request for BPE unless a second flag insists; WordPiece and
+    # others clean up. Both are set here so that the tiny BPE tokenizer would.)
+    fresh = TransformersBackend(BackendSpec(kind="transformers", source=str(tiny_model_path)))
+    fresh.tokenizer.clean_up_tokenization_spaces = True
+    fresh.tokenizer.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    text = "  Hello , world .  It 's   ok ?\n"
+    ids = fresh.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert fresh.tokenizer.decode(ids) != text  # what the clean-up would have stored
+    sample = fresh._sample(ids, prompt_tokens=1, params=SamplingParams(max_new_tokens=len(ids)))
+    assert sample.text == text
+    stopped = fresh._sample(
+        ids, prompt_tokens=1, params=SamplingParams(max_new_tokens=len(ids), stop=("?",))
+    )
+    assert stopped.text == "  Hello , world .  It 's   ok "
+    fresh.close()

@@ -20,9 +20,12 @@ from generation.importers import (
     PromptRecord,
     dedupe,
     detect_format,
+    hh_transcript,
     parse_imported_completions,
+    parse_preferences,
     parse_prompts,
     sniff_format,
+    storable_generated_text,
 )
 from tests.paths import HH_FILE
 
@@ -125,6 +128,45 @@ def test_it_takes_the_shared_turns_as_prompt_when_an_hh_row_diverges_early(
     assert group.prompt.messages[-1] == {"role": "user", "content": "Isn't that drag kings?"}
     assert group.completions[0].startswith("No. Men who impersonate stereotypical women")
     assert group.completions[1].startswith("A drag king is the opposite of a drag queen")
+
+
+def test_it_splits_every_hh_row_so_that_it_joins_back_byte_for_byte(hh_bytes: bytes) -> None:
+    raw = [json.loads(line) for line in gzip.decompress(hh_bytes).decode("utf-8").splitlines()]
+    for groups in (
+        [(r.prompt, r.chosen, r.rejected) for r in parse_preferences(hh_bytes, format="hh")],
+        [(g.prompt, *g.completions) for g in parse_imported_completions(hh_bytes, format="hh")],
+    ):
+        assert len(groups) == HH_ROWS
+        for row, (prompt, chosen, rejected) in zip(raw, groups, strict=True):
+            assert prompt.messages is not None
+            assert hh_transcript(prompt.messages, chosen) == row["chosen"], prompt.line
+            assert hh_transcript(prompt.messages, rejected) == row["rejected"], prompt.line
+
+
+def test_it_keeps_the_rows_that_diverge_before_the_last_turn_whole(hh_bytes: bytes) -> None:
+    # In five rows one side has two Assistant: turns in a row (a "Human:" typed inside an
+    # answer). The prompt is the shared dialogue up to the last shared Human: turn; that
+    # side's answer keeps its later turn in HH notation (the row 1254, 0-based).
+    records = parse_preferences(hh_bytes, format="hh")
+    notation = [
+        r.prompt.line
+        for r in records
+        if "\n\nAssistant: " in r.chosen + r.rejected or "\n\nHuman: " in r.chosen + r.rejected
+    ]
+    assert notation == [1255, 1689, 1951, 1953, 2037]
+    row = records[1254]
+    assert row.prompt.messages is not None
+    assert row.prompt.messages[-1] == {"role": "user", "content": "Isn't that drag kings?"}
+    assert "?\n\nAssistant:  I think they call them that" in row.chosen  # both spaces kept
+
+
+def test_it_keeps_every_space_of_an_hh_turn() -> None:
+    turns = ("  two spaces in", "tab\tand trailing \n", "Café ")
+    row = hh_row(*turns, chosen=" lead and trail  ", rejected="\u00a0nbsp")
+    [record] = parse_preferences(jsonl(row), format="hh")
+    assert record.prompt.messages is not None
+    assert [m["content"] for m in record.prompt.messages] == list(turns)
+    assert (record.chosen, record.rejected) == (" lead and trail  ", "\u00a0nbsp")
 
 
 # --- HH format -----------------------------------------------------------------------------------
@@ -242,9 +284,49 @@ def test_it_keeps_unicode_line_separators_inside_a_json_string() -> None:
     assert [(r.line, r.text) for r in records] == [(1, "a\u2028b"), (2, "c\x85d"), (3, "e")]
 
 
-def test_it_replaces_nul_characters_that_postgres_cannot_store() -> None:
-    [record] = parse_prompts('{"prompt": "a\\u0000b"}', format="jsonl")
-    assert record.text == "a\ufffdb"
+@pytest.mark.parametrize(
+    ("line", "format", "completions", "problem"),
+    [
+        ('{"prompt": "a\\u0000b"}', "jsonl", False, "'prompt' contains a NUL character"),
+        (
+            '{"prompt": [{"role": "user", "content": "a\\ud800"}]}',
+            "jsonl",
+            False,
+            "'prompt[0]' contains a lone surrogate (U+D800)",
+        ),
+        ("prompt\na\x00b\n", "csv", False, "'prompt' contains a NUL character"),
+        (
+            '{"prompt": "a", "completions": ["ok", "x\\u0000"]}',
+            "jsonl",
+            True,
+            "'completions[1]' contains a NUL character",
+        ),
+        (
+            '{"prompt": "a", "completions": ["ok"], "model": "m\\udfff"}',
+            "jsonl",
+            True,
+            "'model' contains a lone surrogate (U+DFFF)",
+        ),
+        (
+            json.dumps(hh_row("hi\x00", chosen="a", rejected="b")),
+            "hh",
+            True,
+            "'chosen' contains a NUL character",
+        ),
+    ],
+)
+def test_it_refuses_text_it_cannot_store_byte_for_byte(
+    line: str, format: str, completions: bool, problem: str
+) -> None:
+    # PostgreSQL text cannot hold NUL and no database holds a lone surrogate; replacing
+    # them would rewrite the record, so the line is refused and named.
+    first = {"csv": "prompt\nfine\n", "hh": jsonl(hh_row("q", chosen="a", rejected="b"))}.get(
+        format, jsonl({"prompt": "fine", "completions": ["ok"]})
+    )
+    data = first + (line.split("\n", 1)[1] if format == "csv" else line + "\n")
+    error = error_of(data, format=format, completions=completions)
+    assert error.line == 2 + (format == "csv")
+    assert problem in error.message, error.message
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -409,20 +491,27 @@ def test_it_refuses_unknown_formats() -> None:
 # --- duplicates ----------------------------------------------------------------------------------
 
 
-def test_it_hashes_plain_prompts_after_normalising_whitespace_and_unicode() -> None:
+def test_it_keeps_whitespace_and_unicode_variants_as_distinct_prompts() -> None:
     nfc = unicodedata.normalize("NFC", "Café  au lait")
-    nfd = unicodedata.normalize("NFD", "Café au lait")
+    nfd = unicodedata.normalize("NFD", "Café  au lait")
     assert nfc != nfd
-    texts = ["Hello  world", " Hello world\n", "Hello\tworld", "hello world", nfc, nfd]
+    texts = ["Hello  world", " Hello world\n", "Hello\tworld", "Hello  world", nfc, nfd]
     records = parse_prompts(jsonl(*texts), format="jsonl")
+    assert [r.text for r in records] == texts  # stored as given, byte for byte
     kept, skipped = dedupe(records)
-    assert [r.line for r in kept] == [1, 4, 5]
-    assert skipped == 3
-    # The hash is stored beside every prompt; pin the scheme so a change is deliberate.
-    assert records[0].content_hash == hashlib.sha256(b"Hello world").hexdigest()
+    # Only the exact repeat (line 4) is a duplicate; texts that differ are never merged.
+    assert [r.line for r in kept] == [1, 2, 3, 5, 6]
+    assert skipped == 1
+    assert [r.text.encode() for r in kept][-2:] == [nfc.encode(), nfd.encode()]
+    # The normalised key stays: near-duplicates share it (and a snapshot split side). Pin
+    # both schemes so a change is deliberate: content_hash is stored beside every prompt.
+    assert {r.content_hash for r in records[:4]} == {hashlib.sha256(b"Hello world").hexdigest()}
+    assert records[4].content_hash == records[5].content_hash
+    canonical = json.dumps(["text", "Hello  world"], separators=(",", ":")).encode()
+    assert records[0].exact_hash == hashlib.sha256(canonical).hexdigest()
 
 
-def test_it_hashes_conversations_equal_when_normalised() -> None:
+def test_it_keeps_conversation_variants_as_distinct_prompts() -> None:
     def conversation(user: str, answer: str, role: str = "assistant") -> object:
         return {"prompt": [{"role": "user", "content": user}, {"role": role, "content": answer}]}
 
@@ -433,13 +522,16 @@ def test_it_hashes_conversations_equal_when_normalised() -> None:
             conversation("Café?", "Yes please", role="system"),
             conversation("Café?", "yes please"),
             "User: Café?\n\nAssistant: Yes please",
+            conversation("Café?", "Yes  please"),
         ),
         format="jsonl",
     )
-    hashes = [r.content_hash for r in records]
-    assert hashes[0] == hashes[1]
-    assert len(set(hashes)) == 4
-    assert dedupe(records)[1] == 1
+    assert records[1].messages is not None
+    assert records[1].messages[0]["content"] == unicodedata.normalize("NFD", " Café? ")
+    assert records[0].content_hash == records[1].content_hash
+    assert len({r.content_hash for r in records}) == 4
+    assert len({r.exact_hash for r in records}) == 5
+    assert dedupe(records)[1] == 1  # only the exact repeat on line 6
 
 
 def test_it_leaves_duplicates_to_the_caller() -> None:
@@ -514,3 +606,189 @@ def test_it_imports_without_django() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- TRL preferences -----------------------------------------------------------------------------
+
+
+def msg(role: str, content: str) -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+def trl_error(*rows: object) -> ImportFileError:
+    with pytest.raises(ImportFileError) as caught:
+        parse_preferences(jsonl(*rows), format="trl")
+    return caught.value
+
+
+def test_it_reads_trl_rows_with_an_explicit_prompt() -> None:
+    rows = parse_preferences(
+        jsonl(
+            {"prompt": " Say hi ", "chosen": " hi!", "rejected": "no.  ", "margin": 2},
+            {
+                "prompt": [msg("system", "Be kind."), msg("user", "Hello")],
+                "chosen": [msg("assistant", "Hey")],
+                "rejected": [msg("assistant", "Go away")],
+            },
+        ),
+        format="trl",
+    )
+    assert [(r.prompt.text, r.prompt.messages, r.chosen, r.rejected, r.margin) for r in rows] == [
+        (" Say hi ", None, " hi!", "no.  ", 2.0),
+        (
+            "System: Be kind.\n\nUser: Hello",
+            [msg("system", "Be kind."), msg("user", "Hello")],
+            "Hey",
+            "Go away",
+            None,
+        ),
+    ]
+
+
+def test_it_takes_the_shared_leading_turns_as_the_prompt_of_an_implicit_trl_row() -> None:
+    dialogue = [msg("system", "Be brief."), msg("user", "Hi"), msg("assistant", "Hello!")]
+    dialogue += [msg("user", "Sky colour?")]
+    [row] = parse_preferences(
+        jsonl(
+            {
+                "chosen": [*dialogue, msg("assistant", " Blue. ")],
+                "rejected": [*dialogue, msg("assistant", "Green")],
+                "margin": 1.5,
+            }
+        ),
+        format="trl",
+    )
+    assert row.prompt.messages == dialogue
+    assert (row.chosen, row.rejected, row.margin) == (" Blue. ", "Green", 1.5)
+
+
+def test_it_splits_an_implicit_trl_row_of_strings_as_trl_does() -> None:
+    # trl.data_utils.extract_prompt: the common leading text, less a final space.
+    trl_rows = [
+        {"chosen": "The sky is blue.", "rejected": "The sky is green."},
+        {"chosen": "Q: 2+2?\nA: 4", "rejected": "Q: 2+2?\nA: 5"},
+    ]
+    rows = parse_preferences(jsonl(*trl_rows), format="trl")
+    assert [(r.prompt.text, r.prompt.messages, r.chosen, r.rejected) for r in rows] == [
+        ("The sky is", None, " blue.", " green."),
+        ("Q: 2+2?\nA:", None, " 4", " 5"),
+    ]
+    for row, given in zip(rows, trl_rows, strict=True):
+        assert row.prompt.text + row.chosen == given["chosen"]
+        assert row.prompt.text + row.rejected == given["rejected"]
+
+
+def test_it_ignores_trls_redundant_string_prompt_beside_whole_dialogues() -> None:
+    # Some TRL datasets keep a string "prompt" beside implicit-prompt dialogues;
+    # trl.data_utils.maybe_extract_prompt extracts the prompt from the dialogues then.
+    [row] = parse_preferences(
+        jsonl(
+            {
+                "prompt": "Sky colour?",
+                "chosen": [msg("user", "Sky colour?"), msg("assistant", "Blue")],
+                "rejected": [msg("user", "Sky colour?"), msg("assistant", "Green")],
+            }
+        ),
+        format="trl",
+    )
+    assert (row.prompt.messages, row.chosen, row.rejected) == (
+        [msg("user", "Sky colour?")],
+        "Blue",
+        "Green",
+    )
+
+
+def test_it_keeps_the_later_turns_of_an_implicit_row_that_diverges_early() -> None:
+    # TRL's own HH-RLHF conversions have the rows that diverge before their last turn; they
+    # are kept as the HH import keeps them: later turns in HH notation inside the answer.
+    shared = [msg("user", "Hi")]
+    chosen = [*shared, msg("assistant", "Hello"), msg("assistant", "Human: more")]
+    rejected = [*shared, msg("assistant", "Go away")]
+    [row] = parse_preferences(jsonl({"chosen": chosen, "rejected": rejected}), format="trl")
+    assert row.prompt.messages == shared
+    assert (row.chosen, row.rejected) == ("Hello\n\nAssistant: Human: more", "Go away")
+    assert hh_transcript(shared, row.chosen) == "\n\nHuman: Hi\n\nAssistant: Hello" + (
+        "\n\nAssistant: Human: more"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"chosen": "a"}, "'rejected' is missing"),
+        ({"rejected": "a"}, "'chosen' is missing"),
+        (
+            {"chosen": [msg("user", "q"), msg("assistant", "a")], "rejected": "x"},
+            "'rejected' must be a list of messages like the other answer",
+        ),
+        (
+            {"chosen": "q a", "rejected": [msg("user", "q"), msg("assistant", "b")]},
+            "'rejected' must be a string like the other answer",
+        ),
+        (
+            {"chosen": [msg("user", "q"), msg("assistant", "a")]} | {"rejected": []},
+            "'rejected' must be a list of messages like the other answer",
+        ),
+        (
+            {
+                "chosen": [msg("user", "q"), msg("assistant", "a")],
+                "rejected": [msg("user", "q"), msg("assistant", "a")],
+            },
+            "'chosen' and 'rejected' are the same dialogue",
+        ),
+        (
+            {
+                "chosen": [msg("user", "q"), msg("assistant", "a")],
+                "rejected": [msg("user", "other"), msg("assistant", "b")],
+            },
+            "'chosen' and 'rejected' share no user turn to use as the prompt",
+        ),
+        (
+            {
+                "chosen": [msg("user", "q"), msg("user", "again"), msg("assistant", "a")],
+                "rejected": [msg("user", "q"), msg("assistant", "b")],
+            },
+            "'chosen' continues with a user turn after the shared prompt",
+        ),
+        (
+            {
+                "chosen": [msg("user", "q"), msg("assistant", "a"), msg("system", "x")],
+                "rejected": [msg("user", "q"), msg("assistant", "b")],
+            },
+            "'chosen' has a system turn inside its answer",
+        ),
+        (
+            {"chosen": [msg("user", "q"), msg("assistant", "a\u0000")]}
+            | {"rejected": [msg("user", "q"), msg("assistant", "b")]},
+            "'chosen[1]' contains a NUL character",
+        ),
+        ({"chosen": "same", "rejected": "same"}, "'chosen' and 'rejected' are the same text"),
+        (
+            {"chosen": "blue", "rejected": "green"},
+            "'chosen' and 'rejected' share no leading text to use as the prompt",
+        ),
+        ({"chosen": "Hi there", "rejected": "Hi"}, "'rejected' has no answer after the shared"),
+        ({"prompt": "q", "chosen": "a", "rejected": 3}, "'rejected' must be a string or a list"),
+        (
+            {"prompt": "q", "chosen": [msg("user", "q"), msg("assistant", "a")], "rejected": "b"},
+            "'rejected' must be a list of messages like the other answer",
+        ),
+        (
+            {"prompt": [msg("user", "q")], "chosen": [msg("user", "q"), msg("assistant", "a")]}
+            | {"rejected": [msg("assistant", "b")]},
+            "'chosen' must hold the assistant's answer only (explicit-prompt format)",
+        ),
+        ({"prompt": "q", "chosen": "a", "rejected": "b", "margin": "1"}, "'margin' must be a"),
+        ("a string", "each line must be a JSON object"),
+    ],
+)
+def test_it_names_the_line_of_a_bad_trl_row(row: object, problem: str) -> None:
+    error = trl_error({"chosen": "Q? yes", "rejected": "Q? no"}, row)
+    assert error.line == 2
+    assert problem in error.message, error.message
+
+
+def test_it_replaces_and_counts_what_no_database_can_store_in_generated_text() -> None:
+    assert storable_generated_text("  a\u0000b \ud800 .") == ("  a\ufffdb \ufffd .", 2)
+    text = unicodedata.normalize("NFD", " Café  \n")
+    assert storable_generated_text(text) == (text, 0)

@@ -65,3 +65,15 @@ def test_hourly_series_fills_gaps_and_pads_an_empty_hour_each_side() -> None:
     # Months apart: the gaps stay unfilled rather than thousands of empty bars.
     far = h + 24 * 3600 * 100
     assert hourly_series({h: 1, far: 1}) == [(h - 3600, 0), (h, 1), (far, 1), (far + 3600, 0)]
+
+
+def test_agreement_with_the_majority_splits_by_bucket() -> None:
+    from labeling.agreement import agreement_with_majority_by
+
+    # Unit u1 on day 1, u2 on day 2; a, b and c label both; c is with the others on day 1 only.
+    units = {"u1": {"a": 1, "b": 1, "c": 1}, "u2": {"a": 1, "b": 1, "c": -1}}
+    days = {(u, who): ("d1" if u == "u1" else "d2") for u in units for who in units[u]}
+    result = agreement_with_majority_by(units, days)
+    assert result[("c", "d1")] == (1, 1) and result[("c", "d2")] == (0, 1)
+    # On u2, a's others are b (1) and c (-1): no strict majority, so it does not count.
+    assert result[("a", "d1")] == (1, 1) and ("a", "d2") not in result

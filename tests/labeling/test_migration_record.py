@@ -11,8 +11,12 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.slow
 
-BEFORE = [("labeling", "0005_reward_assistance")]
-AFTER = [("labeling", "0007_snapshotrow_fewer_indexes")]
+# Generation moves with it: its tables must match the historical models the test writes with.
+BEFORE = [("labeling", "0005_reward_assistance"), ("generation", "0001_initial")]
+AFTER = [
+    ("labeling", "0010_snapshot_pointers_without_db_constraints"),
+    ("generation", "0002_prompt_exact_hash"),
+]
 
 
 def _migrate(targets):  # type: ignore[no-untyped-def]
@@ -71,6 +75,23 @@ def test_it_migrates_labels_and_freezes_old_snapshots(transactional_db) -> None:
             margin=margin,
             annotator=ann,
         )
+    # An imported pair (a TRL file's margin of 2.5) by an imported annotator.
+    imp = User.objects.create(username="imported-annotator")
+    imported_assignment = Assignment.objects.create(
+        task=task, annotator=imp, status="submitted", claimed_at=now, expires_at=now
+    )
+    imported = Ranking.objects.create(
+        assignment=imported_assignment, task=task, annotator=imp, order=[[b.pk], [c.pk]]
+    )
+    Comparison.objects.create(
+        ranking=imported,
+        queue=queue,
+        prompt=prompt,
+        chosen=b,
+        rejected=c,
+        margin=2.5,
+        annotator=imp,
+    )
     snap = Snapshot.objects.create(name="old", content_hash="f" * 64, ranking_ids=[ranking.pk])
     Row.objects.create(
         snapshot=snap,
@@ -94,16 +115,23 @@ def test_it_migrates_labels_and_freezes_old_snapshots(transactional_db) -> None:
         RankingVersion,
     )
 
-    (version,) = RankingVersion.objects.all()
+    version = RankingVersion.objects.get(annotator__username="ann")
     assert (version.version, version.action, version.order) == (1, "submitted", ranking.order)
     margins = {
-        (x.chosen_id, x.rejected_id): (x.margin, x.rank_gap, x.score_diff)
-        for x in NewComparison.objects.all()
+        (x.annotator.username, x.chosen_id, x.rejected_id): (
+            x.margin,
+            x.rank_gap,
+            x.score_diff,
+            x.imported_margin,
+        )
+        for x in NewComparison.objects.select_related("annotator")
     }
     assert margins == {
-        (a.pk, b.pk): (1.0, 1.0, None),
-        (a.pk, c.pk): (2.0, 2.0, 6.0),
-        (b.pk, c.pk): (1.0, 1.0, None),
+        ("ann", a.pk, b.pk): (1.0, 1.0, None, None),
+        ("ann", a.pk, c.pk): (2.0, 2.0, 6.0, None),
+        ("ann", b.pk, c.pk): (1.0, 1.0, None, None),
+        # The imported margin is kept apart, not overwritten by the rank gap.
+        ("imported-annotator", b.pk, c.pk): (1.0, 1.0, None, 2.5),
     }
     old = DatasetSnapshot.objects.get(name="old")
     assert old.hash_scheme == 1 and old.content_hash == "f" * 64

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import json
 from io import StringIO
 from pathlib import Path
@@ -15,7 +16,9 @@ from tests.paths import HH_FILE
 
 
 @pytest.mark.slow
-def test_it_round_trips_the_hh_file_through_a_snapshot(db) -> None:  # type: ignore[no-untyped-def]
+def test_it_round_trips_the_hh_file_through_a_snapshot_byte_for_byte(db) -> None:  # type: ignore[no-untyped-def]
+    """Every row of the harmless-base test file comes back out of a snapshot's TRL export
+    exactly: HH transcript = prompt turns + "\n\nAssistant: " + answer (README)."""
     if not HH_FILE.is_file():
         pytest.fail(f"the HH-RLHF test file is missing at {HH_FILE}")
     raw = HH_FILE.read_bytes()
@@ -30,19 +33,18 @@ def test_it_round_trips_the_hh_file_through_a_snapshot(db) -> None:  # type: ign
         for line in b"".join(snapshots.snapshot_export_trl_jsonl(snap)).splitlines()
     ]
     assert len(exported) == 2312
-
-    def key(prompt, chosen, rejected) -> str:  # type: ignore[no-untyped-def]
-        return json.dumps([prompt, chosen, rejected], sort_keys=True)
-
-    expected = sorted(
-        key(
-            r.prompt.messages,
-            [{"role": "assistant", "content": r.chosen}],
-            [{"role": "assistant", "content": r.rejected}],
+    rebuilt = []
+    for row in exported:
+        [chosen], [rejected] = row["chosen"], row["rejected"]
+        assert chosen["role"] == rejected["role"] == "assistant"
+        rebuilt.append(
+            (
+                importers.hh_transcript(row["prompt"], chosen["content"]),
+                importers.hh_transcript(row["prompt"], rejected["content"]),
+            )
         )
-        for r in importers.parse_preferences(raw, format="hh")
-    )
-    assert sorted(key(e["prompt"], e["chosen"], e["rejected"]) for e in exported) == expected
+    original = [json.loads(line) for line in gzip.decompress(raw).decode("utf-8").splitlines()]
+    assert sorted(rebuilt) == sorted((r["chosen"], r["rejected"]) for r in original)
 
 
 def test_it_imports_trl_jsonl_with_margins(db) -> None:  # type: ignore[no-untyped-def]
@@ -58,9 +60,11 @@ def test_it_imports_trl_jsonl_with_margins(db) -> None:  # type: ignore[no-untyp
         data="\n".join(json.dumps(x) for x in lines), format="trl", name="trl"
     )
     rows = {
-        c.chosen.text: (c.rejected.text, c.margin) for c in Comparison.objects.filter(queue=queue)
+        c.chosen.text: (c.rejected.text, c.margin, c.imported_margin)
+        for c in Comparison.objects.filter(queue=queue)
     }
-    assert rows == {"hi!": ("no.", 2.5), "Hey": ("Go away", 1.0)}
+    # The file's margin is kept exactly, apart: `margin` is the rank gap for every pair.
+    assert rows == {"hi!": ("no.", 1.0, 2.5), "Hey": ("Go away", 1.0, None)}
 
 
 def test_it_imports_nothing_from_a_bad_file(db) -> None:  # type: ignore[no-untyped-def]
@@ -70,16 +74,49 @@ def test_it_imports_nothing_from_a_bad_file(db) -> None:  # type: ignore[no-unty
     assert not LabelingQueue.objects.exists() and not Comparison.objects.exists()
 
 
-def test_it_refuses_implicit_prompt_answers(db) -> None:  # type: ignore[no-untyped-def]
-    data = json.dumps(
+def test_it_imports_trl_rows_with_an_implicit_prompt(db) -> None:  # type: ignore[no-untyped-def]
+    def msg(role: str, content: str) -> dict[str, str]:
+        return {"role": role, "content": content}
+
+    lines = [
         {
-            "prompt": "q",
-            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-            "rejected": "x",
-        }
+            "chosen": [msg("user", "Sky?"), msg("assistant", " Blue")],
+            "rejected": [msg("user", "Sky?"), msg("assistant", "Green ")],
+        },
+        {"chosen": "The sky is blue.", "rejected": "The sky is green.", "margin": 3},
+    ]
+    queue = preferences_import(
+        data="\n".join(json.dumps(x) for x in lines), format="trl", name="implicit"
     )
-    with pytest.raises(importers.ImportFileError, match="explicit-prompt"):
+    rows = {
+        (
+            c.prompt.text,
+            json.dumps(c.prompt.messages),
+            c.chosen.text,
+            c.rejected.text,
+            c.imported_margin,
+        )
+        for c in Comparison.objects.filter(queue=queue).select_related(
+            "prompt", "chosen", "rejected"
+        )
+    }
+    assert rows == {
+        ("User: Sky?", json.dumps([msg("user", "Sky?")]), " Blue", "Green ", None),
+        ("The sky is", "null", " blue.", " green.", 3.0),
+    }
+
+
+def test_it_names_the_line_of_a_bad_implicit_row_and_imports_nothing(db) -> None:  # type: ignore[no-untyped-def]
+    data = "\n".join(
+        json.dumps(x)
+        for x in [
+            {"chosen": "Q? yes", "rejected": "Q? no"},
+            {"chosen": "yes", "rejected": "no"},
+        ]
+    )
+    with pytest.raises(importers.ImportFileError, match="line 2: 'chosen' and 'rejected' share"):
         preferences_import(data=data, format="trl", name="implicit")
+    assert not LabelingQueue.objects.exists() and not Comparison.objects.exists()
 
 
 def test_it_imports_from_the_command_line(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

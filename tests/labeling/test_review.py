@@ -143,7 +143,7 @@ def test_a_lead_rejects_and_accepts_in_place(client: Client, queue, alice, carol
     assert "<html" not in body and f'id="review-{label.pk}"' in body
     assert "review-rejected" in body and "&lt;b&gt;guessing&lt;/b&gt;" in body
     rejected = client.get(f"/labeling/queues/{queue.pk}/review/?show=rejected").context["rows"]
-    assert [row["label"].pk for row in rejected] == [label.pk]
+    assert [row["view"].label.pk for row in rejected] == [label.pk]
     unreviewed = client.get(f"/labeling/queues/{queue.pk}/review/?show=unreviewed").context["rows"]
     assert len(unreviewed) == 3
     other_queue = make_queue(mode="pairwise", prompts=1, k=2)

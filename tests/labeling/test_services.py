@@ -102,7 +102,9 @@ def test_it_measures_margin_in_rank_steps_whether_or_not_scored(carol) -> None: 
     assignment = services.task_claim_next(queue=queue, user=carol)
     a, b, c = _ids(assignment.task)
     ranking = _submit(assignment, [[a], [b], [c]], scores={str(a): 7, str(b): 1})
-    rows = {(x.chosen_id, x.rejected_id): (x.margin, x.score_diff) for x in ranking.comparisons.all()}
+    rows = {
+        (x.chosen_id, x.rejected_id): (x.margin, x.score_diff) for x in ranking.comparisons.all()
+    }
     assert rows == {(a, b): (1.0, 6.0), (a, c): (2.0, None), (b, c): (1.0, None)}
 
 
@@ -110,7 +112,9 @@ def test_it_rejects_scores_that_contradict_the_ranking(carol) -> None:  # type: 
     queue = make_queue(mode="ranking", k=3, ask_scores=True)
     assignment = services.task_claim_next(queue=queue, user=carol)
     a, b, c = _ids(assignment.task)  # displayed as A, B, C
-    with pytest.raises(services.LabelingError, match=r"A is ranked above C but scored lower \(3 < 6\)"):
+    with pytest.raises(
+        services.LabelingError, match=r"A is ranked above C but scored lower \(3 < 6\)"
+    ):
         _submit(assignment, [[a], [b], [c]], scores={str(a): 3, str(c): 6})
     assert not Ranking.objects.exists() and not Comparison.objects.exists()
     # Equal scores on a strict preference are fine (and stay a strict preference).

@@ -64,3 +64,51 @@ def test_it_hides_the_dashboard_from_annotators(client: Client, alice) -> None: 
     queue = make_queue(mode="pairwise", k=2)
     client.force_login(alice)
     assert client.get(f"/labeling/queues/{queue.pk}/dashboard/").status_code == 403
+
+
+def test_it_shows_each_annotator_day_by_day(client, carol, alice, bob) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from labeling.models import Ranking
+    from labeling.selectors import annotator_days
+    from tests.labeling.factories import label_queue, make_queue
+
+    queue = make_queue(mode="pairwise", prompts=4, k=2, overlap=2)
+    label_queue(queue, alice, time_spent_ms=4000)
+    label_queue(queue, bob, order=lambda ids: [[ids[1]], [ids[0]]], time_spent_ms=2000)
+    day1 = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+    # alice: 4 labels, two on day 1 in two different hours, two on day 2; bob all on day 1.
+    for i, ranking in enumerate(Ranking.objects.filter(annotator=alice).order_by("pk")):
+        when = day1 + timedelta(hours=i) if i < 2 else day1 + timedelta(days=1, minutes=i)
+        Ranking.objects.filter(pk=ranking.pk).update(created_at=when)
+    Ranking.objects.filter(annotator=bob).update(created_at=day1)
+    days = {(d.username, d.day.isoformat()): d for d in annotator_days(queue=queue, user=carol)}
+    alice1, alice2, bob1 = (
+        days[("alice", "2026-11-30")],
+        days[("alice", "2026-12-01")],
+        days[("bob", "2026-11-30")],
+    )
+    assert (alice1.labels, alice1.active_hours, alice1.labels_per_hour) == (2, 2, 1.0)
+    assert (alice2.labels, alice2.active_hours, alice2.labels_per_hour) == (2, 1, 2.0)
+    assert alice1.median_seconds == 4.0 and bob1.median_seconds == 2.0
+    assert (bob1.labels, bob1.active_hours) == (4, 1)
+    # They disagree on every task: 0 of 2 on each of alice's days, 0 of 4 for bob.
+    assert alice1.majority_agree == (0, 2) and alice2.majority_agree == (0, 2)
+    assert bob1.majority_agree == (0, 4)
+    client.force_login(carol)
+    body = client.get(f"/labeling/queues/{queue.pk}/dashboard/").content.decode()
+    assert 'id="annotator-days-table"' in body and "2026-12-01" in body
+    chart = response_chart(body)
+    assert chart["trend"]["annotators"] == ["alice", "bob"]
+    # Padded with an empty day on each side, so one day alone still spans an axis.
+    assert chart["trend"]["rates"] == [[None, 0.0, 0.0, None], [None, 0.0, None, None]]
+    assert len(chart["trend"]["days"]) == 4
+
+
+def response_chart(body: str):  # type: ignore[no-untyped-def]
+    import json
+    import re
+
+    match = re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', body, re.S)
+    assert match, "the dashboard's chart data is missing"
+    return json.loads(match.group(1))

@@ -35,7 +35,7 @@ def labeled(db, alice, bob):  # type: ignore[no-untyped-def]
 def results(client: Client, **params: object) -> list[Ranking]:
     response = client.get("/labeling/search/", params)
     assert response.status_code == 200
-    return [row["label"] for row in response.context["rows"]]
+    return [row.label for row in response.context["rows"]]
 
 
 def test_it_is_for_researchers_and_admins(client: Client, alice, dave, carol) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Completion, Prompt
-from labeling.models import Demonstration, SnapshotRow
+from labeling import snapshots
+from labeling.models import Demonstration, Ranking, SnapshotRow
 from labeling.snapshots import snapshot_split_of
+from tests.factories import UserFactory
+from tests.labeling.factories import label_queue, make_queue
 from tests.training.factories import labeled_snapshot
 from training import datasets
 from training.core.data import PreferenceData, PromptData, SFTData
@@ -125,3 +128,76 @@ def test_it_dispatches_on_the_kind(db) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(datasets.snapshot_run_data(snapshot=snap, kind="ppo"), PromptData)
     with pytest.raises(ValueError, match="unknown kind"):
         datasets.snapshot_run_data(snapshot=snap, kind="a2c")
+
+
+def test_it_reads_whole_rankings_as_given_for_the_listwise_loss(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=2, k=3, overlap=2)
+    alice = UserFactory(username="alice", roles=["annotator"])
+    bob = UserFactory(username="bob", roles=["annotator"])
+    label_queue(queue, alice)  # display order, best first
+    label_queue(queue, bob, lambda ids: [[ids[2]], [ids[0], ids[1]]])  # a tie below the best
+    snap = snapshots.snapshot_build(name="ranked", spec=snapshots.SnapshotFilter(queues=[queue.pk]))
+
+    data = datasets.snapshot_run_data(snapshot=snap, kind="reward", listwise=True)
+
+    assert isinstance(data, PreferenceData) and len(data.train) == 2
+    texts = _texts()
+    for group in data.train:
+        stored = {
+            r.annotator.username: r.order
+            for r in Ranking.objects.filter(task__prompt__text=group.prompt)
+        }
+        as_texts = {
+            tuple(tuple(group.completions[c] for c in tie) for tie in ranking)
+            for ranking in group.rankings
+        }
+        assert as_texts == {
+            tuple(tuple(texts[c] for c in tie) for tie in order) for order in stored.values()
+        }
+        assert len(group.completions) == 3  # each completion once, for both rankings
+        # alice's ranking gives 3 pairs, bob's 2 (his tie gives none).
+        assert len(group.pairs) == 5
+
+
+def test_it_splits_rankings_by_prompt_like_the_pairs(db) -> None:  # type: ignore[no-untyped-def]
+    snap = labeled_snapshot(prompts=12, k=3, eval_fraction=0.4, seed=3)
+    splits = dict(SnapshotRow.objects.filter(snapshot=snap).values_list("prompt__text", "split"))
+
+    data = datasets.snapshot_ranking_data(snapshot=snap)
+
+    assert {g.prompt for g in data.train} == {p for p, s in splits.items() if s == "train"}
+    assert {g.prompt for g in data.eval} == {p for p, s in splits.items() if s == "eval"}
+    assert data.eval and all(len(g.rankings) == 1 for g in [*data.train, *data.eval])
+
+
+def test_it_reads_rankings_in_a_fixed_number_of_queries(db, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    snap = labeled_snapshot(prompts=15, k=3)
+    with django_assert_max_num_queries(2):
+        data = datasets.snapshot_ranking_data(snapshot=snap)
+    assert len(data.train) == 15
+
+
+def test_it_unpairs_the_pairs_into_good_and_bad_answers_for_kto(db) -> None:  # type: ignore[no-untyped-def]
+    snap = labeled_snapshot(prompts=2, k=3)
+
+    data = datasets.snapshot_run_data(snapshot=snap, kind="kto")
+
+    texts = _texts()
+    rows = SnapshotRow.objects.filter(snapshot=snap).order_by("id")
+    expected = []
+    for row in rows:
+        prompt = row.prompt.text
+        expected += [(prompt, texts[row.chosen_id], True), (prompt, texts[row.rejected_id], False)]
+    assert [(e.prompt, e.completion, e.desirable) for e in data.train] == expected
+
+
+def test_it_reads_each_rankings_scores_for_score_regression(db) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="ranking", prompts=1, k=3, ask_scores=True)
+    alice = UserFactory(username="alice", roles=["annotator"])
+    label_queue(queue, alice, scores_from=lambda ids: {str(ids[0]): 7, str(ids[2]): 2})
+    snap = snapshots.snapshot_build(name="scored", spec=snapshots.SnapshotFilter(queues=[queue.pk]))
+
+    (group,) = datasets.snapshot_ranking_data(snapshot=snap).train
+
+    # Display order is best first: the scores line up with the ranking's flattened order.
+    assert group.ranking_scores == ((7.0, None, 2.0),)

@@ -27,9 +27,13 @@ from training.core.losses import (
     pairwise_bradley_terry_loss,
     pairwise_dpo_loss,
     per_token_kl,
+    plackett_luce_dpo_loss,
+    plackett_luce_loss,
     ppo_policy_loss,
     ppo_value_loss,
     ranked_pairs,
+    ranking_tensors,
+    score_regression_loss,
     sequence_logps,
     shaped_rewards,
 )
@@ -525,6 +529,159 @@ def test_pairwise_losses_reject_out_of_range_pairs() -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Listwise (Plackett-Luce)
+# --------------------------------------------------------------------------------------
+
+
+def log_sum_exp(*values: float) -> float:
+    return math.log(sum(math.exp(v) for v in values))
+
+
+def test_ranking_tensors_pad_rankings_and_give_tie_groups_one_rank() -> None:
+    index, ranks, mask = ranking_tensors([[[2], [0, 1]], [[4], [3]]])
+
+    assert index.tolist() == [[2, 0, 1], [4, 3, 0]]
+    assert ranks.tolist() == [[0, 1, 1], [0, 1, 0]]
+    assert mask.tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_plackett_luce_matches_hand_computed_value() -> None:
+    # Ranking 0: a > b > c with scores 2, 1, 0. Ranking 1: d > e, padded (NaN there).
+    rewards = t([[2.0, 1.0, 0.0], [0.5, 1.5, float("nan")]], True)
+    ranks = _long([[0, 1, 2], [0, 1, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+
+    loss, metrics = plackett_luce_loss(rewards, ranks, mask)
+    loss.backward()
+
+    first = -((2.0 - log_sum_exp(2.0, 1.0, 0.0)) + (1.0 - log_sum_exp(1.0, 0.0)))
+    second = -(0.5 - log_sum_exp(0.5, 1.5))
+    close(loss, (first + second) / 2)
+    # Pairs weigh 1/3 each within ranking 0, and the rankings weigh 1/2 each.
+    close(metrics["rewards/chosen"], (2.0 + 2.0 + 1.0) / 6 + 0.5 / 2)
+    close(metrics["rewards/rejected"], (1.0 + 0.0 + 0.0) / 6 + 1.5 / 2)
+    close(metrics["rewards/accuracies"], 1.0 / 2)
+    close(metrics["rewards/top1_accuracies"], 1.0 / 2)
+    assert_detached(metrics)
+    assert rewards.grad is not None and torch.isfinite(rewards.grad).all()
+    assert rewards.grad[1, 2] == 0
+
+
+def test_plackett_luce_keeps_tied_members_out_of_each_others_denominators() -> None:
+    # a and b tied above c: each is picked first against itself and c only.
+    rewards = t([[1.0, 3.0, 0.5]])
+
+    loss, metrics = plackett_luce_loss(rewards, _long([[0, 0, 1]]), torch.ones(1, 3))
+
+    expected = -((1.0 - log_sum_exp(1.0, 0.5)) + (3.0 - log_sum_exp(3.0, 0.5)))
+    close(loss, expected)
+    close(metrics["rewards/accuracies"], 1.0)  # pairs (a, c) and (b, c); (a, b) is a tie
+    close(metrics["rewards/top1_accuracies"], 1.0)
+
+
+def test_plackett_luce_prefers_scores_in_rank_order() -> None:
+    ranks, mask = _long([[0, 1, 2, 3]]), torch.ones(1, 4)
+    right, right_metrics = plackett_luce_loss(t([[3.0, 2.0, 1.0, 0.0]]), ranks, mask)
+    wrong, wrong_metrics = plackett_luce_loss(t([[0.0, 1.0, 2.0, 3.0]]), ranks, mask)
+
+    assert right < wrong
+    close(right_metrics["rewards/top1_accuracies"], 1.0)
+    close(wrong_metrics["rewards/top1_accuracies"], 0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plackett_luce_on_two_completions_is_bradley_terry(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(8, 2, generator=generator)
+    ranks = torch.randint(0, 2, (8, 2), generator=generator)  # some pairs tied
+    ranks[0] = torch.tensor([1, 0])
+    ranks[1] = torch.tensor([1, 1])
+    mask = torch.ones(8, 2, dtype=torch.bool)
+    untied = ranks[:, 0] != ranks[:, 1]
+    first_wins = ranks[:, 0] < ranks[:, 1]
+    chosen = torch.where(first_wins, rewards[:, 0], rewards[:, 1])[untied]
+    rejected = torch.where(first_wins, rewards[:, 1], rewards[:, 0])[untied]
+
+    listwise, listwise_metrics = plackett_luce_loss(rewards, ranks, mask)
+    pairwise, pairwise_metrics = bradley_terry_loss(chosen, rejected)
+
+    assert_close(listwise, pairwise)
+    for name in pairwise_metrics:
+        assert_close(listwise_metrics[name], pairwise_metrics[name])
+
+
+def test_plackett_luce_dpo_on_two_completions_is_dpo() -> None:
+    generator = torch.Generator().manual_seed(3)
+    policy = -torch.rand(6, 2, generator=generator) * 20
+    ref = -torch.rand(6, 2, generator=generator) * 20
+    ranks = _long([[0, 1], [1, 0], [0, 1], [0, 1], [1, 0], [0, 1]])
+    w, lo = ranks.argmin(dim=1), ranks.argmax(dim=1)
+    rows = torch.arange(6)
+
+    listwise, listwise_metrics = plackett_luce_dpo_loss(
+        policy, ref, ranks, torch.ones(6, 2), beta=0.1
+    )
+    pairwise, pairwise_metrics = dpo_loss(
+        policy[rows, w], policy[rows, lo], ref[rows, w], ref[rows, lo], beta=0.1
+    )
+
+    assert_close(listwise, pairwise)
+    for name in pairwise_metrics:
+        assert_close(listwise_metrics[name], pairwise_metrics[name])
+
+
+def test_plackett_luce_dpo_matches_hand_computed_value() -> None:
+    # One ranking of three; implicit rewards 0.5 * (pi - ref) = 0.5, -0.5, -1.0.
+    policy, ref = t([[-1.0, -2.0, -6.0]], True), t([[-2.0, -1.0, -4.0]], True)
+
+    loss, metrics = plackett_luce_dpo_loss(policy, ref, _long([[0, 1, 2]]), torch.ones(1, 3), 0.5)
+    loss.backward()
+
+    r0, r1, r2 = 0.5, -0.5, -1.0
+    close(loss, -((r0 - log_sum_exp(r0, r1, r2)) + (r1 - log_sum_exp(r1, r2))))
+    close(metrics["rewards/chosen"], (r0 + r0 + r1) / 3)
+    close(metrics["logps/chosen"], (-1.0 - 1.0 - 2.0) / 3)
+    close(metrics["logps/rejected"], (-2.0 - 6.0 - 6.0) / 3)
+    assert_detached(metrics)
+    assert policy.grad is not None and policy.grad[0, 0] < 0 and policy.grad[0, 2] > 0
+    assert ref.grad is None
+
+
+def test_plackett_luce_with_only_ties_or_padding_is_zero_without_nan() -> None:
+    rewards = t([[1.0, 2.0, 3.0], [float("inf"), float("nan"), 0.0]], True)
+    ranks = _long([[0, 0, 0], [0, 0, 0]])
+    mask = torch.tensor([[True, True, True], [False, False, False]])
+
+    loss, metrics = plackett_luce_loss(rewards, ranks, mask)
+    loss.backward()
+
+    close(loss, 0.0)
+    assert rewards.grad is not None and (rewards.grad == 0).all()
+    assert_detached(metrics)
+    empty, _ = plackett_luce_loss(
+        torch.zeros(0, 0, requires_grad=True), _long([]).view(0, 0), torch.zeros(0, 0)
+    )
+    close(empty, 0.0)
+
+
+def test_plackett_luce_on_gathered_scores_sends_each_completion_one_gradient() -> None:
+    # Two annotators ranked the same three completions: forwarded once, gathered twice.
+    scores = t([1.0, 0.0, -1.0], True)
+    index, ranks, mask = ranking_tensors([[[0], [1], [2]], [[1], [0], [2]]])
+
+    loss, _ = plackett_luce_loss(scores[index], ranks, mask)
+    loss.backward()
+
+    assert scores.grad is not None
+    single = t([1.0, 0.0, -1.0], True)
+    first, _ = plackett_luce_loss(single[index[:1]], ranks[:1], mask[:1])
+    second, _ = plackett_luce_loss(single[index[1:]], ranks[1:], mask[1:])
+    ((first + second) / 2).backward()
+    assert_close(scores.grad, single.grad)
+    assert scores.grad[2] > 0  # last in both rankings
+
+
+# --------------------------------------------------------------------------------------
 # PPO: KL, shaped rewards, GAE, whitening
 # --------------------------------------------------------------------------------------
 
@@ -734,3 +891,35 @@ def test_fixed_kl_controller_keeps_beta() -> None:
     controller.update(current_kl=100.0, n_steps=100)
 
     assert controller.value == 0.05
+
+
+def test_score_regression_matches_hand_computed_value() -> None:
+    # Ranking 0 scored 7, 4, (none); ranking 1 scored 1, padded (NaN there).
+    rewards = t([[2.5, 0.5, 9.0], [-1.0, 0.0, float("nan")]], True)
+    scores = t([[7.0, 4.0, float("nan")], [1.0, float("nan"), float("nan")]])
+    scored = torch.tensor([[True, True, False], [True, False, False]])
+    ranks = _long([[0, 1, 2], [0, 1, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+
+    loss, metrics = score_regression_loss(rewards, scores, scored, ranks, mask)
+    loss.backward()
+
+    # Targets: 7 - 4 = 3, 4 - 4 = 0, 1 - 4 = -3; errors -0.5, 0.5, 2.0.
+    close(loss, (0.25 + 0.25 + 4.0) / 3)
+    close(metrics["rewards/score_mae"], (0.5 + 0.5 + 2.0) / 3)
+    assert_detached(metrics)
+    assert rewards.grad is not None and torch.isfinite(rewards.grad).all()
+    assert rewards.grad[0, 2] == 0 and rewards.grad[1, 1] == 0  # unscored answers
+    close(rewards.grad[0, 0], 2 * -0.5 / 3)
+
+
+def test_score_regression_with_no_rating_is_zero() -> None:
+    rewards = t([[1.0, 2.0]], True)
+
+    loss, _ = score_regression_loss(
+        rewards, t([[0.0, 0.0]]), torch.zeros(1, 2), _long([[0, 1]]), torch.ones(1, 2)
+    )
+    loss.backward()
+
+    close(loss, 0.0)
+    assert rewards.grad is not None and (rewards.grad == 0).all()

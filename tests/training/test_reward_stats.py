@@ -91,7 +91,7 @@ def test_it_refuses_stats_of_an_unfinished_reward_run(db) -> None:  # type: igno
 
 
 def test_the_migration_keeps_existing_ppo_runs_on_raw_scores(db) -> None:  # type: ignore[no-untyped-def]
-    migration = importlib.import_module("training.migrations.0003_reward_stats_grpo")
+    migration = importlib.import_module("training.migrations.0004_reward_stats_grpo")
     old = TrainingRunFactory(kind="ppo", config={"init_kl_coef": 0.05, "max_steps": 3})
     new = TrainingRunFactory(kind="ppo", config={"normalize_rewards": True})
     dpo = TrainingRunFactory(kind="dpo", config={"beta": 0.1})

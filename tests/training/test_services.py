@@ -396,3 +396,78 @@ def test_it_skips_half_written_checkpoints(tmp_path) -> None:  # type: ignore[no
     (root / ".checkpoint-9.tmp").mkdir()
 
     assert latest_checkpoint(tmp_path) == root / "checkpoint-3"
+
+
+def test_it_needs_a_ranking_that_orders_two_completions_for_the_listwise_loss(base) -> None:  # type: ignore[no-untyped-def]
+    tied = labeled_snapshot(prompts=2, k=2, mode="pairwise", order="tie", ties="keep")
+    listwise = {"loss": "plackett_luce"}
+    for kind in ("reward", "dpo"):
+        with pytest.raises(RunError, match="whole rankings") as caught:
+            services.training_run_create(kind=kind, base_model=base, snapshot=tied, config=listwise)
+        assert caught.value.field == "snapshot"
+
+
+def test_it_trains_a_listwise_reward_model_on_the_snapshots_rankings(
+    db, tiny_model_path, settings
+) -> None:  # type: ignore[no-untyped-def]
+    ranked = labeled_snapshot(prompts=4, k=3, eval_fraction=0.5, seed=1)
+    run = services.training_run_create(
+        kind="reward",
+        base_model=tiny_policy(tiny_model_path),
+        snapshot=ranked,
+        config={"loss": "plackett_luce", "max_steps": 2, "max_length": 64, "batch_size": 2},
+    )
+
+    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+
+    run.refresh_from_db()
+    assert "rankings" in run.log_tail
+    assert "eval/rewards/top1_accuracies" in run.eval_metrics
+
+
+def test_it_trains_kto_on_the_snapshots_answers_and_registers_the_policy(
+    db, tiny_model_path, settings
+) -> None:  # type: ignore[no-untyped-def]
+    ranked = labeled_snapshot(prompts=3, k=2, mode="pairwise", eval_fraction=0.3, seed=2)
+    run = services.training_run_create(
+        kind="kto",
+        base_model=tiny_policy(tiny_model_path),
+        snapshot=ranked,
+        config={"max_steps": 2, "max_length": 64, "batch_size": 2},
+    )
+    assert run.name.startswith("KTO · ")
+
+    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+
+    run.refresh_from_db()
+    assert run.output_model is not None and run.output_model.parent_id == run.base_model_id
+    assert TrainingMetric.objects.filter(run=run).exists()
+
+
+def test_it_needs_pairs_for_kto(base) -> None:  # type: ignore[no-untyped-def]
+    tied = labeled_snapshot(prompts=2, k=2, mode="pairwise", order="tie", ties="keep")
+    with pytest.raises(RunError, match="train split") as caught:
+        services.training_run_create(kind="kto", base_model=base, snapshot=tied)
+    assert caught.value.field == "snapshot"
+
+
+def test_it_refuses_a_reward_base_no_reward_model_can_be_built_on(db, tmp_path, snapshot) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoConfig
+
+    folder = tmp_path / "t5"
+    AutoConfig.for_model("t5").save_pretrained(folder)
+    t5 = tiny_policy(folder, name="t5")
+
+    with pytest.raises(RunError, match="encoder-decoder") as caught:
+        services.training_run_create(kind="reward", base_model=t5, snapshot=snapshot)
+
+    assert caught.value.field == "base_model"
+    services.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
+
+
+def test_it_needs_scored_answers_for_score_regression(base, snapshot) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RunError, match="no scored answer") as caught:
+        services.training_run_create(
+            kind="reward", base_model=base, snapshot=snapshot, config={"loss": "score_regression"}
+        )
+    assert caught.value.field == "snapshot"

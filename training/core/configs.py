@@ -28,6 +28,7 @@ __all__ = [
     "ConfigField",
     "DPOConfig",
     "GRPOConfig",
+    "KTOConfig",
     "PPOConfig",
     "RLConfig",
     "RewardConfig",
@@ -41,6 +42,8 @@ PairReduction = Literal["prompt", "pairs"]
 KLEstimator = Literal["k1", "k2", "k3"]
 RolloutBackend = Literal["transformers", "vllm"]
 AdvantageEstimator = Literal["grpo", "rloo"]
+RankingLoss = Literal["pairwise", "plackett_luce"]
+RewardLoss = Literal["pairwise", "plackett_luce", "score_regression"]
 
 
 class ConfigError(ValueError):
@@ -180,6 +183,24 @@ class RewardConfig(CommonConfig):
     C(k,2) comparisons of a prompt as one batch element, so a prompt's k-1 correlated pairs per
     answer don't overfit it), "pairs" every pair."""
 
+    loss: RewardLoss = "pairwise"
+    """"pairwise": Bradley-Terry on the snapshot's pairs; "plackett_luce": the
+    Plackett-Luce likelihood of each whole ranking the snapshot froze (listwise: every
+    annotator's ranking as given, ties kept apart); "score_regression": squared error to
+    each answer's 1-7 score minus 4, on the rankings' scores. The last two need
+    ``grouped`` and take no margin."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        yield from _listwise_errors(self.loss, self.grouped)
+        if self.loss != "pairwise" and self.use_margin:
+            yield ConfigError("use_margin", f"the {self.loss} loss takes no margin")
+
+
+def _listwise_errors(loss: str, grouped: bool) -> Iterator[ConfigError]:
+    if loss != "pairwise" and not grouped:
+        yield ConfigError("grouped", f"the {loss} loss needs grouped (whole rankings)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DPOConfig(CommonConfig):
@@ -208,12 +229,20 @@ class DPOConfig(CommonConfig):
     implementation and open-instruct average the loss over pairs; "prompt" weighs every
     prompt equally."""
 
+    loss: RankingLoss = "pairwise"
+    """"pairwise": DPO on the snapshot's pairs; "plackett_luce": DPO's ranking form (the
+    Plackett-Luce likelihood of each whole ranking the snapshot froze, over the implicit
+    rewards; needs ``grouped``, no label smoothing)."""
+
     def _value_errors(self) -> Iterator[ConfigError]:
         yield from super()._value_errors()
         if not self.beta > 0:
             yield ConfigError("beta", "must be > 0")
         if not 0 <= self.label_smoothing < 0.5:
             yield ConfigError("label_smoothing", "must be in [0, 0.5)")
+        yield from _listwise_errors(self.loss, self.grouped)
+        if self.loss == "plackett_luce" and self.label_smoothing:
+            yield ConfigError("label_smoothing", "the Plackett-Luce loss takes no smoothing")
 
 
 # --- RL from a reward model: PPO and GRPO/RLOO (keep these together) ----------------------
@@ -417,11 +446,46 @@ class SFTConfig(CommonConfig):
     """Train only on the completion's tokens; off, the prompt's tokens count too."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class KTOConfig(CommonConfig):
+    """Kahneman-Tversky Optimization (TRL's KTOTrainer) on single answers labeled good or bad.
+
+    An example is one prompt with one answer and its label: each of the snapshot's pairs
+    gives its chosen answer as desirable and its rejected answer as undesirable (TRL's
+    ``unpair_preference_dataset``). The reference is the frozen base.
+    """
+
+    batch_size: int = 4
+    """Answers per micro-batch; at least 2, since KTO estimates its KL reference point from
+    the batch's answers paired with other prompts."""
+
+    beta: float = 0.1
+    """Strength of the implicit KL penalty: larger keeps the policy nearer the reference."""
+
+    desirable_weight: float = 1.0
+    """Weight of the loss on desirable answers (raise it when they are fewer)."""
+
+    undesirable_weight: float = 1.0
+    """Weight of the loss on undesirable answers."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        if self.batch_size < 2:
+            yield ConfigError("batch_size", "must be >= 2 (KTO's KL estimate needs a batch)")
+        if not self.beta > 0:
+            yield ConfigError("beta", "must be > 0")
+        if not self.desirable_weight > 0:
+            yield ConfigError("desirable_weight", "must be > 0")
+        if not self.undesirable_weight > 0:
+            yield ConfigError("undesirable_weight", "must be > 0")
+
+
 CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
     "reward": RewardConfig,
     "dpo": DPOConfig,
     "ppo": PPOConfig,
     "sft": SFTConfig,
+    "kto": KTOConfig,
     "grpo": GRPOConfig,
 }
 

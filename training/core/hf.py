@@ -5,9 +5,14 @@ Loading (device, tokenizer, causal LM, reward model, LoRA), the ``TrainingArgume
 progress to a :class:`~training.core.reporting.ProgressReporter` and stops on request, and
 :func:`save_final`, which writes ``final/`` with any LoRA adapters merged.
 
-Reward models are pooled the same way everywhere (:func:`reward_scores`): the head's output
-at each sequence's last real token, found from the attention mask rather than from the pad
-token (which is often EOS, the very token every sequence ends with).
+Reward models are pooled the same way everywhere (:func:`reward_scores`). A decoder-only
+LM (Llama, Qwen, GPT-2...) is read by its ``score`` head at each sequence's last real token,
+found from the attention mask rather than from the pad token (which is often EOS, the very
+token every sequence ends with). An encoder (BERT, DeBERTa, RoBERTa, DistilBERT, ELECTRA:
+:data:`ENCODER_POOLING`) is read the way its architecture was pretrained to summarise a
+sequence, by its own sequence-classification forward: the first token ([CLS] or <s>)
+through its pooler or classification head. :func:`reward_architecture` tells which from the
+config alone, before any weights load or any data is tokenised, and refuses the rest.
 
 Nothing here imports Django; torch, transformers and peft are imported lazily where the
 module-level import would cost seconds for callers that need none of them.
@@ -35,8 +40,10 @@ __all__ = [
     "load_causal_lm",
     "load_reward_model",
     "load_tokenizer",
+    "ENCODER_POOLING",
     "pad_right",
     "resolve_device",
+    "reward_architecture",
     "reward_scores",
     "save_final",
     "train",
@@ -118,19 +125,81 @@ def load_causal_lm(model_path: str, tokenizer: Any, *, dtype: torch.dtype | None
     return model
 
 
+# Encoder architectures a reward model may be built on: how each one's sequence classifier
+# pools a sequence, and the modules of its head that a new classifier initialises (trained
+# in full under LoRA, never given adapters).
+ENCODER_POOLING: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bert": ("[CLS] through BERT's pooler (dense + tanh), then a linear head", ("classifier",)),
+    "deberta": (
+        "[CLS] through DeBERTa's context pooler, then a linear head",
+        ("pooler", "classifier"),
+    ),
+    "deberta-v2": (
+        "[CLS] through DeBERTa's context pooler, then a linear head",
+        ("pooler", "classifier"),
+    ),
+    "roberta": (
+        "<s> through RoBERTa's classification head (dense + tanh + linear)",
+        ("classifier",),
+    ),
+    "xlm-roberta": ("<s> through the classification head (dense + tanh + linear)", ("classifier",)),
+    "distilbert": (
+        "[CLS] through pre_classifier (dense + ReLU), then a linear head",
+        ("pre_classifier", "classifier"),
+    ),
+    "electra": ("[CLS] through ELECTRA's classification head", ("classifier",)),
+}
+
+
+def reward_architecture(model_path: str) -> str:
+    """``"decoder"`` or ``"encoder"``: how a reward model built on ``model_path`` is read.
+
+    Reads only the config, so an unsupported model is refused (with a :class:`TrainingError`
+    that says what is supported) before its weights load or any data is tokenised.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    check_model_path(model_path)
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot read the model config of {model_path}: {exc}") from exc
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type in ENCODER_POOLING:
+        return "encoder"
+    supported = (
+        "reward models need a decoder-only LM (Llama, Qwen, Mistral, GPT-2...) or an "
+        f"encoder ({', '.join(ENCODER_POOLING)})"
+    )
+    if getattr(config, "is_encoder_decoder", False):
+        raise TrainingError(f"{model_path} is an encoder-decoder model ({model_type}); {supported}")
+    if (
+        model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+        or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    ):
+        raise TrainingError(
+            f"{model_path} is a {model_type or 'model of unknown type'}; {supported}"
+        )
+    return "decoder"
+
+
 def load_reward_model(
     model_path: str, tokenizer: Any, *, seed: int = 0, dtype: torch.dtype | None = None
 ) -> Any:
-    """``AutoModelForSequenceClassification`` with one label, from a causal LM or a reward model.
+    """``AutoModelForSequenceClassification`` with one label, from a base model or a reward model.
 
-    Loading a causal LM creates a new score head; it is initialised from ``seed`` so a run
-    is reproducible. The config's pad token is set (pooling does not depend on it: see
-    :func:`reward_scores`).
+    The base may be a decoder-only LM or an encoder (:func:`reward_architecture`). Loading a
+    base creates a new head; it is initialised from ``seed`` so a run is reproducible. The
+    config's pad token is set (pooling does not depend on it: see :func:`reward_scores`).
     """
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    check_model_path(model_path)
+    architecture = reward_architecture(model_path)
     fork_devices: list[int] = []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -141,12 +210,18 @@ def load_reward_model(
         except OSError as exc:
             raise TrainingError(f"cannot load the model {model_path}: {exc}") from exc
     model.config.pad_token_id = tokenizer.pad_token_id
-    if not hasattr(unwrap_model(model), "score"):
+    if architecture == "decoder" and not hasattr(unwrap_model(model), "score"):
         raise TrainingError(
             f"{type(model).__name__} has no 'score' head; reward models need a decoder-only "
-            "architecture (Llama, Qwen, Mistral, GPT-2...)"
+            f"LM with one (Llama, Qwen, Mistral, GPT-2...) or an encoder ({', '.join(ENCODER_POOLING)})"
         )
     return model
+
+
+def _encoder_head(model: Any) -> tuple[str, ...] | None:
+    """The head modules of an encoder reward model, or None for a decoder."""
+    entry = ENCODER_POOLING.get(str(getattr(unwrap_model(model).config, "model_type", "")))
+    return entry[1] if entry is not None else None
 
 
 def disable_dropout(model: Any) -> Any:
@@ -164,7 +239,15 @@ def disable_dropout(model: Any) -> Any:
         # Attention implementations apply dropout functionally, with this rate.
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
-    for name in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "attn_pdrop"):
+    for name in (
+        "attention_dropout",
+        "hidden_dropout",
+        "dropout",
+        "resid_pdrop",
+        "attn_pdrop",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+    ):
         if isinstance(getattr(model.config, name, None), float):
             setattr(model.config, name, 0.0)
     return model
@@ -173,28 +256,30 @@ def disable_dropout(model: Any) -> Any:
 def apply_lora(model: Any, config: CommonConfig, *, task: str) -> Any:
     """Wrap ``model`` in LoRA adapters when ``config.use_lora``; otherwise return it as is.
 
-    ``task`` is ``"CAUSAL_LM"`` or ``"SEQ_CLS"``. A sequence classifier's new ``score``
-    head has no pretrained weights to adapt, so it is trained in full (``modules_to_save``)
-    and gets no adapter.
+    ``task`` is ``"CAUSAL_LM"`` or ``"SEQ_CLS"``. A sequence classifier's new head (a
+    decoder's ``score``; an encoder's classifier, and its pooler where the classifier brings
+    one: :data:`ENCODER_POOLING`) has no pretrained weights to adapt, so it is trained in
+    full (``modules_to_save``) and gets no adapter.
     """
     if not config.use_lora:
         return model
     from peft import LoraConfig, get_peft_model
 
+    head = list(_encoder_head(model) or ("score",)) if task == "SEQ_CLS" else []
     targets: str | list[str]
     if config.lora_target_modules.strip() == "all-linear":
         targets = "all-linear"
     else:
         targets = [m.strip() for m in config.lora_target_modules.split(",") if m.strip()]
-    if task == "SEQ_CLS" and isinstance(targets, list):
-        targets = [t for t in targets if t != "score"]
+    if head and isinstance(targets, list):
+        targets = [t for t in targets if t not in head]
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
-        exclude_modules=["score"] if task == "SEQ_CLS" else None,
-        modules_to_save=["score"] if task == "SEQ_CLS" else None,
+        exclude_modules=head or None,
+        modules_to_save=head or None,
         task_type=task,
     )
     try:
@@ -231,14 +316,19 @@ def reward_scores(
 ) -> torch.Tensor:
     """The reward model's score of each right-padded sequence: ``[B, T] -> [B]`` float32.
 
-    The backbone runs once and the score head is applied at each row's last real token
-    (``attention_mask.sum(-1) - 1``), exactly what ``AutoModelForSequenceClassification``
-    computes when padding is unambiguous, and right even when the pad token is EOS. Works
-    on a plain model or on a peft-wrapped one (adapters are injected in place).
+    A decoder: the backbone runs once and the score head is applied at each row's last real
+    token (``attention_mask.sum(-1) - 1``), exactly what ``AutoModelForSequenceClassification``
+    computes when padding is unambiguous, and right even when the pad token is EOS. An
+    encoder: its own sequence-classification forward, which pools the first token as its
+    architecture does (:data:`ENCODER_POOLING`). Works on a plain model or on a
+    peft-wrapped one (adapters are injected in place).
     """
     import torch
 
     inner = unwrap_model(model)
+    if _encoder_head(inner) is not None:
+        logits = inner(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits[:, 0].float()
     backbone = getattr(inner, inner.base_model_prefix)
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     last = attention_mask.long().sum(dim=-1) - 1
@@ -248,7 +338,12 @@ def reward_scores(
 
 
 def training_arguments(
-    config: CommonConfig, output_dir: Path, device: str, **overrides: Any
+    config: CommonConfig,
+    output_dir: Path,
+    device: str,
+    *,
+    arguments_class: type | None = None,
+    **overrides: Any,
 ) -> TrainingArguments:
     """``transformers.TrainingArguments`` for ``config``, checkpointing under ``output_dir``.
 
@@ -256,6 +351,8 @@ def training_arguments(
     scheduler and RNG state, so a resumed run continues where it stopped. ``save_steps=0``
     saves no periodic checkpoint (a stop request still saves one); ``max_grad_norm=0``
     turns clipping off; bf16 mixed precision only on a CUDA device with bf16.
+    ``arguments_class``: a ``TrainingArguments`` subclass (a TRL trainer's config) to build
+    instead, with its own fields among ``overrides``.
     """
     from transformers import TrainingArguments
 
@@ -287,7 +384,7 @@ def training_arguments(
         "dataloader_pin_memory": device != "cpu",
     }
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    return (arguments_class or TrainingArguments)(**kwargs)  # type: ignore[no-any-return]
 
 
 class ReporterCallback:

@@ -16,7 +16,10 @@ Papers cited beside the lines:
 - Ouyang et al. 2022, "Training language models to follow instructions with human feedback"
   (InstructGPT).
 - Touvron et al. 2023, "Llama 2: Open Foundation and Fine-Tuned Chat Models".
-- Rafailov et al. 2023, "Direct Preference Optimization".
+- Rafailov et al. 2023, "Direct Preference Optimization" (its Appendix A.3 derives the
+  Plackett-Luce form for whole rankings).
+- Plackett 1975, "The Analysis of Permutations"; Luce 1959, "Individual Choice Behavior"
+  (the Plackett-Luce model of a ranking).
 - Mitchell 2023, "A note on DPO with noisy preferences and relationship to IPO" (cDPO).
 - Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences".
 - Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
@@ -60,9 +63,13 @@ __all__ = [
     "pairwise_bradley_terry_loss",
     "pairwise_dpo_loss",
     "per_token_kl",
+    "plackett_luce_dpo_loss",
+    "plackett_luce_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
     "ranked_pairs",
+    "ranking_tensors",
+    "score_regression_loss",
     "reward_from_score",
     "sequence_logps",
     "shaped_rewards",
@@ -506,6 +513,212 @@ def grouped_dpo_loss(
     return pairwise_dpo_loss(
         policy_logps, ref_logps, winners, losers, pair_group, beta, label_smoothing, reduction
     )
+
+
+# --------------------------------------------------------------------------------------
+# Listwise (Plackett-Luce)
+# --------------------------------------------------------------------------------------
+
+
+def ranking_tensors(
+    rankings: Sequence[Sequence[Sequence[int]]], device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Rankings as padded tensors for the Plackett-Luce losses.
+
+    Each ranking is a list of tie groups, best first, each group a list of indices into
+    the batch's ``N`` once-scored completions (the shape ``Ranking.order`` stores). Returns
+    ``(index [R, K], ranks [R, K], mask [R, K])`` with ``K`` the longest ranking: ``index``
+    points into the ``N`` completions (0 where padded), ``ranks`` is the tie group's
+    position (0 = best; equal ranks are a tie), ``mask`` marks the real entries. Gather
+    with ``scores[index]`` so each completion is forwarded once however many rankings it
+    is in.
+    """
+    width = max((sum(len(group) for group in r) for r in rankings), default=0)
+    index = torch.zeros((len(rankings), width), dtype=torch.long)
+    ranks = torch.zeros((len(rankings), width), dtype=torch.long)
+    mask = torch.zeros((len(rankings), width), dtype=torch.bool)
+    for row, ranking in enumerate(rankings):
+        column = 0
+        for rank, group in enumerate(ranking):
+            for completion in group:
+                index[row, column], ranks[row, column] = int(completion), rank
+                mask[row, column] = True
+                column += 1
+    return index.to(device), ranks.to(device), mask.to(device)
+
+
+def _check_rankings(scores: Tensor, ranks: Tensor, mask: Tensor) -> None:
+    if scores.dim() != 2 or ranks.shape != scores.shape or mask.shape != scores.shape:
+        raise ValueError(
+            f"scores, ranks and mask must all be [R, K], got {tuple(scores.shape)}, "
+            f"{tuple(ranks.shape)} and {tuple(mask.shape)}"
+        )
+
+
+def _plackett_luce_nll(scores: Tensor, ranks: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Each ranking's Plackett-Luce negative log-likelihood ``[R]``, and whether it has a term.
+
+    Entry ``i`` contributes ``s_i - logsumexp(s_j : j = i or rank_j > rank_i)``: the log
+    probability that ``i`` is picked first among itself and everything ranked below it
+    (Plackett 1975; Rafailov et al. 2023, Appendix A.3). Tied entries stay out of each other's
+    denominators, so a tie says nothing about their order (as the pairwise losses drop tied
+    pairs); an entry with nothing below it contributes exactly 0.
+    """
+    mask = _as_bool(mask)
+    width = scores.shape[-1]
+    safe = torch.where(mask, scores, torch.zeros((), dtype=scores.dtype, device=scores.device))
+    below = mask[:, None, :] & (ranks[:, None, :] > ranks[:, :, None])  # [R, i, j]
+    eye = torch.eye(width, dtype=torch.bool, device=scores.device)
+    denominator = below | eye  # i itself is always in: no row of -inf only, so no NaN
+    candidates = torch.where(
+        denominator,
+        safe[:, None, :].expand(-1, width, -1),
+        torch.full((), float("-inf"), dtype=scores.dtype, device=scores.device),
+    )
+    terms = safe - torch.logsumexp(candidates, dim=-1)  # Rafailov et al. 2023, App. A.3
+    zero = torch.zeros((), dtype=terms.dtype, device=terms.device)
+    nll = -torch.where(mask, terms, zero).sum(dim=-1)
+    has_term = (below & mask[:, :, None]).flatten(1).any(dim=-1)
+    return nll, has_term
+
+
+def _ranking_metrics(scores: Tensor, ranks: Tensor, mask: Tensor, loss: Tensor) -> Metrics:
+    """Pair metrics over each ranking's non-tied pairs (each ranking weighs the same), and
+    ``rewards/top1_accuracies``: how often the best-scored completion is in the best group.
+    """
+    mask = _as_bool(mask)
+    scores = scores.detach()
+    zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
+    if scores.numel() == 0:
+        names = ("chosen", "rejected", "margins", "accuracies", "top1_accuracies")
+        return {"loss": loss.detach(), **{f"rewards/{name}": zero for name in names}}
+    safe = torch.where(mask, scores, zero)
+    pair = mask[:, :, None] & mask[:, None, :] & (ranks[:, :, None] < ranks[:, None, :])
+    per_ranking = pair.flatten(1).sum(dim=-1)
+    rankings = (per_ranking > 0).sum()
+    weights = (
+        pair.to(scores.dtype)
+        / (per_ranking.clamp(min=1).to(scores.dtype) * rankings.clamp(min=1).to(scores.dtype))[
+            :, None, None
+        ]
+    )
+    chosen, rejected = safe[:, :, None], safe[:, None, :]
+
+    def weighted(values: Tensor) -> Tensor:
+        return torch.where(pair, values * weights, zero).sum()
+
+    # The best group is the lowest rank present in the row; padding never counts.
+    large = torch.full((), torch.iinfo(torch.long).max, dtype=torch.long, device=ranks.device)
+    best_rank = torch.where(mask, ranks.long(), large).amin(dim=-1, keepdim=True)
+    best = mask & (ranks.long() == best_rank)
+    minus_inf = torch.full((), float("-inf"), dtype=scores.dtype, device=scores.device)
+    top_best = torch.where(best, safe, minus_inf).amax(dim=-1)
+    top_rest = torch.where(mask & ~best, safe, minus_inf).amax(dim=-1)
+    has_pairs = per_ranking > 0
+    top1 = torch.where(has_pairs, (top_best > top_rest).to(scores.dtype), zero).sum()
+    return {
+        "loss": loss.detach(),
+        "rewards/chosen": weighted(chosen.expand_as(pair)),
+        "rewards/rejected": weighted(rejected.expand_as(pair)),
+        "rewards/margins": weighted(chosen - rejected),
+        # A tie counts as wrong, as in the pairwise metrics.
+        "rewards/accuracies": weighted((chosen > rejected).to(scores.dtype)),
+        "rewards/top1_accuracies": top1 / rankings.clamp(min=1).to(scores.dtype),
+    }
+
+
+def _mean_over_rankings(nll: Tensor, has_term: Tensor) -> Tensor:
+    zero = torch.zeros((), dtype=nll.dtype, device=nll.device)
+    total = torch.where(has_term, nll, zero).sum()
+    return total / has_term.sum().clamp(min=1).to(nll.dtype)
+
+
+def plackett_luce_loss(rewards: Tensor, ranks: Tensor, mask: Tensor) -> tuple[Tensor, Metrics]:
+    """Listwise reward-model loss: the Plackett-Luce negative log-likelihood of each ranking.
+
+    Shapes: ``rewards [R, K]`` (one row per ranking, e.g. ``scores[index]`` from
+    :func:`ranking_tensors`), ``ranks [R, K]`` (lower is better, equal is a tie),
+    ``mask [R, K]`` -> ``(loss [], metrics)``. Per ranking ``tau`` of ``K`` completions
+    ``-sum_k log(exp(r_tau(k)) / sum_{j >= k} exp(r_tau(j)))`` (Plackett 1975; the form of
+    Rafailov et al. 2023, Appendix A.3, with the reward model's scores as the rewards), averaged
+    over the rankings that order anything.
+
+    Ties: each member of a tie group is picked first against itself and everything ranked
+    below the group, never against the other members; a ranking that is one tie adds
+    nothing, as a tied pair adds nothing to :func:`bradley_terry_loss`'s data. On ``K = 2``
+    this is exactly :func:`bradley_terry_loss` on the pairs (``-log sigmoid(r_w - r_l)``).
+
+    Metrics: ``loss``; ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
+    ``rewards/accuracies`` over every non-tied pair inside each ranking, each ranking
+    weighing the same (as ``reduction="prompt"`` weighs prompts); and
+    ``rewards/top1_accuracies``, how often the top-scored completion is in the ranking's
+    best group. All detached. No ranking with an order gives a loss of 0.
+    """
+    _check_rankings(rewards, ranks, mask)
+    nll, has_term = _plackett_luce_nll(rewards, ranks, mask)
+    loss = _mean_over_rankings(nll, has_term)
+    return loss, _ranking_metrics(rewards, ranks, mask, loss)
+
+
+def plackett_luce_dpo_loss(
+    policy_logps: Tensor, ref_logps: Tensor, ranks: Tensor, mask: Tensor, beta: float
+) -> tuple[Tensor, Metrics]:
+    """DPO on whole rankings: Plackett-Luce over the implicit rewards (Rafailov et al. 2023,
+    Appendix A.3).
+
+    Shapes: ``policy_logps [R, K]``, ``ref_logps [R, K]`` (summed completion log-probs, see
+    :func:`sequence_logps`, gathered per ranking with :func:`ranking_tensors`' index),
+    ``ranks [R, K]``, ``mask [R, K]`` -> ``(loss [], metrics)``. Each completion's implicit
+    reward ``beta * (log pi - log pi_ref)`` (eq. 5) plays the score of
+    :func:`plackett_luce_loss`; ties are handled as there. On ``K = 2`` this is exactly
+    :func:`dpo_loss`. Metrics are those of :func:`plackett_luce_loss` on the implicit
+    rewards plus ``logps/chosen`` and ``logps/rejected``, pair-weighted the same way.
+    """
+    _check_rankings(policy_logps, ranks, mask)
+    if ref_logps.shape != policy_logps.shape:
+        raise ValueError("policy_logps and ref_logps must have the same shape")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    rewards = beta * (policy_logps - ref_logps.detach())
+    nll, has_term = _plackett_luce_nll(rewards, ranks, mask)
+    loss = _mean_over_rankings(nll, has_term)
+    metrics = _ranking_metrics(rewards, ranks, mask, loss)
+    logps = _ranking_metrics(policy_logps, ranks, mask, loss)
+    metrics["logps/chosen"] = logps["rewards/chosen"]
+    metrics["logps/rejected"] = logps["rewards/rejected"]
+    return loss, metrics
+
+
+def score_regression_loss(
+    rewards: Tensor,
+    scores: Tensor,
+    scored: Tensor,
+    ranks: Tensor,
+    mask: Tensor,
+    midpoint: float = 4.0,
+) -> tuple[Tensor, Metrics]:
+    """Reward-model loss on absolute ratings: mean of ``(r - (s - midpoint))^2`` over the
+    answers an annotator scored.
+
+    Shapes: ``rewards [R, K]``, ``scores [R, K]`` (the 1-7 ratings; any value where not
+    scored, NaN included), ``scored [R, K]`` (which answers have a rating), ``ranks [R, K]``
+    and ``mask [R, K]`` as in :func:`plackett_luce_loss` -> ``(loss [], metrics)``. The
+    target is the score minus the scale's ``midpoint``, so a reward reads in rating units
+    around 0. Metrics: ``loss``; the pair metrics of :func:`plackett_luce_loss` over each
+    ranking's order (so runs compare with the ranking losses); ``rewards/score_mae``, the
+    mean absolute error in rating units. No rating gives a loss of 0.
+    """
+    _check_rankings(rewards, ranks, mask)
+    if scores.shape != rewards.shape or scored.shape != rewards.shape:
+        raise ValueError("scores and scored must have the shape of rewards")
+    use = _as_bool(scored) & _as_bool(mask)
+    zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+    target = torch.where(use, scores.to(rewards.dtype) - midpoint, zero)
+    error = torch.where(use, rewards, zero) - target
+    loss = masked_mean(error**2, use)
+    metrics = _ranking_metrics(rewards, ranks, mask, loss)
+    metrics["rewards/score_mae"] = masked_mean(error.detach().abs(), use)
+    return loss, metrics
 
 
 # --------------------------------------------------------------------------------------

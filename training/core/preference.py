@@ -57,6 +57,10 @@ class EncodedGroup:
     """One margin per pair, or None (no margin)."""
     ref_logps: list[float] | None = None
     """DPO with precomputed reference log-probs: one per sequence."""
+    rankings: list[list[list[int]]] | None = None
+    """Listwise data: each whole ranking as tie groups (best first) of ``sequences`` indices."""
+    ranking_scores: list[list[float | None]] | None = None
+    """Per ranking, each ranked completion's 1-7 score (None: not scored), flattened order."""
 
 
 def encode_groups(
@@ -67,11 +71,14 @@ def encode_groups(
     max_length: int,
     grouped: bool = True,
     use_margin: bool = False,
+    conversation_as_text: bool = False,
 ) -> list[EncodedGroup]:
     """Tokenize ``groups``; groups without a pair are dropped.
 
     ``grouped=False`` splits every pair into a 2-completion group of its own. Margins are
     kept only with ``use_margin`` and only for groups that have them.
+    ``conversation_as_text`` is :func:`~training.core.data.encode_completion`'s (reward
+    models).
     """
     encoded = []
     for group in groups:
@@ -85,12 +92,24 @@ def encode_groups(
                 completion,
                 use_chat_template=use_chat_template,
                 max_length=max_length,
+                conversation_as_text=conversation_as_text,
             )
             ids.append(seq)
             prompt_lengths.append(prompt_length)
         margins = list(group.margins) if use_margin and group.margins else None
         if grouped:
-            encoded.append(EncodedGroup(ids, prompt_lengths, list(group.pairs), margins))
+            rankings = [[list(tie) for tie in r] for r in group.rankings] or None
+            scores = [list(r) for r in group.ranking_scores] or None
+            encoded.append(
+                EncodedGroup(
+                    ids,
+                    prompt_lengths,
+                    list(group.pairs),
+                    margins,
+                    rankings=rankings,
+                    ranking_scores=scores,
+                )
+            )
             continue
         for p, (chosen, rejected) in enumerate(group.pairs):
             encoded.append(
@@ -114,6 +133,8 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
     prompt_lengths: list[int] = []
     winners, losers, pair_group, margins = [], [], [], []
     ref_logps: list[float] = []
+    rankings: list[list[list[int]]] = []
+    ranking_scores: list[list[float | None]] = []
     has_margins = any(g.margins is not None for g in groups)
     has_ref = bool(groups) and all(g.ref_logps is not None for g in groups)
     for g, group in enumerate(groups):
@@ -127,6 +148,12 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
             margins.append(group.margins[p] if group.margins is not None else 0.0)
         if has_ref:
             ref_logps.extend(group.ref_logps or ())
+        for r, ranking in enumerate(group.rankings or ()):
+            rankings.append([[offset + c for c in tie] for tie in ranking])
+            if group.ranking_scores is not None:
+                ranking_scores.append(group.ranking_scores[r])
+            else:
+                ranking_scores.append([None] * sum(len(tie) for tie in ranking))
     input_ids, attention_mask = pad_right(sequences, pad_id)
     positions = torch.arange(input_ids.shape[1])
     lengths = attention_mask.sum(dim=-1, keepdim=True)
@@ -143,7 +170,32 @@ def _collate(groups: Sequence[EncodedGroup], pad_id: int) -> dict[str, Any]:
         batch["margins"] = torch.tensor(margins, dtype=torch.float32)
     if has_ref:
         batch["ref_logps"] = torch.tensor(ref_logps, dtype=torch.float32)
+    if any(g.rankings for g in groups):
+        from training.core.losses import ranking_tensors
+
+        index, ranks, mask = ranking_tensors(rankings)
+        batch.update(ranking_index=index, ranking_ranks=ranks, ranking_mask=mask)
+        scores = torch.zeros(index.shape, dtype=torch.float32)
+        scored = torch.zeros(index.shape, dtype=torch.bool)
+        for row, values in enumerate(ranking_scores):
+            for column, value in enumerate(values):
+                if value is not None:
+                    scores[row, column], scored[row, column] = float(value), True
+        batch.update(ranking_scores=scores, ranking_scored=scored)
     return batch
+
+
+def _concat_rankings(parts: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Stack ``(index, ranks, mask, ...)`` ``[R_i, K_i]`` parts into ``[sum R_i, max K_i]``."""
+    import torch
+    import torch.nn.functional as F
+
+    width = max((part[0].shape[1] for part in parts), default=0)
+
+    def widen(x: Any) -> Any:
+        return F.pad(x, (0, width - x.shape[1]))
+
+    return tuple(torch.cat([widen(part[i]) for part in parts]) for i in range(len(parts[0])))
 
 
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
@@ -220,6 +272,7 @@ def _make_trainer_class() -> type:
             self.pref_config = pref_config
             self.ref_model = ref_model
             self.reduction = pref_config.grouped_reduction if pref_config.grouped else "pairs"
+            self.listwise = pref_config.loss != "pairwise"
             self._window: list[dict[str, Any]] = []
 
         # -- loss -----------------------------------------------------------------------
@@ -259,8 +312,28 @@ def _make_trainer_class() -> type:
         def pair_loss(
             self, outputs: dict[str, Any], inputs: dict[str, Any], reduction: str | None = None
         ) -> tuple[Any, dict[str, Any]]:
-            from training.core.losses import pairwise_bradley_terry_loss, pairwise_dpo_loss
+            from training.core.losses import (
+                pairwise_bradley_terry_loss,
+                pairwise_dpo_loss,
+                plackett_luce_dpo_loss,
+                plackett_luce_loss,
+                score_regression_loss,
+            )
 
+            config = self.pref_config
+            if self.listwise:
+                # Each completion was forwarded once; every ranking gathers its scores.
+                index = inputs["ranking_index"]
+                ranking = (inputs["ranking_ranks"], inputs["ranking_mask"])
+                if self.kind == "reward" and config.loss == "score_regression":
+                    scores = (inputs["ranking_scores"], inputs["ranking_scored"])
+                    return score_regression_loss(outputs["rewards"][index], *scores, *ranking)
+                if self.kind == "reward":
+                    return plackett_luce_loss(outputs["rewards"][index], *ranking)
+                assert isinstance(config, DPOConfig)
+                return plackett_luce_dpo_loss(
+                    outputs["policy"][index], outputs["ref"][index], *ranking, config.beta
+                )
             reduction = reduction or self.reduction
             pairs = (inputs["winners"], inputs["losers"], inputs["pair_group"])
             if self.kind == "reward":
@@ -270,7 +343,6 @@ def _make_trainer_class() -> type:
                     inputs.get("margins"),
                     reduction,  # type: ignore[arg-type]
                 )
-            config = self.pref_config
             assert isinstance(config, DPOConfig)
             return pairwise_dpo_loss(
                 outputs["policy"],
@@ -319,6 +391,7 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     model.eval()
     outputs: dict[str, list[Any]] = {}
     winners, losers, pair_group, margins = [], [], [], []
+    rankings: list[tuple[Any, Any, Any]] = []
     offset = group_offset = 0
     any_margins = False
     try:
@@ -335,6 +408,16 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
                     margins.append(batch["margins"].cpu())
                 else:
                     margins.append(torch.zeros(batch["winners"].shape[0]))
+                if "ranking_index" in batch:
+                    rankings.append(
+                        (
+                            batch["ranking_index"].cpu() + offset,
+                            batch["ranking_ranks"].cpu(),
+                            batch["ranking_mask"].cpu(),
+                            batch["ranking_scores"].cpu(),
+                            batch["ranking_scored"].cpu(),
+                        )
+                    )
                 offset += batch["input_ids"].shape[0]
                 group_offset += len(chunk)
     finally:
@@ -346,6 +429,15 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     }
     if any_margins:
         inputs["margins"] = torch.cat(margins)
+    if rankings:
+        index, ranks, mask, scores, scored = _concat_rankings(rankings)
+        inputs.update(
+            ranking_index=index,
+            ranking_ranks=ranks,
+            ranking_mask=mask,
+            ranking_scores=scores,
+            ranking_scored=scored,
+        )
     _, metrics = trainer.pair_loss({k: torch.cat(v) for k, v in outputs.items()}, inputs)
     return {f"eval/{name}": float(value) for name, value in metrics.items()}
 
@@ -381,6 +473,17 @@ def _precompute_reference(trainer: Any, groups: Sequence[EncodedGroup], pad_id: 
         model.train(was_training)
 
 
+def _pooling_note(model_path: str) -> str:
+    from transformers import AutoConfig
+
+    from training.core.hf import ENCODER_POOLING
+
+    model_type = str(AutoConfig.from_pretrained(model_path).model_type)
+    if model_type in ENCODER_POOLING:
+        return f"{model_type}: {ENCODER_POOLING[model_type][0]}"
+    return f"{model_type}: the score head at the last real token"
+
+
 def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResult:
     """Train a reward model (``spec.kind == "reward"``) or a DPO policy (``"dpo"``).
 
@@ -413,6 +516,10 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
     device = hf.resolve_device(spec.device)
     if device.startswith("cuda:"):
         torch.cuda.set_device(torch.device(device))
+    if spec.kind == "reward":
+        # An architecture no reward model can be built on is refused before any tokenising.
+        architecture = hf.reward_architecture(spec.model_path)
+        reporter.log(f"reward model base: {architecture}, {_pooling_note(spec.model_path)}")
     tokenizer = hf.load_tokenizer(spec.model_path)
     pad_id = int(tokenizer.pad_token_id)
     use_margin = isinstance(config, RewardConfig) and config.use_margin
@@ -422,16 +529,30 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
         "max_length": config.max_length,
         "grouped": config.grouped,
         "use_margin": use_margin,
+        "conversation_as_text": spec.kind == "reward",
     }
     train_groups = encode_groups(data.train, **encode)
     if not train_groups:
         raise TrainingError("the training split has no preference pairs")
     eval_groups = encode_groups(data.eval, **encode)
     n_pairs = sum(len(g.pairs) for g in train_groups)
-    reporter.log(
-        f"{n_pairs} training pairs in {len(train_groups)} examples, "
-        f"{sum(len(g.pairs) for g in eval_groups)} held-out pairs"
-    )
+    if config.loss == "score_regression" and not any(g.ranking_scores for g in train_groups):
+        raise TrainingError("score regression trains on the rankings' scores, and none has any")
+    if config.loss != "pairwise":
+        if not any(g.rankings for g in train_groups):
+            raise TrainingError(
+                f"the {config.loss} loss trains on whole rankings, and the data has none"
+            )
+        reporter.log(
+            f"{sum(len(g.rankings or ()) for g in train_groups)} training rankings "
+            f"({n_pairs} pairs) over {len(train_groups)} prompts, "
+            f"{sum(len(g.rankings or ()) for g in eval_groups)} held-out rankings"
+        )
+    else:
+        reporter.log(
+            f"{n_pairs} training pairs in {len(train_groups)} examples, "
+            f"{sum(len(g.pairs) for g in eval_groups)} held-out pairs"
+        )
 
     set_seed(config.seed)  # the new score head and LoRA adapters
     reporter.log(f"loading {spec.model_path} on {device}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from training.core.configs import CommonConfig
-from training.core.data import PreferenceData, PromptData, RunData, SFTData
+from training.core.data import PreferenceData, PromptData, RunData, SFTData, UnpairedData
 from training.core.reporting import ProgressReporter
 from training.core.scoring import RewardStats
 
@@ -38,7 +38,7 @@ __all__ = [
     "run_training",
 ]
 
-Kind = Literal["reward", "dpo", "ppo", "sft", "grpo"]
+Kind = Literal["reward", "dpo", "ppo", "sft", "kto", "grpo"]
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -126,6 +126,10 @@ def run_training(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> Ru
         from training.core.ppo import run_ppo
 
         return run_ppo(spec, _expect(spec, data, PromptData), reporter)
+    if spec.kind == "kto":
+        from training.core.kto import run_kto
+
+        return run_kto(spec, _expect(spec, data, UnpairedData), reporter)
     if spec.kind == "grpo":
         from training.core.grpo import run_grpo
 
@@ -133,7 +137,7 @@ def run_training(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> Ru
     raise TrainingError(f"unknown kind of run {spec.kind!r}")
 
 
-_D = TypeVar("_D", PreferenceData, SFTData, PromptData)
+_D = TypeVar("_D", PreferenceData, SFTData, PromptData, UnpairedData)
 
 
 def _expect(spec: RunSpec, data: RunData, cls: type[_D]) -> _D:

@@ -120,6 +120,7 @@ class RewardScorer:
             completion,
             use_chat_template=self.use_chat_template,
             max_length=self.max_length,
+            conversation_as_text=True,
         )
         return ids
 

