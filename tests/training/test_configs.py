@@ -15,6 +15,7 @@ from training.core.configs import (
     ConfigError,
     DPOConfig,
     GRPOConfig,
+    KTOConfig,
     PPOConfig,
     RewardConfig,
     SFTConfig,
@@ -32,6 +33,7 @@ def test_it_maps_each_kind_to_its_class() -> None:
         "ppo": PPOConfig,
         "grpo": GRPOConfig,
         "sft": SFTConfig,
+        "kto": KTOConfig,
     }
 
 
