@@ -112,6 +112,7 @@ class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "margin",
             "rank_gap",
             "score_diff",
+            "imported_margin",
             "both_bad",
             "annotator",
             "created_at",

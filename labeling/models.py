@@ -247,6 +247,9 @@ class Comparison(models.Model):
     # How much better chosen is, in rank steps (0 on a tie): the one unit of `margin`.
     margin = models.FloatField(default=0.0)
     rank_gap = models.FloatField(default=0.0)
+    # The `margin` an imported preference file gave this pair, exactly as given (its unit is
+    # the file's); null for labels given here. Never used as `margin`.
+    imported_margin = models.FloatField(null=True, blank=True)
     # score[chosen] - score[rejected] when both were scored (never negative on a strict
     # pair: scores must agree with the ranking), else null.
     score_diff = models.FloatField(null=True, blank=True)

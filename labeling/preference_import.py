@@ -150,8 +150,9 @@ def preferences_import(
                 prompt=task.prompt,
                 chosen=chosen,
                 rejected=rejected,
-                margin=record.margin if record.margin is not None else 1.0,
+                margin=1.0,
                 rank_gap=1.0,
+                imported_margin=record.margin,
                 annotator=annotator,
                 created_at=now,
             )

@@ -65,13 +65,19 @@ def record_existing_labels(apps, schema_editor):
             gap = float(abs(ranks[c.rejected_id] - ranks[c.chosen_id]))
         else:
             gap = 0.0 if c.is_tie else 1.0
-        c.rank_gap = c.margin = gap
         if c.chosen_id in scores and c.rejected_id in scores:
             c.score_diff = float(scores[c.chosen_id] - scores[c.rejected_id])
+        # The old margin was the score difference or the rank gap for a label given here;
+        # anything else came from an imported file's `margin`: kept, never overwritten.
+        if c.margin not in (gap, c.score_diff):
+            c.imported_margin = c.margin
+        c.rank_gap = c.margin = gap
         c.both_bad = both_bad
         changed.append(c)
     Comparison.objects.bulk_update(
-        changed, ["rank_gap", "margin", "score_diff", "both_bad"], batch_size=2000
+        changed,
+        ["rank_gap", "margin", "score_diff", "both_bad", "imported_margin"],
+        batch_size=2000,
     )
 
 
@@ -191,6 +197,11 @@ class Migration(migrations.Migration):
             model_name="comparison",
             name="both_bad",
             field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
+            model_name="comparison",
+            name="imported_margin",
+            field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
             model_name="comparison",

@@ -26,7 +26,17 @@ def _migrate(targets):  # type: ignore[no-untyped-def]
     return executor.loader.project_state(targets).apps
 
 
-def test_it_migrates_labels_and_freezes_old_snapshots(transactional_db) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def back_to_the_latest_schema(transactional_db):  # type: ignore[no-untyped-def]
+    """Whatever the test migrates to, the database ends on every app's latest migration, so
+    migrations added later (after AFTER) are there for the tests that run next."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_it_migrates_labels_and_freezes_old_snapshots(back_to_the_latest_schema) -> None:  # type: ignore[no-untyped-def]
     apps = _migrate(BEFORE)
     User = apps.get_model("auth", "User")
     PromptSet = apps.get_model("generation", "PromptSet")
@@ -75,6 +85,23 @@ def test_it_migrates_labels_and_freezes_old_snapshots(transactional_db) -> None:
             margin=margin,
             annotator=ann,
         )
+    # An imported pair (a TRL file's margin of 2.5) by an imported annotator.
+    imp = User.objects.create(username="imported-annotator")
+    imported_assignment = Assignment.objects.create(
+        task=task, annotator=imp, status="submitted", claimed_at=now, expires_at=now
+    )
+    imported = Ranking.objects.create(
+        assignment=imported_assignment, task=task, annotator=imp, order=[[b.pk], [c.pk]]
+    )
+    Comparison.objects.create(
+        ranking=imported,
+        queue=queue,
+        prompt=prompt,
+        chosen=b,
+        rejected=c,
+        margin=2.5,
+        annotator=imp,
+    )
     snap = Snapshot.objects.create(name="old", content_hash="f" * 64, ranking_ids=[ranking.pk])
     Row.objects.create(
         snapshot=snap,
@@ -98,16 +125,23 @@ def test_it_migrates_labels_and_freezes_old_snapshots(transactional_db) -> None:
         RankingVersion,
     )
 
-    (version,) = RankingVersion.objects.all()
+    version = RankingVersion.objects.get(annotator__username="ann")
     assert (version.version, version.action, version.order) == (1, "submitted", ranking.order)
     margins = {
-        (x.chosen_id, x.rejected_id): (x.margin, x.rank_gap, x.score_diff)
-        for x in NewComparison.objects.all()
+        (x.annotator.username, x.chosen_id, x.rejected_id): (
+            x.margin,
+            x.rank_gap,
+            x.score_diff,
+            x.imported_margin,
+        )
+        for x in NewComparison.objects.select_related("annotator")
     }
     assert margins == {
-        (a.pk, b.pk): (1.0, 1.0, None),
-        (a.pk, c.pk): (2.0, 2.0, 6.0),
-        (b.pk, c.pk): (1.0, 1.0, None),
+        ("ann", a.pk, b.pk): (1.0, 1.0, None, None),
+        ("ann", a.pk, c.pk): (2.0, 2.0, 6.0, None),
+        ("ann", b.pk, c.pk): (1.0, 1.0, None, None),
+        # The imported margin is kept apart, not overwritten by the rank gap.
+        ("imported-annotator", b.pk, c.pk): (1.0, 1.0, None, 2.5),
     }
     old = DatasetSnapshot.objects.get(name="old")
     assert old.hash_scheme == 1 and old.content_hash == "f" * 64

@@ -60,9 +60,11 @@ def test_it_imports_trl_jsonl_with_margins(db) -> None:  # type: ignore[no-untyp
         data="\n".join(json.dumps(x) for x in lines), format="trl", name="trl"
     )
     rows = {
-        c.chosen.text: (c.rejected.text, c.margin) for c in Comparison.objects.filter(queue=queue)
+        c.chosen.text: (c.rejected.text, c.margin, c.imported_margin)
+        for c in Comparison.objects.filter(queue=queue)
     }
-    assert rows == {"hi!": ("no.", 2.5), "Hey": ("Go away", 1.0)}
+    # The file's margin is kept exactly, apart: `margin` is the rank gap for every pair.
+    assert rows == {"hi!": ("no.", 1.0, 2.5), "Hey": ("Go away", 1.0, None)}
 
 
 def test_it_imports_nothing_from_a_bad_file(db) -> None:  # type: ignore[no-untyped-def]
@@ -87,13 +89,19 @@ def test_it_imports_trl_rows_with_an_implicit_prompt(db) -> None:  # type: ignor
         data="\n".join(json.dumps(x) for x in lines), format="trl", name="implicit"
     )
     rows = {
-        (c.prompt.text, json.dumps(c.prompt.messages), c.chosen.text, c.rejected.text, c.margin)
+        (
+            c.prompt.text,
+            json.dumps(c.prompt.messages),
+            c.chosen.text,
+            c.rejected.text,
+            c.imported_margin,
+        )
         for c in Comparison.objects.filter(queue=queue).select_related(
             "prompt", "chosen", "rejected"
         )
     }
     assert rows == {
-        ("User: Sky?", json.dumps([msg("user", "Sky?")]), " Blue", "Green ", 1.0),
+        ("User: Sky?", json.dumps([msg("user", "Sky?")]), " Blue", "Green ", None),
         ("The sky is", "null", " blue.", " green.", 3.0),
     }
 
