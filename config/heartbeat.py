@@ -8,10 +8,15 @@ and then the periodic watchdog fails the row, which a resume picks up.
 
 from __future__ import annotations
 
+import logging
 import threading
 
-from django.db import close_old_connections, connection, models
+from django.db import DatabaseError, close_old_connections, connection, models
 from django.utils import timezone
+
+from config.db_retry import db_write_retry
+
+logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
@@ -35,12 +40,23 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=self.interval + 5)
 
+    def beat(self) -> None:
+        """One heartbeat, retried while the database is locked; a beat that still fails is
+        logged and the next one tried, so the thread lives as long as the work does."""
+        try:
+            db_write_retry(self._touch, what=f"heartbeat of {self.model.__name__} {self.pk}")
+        except DatabaseError as exc:
+            logger.warning("heartbeat of %s %s skipped: %s", self.model.__name__, self.pk, exc)
+
+    def _touch(self) -> int:
+        return self.model._default_manager.filter(pk=self.pk, status="running").update(
+            heartbeat_at=timezone.now()
+        )
+
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                self.model._default_manager.filter(pk=self.pk, status="running").update(
-                    heartbeat_at=timezone.now()
-                )
+                self.beat()
         finally:
             # This thread's own connection would keep the database busy after the work.
             close_old_connections()

@@ -25,3 +25,9 @@ if not os.environ.get("PREFLAB_VAR_DIR"):
     _var_dir = tempfile.mkdtemp(prefix="preflab-test-var-")
     os.environ["PREFLAB_VAR_DIR"] = _var_dir
     atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)
+
+# Tests build models in pytest's temporary folders (tiny_model_path); let them register.
+if not os.environ.get("PREFLAB_MODEL_ROOTS"):
+    import tempfile
+
+    os.environ["PREFLAB_MODEL_ROOTS"] = tempfile.gettempdir()

@@ -7,6 +7,7 @@ Celery broker under ``var/``); production sets ``DATABASE_URL`` and
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -33,6 +34,14 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Models, checkpoints and exports live here; a GPU worker on another host must see the
 # same path (a shared volume) to load what the web app registered.
 PREFLAB_DATA_DIR = env_path("PREFLAB_DATA_DIR", VAR_DIR / "data")
+# A model's local source must lie under one of these folders (comma-separated; relative
+# sources resolve against the first). Hub ids ("org/name") need no root.
+PREFLAB_MODEL_ROOTS = list(
+    dict.fromkeys(
+        [Path(root).expanduser().resolve() for root in env_list("PREFLAB_MODEL_ROOTS", [])]
+        + [PREFLAB_DATA_DIR]  # where finished runs register their models
+    )
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -43,8 +52,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "config",
+    "accounts",
     "generation",
     "labeling",
     "training",
@@ -52,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,6 +75,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.HtmxMessagesMiddleware",
+    # Turns a database error caused by input (a number out of range, a NUL character)
+    # into a 400 wherever a form or serializer missed it.
+    "config.middleware.BadInputMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,6 +151,25 @@ PASSWORD_HASHERS = env_list(
         "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     ],
 )
+# django-axes watches every authenticate() call (the login page and POST /api/token/):
+# after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# locked out for LOGIN_LOCKOUT_MINUTES (a right password then fails too).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Behind a reverse proxy the client's address is in X-Forwarded-For (set TRUST_PROXY=1).
+AXES_IPWARE_PROXY_COUNT = 1 if env_bool("TRUST_PROXY", False) else None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_bool("TRUST_PROXY", False) else ["REMOTE_ADDR"]
+)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -152,15 +190,95 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# HTTPS: HSTS, redirecting plain HTTP, and trusting the proxy's X-Forwarded-Proto (only
+# behind a proxy that sets it). README.md, "Production checklist", sets all of them.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# /healthz stays reachable over plain HTTP for load balancers inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_PROXY", False) else None
+)
+
+# Content-Security-Policy (django-csp 4): scripts and styles come from our own static files
+# only; the pages have no inline scripts. Inline style attributes (progress bar widths) are
+# the one exception.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Users and API tokens (accounts/). A token older than this stops working; 0: never.
+PREFLAB_TOKEN_TTL_DAYS = env_int("PREFLAB_TOKEN_TTL_DAYS", 30, minimum=0)
+# A one-time set-password link is valid this long (Django's password-reset token).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_S", 3 * 24 * 3600, minimum=60)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_str("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "preflab@localhost"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # One pagination style for every list: {"count", "next", "previous", "results"}.
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+    # Throttles key on the client address: X-Forwarded-For's last hop behind a trusted proxy,
+    # else the socket's address (a client-supplied header must not pick its own bucket).
+    "NUM_PROXIES": 1 if env_bool("TRUST_PROXY", False) else 0,
+    "DEFAULT_THROTTLE_RATES": {
+        # POST /api/token/ per client address, on top of django-axes' lockout.
+        "token": env_str("TOKEN_THROTTLE_RATE") or "20/min",
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Preflab API",
+    "DESCRIPTION": (
+        "Collect human preferences on language-model outputs and train models on them. "
+        "Authenticate with `Authorization: Token <key>` (POST /api/token/) or a browser session. "
+        "Researchers read, admins write; annotators use the labeling endpoints and get 404 "
+        "for generation and training objects. Every list is paginated with `?page=`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "generation.models.GenerationJob.Status",
+        "ImportFormatEnum": ["auto", "jsonl", "csv", "hh"],
+        "FlagEnum": "labeling.services.FLAGS",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------
@@ -235,5 +353,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes logs every successful login at INFO; failures and lockouts are WARNING.
+        "axes": {"level": "WARNING"},
+    },
 }

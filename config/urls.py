@@ -6,6 +6,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
+from accounts.views import LogoutView
 from config import views
 
 urlpatterns = [
@@ -14,8 +15,9 @@ urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page links; the file lives with the statics.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
     path("generation/", include("generation.urls")),
     path("labeling/", include("labeling.urls")),
     path("training/", include("training.urls")),

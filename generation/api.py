@@ -10,20 +10,27 @@ from typing import Any
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.bounds import SEED_MAX
+from config.fields import IdField
+from config.pagination import paginated_response
+from config.parsers import StrictJSONParser
 from config.roles import IsResearcher, user_is_admin
 from generation import importers, selectors, services
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
 
 
 class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    serializer_related_field = IdField
+
     class Meta:
         model = PolicyModel
+        extra_kwargs = {"backend": {"default": PolicyModel.Backend.TRANSFORMERS}}
         fields = [
             "id",
             "name",
@@ -90,17 +97,20 @@ class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type
 
 
 class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
-    model = serializers.PrimaryKeyRelatedField(queryset=PolicyModel.objects.all())
-    name = serializers.CharField(required=False, allow_blank=True, default="")
+    prompt_set = IdField(queryset=PromptSet.objects.all())
+    model = IdField(queryset=PolicyModel.objects.all())
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     k = serializers.IntegerField(min_value=1, max_value=services.MAX_K, default=4)
-    temperature = serializers.FloatField(min_value=0, default=1.0)
+    temperature = serializers.FloatField(min_value=0, max_value=100, default=1.0)
     top_p = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=64)
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=SEED_MAX, default=0)
     # Stop strings as given: "\n\nHuman:" must not become "Human:".
     stop = serializers.ListField(
-        child=serializers.CharField(trim_whitespace=False), required=False, default=list
+        child=serializers.CharField(trim_whitespace=False, max_length=200),
+        required=False,
+        default=list,
+        max_length=16,
     )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
 
@@ -132,7 +142,7 @@ class FileImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
     file = serializers.FileField(required=False)
     content = serializers.CharField(required=False, trim_whitespace=False)
     format = serializers.ChoiceField(choices=["auto", "jsonl", "csv", "hh"], default="auto")
-    filename = serializers.CharField(required=False, default="")
+    filename = serializers.CharField(required=False, default="", max_length=300)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("file" in attrs) == ("content" in attrs):
@@ -141,7 +151,10 @@ class FileImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
             name = attrs["file"].name if "file" in attrs else attrs["filename"]
             if not name:
                 raise serializers.ValidationError("format is required when there is no file name")
-            attrs["format"] = importers.detect_format(name)
+            try:
+                attrs["format"] = importers.detect_format(name)
+            except importers.ImportFileError as exc:
+                raise serializers.ValidationError({"format": [exc.message]}) from None
         return attrs
 
     def payload(self) -> tuple[bytes | str, str, str]:
@@ -149,6 +162,15 @@ class FileImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
         if "file" in data:
             return data["file"].read(), data["format"], data["file"].name
         return data["content"], data["format"], data.get("filename", "")
+
+
+class JobImportSerializer(FileImportSerializer):
+    """Completions to import as a finished job, optionally into an existing prompt set."""
+
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    prompt_set = IdField(
+        queryset=PromptSet.objects.all(), required=False, allow_null=True, default=None
+    )
 
 
 def _admin_only(request: Request) -> Response | None:
@@ -181,7 +203,7 @@ class BaseAPIView(APIView):
 class PolicyModelListAPI(BaseAPIView):
     def get(self, request: Request) -> Response:
         models = selectors.policy_model_list(user=request.user)
-        return Response(PolicyModelSerializer(models, many=True).data)
+        return paginated_response(self, request, models, PolicyModelSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
@@ -204,7 +226,7 @@ class PolicyModelDetailAPI(BaseAPIView):
 class PromptSetListAPI(BaseAPIView):
     def get(self, request: Request) -> Response:
         sets = selectors.prompt_set_list(user=request.user)
-        return Response(PromptSetSerializer(sets, many=True).data)
+        return paginated_response(self, request, sets, PromptSetSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
@@ -227,18 +249,13 @@ class PromptSetDetailAPI(BaseAPIView):
 
 class PromptSetPromptsAPI(BaseAPIView):
     def get(self, request: Request, pk: int) -> Response:
-        from rest_framework.pagination import PageNumberPagination
-
         prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(
-            selectors.prompt_set_prompts(prompt_set=prompt_set), request, view=self
-        )
-        return paginator.get_paginated_response(PromptSerializer(page, many=True).data)
+        prompts = selectors.prompt_set_prompts(prompt_set=prompt_set)
+        return paginated_response(self, request, prompts, PromptSerializer)
 
 
 class PromptSetImportAPI(BaseAPIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request, pk: int) -> Response:
         if denied := _admin_only(request):
@@ -262,7 +279,7 @@ class GenerationJobListAPI(BaseAPIView):
         jobs = selectors.generation_job_list(user=request.user)
         if job_status := request.query_params.get("status"):
             jobs = jobs.filter(status=job_status)
-        return Response(GenerationJobSerializer(jobs[:500], many=True).data)
+        return paginated_response(self, request, jobs, GenerationJobSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
@@ -277,24 +294,21 @@ class GenerationJobListAPI(BaseAPIView):
 
 
 class GenerationJobImportAPI(BaseAPIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
             return denied
-        serializer = FileImportSerializer(data=request.data)
+        serializer = JobImportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data, fmt, filename = serializer.payload()
-        prompt_set = None
-        if set_id := request.data.get("prompt_set"):
-            prompt_set = get_object_or_404(PromptSet, pk=set_id)
         try:
             job = services.generation_job_import(
                 data=data,
                 format=fmt,
-                name=str(request.data.get("name", "")),
+                name=serializer.validated_data["name"],
                 source_name=filename,
-                prompt_set=prompt_set,
+                prompt_set=serializer.validated_data["prompt_set"],
                 user=request.user,
             )
         except (importers.ImportFileError, services.GenerationError) as exc:
@@ -330,11 +344,6 @@ class GenerationJobActionAPI(BaseAPIView):
 
 class GenerationJobCompletionsAPI(BaseAPIView):
     def get(self, request: Request, pk: int) -> Response:
-        from rest_framework.pagination import PageNumberPagination
-
         job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(
-            selectors.generation_job_completions(job=job), request, view=self
-        )
-        return paginator.get_paginated_response(CompletionSerializer(page, many=True).data)
+        completions = selectors.generation_job_completions(job=job)
+        return paginated_response(self, request, completions, CompletionSerializer)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generation import api
+from generation import api, api_schema  # noqa: F401 - api_schema documents the views
 
 urlpatterns = [
     path("models/", api.PolicyModelListAPI.as_view(), name="api-model-list"),

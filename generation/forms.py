@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 
+from config.bounds import SEED_MAX
 from generation.models import PolicyModel, PromptSet
 
 IMPORT_FORMATS = [
@@ -69,10 +70,10 @@ class GenerationJobForm(forms.Form):
     model = forms.ModelChoiceField(queryset=PolicyModel.objects.all())
     name = forms.CharField(max_length=200, required=False)
     k = forms.IntegerField(min_value=1, max_value=64, initial=4, label="k (samples per prompt)")
-    temperature = forms.FloatField(min_value=0, initial=1.0)
+    temperature = forms.FloatField(min_value=0, max_value=100, initial=1.0)
     top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=1.0)
     max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=64)
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(min_value=0, max_value=SEED_MAX, initial=0)
     stop = forms.CharField(
         required=False,
         strip=False,

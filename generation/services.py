@@ -20,6 +20,7 @@ from config.naming import free_name
 from generation import importers
 from generation.backends import BackendError, BackendSpec, Sample, SamplingParams, backend_for
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+from generation.sources import ModelSourceError, model_source_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def policy_model_validate(*, backend: str, source: str, server_url: str, server_
             raise GenerationError("an OpenAI-compatible model needs a server URL and a model name")
     elif not source:
         raise GenerationError(f"a {backend} model needs a source: a local folder or a hub id")
+    else:
+        try:
+            model_source_resolve(source, settings.PREFLAB_MODEL_ROOTS)
+        except ModelSourceError as exc:
+            raise GenerationError(str(exc)) from None
 
 
 @transaction.atomic
@@ -65,6 +71,8 @@ def policy_model_create(
     policy_model_validate(
         backend=backend, source=source, server_url=server_url, server_model=server_model
     )
+    if source and backend != PolicyModel.Backend.OPENAI:
+        source = model_source_resolve(source, settings.PREFLAB_MODEL_ROOTS)
     if PolicyModel.objects.filter(name=name).exists():
         raise GenerationError(f"a model named {name!r} already exists")
     return PolicyModel.objects.create(

@@ -10,14 +10,22 @@ from typing import Any
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.roles import IsPreflabAdmin, IsResearcher, user_is_admin, user_is_annotator
+from config.bounds import ID_MAX, SEED_MAX, query_id
+from config.pagination import paginated_response
+from config.parsers import StrictJSONParser
+from config.roles import (
+    IsPreflabAdmin,
+    IsResearcher,
+    user_is_admin,
+    user_is_annotator,
+    user_is_researcher,
+)
 from generation import importers
 from labeling import record, selectors, services, snapshots
 from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
@@ -120,19 +128,39 @@ class ComparisonSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
 
 
 class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    assignment = serializers.IntegerField()
+    """The labeling page's submission, with the same limits."""
+
+    assignment = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     # Answers are named by the aliases of the task payload ("A", "B", ...).
     order = serializers.ListField(
-        child=serializers.ListField(child=serializers.CharField(max_length=2)), required=False
+        child=serializers.ListField(child=serializers.CharField(max_length=2), max_length=64),
+        required=False,
+        max_length=64,
     )
     skip = serializers.BooleanField(default=False)
-    scores = serializers.DictField(child=serializers.IntegerField(), required=False, default=dict)
+    scores = serializers.DictField(
+        child=serializers.IntegerField(
+            min_value=services.SCORE_RANGE[0], max_value=services.SCORE_RANGE[1]
+        ),
+        required=False,
+        default=dict,
+    )
     both_bad = serializers.BooleanField(default=False)
-    comment = serializers.CharField(required=False, allow_blank=True, default="")
-    flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=services.COMMENT_MAX_LENGTH
+    )
+    flags = serializers.ListField(
+        child=serializers.ChoiceField(choices=services.FLAGS), required=False, default=list
+    )
+    time_spent_ms = serializers.IntegerField(
+        min_value=0, max_value=2**31 - 1, required=False, default=0
+    )
     demonstration = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False
+        required=False,
+        allow_blank=True,
+        default="",
+        trim_whitespace=False,
+        max_length=services.DEMONSTRATION_MAX_LENGTH,
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -179,9 +207,20 @@ class LabelingAPIView(APIView):
         return selectors.queue_get(user=request.user, pk=pk)
 
 
+class CanReadQueues(BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_is_annotator(request.user) or user_is_researcher(request.user)
+
+
 class QueueListAPI(LabelingAPIView):
+    """Annotators list the queues they may label; researchers and admins list every queue
+    (read-only for researchers: the snapshot form names them)."""
+
+    permission_classes = [IsAuthenticated, CanReadQueues]
+
     def get(self, request: Request) -> Response:
-        return Response(QueueSerializer(selectors.queue_list(user=request.user), many=True).data)
+        queues = selectors.queue_list_readable(user=request.user)
+        return paginated_response(self, request, queues, QueueSerializer)
 
 
 class NextTaskAPI(LabelingAPIView):
@@ -261,14 +300,12 @@ class GoldAPI(APIView):
 
 class _Paginated(LabelingAPIView):
     def paginate(self, request: Request, queryset: Any, serializer: Any) -> Response:
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
         context = {"aliases": not user_is_admin(request.user)}
-        return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
+        return paginated_response(self, request, queryset, serializer, context=context)
 
     def queue_filter(self, request: Request) -> LabelingQueue | None:
-        raw = request.query_params.get("queue")
-        return self.queue(request, int(raw)) if raw and raw.isdigit() else None
+        pk = query_id(request.query_params, "queue")
+        return self.queue(request, pk) if pk is not None else None
 
 
 class RankingListAPI(_Paginated):
@@ -308,11 +345,19 @@ class SnapshotSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
 class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    queues = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=10_000
+    )
+    queues = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
+        allow_empty=False,
+        max_length=1000,
+    )
     date_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
     date_to = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    annotators = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    annotators = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, default=list
+    )
     exclude_flags = serializers.ListField(
         child=serializers.ChoiceField(choices=services.FLAGS), required=False, default=list
     )
@@ -322,7 +367,7 @@ class SnapshotCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
     aggregation = serializers.ChoiceField(choices=DatasetSnapshot.Aggregation.values, default="all")
     ties = serializers.ChoiceField(choices=DatasetSnapshot.Ties.values, default="drop")
     eval_fraction = serializers.FloatField(min_value=0, max_value=0.9, default=0.1)
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=SEED_MAX, default=0)
 
 
 class SnapshotListAPI(APIView):
@@ -331,7 +376,7 @@ class SnapshotListAPI(APIView):
     permission_classes = [IsAuthenticated, IsResearcher]
 
     def get(self, request: Request) -> Response:
-        return Response(SnapshotSerializer(DatasetSnapshot.objects.all(), many=True).data)
+        return paginated_response(self, request, DatasetSnapshot.objects.all(), SnapshotSerializer)
 
     def post(self, request: Request) -> Response:
         serializer = SnapshotCreateSerializer(data=request.data)
@@ -393,7 +438,7 @@ def queue_ids_param(raw: list[str]) -> list[int] | None:
     """``?queue=<id>`` (repeatable) as ids; None when absent. A non-number is a 400."""
     if not raw:
         return None
-    if not all(q.isdigit() for q in raw):
+    if not all(q.isascii() and q.isdigit() and 0 < int(q) <= ID_MAX for q in raw):
         raise serializers.ValidationError({"queue": "queue ids are numbers"})
     return [int(q) for q in raw]
 
@@ -424,32 +469,40 @@ class SnapshotCardAPI(APIView):
         )
 
 
+class PreferenceImportSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A multipart ``file`` upload, or the file's text in ``content``."""
+
+    file = serializers.FileField(required=False)
+    content = serializers.CharField(required=False, trim_whitespace=False)
+    format = serializers.ChoiceField(choices=["hh", "trl"])
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("file" in attrs) == ("content" in attrs):
+            raise serializers.ValidationError("send either a file or content, not both or neither")
+        return attrs
+
+
 class PreferenceImportAPI(APIView):
     """Admins import labeled pairs (HH-RLHF or TRL JSONL) as comparisons. Researchers read
     the comparison store through snapshots but do not change it."""
 
     permission_classes = [IsAuthenticated, IsPreflabAdmin]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request) -> Response:
-        upload = request.data.get("file")
-        content = request.data.get("content")
-        fmt = request.data.get("format")
-        if fmt not in ("hh", "trl"):
-            return Response(
-                {"detail": "format must be hh or trl"}, status=status.HTTP_400_BAD_REQUEST
-            )
-        if (upload is None) == (content is None):
-            return Response(
-                {"detail": "send either a file or content"}, status=status.HTTP_400_BAD_REQUEST
-            )
-        data = upload.read() if upload is not None else str(content)
-        source = getattr(upload, "name", "") or str(request.data.get("name", ""))
+        serializer = PreferenceImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data.get("file")
+        name = serializer.validated_data["name"]
+        data = upload.read() if upload is not None else serializer.validated_data["content"]
+        source = getattr(upload, "name", "") or name
+        fmt = serializer.validated_data["format"]
         try:
             queue = preferences_import(
                 data=data,
                 format=fmt,
-                name=str(request.data.get("name", "")),
+                name=name,
                 source_name=source,
                 user=request.user,
             )

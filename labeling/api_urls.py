@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import api
+from labeling import api, api_schema  # noqa: F401 - api_schema documents the views
 
 urlpatterns = [
     path("queues/", api.QueueListAPI.as_view(), name="api-queue-list"),

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django import forms
 
+from config.bounds import ID_MAX, SEED_MAX
 from generation.models import GenerationJob
 from labeling.models import LabelingQueue
-from labeling.services import FLAGS
+from labeling.services import COMMENT_MAX_LENGTH, DEMONSTRATION_MAX_LENGTH, FLAGS
 from training.models import TrainingRun
 
 
@@ -35,20 +36,22 @@ class LabelingQueueForm(forms.Form):
     guidelines = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 6}), help_text="Markdown."
     )
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(min_value=0, max_value=SEED_MAX, initial=0)
 
 
 class SubmissionForm(forms.Form):
     """What the labeling page posts. ``choice`` (pairwise buttons) or ``rank_<id>`` fields."""
 
-    assignment = forms.IntegerField()
+    assignment = forms.IntegerField(min_value=1, max_value=ID_MAX)
     choice = forms.ChoiceField(
         required=False,
         choices=[(c, c) for c in ("a", "b", "tie", "both_bad", "skip", "rank")],
     )
-    comment = forms.CharField(required=False, max_length=5000)
+    comment = forms.CharField(required=False, max_length=COMMENT_MAX_LENGTH)
     flags = forms.MultipleChoiceField(required=False, choices=[(f, f) for f in FLAGS])
-    demonstration = forms.CharField(required=False, max_length=20000, strip=False)
+    demonstration = forms.CharField(
+        required=False, max_length=DEMONSTRATION_MAX_LENGTH, strip=False
+    )
 
 
 class QueueAssistForm(forms.Form):

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from config.roles import user_is_admin, user_is_annotator
+from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from labeling import agreement
 from labeling.models import (
     AI_LABELER_GROUP,
@@ -40,6 +40,14 @@ def queue_list(*, user: AnyUser) -> QuerySet[LabelingQueue]:
         .filter(Q(annotators__isnull=True) | Q(annotators=user))
         .distinct()
     )
+
+
+def queue_list_readable(*, user: AnyUser) -> QuerySet[LabelingQueue]:
+    """Queues the user may see: researchers and admins every queue (read-only for
+    researchers), annotators the ones they may label."""
+    if user_is_researcher(user):
+        return LabelingQueue.objects.all()
+    return queue_list(user=user)
 
 
 def queue_get(*, user: AnyUser, pk: int) -> LabelingQueue:

@@ -16,6 +16,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.roles import user_is_admin
 from generation.models import Completion, GenerationJob
 from labeling.models import (
     Assignment,
@@ -30,6 +31,9 @@ from labeling.models import (
 
 FLAGS = ("unsafe", "broken", "off-topic")
 SCORE_RANGE = (1, 7)
+# The labeling page and the API take the same lengths.
+COMMENT_MAX_LENGTH = 5000
+DEMONSTRATION_MAX_LENGTH = 20000
 MAX_CANDIDATES = 16
 
 
@@ -196,6 +200,21 @@ CLAIM_BATCH = 3
 
 
 @transaction.atomic
+def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[AbstractBaseUser]) -> None:
+    """Restrict ``queue`` to ``annotators``; an empty list opens it to every annotator.
+    Claims already made stay valid until they are submitted or their lease ends."""
+    queue.annotators.set(annotators)
+
+
+def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
+    """Admins label any queue; annotators an open one, or a restricted one that names them."""
+    if user_is_admin(user):
+        return True
+    restricted = queue.annotators.exists()
+    return not restricted or queue.annotators.filter(pk=user.pk).exists()
+
+
+@transaction.atomic
 def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
     """The annotator's current claim in ``queue``, or a new one on the next open task.
 
@@ -208,6 +227,8 @@ def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignme
     Tasks come by position, or with ``task_order="uncertainty"`` by priority (the reward
     model's smallest gap between the task's completions; unscored tasks last), then position.
     """
+    if not queue_may_label(queue=queue, user=user):
+        raise LabelingError("this queue is open only to the annotators an admin chose")
     now = timezone.now()
     current = (
         Assignment.objects.filter(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
+from config.bounds import SEED_MAX
 from labeling.models import DatasetSnapshot, LabelingQueue
 from labeling.services import FLAGS
 
@@ -45,7 +46,7 @@ class SnapshotForm(forms.Form):
     eval_fraction = forms.FloatField(
         min_value=0, max_value=0.9, initial=0.1, help_text="Held out by prompt."
     )
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(min_value=0, max_value=SEED_MAX, initial=0)
 
     def clean_both_bad(self) -> str:
         return self.cleaned_data.get("both_bad") or "keep"

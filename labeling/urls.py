@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labeling import review_views, search_views, snapshot_views, views
+from labeling import access_views, review_views, search_views, snapshot_views, views
 
 app_name = "labeling"
 urlpatterns = [
@@ -22,6 +22,11 @@ urlpatterns = [
     path("queues/<int:pk>/submit/", views.submit, name="queue-submit"),
     path("queues/<int:pk>/undo/", views.undo, name="queue-undo"),
     path("queues/<int:pk>/dashboard/", views.dashboard, name="queue-dashboard"),
+    path(
+        "queues/<int:pk>/annotators/",
+        access_views.queue_annotators,
+        name="queue-annotators",
+    ),
     path("queues/<int:pk>/assist/", views.queue_assist, name="queue-assist"),
     path("queues/<int:pk>/ai-label/", views.queue_ai_label, name="queue-ai-label"),
     path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),

@@ -127,11 +127,17 @@ def _order_from_post(
 
 
 def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
+    """The scores given; a score that is not a whole number is refused, not dropped (the
+    service checks the range)."""
     scores = {}
     for alias, completion_id in zip(services.ALIASES, candidates, strict=False):
-        raw = data.get(f"score_{alias}", "")
-        if raw.isdigit():
+        raw = data.get(f"score_{alias}", "").strip()
+        if not raw:
+            continue
+        try:
             scores[str(completion_id)] = int(raw)
+        except ValueError:
+            raise services.LabelingError("scores must be whole numbers") from None
     return scores
 
 

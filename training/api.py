@@ -14,6 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.bounds import SEED_MAX, query_id, query_int
+from config.fields import IdField
+from config.pagination import paginated_response
 from config.roles import IsResearcher, user_is_admin
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
@@ -60,13 +63,13 @@ class TrainingRunSerializer(serializers.ModelSerializer):  # type: ignore[type-a
 
 class TrainingRunCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     kind = serializers.ChoiceField(choices=TrainingRun.Kind.choices)
-    base_model = serializers.PrimaryKeyRelatedField(queryset=PolicyModel.objects.all())
-    snapshot = serializers.PrimaryKeyRelatedField(queryset=DatasetSnapshot.objects.all())
-    reward_run = serializers.PrimaryKeyRelatedField(
+    base_model = IdField(queryset=PolicyModel.objects.all())
+    snapshot = IdField(queryset=DatasetSnapshot.objects.all())
+    reward_run = IdField(
         queryset=TrainingRun.objects.all(), required=False, allow_null=True, default=None
     )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     config = serializers.DictField(required=False, default=dict)
 
 
@@ -89,8 +92,8 @@ class RewardScoringSerializer(serializers.ModelSerializer):  # type: ignore[type
 
 
 class RewardScoringCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    reward_run = serializers.PrimaryKeyRelatedField(queryset=TrainingRun.objects.all())
-    job = serializers.PrimaryKeyRelatedField(queryset=GenerationJob.objects.all())
+    reward_run = IdField(queryset=TrainingRun.objects.all())
+    job = IdField(queryset=GenerationJob.objects.all())
 
 
 def _admin_only(request: Request) -> Response | None:
@@ -128,7 +131,7 @@ class TrainingRunListAPI(BaseAPIView):
             runs = runs.filter(kind=kind)
         if run_status := request.query_params.get("status"):
             runs = runs.filter(status=run_status)
-        return Response(TrainingRunSerializer(runs[:500], many=True).data)
+        return paginated_response(self, request, runs, TrainingRunSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
@@ -170,13 +173,7 @@ class TrainingRunActionAPI(BaseAPIView):
 class TrainingRunMetricsAPI(BaseAPIView):
     def get(self, request: Request, pk: int) -> Response:
         run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-        try:
-            after = int(request.query_params.get("after", -1))
-        except ValueError:
-            return Response(
-                {"detail": "after must be a step number", "field": "after"},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+        after = query_int(request.query_params, "after", default=-1, minimum=-1, maximum=2**62)
         curves = selectors.training_run_curves(run=run, after_step=after)
         return Response({"run": run.pk, "status": run.status, "step": run.step, **curves})
 
@@ -184,9 +181,9 @@ class TrainingRunMetricsAPI(BaseAPIView):
 class RewardScoringListAPI(BaseAPIView):
     def get(self, request: Request) -> Response:
         scorings = selectors.reward_scoring_list(user=request.user)
-        if (job := request.query_params.get("job", "")).isdigit():
-            scorings = scorings.filter(job_id=int(job))
-        return Response(RewardScoringSerializer(scorings[:500], many=True).data)
+        if (job := query_id(request.query_params, "job")) is not None:
+            scorings = scorings.filter(job_id=job)
+        return paginated_response(self, request, scorings, RewardScoringSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):
@@ -252,11 +249,11 @@ class EvaluationSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
 
 class EvaluationCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=200)
-    models = serializers.PrimaryKeyRelatedField(queryset=PolicyModel.objects.all(), many=True)
-    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
+    models = IdField(queryset=PolicyModel.objects.all(), many=True)
+    prompt_set = IdField(queryset=PromptSet.objects.all())
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=8192, default=128)
-    temperature = serializers.FloatField(min_value=0, default=0.7)
-    seed = serializers.IntegerField(default=0)
+    temperature = serializers.FloatField(min_value=0, max_value=100, default=0.7)
+    seed = serializers.IntegerField(min_value=0, max_value=SEED_MAX, default=0)
     overlap = serializers.IntegerField(min_value=1, max_value=20, default=1)
 
 
@@ -311,7 +308,7 @@ def leaderboard_payload(
 
 class EvaluationListAPI(BaseAPIView):
     def get(self, request: Request) -> Response:
-        return Response(EvaluationSerializer(_evaluations(request)[:500], many=True).data)
+        return paginated_response(self, request, _evaluations(request), EvaluationSerializer)
 
     def post(self, request: Request) -> Response:
         if denied := _admin_only(request):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import api
+from training import api, api_schema  # noqa: F401 - api_schema documents the views
 
 urlpatterns = [
     path("runs/", api.TrainingRunListAPI.as_view(), name="api-run-list"),

@@ -1,7 +1,8 @@
 """A frozen dataset snapshot as a training run's data (``training.core.data``).
 
-Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or, with the
-listwise (Plackett-Luce) loss, on the whole rankings it froze; SFT on the
+Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or, with a
+listwise loss (Plackett-Luce, score regression), on the listwise records it froze; KTO on
+its pairs' answers, unpaired into good and bad; SFT on the
 demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
 and GRPO on its distinct prompts. A reward model's scores are normalised on the
 snapshot's reference answers. The held-out split is the snapshot's: by prompt, so no prompt

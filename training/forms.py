@@ -6,10 +6,18 @@ from typing import Any
 
 from django import forms
 
+from config.bounds import SEED_MAX
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
 from training import selectors
-from training.core.configs import CONFIG_CLASSES, CommonConfig, ConfigField, config_fields
+from training.core.configs import (
+    BUDGET_LIMITS,
+    CONFIG_CLASSES,
+    INT_LIMIT,
+    CommonConfig,
+    ConfigField,
+    config_fields,
+)
 from training.models import TrainingRun
 
 DEFAULT_KIND = TrainingRun.Kind.DPO
@@ -66,7 +74,8 @@ def config_form_field(field: ConfigField) -> forms.Field:
     elif field.type is bool:
         form_field = forms.BooleanField(required=False, **common)
     elif field.type is int:
-        form_field = forms.IntegerField(**common)
+        limit = BUDGET_LIMITS.get(field.name, INT_LIMIT)
+        form_field = forms.IntegerField(min_value=-INT_LIMIT, max_value=int(limit), **common)
     elif field.type is float:
         # "any": the browser must not round 1e-5 to its default step of 1.
         form_field = forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
@@ -108,7 +117,9 @@ class TrainingRunForm(forms.Form):
     name = forms.CharField(
         max_length=200, required=False, help_text="Leave empty for a name made from the kind."
     )
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    notes = forms.CharField(
+        required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
     def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -242,8 +253,8 @@ class EvaluationForm(forms.Form):
         help_text="Held-out prompts: none the models were trained on.",
     )
     max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
-    temperature = forms.FloatField(min_value=0, initial=0.7)
-    seed = forms.IntegerField(initial=0)
+    temperature = forms.FloatField(min_value=0, max_value=100, initial=0.7)
+    seed = forms.IntegerField(min_value=0, max_value=SEED_MAX, initial=0)
     overlap = forms.IntegerField(
         min_value=1,
         max_value=20,

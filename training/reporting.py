@@ -10,16 +10,20 @@ watchdog failed is not brought back by a late write, and ``should_stop`` then sa
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from config.db_retry import db_write_retry
 from training.models import TrainingMetric, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 LOG_LINES = 200
 
@@ -100,7 +104,12 @@ class RunReporter:
 
     def _maybe_flush(self) -> None:
         if self._clock() - self._last_write >= self.interval:
-            self.flush()
+            try:
+                self.flush()
+            except OperationalError as exc:
+                # Still locked after the retries: keep training; the buffered points and
+                # progress were put back and go out with the next flush.
+                logger.warning("progress of run %s not written yet: %s", self.run_id, exc)
 
     def flush(self) -> bool:
         """Write what is buffered now; False when the run is no longer running (dropped)."""
@@ -114,11 +123,23 @@ class RunReporter:
         if self._lines_dirty:
             fields["log_tail"] = self.log_tail
         points, self._points = self._points, []
+        progress, lines_dirty = self._progress, self._lines_dirty
         self._progress, self._lines_dirty = None, False
-        with transaction.atomic():
-            updated = TrainingRun.objects.filter(
-                pk=self.run_id, status=TrainingRun.Status.RUNNING
-            ).update(**fields)
-            if updated and points:
-                TrainingMetric.objects.bulk_create(points, batch_size=1000)
+
+        def write() -> int:
+            with transaction.atomic():
+                updated = TrainingRun.objects.filter(
+                    pk=self.run_id, status=TrainingRun.Status.RUNNING
+                ).update(**fields)
+                if updated and points:
+                    TrainingMetric.objects.bulk_create(points, batch_size=1000)
+            return updated
+
+        try:
+            updated = db_write_retry(write, what=f"progress of run {self.run_id}")
+        except OperationalError:
+            self._points = points + self._points
+            self._progress = self._progress or progress
+            self._lines_dirty = self._lines_dirty or lines_dirty
+            raise
         return bool(updated)

@@ -44,6 +44,17 @@ def page(browser):  # type: ignore[no-untyped-def]
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.dialogs = dialogs  # type: ignore[attr-defined]
+    # Every journey doubles as a check of the Content-Security-Policy: nothing it loads or
+    # runs may be blocked (the pages have no inline scripts or styles).
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            blocked.append(f"{page.url}: {m.text[:160]}")
+            if "Content Security Policy" in m.text
+            else None
+        ),
+    )
     yield page
     # Keep a picture of the last page for whoever debugs a failure.
     shots = Path(os.environ.get("PREFLAB_SCREENSHOT_DIR", "var/screenshots"))
@@ -53,6 +64,7 @@ def page(browser):  # type: ignore[no-untyped-def]
     except Exception:  # noqa: BLE001 - a screenshot is a debugging aid, never a failure
         pass
     context.close()
+    assert not blocked, "blocked by the Content-Security-Policy:\n" + "\n".join(blocked)
 
 
 def login(page, live_server, username: str, password: str) -> None:  # type: ignore[no-untyped-def]

@@ -41,11 +41,13 @@ def test_it_shows_navigation_by_role(client: Client, alice, carol, dave) -> None
     client.force_login(carol)
     page = client.get("/").content.decode()
     assert "/generation/models/" in page
-    assert "/admin/" in page
+    assert 'href="/accounts/users/"' in page
     client.force_login(dave)
     page = client.get("/").content.decode()
     assert "/generation/prompt-sets/" in page
     assert "/generation/models/" not in page
+    assert "/accounts/users/" not in page
+    assert 'href="/api/docs/"' in page
 
 
 def test_it_logs_out_with_post_only(client: Client, alice) -> None:  # type: ignore[no-untyped-def]

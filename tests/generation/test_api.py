@@ -37,11 +37,11 @@ def test_it_registers_and_lists_models(carol) -> None:  # type: ignore[no-untype
     api = _client(carol)
     created = api.post(
         "/api/generation/models/",
-        {"name": "tiny", "backend": "transformers", "source": "/models/tiny"},
+        {"name": "tiny", "backend": "transformers", "source": "org/tiny"},
         format="json",
     )
     assert created.status_code == 201, created.content
-    assert [m["name"] for m in api.get("/api/generation/models/").json()] == ["tiny"]
+    assert [m["name"] for m in api.get("/api/generation/models/").json()["results"]] == ["tiny"]
     bad = api.post("/api/generation/models/", {"name": "x", "backend": "vllm"}, format="json")
     assert bad.status_code == 400 and "needs a source" in bad.json()["detail"]
 

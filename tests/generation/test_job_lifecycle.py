@@ -55,13 +55,14 @@ def test_it_fills_a_job_with_k_completions_per_prompt(celery_worker, tiny_policy
 
 
 def test_it_records_why_a_job_failed(celery_worker, transactional_db) -> None:  # type: ignore[no-untyped-def]
+    missing = Path(settings.PREFLAB_DATA_DIR) / "nonexistent" / "weights"
     broken = services.policy_model_create(
-        name="missing", backend=PolicyModel.Backend.TRANSFORMERS, source="/nonexistent/weights"
+        name="missing", backend=PolicyModel.Backend.TRANSFORMERS, source=str(missing)
     )
     job = services.generation_job_create(prompt_set=prompt_set_with_prompts(2), model=broken, k=2)
     done = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 60)
     assert done.status == GenerationJob.Status.FAILED
-    assert "/nonexistent/weights" in done.error
+    assert "nonexistent/weights" in done.error
     assert not Completion.objects.filter(job=job).exists()
 
 

@@ -19,7 +19,7 @@ def _api(user) -> APIClient:  # type: ignore[no-untyped-def]
 def test_it_serves_a_task_without_model_identity_and_takes_a_ranking(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=4)
     api = _api(alice)
-    assert [q["id"] for q in api.get("/api/labeling/queues/").json()] == [queue.pk]
+    assert [q["id"] for q in api.get("/api/labeling/queues/").json()["results"]] == [queue.pk]
     task = api.post(f"/api/labeling/queues/{queue.pk}/next/").json()
     assert [c["label"] for c in task["completions"]] == ["A", "B", "C", "D"]
     assert set(task["completions"][0]) == {"id", "label", "text"}

@@ -95,7 +95,7 @@ def test_it_builds_and_streams_snapshots_over_the_api(dave, alice) -> None:  # t
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["row_count"] == 18 and len(body["content_hash"]) == 64
-    assert api.get("/api/labeling/snapshots/").json()[0]["name"] == "api"
+    assert api.get("/api/labeling/snapshots/").json()["results"][0]["name"] == "api"
     export = api.get(f"/api/labeling/snapshots/{body['id']}/export.jsonl")
     assert len(b"".join(export.streaming_content).splitlines()) == 18
     annotator = APIClient()

@@ -62,7 +62,7 @@ def test_it_hides_runs_from_annotators(alice, base, snapshot) -> None:  # type: 
 def test_it_lets_researchers_read_but_not_write(dave, base, snapshot) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(base_model=base, snapshot=snapshot)
     api = _client(dave)
-    assert [r["id"] for r in api.get(RUNS).json()] == [run.pk]
+    assert [r["id"] for r in api.get(RUNS).json()["results"]] == [run.pk]
     assert api.get(f"{RUNS}{run.pk}/").json()["name"] == run.name
     assert _create(api, base, snapshot).status_code == 403
     assert api.post(f"{RUNS}{run.pk}/cancel/").status_code == 403
@@ -114,7 +114,7 @@ def test_it_filters_runs_by_kind_and_status(dave, base, snapshot) -> None:  # ty
     api = _client(dave)
 
     def ids(query: str) -> set[int]:
-        return {r["id"] for r in api.get(f"{RUNS}?{query}").json()}
+        return {r["id"] for r in api.get(f"{RUNS}?{query}").json()["results"]}
 
     assert ids("") == {dpo.pk, sft.pk}
     assert ids("kind=dpo") == {dpo.pk}
@@ -162,7 +162,7 @@ def test_it_queues_and_lists_reward_scorings(carol, dave, base, snapshot, tmp_pa
     created = _client(carol).post("/api/training/scorings/", body, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["total"] == 4 and created.json()["status"] == "queued"
-    listed = _client(dave).get(f"/api/training/scorings/?job={job.pk}").json()
+    listed = _client(dave).get(f"/api/training/scorings/?job={job.pk}").json()["results"]
     assert [s["id"] for s in listed] == [RewardScoring.objects.get().pk]
     dpo = TrainingRunFactory(kind="dpo", base_model=base, snapshot=snapshot, status="succeeded")
     bad = _client(carol).post(

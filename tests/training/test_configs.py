@@ -263,3 +263,19 @@ def test_it_lists_the_common_fields_first_and_the_choices_of_literals() -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         DPOConfig().beta = 0.5  # type: ignore[misc]
+
+
+def test_it_checks_the_listwise_and_regression_options() -> None:
+    assert from_dict("reward", {"loss": "score_regression"}).loss == "score_regression"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as caught:
+        from_dict("reward", {"loss": "plackett_luce", "use_margin": True})
+    assert caught.value.field == "use_margin"
+    with pytest.raises(ConfigError) as caught:
+        from_dict("dpo", {"loss": "plackett_luce", "grouped": False})
+    assert caught.value.field == "grouped"
+    with pytest.raises(ConfigError) as caught:
+        from_dict("dpo", {"loss": "plackett_luce", "label_smoothing": 0.1})
+    assert caught.value.field == "label_smoothing"
+    with pytest.raises(ConfigError) as caught:
+        from_dict("dpo", {"loss": "score_regression"})
+    assert caught.value.field == "loss"

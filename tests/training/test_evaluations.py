@@ -476,7 +476,7 @@ def test_it_serves_evaluations_and_leaderboards_over_the_api(
 ) -> None:  # type: ignore[no-untyped-def]
     evaluation, (strong, middle, weak) = labeled_evaluation(tmp_path, prompts)
     client.force_login(dave)
-    listing = client.get("/api/training/evaluations/").json()
+    listing = client.get("/api/training/evaluations/").json()["results"]
     assert [e["name"] for e in listing] == ["three"]
     assert [m["name"] for m in listing[0]["models"]] == ["strong", "middle", "weak"]
     assert listing[0]["status"] == "labeling" and listing[0]["labels"] == 18

@@ -55,6 +55,30 @@ class ConfigError(ValueError):
         self.message = message
 
 
+INT_LIMIT = 2**31 - 1
+"""No integer setting may exceed this (a bound for any field without its own)."""
+
+BUDGET_LIMITS: dict[str, int | float] = {
+    "num_epochs": 1000,
+    "max_steps": 1_000_000,
+    "batch_size": 4096,
+    "gradient_accumulation_steps": 1024,
+    "max_length": 131_072,
+    "seed": 2**32 - 1,
+    "lora_r": 1024,
+    "lora_alpha": 65_536,
+    "logging_steps": 1_000_000,
+    "save_steps": 1_000_000,
+    "kl_horizon": 10_000_000,
+    "rollout_k": 64,
+    "rollout_batch_prompts": 4096,
+    "max_new_tokens": 8192,
+    "ppo_epochs": 100,
+    "minibatch_size": 4096,
+}
+"""Upper bounds on the training budget (epochs, steps, batch sizes, lengths), per field."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommonConfig:
     """Settings every kind of training run shares.
@@ -118,7 +142,18 @@ class CommonConfig:
         ]
         if type_errors:
             return type_errors  # value checks would compare the wrong types
-        return list(self._value_errors())
+        return list(self._budget_errors()) + list(self._value_errors())
+
+    def _budget_errors(self) -> Iterator[ConfigError]:
+        """Upper bounds: a run must end, fit in memory, and store its numbers in 64 bits."""
+        for name, limit in BUDGET_LIMITS.items():
+            value = getattr(self, name, None)
+            if isinstance(value, int | float) and value > limit:
+                yield ConfigError(name, f"must be at most {limit}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in BUDGET_LIMITS and isinstance(value, int) and abs(value) > INT_LIMIT:
+                yield ConfigError(f.name, f"must be at most {INT_LIMIT} in size")
 
     def validate(self: C) -> C:
         """Raise the first :class:`ConfigError`, if any; return the config unchanged."""

@@ -11,6 +11,12 @@ and the loss:
   (InstructGPT's trick) with :func:`~training.core.losses.pairwise_bradley_terry_loss` or
   :func:`~training.core.losses.pairwise_dpo_loss` and ``config.grouped_reduction``. Without
   it, each pair is a 2-completion group of its own and the loss is the mean over pairs.
+- Listwise (``config.loss`` other than "pairwise"): groups also carry whole rankings
+  (:func:`~training.core.data.ranking_groups`); each completion is still forwarded once,
+  and every ranking gathers its completions' outputs into an ``[R, K]`` batch for
+  :func:`~training.core.losses.plackett_luce_loss`,
+  :func:`~training.core.losses.plackett_luce_dpo_loss` or
+  :func:`~training.core.losses.score_regression_loss`.
 - Dropout is turned off in the model (not in LoRA adapters), as TRL does, so a reward
   model scores in training what it scores in use, and DPO starts exactly at ``log 2``.
 - A completion is read as :func:`~training.core.data.encode_completion` encodes it (prompt
