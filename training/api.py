@@ -45,6 +45,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):  # type: ignore[type-a
             "progress_percent",
             "metrics",
             "eval_metrics",
+            "reward_stats",
             "log_tail",
             "error",
             "attempts",

@@ -4,7 +4,8 @@ Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or
 listwise loss (Plackett-Luce, score regression), on the listwise records it froze; KTO on
 its pairs' answers, unpaired into good and bad; SFT on the
 demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
-on its distinct prompts. The held-out split is the snapshot's: by prompt, so no prompt
+and GRPO on its distinct prompts. A reward model's scores are normalised on the
+snapshot's reference answers. The held-out split is the snapshot's: by prompt, so no prompt
 is in both. Every reader runs a fixed number of queries, whatever the snapshot's size.
 """
 
@@ -228,6 +229,33 @@ def snapshot_prompt_data(*, snapshot: DatasetSnapshot) -> PromptData:
     )
 
 
+REFERENCE_LIMIT = 512
+
+
+def snapshot_reference_answers(
+    *, snapshot: DatasetSnapshot, limit: int = REFERENCE_LIMIT
+) -> tuple[str, list[tuple[PromptInput, str]]]:
+    """The answers a reward model's scores are normalised on, and which they are.
+
+    The snapshot's train demonstrations when it has any (``"demonstrations"``: what people
+    wrote as good answers, as InstructGPT normalises on its demonstrations), else the
+    distinct chosen completions of its train pairs (``"chosen"``); the first ``limit`` in
+    the snapshot's order.
+    """
+    demonstrations = snapshot_demonstrations(snapshot=snapshot)[TRAIN]
+    if demonstrations:
+        return "demonstrations", [(d.prompt, d.completion) for d in demonstrations[:limit]]
+    rows = _rows(snapshot).filter(split=TRAIN, is_tie=False)
+    seen: dict[tuple[int, int], None] = {}
+    for prompt_id, chosen_id in rows.order_by("id").values_list("prompt_id", "chosen_id"):
+        seen.setdefault((prompt_id, chosen_id), None)
+        if len(seen) >= limit:
+            break
+    prompts = _prompts_of(rows)
+    texts = dict(Completion.objects.filter(pk__in=[c for _, c in seen]).values_list("pk", "text"))
+    return "chosen", [(prompts[p], texts[c]) for p, c in seen]
+
+
 def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = False) -> RunData:
     """The data a run of ``kind`` trains on; ``listwise`` (reward and DPO runs with the
     Plackett-Luce or score-regression loss) reads whole rankings instead of pairs."""
@@ -239,6 +267,7 @@ def snapshot_run_data(*, snapshot: DatasetSnapshot, kind: str, listwise: bool = 
         "sft": snapshot_sft_data,
         "ppo": snapshot_prompt_data,
         "kto": snapshot_unpaired_data,
+        "grpo": snapshot_prompt_data,
     }
     if kind not in readers:
         raise ValueError(f"unknown kind of run {kind!r}")

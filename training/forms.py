@@ -35,6 +35,7 @@ _ACRONYMS = {
     "lora": "LoRA",
     "kl": "KL",
     "ppo": "PPO",
+    "grpo": "GRPO",
     "vf": "VF",
     "ref": "reference",
     "vllm": "vLLM",
@@ -102,16 +103,16 @@ class TrainingRunForm(forms.Form):
     kind = forms.ChoiceField(choices=TrainingRun.Kind.choices)
     base_model = forms.ModelChoiceField(
         queryset=PolicyModel.objects.none(),
-        help_text="The model to start from (and the frozen reference for DPO and PPO).",
+        help_text="The model to start from (and the frozen reference for DPO, PPO and GRPO).",
     )
     snapshot = forms.ModelChoiceField(
         queryset=DatasetSnapshot.objects.all(),
-        help_text="The frozen comparisons (or prompts, for PPO) to train on.",
+        help_text="The frozen comparisons (or prompts, for PPO and GRPO) to train on.",
     )
     reward_run = forms.ModelChoiceField(
         queryset=TrainingRun.objects.none(),
         label="Reward model",
-        help_text="A finished reward-model run that scores PPO's samples.",
+        help_text="A finished reward-model run that scores the policy's samples (PPO, GRPO).",
     )
     name = forms.CharField(
         max_length=200, required=False, help_text="Leave empty for a name made from the kind."
@@ -125,7 +126,7 @@ class TrainingRunForm(forms.Form):
         self.run_kind = kind_or_default(kind)
         self.fields["kind"].initial = self.run_kind
         self.fields["base_model"].queryset = trainable_models()  # type: ignore[attr-defined]
-        if self.run_kind == TrainingRun.Kind.PPO:
+        if self.run_kind in TrainingRun.RL_KINDS:
             self.fields["reward_run"].queryset = selectors.reward_runs_finished()  # type: ignore[attr-defined]
         else:
             del self.fields["reward_run"]

@@ -22,6 +22,7 @@ class TrainingRun(models.Model):
         PPO = "ppo", "PPO (RLHF)"
         SFT = "sft", "SFT"
         KTO = "kto", "KTO (good/bad answers)"
+        GRPO = "grpo", "GRPO / RLOO (critic-free RLHF)"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -32,7 +33,9 @@ class TrainingRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO)
+    POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO, Kind.GRPO)
+    # Kinds that sample rollouts and learn from a reward run's scores.
+    RL_KINDS = (Kind.PPO, Kind.GRPO)
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -40,7 +43,7 @@ class TrainingRun(models.Model):
     snapshot = models.ForeignKey(
         DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs"
     )
-    # PPO: the finished reward run whose model scores the rollouts.
+    # PPO and GRPO: the finished reward run whose model scores the rollouts.
     reward_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="ppo_runs"
     )
@@ -55,6 +58,10 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     # Metrics on the snapshot's held-out split at the end ("eval/loss", ...).
     eval_metrics = models.JSONField(default=dict, blank=True)
+    # A reward run: its model's score mean and spread on the reference answers
+    # (``training.core.scoring.RewardStats.to_dict``), which PPO and GRPO normalise by;
+    # empty until computed (when the run succeeds, or when an RL run first needs them).
+    reward_stats = models.JSONField(default=dict, blank=True)
     log_tail = models.TextField(blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -17,6 +17,8 @@ from config.roles import user_is_researcher
 from generation.models import GenerationJob, PolicyModel
 from labeling.models import AI_LABELER_GROUP, Comparison
 from training.core import ratings
+from training.core.configs import RLConfig
+from training.core.hacking import HackingCheck, reward_hacking_check
 from training.core.ratings import WinRate
 from training.models import (
     CompletionReward,
@@ -91,8 +93,23 @@ def training_runs_compare(*, runs: Iterable[TrainingRun]) -> dict[int, Curves]:
     return {run_id: _curves(points[run_id]) for run_id in ids}
 
 
+def training_run_hacking_check(*, run: TrainingRun) -> HackingCheck | None:
+    """The reward-hacking check (:func:`training.core.hacking.reward_hacking_check`) on
+    an RL run's curves; None for other kinds."""
+    if run.kind not in TrainingRun.RL_KINDS:
+        return None
+    curves = training_run_curves(run=run)
+    kl_target = _finite((run.config or {}).get("kl_target")) or RLConfig.kl_target
+    return reward_hacking_check(curves["steps"], curves["metrics"], kl_target=kl_target)
+
+
+def reward_run_heldout_accuracy(*, run: TrainingRun) -> float | None:
+    """How often a reward run's model preferred the chosen answer on its held-out pairs."""
+    return _finite((run.eval_metrics or {}).get("eval/rewards/accuracies"))
+
+
 def reward_runs_finished() -> QuerySet[TrainingRun]:
-    """Succeeded reward-model runs with a model folder: the choices for PPO and scoring."""
+    """Succeeded reward-model runs with a model folder: the choices for PPO, GRPO and scoring."""
     return (
         TrainingRun.objects.filter(
             kind=TrainingRun.Kind.REWARD, status=TrainingRun.Status.SUCCEEDED
@@ -364,7 +381,7 @@ class TimelineEntry:
 def rounds_timeline() -> list[TimelineEntry]:
     """Every trained policy model and its ancestors, in lineage order (each root, then its
     descendants depth first, oldest first): the run that made it (kind, snapshot), the
-    held-out accuracy of the reward model behind a PPO run, the win-rate against the
+    held-out accuracy of the reward model behind a PPO or GRPO run, the win-rate against the
     parent when an evaluation compared the two, and the next rounds sampled from it."""
     runs = {
         run.output_model_id: run
@@ -397,8 +414,8 @@ def rounds_timeline() -> list[TimelineEntry]:
     def visit(model: PolicyModel, depth: int) -> None:
         run = runs.get(model.pk)
         accuracy = None
-        if run is not None and run.kind == TrainingRun.Kind.PPO and run.reward_run is not None:
-            accuracy = _finite((run.reward_run.eval_metrics or {}).get("eval/rewards/accuracies"))
+        if run is not None and run.kind in TrainingRun.RL_KINDS and run.reward_run is not None:
+            accuracy = reward_run_heldout_accuracy(run=run.reward_run)
         rate, evaluation = versus.get((model.pk, model.parent_id or 0), (None, None))
         timeline.append(
             TimelineEntry(

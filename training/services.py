@@ -30,6 +30,7 @@ from labeling.models import DatasetSnapshot, SnapshotRow
 from training import datasets
 from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
+from training.core.scoring import RewardStats
 from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
 from training.reporting import RunReporter
 
@@ -41,6 +42,7 @@ KIND_SHORT_NAMES: dict[str, str] = {
     TrainingRun.Kind.PPO: "PPO",
     TrainingRun.Kind.SFT: "SFT",
     TrainingRun.Kind.KTO: "KTO",
+    TrainingRun.Kind.GRPO: "GRPO",
 }
 SCORING_CHUNK = 256
 _NAME_LENGTH = 200
@@ -107,12 +109,14 @@ def reward_run_check_finished(reward_run: TrainingRun) -> None:
 
 
 def _check_reward_run(kind: str, reward_run: TrainingRun | None) -> None:
-    if kind != TrainingRun.Kind.PPO:
+    if kind not in TrainingRun.RL_KINDS:
         if reward_run is not None:
-            raise RunError("only a PPO run takes a reward model", field="reward_run")
+            raise RunError("only a PPO or GRPO run takes a reward model", field="reward_run")
         return
     if reward_run is None:
-        raise RunError("a PPO run needs a finished reward-model run", field="reward_run")
+        raise RunError(
+            f"a {KIND_SHORT_NAMES[kind]} run needs a finished reward-model run", field="reward_run"
+        )
     reward_run_check_finished(reward_run)
     if not Path(reward_run.final_dir).is_dir():
         raise RunError(
@@ -155,7 +159,7 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
                 "in its train split",
                 field="snapshot",
             )
-    elif kind == TrainingRun.Kind.PPO and not train.exists():
+    elif kind in TrainingRun.RL_KINDS and not train.exists():
         raise RunError(f"snapshot {snapshot.name!r} has no train prompts", field="snapshot")
 
 
@@ -369,6 +373,11 @@ def run_spec(run: TrainingRun, *, resume_from: Path | None = None) -> RunSpec:
         output_dir=Path(run.artifacts_dir),
         use_chat_template=run.base_model.use_chat_template,
         reward_model_path=run.reward_run.final_dir if run.reward_run else None,
+        reward_stats=(
+            RewardStats.from_dict(run.reward_run.reward_stats)
+            if run.reward_run and run.reward_run.reward_stats
+            else None
+        ),
         resume_from=resume_from,
     )
 
@@ -384,17 +393,33 @@ def _train(run: TrainingRun) -> str:
     resume_from = latest_checkpoint(output_dir)
     # Points past the checkpoint belong to the attempt that died; this one redoes them.
     TrainingMetric.objects.filter(run=run, step__gt=_checkpoint_step(resume_from)).delete()
-    spec = run_spec(run, resume_from=resume_from)
-    data = datasets.snapshot_run_data(
-        snapshot=run.snapshot,
-        kind=run.kind,
-        listwise=getattr(spec.config, "loss", "pairwise") != "pairwise",
-    )
     reporter = RunReporter(run.pk)
     if resume_from is not None:
         reporter.log(f"attempt {run.attempts}: resuming from {resume_from.name}")
     try:
+        if (
+            run.kind in TrainingRun.RL_KINDS
+            and run.reward_run is not None
+            and not run.reward_run.reward_stats
+            and from_dict(run.kind, run.config).normalize_rewards  # type: ignore[attr-defined]
+        ):
+            # A reward run that finished before runs stored their stats: compute them now,
+            # once, on the reward run's own reference answers.
+            reporter.log(
+                f"reward run {run.reward_run.name!r} has no score statistics yet: "
+                "computing them on its reference answers"
+            )
+            run.reward_run.reward_stats = reward_run_compute_stats(reward_run=run.reward_run)
+        spec = run_spec(run, resume_from=resume_from)
+        data = datasets.snapshot_run_data(
+            snapshot=run.snapshot,
+            kind=run.kind,
+            listwise=getattr(spec.config, "loss", "pairwise") != "pairwise",
+        )
         result = run_training(spec, data, reporter)
+        stats: dict[str, Any] = {}
+        if run.kind == TrainingRun.Kind.REWARD and result.final_dir is not None:
+            stats = _reward_stats_or_empty(run, result.final_dir, reporter)
     finally:
         reporter.flush()
     if result.status == "cancelled":
@@ -406,12 +431,61 @@ def _train(run: TrainingRun) -> str:
             cancel_requested=False,
         )
         return _status_of(run.pk)
-    _register(run, result)
+    _register(run, result, reward_stats=stats)
     return _status_of(run.pk)
 
 
+def _score_reference_answers(reward_run: TrainingRun, final_dir: str | Path) -> dict[str, Any]:
+    from training.core.scoring import reward_stats_of, score_completions
+
+    reference, items = datasets.snapshot_reference_answers(snapshot=reward_run.snapshot)
+    if not items:
+        raise RunError(f"snapshot {reward_run.snapshot.name!r} has no reference answers")
+    scores = score_completions(
+        str(final_dir),
+        items,
+        use_chat_template=reward_run.base_model.use_chat_template,
+        max_length=int(reward_run.config.get("max_length", 512)),
+    )
+    return reward_stats_of(scores, reference=reference).to_dict()
+
+
+def _reward_stats_or_empty(
+    run: TrainingRun, final_dir: Path, reporter: RunReporter
+) -> dict[str, Any]:
+    """The new reward model's stats; empty (computed later, by the first RL run that needs
+    them) when they cannot be computed, so a good model is never lost over them."""
+    try:
+        stats = _score_reference_answers(run, final_dir)
+    except (RunError, TrainingError, OSError, ValueError) as exc:
+        reporter.log(f"could not compute the score statistics: {exc}")
+        return {}
+    reporter.log(
+        f"scores on {stats['count']} reference answers ({stats['reference']}): "
+        f"mean {stats['mean']:.4g}, sd {stats['std']:.4g}"
+    )
+    return stats
+
+
+def reward_run_compute_stats(*, reward_run: TrainingRun) -> dict[str, Any]:
+    """Score ``reward_run``'s reference answers with its model and store their mean and
+    spread on it (what PPO and GRPO normalise by); returns them.
+
+    The reference answers are its snapshot's train demonstrations, else its chosen
+    completions (:func:`training.datasets.snapshot_reference_answers`). Stats already
+    stored are kept (and returned): a reward model does not change once trained.
+    """
+    reward_run_check_finished(reward_run)
+    stats = _score_reference_answers(reward_run, reward_run.final_dir)
+    TrainingRun.objects.filter(pk=reward_run.pk, reward_stats={}).update(reward_stats=stats)
+    stored = TrainingRun.objects.values_list("reward_stats", flat=True).get(pk=reward_run.pk)
+    return dict(stored)
+
+
 @transaction.atomic
-def _register(run: TrainingRun, result: RunResult) -> None:
+def _register(
+    run: TrainingRun, result: RunResult, *, reward_stats: Mapping[str, Any] | None = None
+) -> None:
     """Mark the run succeeded and register its model, both or neither."""
     if result.final_dir is None:
         raise TrainingError("the runner finished without writing a final model")
@@ -423,6 +497,7 @@ def _register(run: TrainingRun, result: RunResult) -> None:
         eval_metrics=_json_safe(result.eval_metrics),
         final_dir=str(result.final_dir),
         checkpoint_dir=str(result.checkpoint_dir or ""),
+        reward_stats=dict(reward_stats or {}),
         cancel_requested=False,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),

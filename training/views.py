@@ -145,6 +145,10 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
     if run.output_model_id is not None:
         # "Compare with the parent" asks for a held-out prompt set.
         context["prompt_sets"] = PromptSet.objects.order_by("name")[:200]
+    if run.kind in TrainingRun.RL_KINDS:
+        context["hacking"] = selectors.training_run_hacking_check(run=run)
+        if run.reward_run is not None:
+            context["reward_accuracy"] = selectors.reward_run_heldout_accuracy(run=run.reward_run)
     if run.kind == TrainingRun.Kind.REWARD and run.status == TrainingRun.Status.SUCCEEDED:
         context["score_jobs"] = GenerationJob.objects.filter(
             status=GenerationJob.Status.SUCCEEDED

@@ -101,7 +101,14 @@
 
     function families() {
       const groups = new Map();
-      const names = Object.keys(curves.metrics).sort((a, b) => (a === "loss" ? -1 : b === "loss" ? 1 : a.localeCompare(b)));
+      // The loss first, then what shows reward hacking (score, KL, length, scores beyond
+      // the reference answers'), then the rest.
+      const first = ["loss", "score", "kl", "response_length", "beyond_reference"];
+      const rank = (name) => {
+        const i = first.indexOf(family(name));
+        return i < 0 ? first.length : i;
+      };
+      const names = Object.keys(curves.metrics).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
       for (const name of names) {
         if (!curves.metrics[name].some((v) => v !== null)) continue;
         const key = family(name);

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
@@ -45,7 +46,10 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
         ("carol", user_is_admin),
         ("dave", user_is_researcher),
     ]:
-        user = authenticate(username=username, password=f"{username}-demo")
+        # A request, as the login throttle (django-axes) needs one to authenticate.
+        user = authenticate(
+            RequestFactory().post("/login/"), username=username, password=f"{username}-demo"
+        )
         assert user is not None and check(user)
     demo = PromptSet.objects.get(name="Demo prompts")
     assert demo.prompts.count() >= 50
@@ -58,6 +62,8 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
     assert tiny.source == str(tmp_path / "models" / "tiny-random")
     # A real (pretrained) reward-model base that loads offline from its PyPI package.
     encoder = PolicyModel.objects.get(name="all-MiniLM-L6-v2 (reward-model base)")
+    # Copied under the data dir: local models must lie under the model roots.
+    assert encoder.source == str(tmp_path / "models" / "all-MiniLM-L6-v2")
     assert (Path(encoder.source) / "model.safetensors").is_file()
     assert reward_architecture(encoder.source) == "encoder"
     assert PolicyModel.objects.count() == 2

@@ -42,7 +42,12 @@ def test_it_never_changes_or_deletes_a_label(staff_client: Client, imported: Com
     delete = f"/admin/labeling/comparison/{imported.pk}/delete/"
     assert staff_client.post(delete, {"post": "yes"}).status_code == 403
     again = Comparison.objects.get()
-    assert (again.margin, again.is_tie, Ranking.objects.get().order) == (2.0, False, ranking.order)
+    assert (again.margin, again.imported_margin, again.is_tie, Ranking.objects.get().order) == (
+        1.0,
+        2.0,
+        False,
+        ranking.order,
+    )
 
 
 def test_it_keeps_a_tasks_prompt_read_only(staff_client: Client, imported: Comparison) -> None:

@@ -89,7 +89,7 @@ def test_it_creates_a_run_for_an_admin(carol, base, snapshot, data_dir) -> None:
         ({"config": {"learning_rate": 0}}, "learning_rate"),
         ({"config": {"nope": 1}}, "nope"),
         ({"kind": "ppo"}, "reward_run"),
-        ({"kind": "grpo"}, "kind"),
+        ({"kind": "a2c"}, "kind"),
         ({"config": "not an object"}, "config"),
     ],
 )

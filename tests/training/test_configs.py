@@ -14,6 +14,7 @@ from training.core.configs import (
     CommonConfig,
     ConfigError,
     DPOConfig,
+    GRPOConfig,
     KTOConfig,
     PPOConfig,
     RewardConfig,
@@ -30,6 +31,7 @@ def test_it_maps_each_kind_to_its_class() -> None:
         "reward": RewardConfig,
         "dpo": DPOConfig,
         "ppo": PPOConfig,
+        "grpo": GRPOConfig,
         "sft": SFTConfig,
         "kto": KTOConfig,
     }
@@ -54,7 +56,7 @@ def test_it_has_the_documented_defaults() -> None:
     )
     assert reward.grouped is True and reward.use_margin is False
     assert (ppo.init_kl_coef, ppo.adaptive_kl, ppo.kl_target, ppo.kl_horizon) == (
-        0.05,
+        0.3,
         False,
         6.0,
         10000,
@@ -68,6 +70,10 @@ def test_it_has_the_documented_defaults() -> None:
     )
     assert (ppo.vf_coef, ppo.whiten_rewards) == (0.1, False)
     assert (ppo.rollout_backend, ppo.vllm_gpu_memory_utilization) == ("transformers", 0.3)
+    assert (ppo.normalize_rewards, ppo.reward_clip, ppo.length_penalty) == (True, 0.0, 0.0)
+    grpo = GRPOConfig()
+    assert (grpo.rollout_k, grpo.advantage, grpo.init_kl_coef) == (4, "grpo", 0.3)
+    assert not hasattr(grpo, "vf_coef") and not hasattr(grpo, "gamma")
 
 
 BAD_VALUES: list[tuple[str, str, Any]] = [
@@ -105,6 +111,11 @@ BAD_VALUES: list[tuple[str, str, Any]] = [
     ("ppo", "vllm_gpu_memory_utilization", 0.0),
     ("ppo", "vllm_gpu_memory_utilization", 1.5),
     ("ppo", "rollout_backend", "sglang"),
+    ("ppo", "reward_clip", -1.0),
+    ("ppo", "length_penalty", -0.01),
+    ("grpo", "rollout_k", 1),
+    ("grpo", "advantage", "ppo"),
+    ("grpo", "clip_range", 0.0),
 ]
 
 
@@ -186,7 +197,7 @@ def test_it_rejects_a_field_of_another_kind() -> None:
 
 def test_it_rejects_an_unknown_kind() -> None:
     with pytest.raises(ConfigError, match="kind"):
-        from_dict("grpo", {})
+        from_dict("a2c", {})
 
 
 def test_it_coerces_lossless_json_numbers() -> None:

@@ -14,8 +14,11 @@ import sys
 import training.core
 import training.core.configs
 import training.core.data
+import training.core.grpo
+import training.core.hacking
 import training.core.hf
 import training.core.ppo
+import training.core.rl
 import training.core.ratings
 import training.core.preference
 import training.core.reporting

@@ -127,7 +127,7 @@ def test_it_dispatches_on_the_kind(db) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(datasets.snapshot_run_data(snapshot=snap, kind="sft"), SFTData)
     assert isinstance(datasets.snapshot_run_data(snapshot=snap, kind="ppo"), PromptData)
     with pytest.raises(ValueError, match="unknown kind"):
-        datasets.snapshot_run_data(snapshot=snap, kind="grpo")
+        datasets.snapshot_run_data(snapshot=snap, kind="a2c")
 
 
 def test_it_reads_whole_rankings_as_given_for_the_listwise_loss(db) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import skip_or_fail_without_vllm
+from tests.training.test_runner_grpo import GRPO_FAST
+from tests.training.test_runner_grpo import SHARED_METRICS as GRPO_METRICS
 from tests.training.test_runner_ppo import FAST, METRICS, PROMPTS, _build_reward_model
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
@@ -254,7 +256,7 @@ def test_the_trainer_recomputes_the_engines_log_probs_of_its_tokens(
     from vllm.inputs import TokensPrompt
 
     from training.core.losses import token_logps
-    from training.core.ppo import _forward, _pack
+    from training.core.rl import _forward, _pack
 
     tokenizer, prompts = _prompt_ids(tiny_model_path)
     model = _base_model(tiny_model_path)
@@ -286,12 +288,16 @@ def test_the_trainer_recomputes_the_engines_log_probs_of_its_tokens(
 
 
 def _spec(
-    tiny_model_path: Path, reward_model_path: Path, output_dir: Path, **config: Any
+    tiny_model_path: Path,
+    reward_model_path: Path,
+    output_dir: Path,
+    kind: str = "ppo",
+    **config: Any,
 ) -> RunSpec:
     options = {"rollout_backend": "vllm", "max_steps": 2, "adaptive_kl": True, "kl_horizon": 8}
     return RunSpec(
-        kind="ppo",
-        config=dataclasses.replace(FAST, **{**options, **config}),
+        kind=kind,  # type: ignore[arg-type]
+        config=dataclasses.replace(FAST if kind == "ppo" else GRPO_FAST, **{**options, **config}),
         model_path=str(tiny_model_path),
         output_dir=output_dir,
         reward_model_path=str(reward_model_path),
@@ -302,21 +308,22 @@ def _spec(
 @pytest.mark.vllm
 @pytest.mark.slow
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("kind", ["ppo", "grpo"])
 def test_it_trains_with_vllm_rollouts_and_resumes_where_it_would_have_been(
-    tiny_model_path: Path, reward_model_path: Path, tmp_path: Path, use_lora: bool
+    tiny_model_path: Path, reward_model_path: Path, tmp_path: Path, use_lora: bool, kind: str
 ) -> None:
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from training.core.ppo import run_ppo
+    from training.core.runners import run_training
 
     skip_or_fail_without_vllm()
     engines = _llm_count()
     data = PromptData(train=PROMPTS, eval=PROMPTS[:2])
     straight = ListReporter()
-    spec = _spec(tiny_model_path, reward_model_path, tmp_path / "a", use_lora=use_lora)
-    result = run_ppo(spec, data, straight)
+    spec = _spec(tiny_model_path, reward_model_path, tmp_path / "a", kind, use_lora=use_lora)
+    result = run_training(spec, data, straight)
 
     assert result.status == "succeeded" and result.steps == 2
     assert any("vLLM" in line for line in straight.lines)
@@ -324,10 +331,11 @@ def test_it_trains_with_vllm_rollouts_and_resumes_where_it_would_have_been(
     assert [r.step for r in train_reports] == [1, 2]
     for report in straight.reports:
         assert all(math.isfinite(v) for v in report.metrics.values()), report.metrics
+    expected_metrics = set(METRICS) if kind == "ppo" else set(GRPO_METRICS)
     for report in train_reports:
-        assert set(METRICS) <= set(report.metrics)
+        assert expected_metrics <= set(report.metrics)
         assert 1 <= report.metrics["response_length"] <= FAST.max_new_tokens
-    assert set(result.eval_metrics) == {"eval/score", "eval/kl"}
+    assert set(result.eval_metrics) == {"eval/score", "eval/kl", "eval/response_length"}
     assert result.final_dir is not None
     final = AutoModelForCausalLM.from_pretrained(result.final_dir)
     base = load_file(str(tiny_model_path / "model.safetensors"))
@@ -335,12 +343,12 @@ def test_it_trains_with_vllm_rollouts_and_resumes_where_it_would_have_been(
     assert not torch.equal(final.state_dict()[weight], base[weight])
     assert _llm_count() == engines, "the run's engine should be gone"
 
-    spec = _spec(tiny_model_path, reward_model_path, tmp_path / "b", use_lora=use_lora)
-    stopped = run_ppo(spec, data, ListReporter(stop_at_step=1))
+    spec = _spec(tiny_model_path, reward_model_path, tmp_path / "b", kind, use_lora=use_lora)
+    stopped = run_training(spec, data, ListReporter(stop_at_step=1))
     assert stopped.status == "cancelled" and stopped.steps == 1
     assert _llm_count() == engines, "a cancelled run's engine should be gone"
     resumed = ListReporter()
-    run_ppo(dataclasses.replace(spec, resume_from=stopped.checkpoint_dir), data, resumed)
+    run_training(dataclasses.replace(spec, resume_from=stopped.checkpoint_dir), data, resumed)
 
     # The resumed engine is given the checkpoint's weights: rollout 2 samples as before.
     expected, got = train_reports[1].metrics, resumed.reports[0].metrics

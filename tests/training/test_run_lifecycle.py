@@ -121,6 +121,9 @@ def test_it_trains_a_reward_model_scores_a_job_with_it_and_runs_ppo_on_it(
     _assert_trained(reward, tiny_model_path)
     assert reward.output_model is None  # a reward model is not a policy
     assert reward.final_dir == str(Path(reward.artifacts_dir) / "final")
+    # Its scores on the snapshot's chosen answers, which PPO normalises by.
+    assert reward.reward_stats["reference"] == "chosen" and reward.reward_stats["count"] > 0
+    assert reward.reward_stats["std"] > 0
 
     job = finished_job(prompts=3, k=2)
     scoring = services.reward_scoring_create(reward_run=reward, job=job)
@@ -145,7 +148,41 @@ def test_it_trains_a_reward_model_scores_a_job_with_it_and_runs_ppo_on_it(
     ppo = _finished(ppo)
     _assert_trained(ppo, tiny_model_path)
     assert ppo.output_model is not None and ppo.output_model.parent == base
+    assert ppo.config["normalize_rewards"] is True
+    stats = reward.reward_stats
+    assert f"(score - {stats['mean']:.4g}) / {stats['std']:.4g}" in ppo.log_tail
     _assert_samples(ppo.output_model)
+
+
+def test_it_runs_grpo_on_a_reward_run_that_predates_score_stats(
+    celery_worker, base, snapshot, tiny_model_path
+) -> None:  # type: ignore[no-untyped-def]
+    reward = _finished(
+        services.training_run_create(
+            kind="reward", base_model=base, snapshot=snapshot, config=FEW_STEPS
+        )
+    )
+    assert reward.status == TrainingRun.Status.SUCCEEDED, reward.error
+    # A reward run from before runs stored their stats.
+    TrainingRun.objects.filter(pk=reward.pk).update(reward_stats={})
+
+    grpo = services.training_run_create(
+        kind="grpo",
+        base_model=base,
+        snapshot=snapshot,
+        reward_run=reward,
+        config={**PPO_STEPS, "rollout_k": 2, "minibatch_size": 4},
+    )
+    grpo = _finished(grpo)
+
+    _assert_trained(grpo, tiny_model_path)
+    assert "has no score statistics yet" in grpo.log_tail
+    reward.refresh_from_db()
+    assert reward.reward_stats["count"] > 0  # computed once, kept for the next run
+    assert "reward/group_std" in grpo.metrics and "loss/value" not in grpo.metrics
+    assert grpo.output_model is not None and grpo.output_model.parent == base
+    assert grpo.output_model.name == grpo.name and grpo.name.startswith("GRPO")
+    _assert_samples(grpo.output_model)
 
 
 @pytest.mark.parametrize("kind", ["dpo", "sft"])

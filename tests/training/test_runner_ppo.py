@@ -39,10 +39,15 @@ METRICS = (
     "value/clipfrac",
     "response_length",
     "reward",
+    "score/task",
 )
 
-# Small and quick: 4 prompts x 2 samples of at most 6 tokens per rollout.
+# Small and quick: 4 prompts x 2 samples of at most 6 tokens per rollout. Raw scores (the
+# reward models built here have no stored stats; tests/training/test_rewards_shaping.py
+# covers normalisation), with the beta the tests were written for.
 FAST = PPOConfig(
+    normalize_rewards=False,
+    init_kl_coef=0.05,
     learning_rate=1e-3,
     rollout_batch_prompts=4,
     rollout_k=2,
@@ -124,7 +129,7 @@ def test_it_trains_the_policy_and_reports_every_metric(
     # The first rollout samples from the reference itself: no KL.
     assert abs(first["kl"]) < 1e-4
     assert first["reward"] == pytest.approx(first["score"], abs=1e-3)
-    assert result.eval_metrics.keys() == {"eval/score", "eval/kl"}
+    assert result.eval_metrics.keys() == {"eval/score", "eval/kl", "eval/response_length"}
     assert all(math.isfinite(v) for v in result.eval_metrics.values())
 
     assert result.final_dir == tmp_path / "final"
@@ -285,7 +290,7 @@ def test_it_computes_the_log_probs_the_completions_were_sampled_with(
 
     from generation.backends.transformers import encode_prompt
     from training.core.losses import token_logps
-    from training.core.ppo import _forward, _pack
+    from training.core.rl import _forward, _pack
     from training.core.rollouts import _neutral_generation_config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)

@@ -96,7 +96,7 @@ def test_it_names_the_config_field_at_fault(base, snapshot, config, field) -> No
 
 def test_it_rejects_an_unknown_kind(base, snapshot) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="unknown kind") as caught:
-        services.training_run_create(kind="grpo", base_model=base, snapshot=snapshot)
+        services.training_run_create(kind="a2c", base_model=base, snapshot=snapshot)
     assert caught.value.field == "kind"
 
 
@@ -119,25 +119,27 @@ def test_it_refuses_a_model_whose_weights_are_gone(snapshot) -> None:  # type: i
     assert caught.value.field == "base_model"
 
 
-def test_it_needs_a_finished_reward_run_for_ppo(base, snapshot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["ppo", "grpo"])
+def test_it_needs_a_finished_reward_run_for_rl(base, snapshot, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="needs a finished reward") as caught:
-        services.training_run_create(kind="ppo", base_model=base, snapshot=snapshot)
+        services.training_run_create(kind=kind, base_model=base, snapshot=snapshot)
     assert caught.value.field == "reward_run"
     running = _reward_run(base, tmp_path, status=TrainingRun.Status.RUNNING, final_dir="")
     with pytest.raises(RunError, match="has not finished"):
         services.training_run_create(
-            kind="ppo", base_model=base, snapshot=snapshot, reward_run=running
+            kind=kind, base_model=base, snapshot=snapshot, reward_run=running
         )
     dpo = TrainingRunFactory(kind="dpo", status=TrainingRun.Status.SUCCEEDED, final_dir="/x")
     with pytest.raises(RunError, match="not a reward-model run"):
-        services.training_run_create(kind="ppo", base_model=base, snapshot=snapshot, reward_run=dpo)
+        services.training_run_create(kind=kind, base_model=base, snapshot=snapshot, reward_run=dpo)
 
     reward = _reward_run(base, tmp_path)
     run = services.training_run_create(
-        kind="ppo", base_model=base, snapshot=snapshot, reward_run=reward
+        kind=kind, base_model=base, snapshot=snapshot, reward_run=reward
     )
     assert run.reward_run == reward
-    with pytest.raises(RunError, match="only a PPO run") as caught:
+    assert run.config["normalize_rewards"] is True  # the default for new runs
+    with pytest.raises(RunError, match="only a PPO or GRPO run") as caught:
         services.training_run_create(
             kind="dpo", base_model=base, snapshot=snapshot, reward_run=reward
         )

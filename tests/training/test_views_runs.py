@@ -624,3 +624,24 @@ def test_it_keeps_a_generation_job_free_of_scoring_until_it_finished(client: Cli
     GenerationJob.objects.filter(pk=job.pk).update(status="running")
     client.force_login(carol)
     assert "/training/scorings/" not in client.get(job.get_absolute_url()).content.decode()
+
+
+def test_it_offers_the_listwise_losses_and_launches_kto_from_the_form(  # type: ignore[no-untyped-def]
+    client: Client, carol, model, snapshot, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(carol)
+    reward = client.get("/training/runs/new/?kind=reward").content.decode()
+    loss = field_block(reward, "loss")
+    assert 'value="pairwise" selected' in loss
+    assert 'value="plackett_luce"' in loss and 'value="score_regression"' in loss
+    kto = client.get("/training/runs/new/?kind=kto").content.decode()
+    assert 'name="desirable_weight"' in kto and 'name="loss"' not in kto
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            "/training/runs/new/", launch_data(model, snapshot, kind="kto", max_steps=2)
+        )
+
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.kind == "kto"
+    assert run.config["beta"] == 0.1 and run.config["batch_size"] == 4

@@ -27,8 +27,10 @@ __all__ = [
     "ConfigError",
     "ConfigField",
     "DPOConfig",
+    "GRPOConfig",
     "KTOConfig",
     "PPOConfig",
+    "RLConfig",
     "RewardConfig",
     "SFTConfig",
     "config_fields",
@@ -39,6 +41,7 @@ C = TypeVar("C", bound="CommonConfig")
 PairReduction = Literal["prompt", "pairs"]
 KLEstimator = Literal["k1", "k2", "k3"]
 RolloutBackend = Literal["transformers", "vllm"]
+AdvantageEstimator = Literal["grpo", "rloo"]
 RankingLoss = Literal["pairwise", "plackett_luce"]
 RewardLoss = Literal["pairwise", "plackett_luce", "score_regression"]
 
@@ -277,30 +280,67 @@ class DPOConfig(CommonConfig):
             yield ConfigError("label_smoothing", "the Plackett-Luce loss takes no smoothing")
 
 
+# --- RL from a reward model: PPO and GRPO/RLOO (keep these together) ----------------------
+
+
 @dataclass(frozen=True, kw_only=True)
-class PPOConfig(CommonConfig):
-    """RLHF with PPO against a trained reward model, with a KL penalty to the reference.
+class RLConfig(CommonConfig):
+    """What PPO and GRPO/RLOO share: rollouts, the reward, and the KL penalty to the reference.
 
     Each rollout samples ``rollout_k`` completions for ``rollout_batch_prompts`` prompts,
     scores them, then runs ``ppo_epochs`` passes over the rollout in minibatches of
     ``minibatch_size`` completions; ``batch_size`` is the micro-batch within a minibatch.
     ``max_steps`` counts rollouts.
+
+    The reward of a completion is ``clip((r - mean) / sd) - length_penalty * tokens -
+    beta * KL``: ``r`` the reward model's score, ``mean`` and ``sd`` its scores' mean and
+    spread on the reward run's reference answers (``normalize_rewards``).
+
+    Why the default beta and KL target fit normalised rewards: with the score in units of
+    the reward model's spread (sd 1 on the reference answers), the KL-regularised optimum
+    ``pi* ~ pi_ref * exp(r / beta)`` of a unit-spread, normally distributed score sits
+    ``1 / (2 beta^2)`` nats from the reference and raises the score by ``1 / beta``
+    standard deviations. Beta 0.3
+    gives 5.6 nats and +3.3 sd: Ziegler et al.'s 6-nat target, and a score just beyond the
+    best reference answers (about +2 sd), where a reward model's judgement is still backed
+    by data. The old default of 0.05 on raw scores (which run to +-12) priced a whole
+    standard deviation at 20 nats or more, and a policy bought its way into text the reward
+    model had never seen.
     """
 
-    init_kl_coef: float = 0.05
-    """KL penalty coefficient beta per token (the starting value with ``adaptive_kl``)."""
+    init_kl_coef: float = 0.3
+    """KL penalty coefficient beta per token (the starting value with ``adaptive_kl``), in
+    units of the normalised score: 0.3 puts the optimum of a unit-spread reward about 6 nats
+    from the reference (see the class docstring); with raw scores, scale it by their
+    spread."""
 
     adaptive_kl: bool = False
     """Adapt beta so the measured KL tracks ``kl_target`` (Ziegler et al. 2019)."""
 
     kl_target: float = 6.0
-    """With ``adaptive_kl``: the KL per completion (nats) to aim for."""
+    """The KL per completion (nats) to aim for with ``adaptive_kl`` (Ziegler et al.'s value,
+    where the default beta's optimum sits); the run page also warns when the KL passes twice
+    this while the score rises."""
 
     kl_horizon: int = 10000
     """With ``adaptive_kl``: samples over which beta moves by about 20%."""
 
     kl_estimator: KLEstimator = "k1"
     """Per-token KL estimate in the reward: "k1" (log-ratio), "k2" or "k3"."""
+
+    normalize_rewards: bool = True
+    """Use ``(score - mean) / sd`` of the reward model's scores on its reference answers
+    (the snapshot's demonstrations, else its chosen answers), stored by the reward run, so
+    beta and the length penalty mean the same with any reward model (InstructGPT)."""
+
+    reward_clip: float = 0.0
+    """Clip the (normalised) score to [-reward_clip, reward_clip] before the penalties; 0
+    turns clipping off. About 3 caps what a score far outside the reference answers' range
+    can buy."""
+
+    length_penalty: float = 0.0
+    """Subtracted from the score per completion token (in standard deviations with
+    ``normalize_rewards``): 0.01 makes 100 extra tokens cost one sd; 0 turns it off."""
 
     rollout_k: int = 1
     """Completions sampled per prompt in each rollout."""
@@ -312,33 +352,17 @@ class PPOConfig(CommonConfig):
     """Longest sampled completion, in tokens."""
 
     temperature: float = 1.0
-    """Sampling temperature for rollouts; must be > 0, since PPO needs the policy's own
-    sampling distribution."""
+    """Sampling temperature for rollouts; must be > 0, since the policy gradient needs the
+    policy's own sampling distribution."""
 
     ppo_epochs: int = 4
     """Optimisation passes over each rollout."""
 
     minibatch_size: int = 4
-    """Completions per optimizer step within a PPO epoch."""
-
-    gamma: float = 1.0
-    """Discount factor across tokens, in [0, 1]."""
-
-    lam: float = 0.95
-    """GAE lambda, in [0, 1]: 0 is one-step TD, 1 is Monte Carlo returns."""
+    """Completions per optimizer step within an epoch over the rollout."""
 
     clip_range: float = 0.2
     """PPO's epsilon: how far the probability ratio may move before its gradient is cut."""
-
-    clip_range_value: float = 0.2
-    """How far a value prediction may move from its rollout-time value before clipping."""
-
-    vf_coef: float = 0.1
-    """Weight of the value loss relative to the policy loss."""
-
-    whiten_rewards: bool = False
-    """Normalise each rollout's per-token rewards to unit variance before computing
-    advantages (their mean is kept)."""
 
     rollout_backend: RolloutBackend = "transformers"
     """What samples the rollouts: "transformers" (``generate`` on the policy itself) or
@@ -362,6 +386,10 @@ class PPOConfig(CommonConfig):
                 yield ConfigError("kl_target", "must be > 0")
             if self.kl_horizon < 1:
                 yield ConfigError("kl_horizon", "must be >= 1")
+        if self.reward_clip < 0:
+            yield ConfigError("reward_clip", "must be >= 0 (0 turns clipping off)")
+        if self.length_penalty < 0:
+            yield ConfigError("length_penalty", "must be >= 0 (0 turns it off)")
         if self.rollout_k < 1:
             yield ConfigError("rollout_k", "must be >= 1")
         if self.rollout_batch_prompts < 1:
@@ -380,18 +408,66 @@ class PPOConfig(CommonConfig):
                 "minibatch_size",
                 f"must be <= rollout_k * rollout_batch_prompts ({rollout_size})",
             )
+        if not self.clip_range > 0:
+            yield ConfigError("clip_range", "must be > 0")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            yield ConfigError("vllm_gpu_memory_utilization", "must be in (0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PPOConfig(RLConfig):
+    """RLHF with PPO against a trained reward model, with a KL penalty to the reference,
+    a value head and GAE (Ziegler et al. 2019; InstructGPT)."""
+
+    gamma: float = 1.0
+    """Discount factor across tokens, in [0, 1]."""
+
+    lam: float = 0.95
+    """GAE lambda, in [0, 1]: 0 is one-step TD, 1 is Monte Carlo returns."""
+
+    clip_range_value: float = 0.2
+    """How far a value prediction may move from its rollout-time value before clipping."""
+
+    vf_coef: float = 0.1
+    """Weight of the value loss relative to the policy loss."""
+
+    whiten_rewards: bool = False
+    """Normalise each rollout's per-token rewards to unit variance before computing
+    advantages (their mean is kept)."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
         if not 0 <= self.gamma <= 1:
             yield ConfigError("gamma", "must be in [0, 1]")
         if not 0 <= self.lam <= 1:
             yield ConfigError("lam", "must be in [0, 1]")
-        if not self.clip_range > 0:
-            yield ConfigError("clip_range", "must be > 0")
         if not self.clip_range_value > 0:
             yield ConfigError("clip_range_value", "must be > 0")
         if self.vf_coef < 0:
             yield ConfigError("vf_coef", "must be >= 0")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            yield ConfigError("vllm_gpu_memory_utilization", "must be in (0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GRPOConfig(RLConfig):
+    """Critic-free RL: PPO's rollouts and clipped objective without a value head; each
+    completion's advantage is its reward against the other samples of its prompt.
+
+    Needs ``rollout_k >= 2`` (a group to compare against); each completion's reward
+    (score minus ``beta * KL``, as in PPO) is one number, and its advantage is given to
+    every one of its tokens.
+    """
+
+    rollout_k: int = 4
+    """Completions sampled per prompt in each rollout: the group each is compared with."""
+
+    advantage: AdvantageEstimator = "grpo"
+    """"grpo": ``(R - mean) / sd`` over the prompt's group (Shao et al. 2024); "rloo":
+    ``R`` minus the mean of the prompt's other samples, unscaled (Ahmadian et al. 2024)."""
+
+    def _value_errors(self) -> Iterator[ConfigError]:
+        yield from super()._value_errors()
+        if self.rollout_k < 2:
+            yield ConfigError("rollout_k", "must be >= 2: a completion is compared with its group")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -445,6 +521,7 @@ CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
     "ppo": PPOConfig,
     "sft": SFTConfig,
     "kto": KTOConfig,
+    "grpo": GRPOConfig,
 }
 
 

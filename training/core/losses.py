@@ -25,6 +25,10 @@ Papers cited beside the lines:
 - Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
   Estimation" (GAE); Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (PPO).
 - Schulman 2020, "Approximating KL Divergence" (http://joschu.net/blog/kl-approx.html).
+- Shao et al. 2024, "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open
+  Language Models" (GRPO).
+- Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
+  Learning from Human Feedback in LLMs" (RLOO).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ __all__ = [
     "dpo_loss",
     "entropy_from_logits",
     "gae",
+    "group_advantages",
     "grouped_bradley_terry_loss",
     "grouped_dpo_loss",
     "masked_mean",
@@ -65,6 +70,7 @@ __all__ = [
     "ranked_pairs",
     "ranking_tensors",
     "score_regression_loss",
+    "reward_from_score",
     "sequence_logps",
     "shaped_rewards",
     "token_logps",
@@ -888,6 +894,69 @@ def entropy_from_logits(logits: Tensor, mask: Tensor) -> Tensor:
     probs = torch.softmax(logits, dim=-1)
     entropy = torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
     return masked_mean(entropy, mask)
+
+
+def reward_from_score(
+    score: Tensor,
+    lengths: Tensor,
+    *,
+    mean: float = 0.0,
+    std: float = 1.0,
+    clip: float = 0.0,
+    length_penalty: float = 0.0,
+) -> Tensor:
+    """The task reward of each completion before the KL penalty, from its raw score.
+
+    ``clip((score - mean) / std, -clip, clip) - length_penalty * length``: the score in
+    units of the reward model's spread on its reference answers, so the reference answers
+    score 0 on average (InstructGPT normalises its reward model so; we divide by the spread
+    as well, so beta means the same for every reward model), optionally clipped (``clip``
+    0 is off) and charged per completion token.
+
+    Shapes: ``score [B]``, ``lengths [B]`` (completion tokens) -> ``[B]`` float32, no grad.
+    ``std`` must be > 0.
+    """
+    if not std > 0:
+        raise ValueError(f"std must be > 0, got {std}")
+    with torch.no_grad():
+        reward = (score.float() - mean) / std
+        if clip > 0:
+            reward = reward.clamp(-clip, clip)
+        return reward - length_penalty * lengths.float()
+
+
+def group_advantages(
+    rewards: Tensor, group_size: int, estimator: Literal["grpo", "rloo"], eps: float = 1e-6
+) -> Tensor:
+    """Critic-free advantages: each completion's reward against its prompt's other samples.
+
+    ``rewards [G * k]`` holds ``k = group_size`` completions per prompt, prompt-major (the
+    order rollouts sample in) -> advantages ``[G * k]`` float32, no grad.
+
+    - ``"grpo"``: ``(R_i - mean(R)) / (std(R) + eps)`` over the group, ``std`` the
+      population standard deviation (Shao et al. 2024, Section 4.1.2, outcome
+      supervision). A group whose rewards are all equal gets 0.
+    - ``"rloo"``: ``R_i - mean_{j != i} R_j``, the REINFORCE leave-one-out baseline
+      (Ahmadian et al. 2024, eq. 6; equal to ``k / (k - 1) * (R_i - mean(R))``).
+
+    ``group_size`` must be >= 2 and divide the number of rewards.
+    """
+    if group_size < 2:
+        raise ValueError("a group needs at least two completions")
+    if rewards.ndim != 1 or rewards.shape[0] % group_size:
+        raise ValueError(f"{tuple(rewards.shape)} rewards do not split into groups of {group_size}")
+    with torch.no_grad():
+        grouped = rewards.float().view(-1, group_size)
+        mean = grouped.mean(dim=-1, keepdim=True)
+        if estimator == "grpo":
+            std = grouped.std(dim=-1, keepdim=True, unbiased=False)
+            advantages = (grouped - mean) / (std + eps)  # Shao et al. 2024, Section 4.1.2
+        elif estimator == "rloo":
+            others = (grouped.sum(dim=-1, keepdim=True) - grouped) / (group_size - 1)
+            advantages = grouped - others  # Ahmadian et al. 2024, eq. 6
+        else:
+            raise ValueError(f"estimator must be 'grpo' or 'rloo', got {estimator!r}")
+    return advantages.reshape(-1)
 
 
 # --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Literal, TypeVar
 from training.core.configs import CommonConfig
 from training.core.data import PreferenceData, PromptData, RunData, SFTData, UnpairedData
 from training.core.reporting import ProgressReporter
+from training.core.scoring import RewardStats
 
 __all__ = [
     "CHECKPOINTS",
@@ -37,7 +38,7 @@ __all__ = [
     "run_training",
 ]
 
-Kind = Literal["reward", "dpo", "ppo", "sft", "kto"]
+Kind = Literal["reward", "dpo", "ppo", "sft", "kto", "grpo"]
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -63,7 +64,10 @@ class RunSpec:
     use_chat_template: bool = False
     """Render prompts with the tokenizer's chat template, as the base model's generation does."""
     reward_model_path: str | None = None
-    """PPO only: the ``final/`` folder of a finished reward run."""
+    """PPO and GRPO: the ``final/`` folder of a finished reward run."""
+    reward_stats: RewardStats | None = None
+    """PPO and GRPO: the reward model's score mean and spread on its reference answers,
+    which ``normalize_rewards`` divides by."""
     resume_from: Path | None = None
     """A ``checkpoints/checkpoint-<step>`` folder of an earlier attempt at this run."""
     device: str | None = None
@@ -126,6 +130,10 @@ def run_training(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> Ru
         from training.core.kto import run_kto
 
         return run_kto(spec, _expect(spec, data, UnpairedData), reporter)
+    if spec.kind == "grpo":
+        from training.core.grpo import run_grpo
+
+        return run_grpo(spec, _expect(spec, data, PromptData), reporter)
     raise TrainingError(f"unknown kind of run {spec.kind!r}")
 
 

@@ -12,13 +12,76 @@ Nothing here imports Django; torch and transformers are imported when a scorer i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from generation.backends.base import PromptInput
 from training.core.data import encode_completion
 
-__all__ = ["RewardScorer", "score_completions"]
+__all__ = ["RewardScorer", "RewardStats", "reward_stats_of", "score_completions"]
+
+
+@dataclass(frozen=True)
+class RewardStats:
+    """A reward model's scores on its reference answers: what PPO and GRPO normalise by.
+
+    ``mean`` and ``std`` (the population standard deviation, floored so that it is > 0)
+    of ``count`` scores, and the highest of them (``max``: None in stats stored before it
+    was kept); ``reference`` says which answers ("demonstrations" or "chosen").
+    """
+
+    mean: float
+    std: float
+    count: int
+    reference: str = ""
+    max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "mean": self.mean,
+            "std": self.std,
+            "count": self.count,
+            "reference": self.reference,
+        }
+        if self.max is not None:
+            data["max"] = self.max
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RewardStats:
+        top = data.get("max")
+        return cls(
+            mean=float(data["mean"]),
+            std=float(data["std"]),
+            count=int(data["count"]),
+            reference=str(data.get("reference", "")),
+            max=float(top) if top is not None else None,
+        )
+
+
+# A reward model that gives every reference answer the same score has no spread to divide
+# by; one of these units is then the unit.
+_MIN_STD = 1e-6
+
+
+def reward_stats_of(scores: Sequence[float], *, reference: str = "") -> RewardStats:
+    """Mean, population standard deviation and maximum of ``scores`` (at least one, all
+    finite)."""
+    if not scores:
+        raise ValueError("no scores to take the mean and spread of")
+    if not all(math.isfinite(s) for s in scores):
+        raise ValueError("a score is not finite")
+    mean = math.fsum(scores) / len(scores)
+    var = math.fsum((s - mean) ** 2 for s in scores) / len(scores)
+    return RewardStats(
+        mean=mean,
+        std=max(math.sqrt(var), _MIN_STD),
+        count=len(scores),
+        reference=reference,
+        max=max(scores),
+    )
 
 
 class RewardScorer:

