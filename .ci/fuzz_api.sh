@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-PORT=${FUZZ_PORT:-8799}
+# A free port unless told: two fuzz runs (or a demo) on one machine must not meet.
+PORT=${FUZZ_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 MAX_EXAMPLES=${FUZZ_MAX_EXAMPLES:-25}
 MAX_TIME=${FUZZ_MAX_TIME:-300}
 SEED=${FUZZ_SEED:-13}
@@ -41,7 +42,7 @@ fi
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$var"
+  if [ -n "${FUZZ_KEEP:-}" ]; then echo "kept $var"; else rm -rf "$var"; fi
 }
 trap cleanup EXIT
 

@@ -36,6 +36,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 PREFLAB_DATA_DIR = env_path("PREFLAB_DATA_DIR", VAR_DIR / "data")
 # A model's local source must lie under one of these folders (comma-separated; relative
 # sources resolve against the first). Hub ids ("org/name") need no root.
+
+
 PREFLAB_MODEL_ROOTS = list(
     dict.fromkeys(
         [Path(root).expanduser().resolve() for root in env_list("PREFLAB_MODEL_ROOTS", [])]

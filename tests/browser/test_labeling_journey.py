@@ -64,7 +64,7 @@ def test_it_lets_an_annotator_label_with_the_keyboard_and_by_dragging(
     page.mouse.down()
     page.mouse.move(target["x"] + 4, target["y"] + 2, steps=12)
     page.mouse.up()
-    page.wait_for_function("document.querySelector('#ranking > li').dataset.letter === 'D'")
+    page.wait_for_function("() => document.querySelector('#ranking > li').dataset.letter === 'D'")
     page.locator("#ranking > li[data-letter=C]").focus()
     page.keyboard.press("1")
     assert _order(page) == [("C", "1"), ("D", "2"), ("A", "3"), ("B", "4")]

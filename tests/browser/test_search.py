@@ -29,8 +29,11 @@ def test_it_searches_labels_by_text_and_annotator(page, live_server, carol, alic
     page.select_option("#id_annotator", "alice")
     page.get_by_role("button", name="Search").click()
     # Both searches find 3 labels: wait for the rows themselves to change.
+    # A function, not an expression: Playwright evals expressions in the page, which the CSP
+    # (script-src 'self', no unsafe-eval) refuses.
     page.wait_for_function(
-        "document.querySelector('#label-results tbody td:nth-child(3)')?.textContent === 'alice'"
+        "() => document.querySelector('#label-results tbody td:nth-child(3)')"
+        "?.textContent === 'alice'"
     )
     assert set(page.locator("#label-results tbody td:nth-child(3)").all_inner_texts()) == {"alice"}
 
