@@ -299,9 +299,6 @@ def snapshot_split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
     return SnapshotRow.Split.EVAL if draw < eval_fraction else SnapshotRow.Split.TRAIN
 
 
-_split_of = snapshot_split_of
-
-
 def _in_chunks(ids: Iterable[int], size: int = 5000) -> Iterator[list[int]]:
     ordered = sorted(set(ids))
     for start in range(0, len(ordered), size):
@@ -662,7 +659,7 @@ def snapshot_build(
     splits: dict[int, str] = {}
     for r in rows:
         if r.prompt_id not in splits:
-            splits[r.prompt_id] = _split_of(prompts[r.prompt_id][2], seed, eval_fraction)
+            splits[r.prompt_id] = snapshot_split_of(prompts[r.prompt_id][2], seed, eval_fraction)
         r.split = splits[r.prompt_id]
         r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
     listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
