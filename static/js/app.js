@@ -65,6 +65,8 @@
       syncShownWith(event.target.form);
     }
   });
+  // On swap (not only on settle), so swapped-in fields never show in the wrong state.
+  document.addEventListener("htmx:afterSwap", () => syncShownWith(document));
   document.addEventListener("htmx:afterSettle", () => syncShownWith(document));
   syncShownWith(document);
 

@@ -82,7 +82,9 @@ def test_the_run_form_preselects_hides_lora_and_keeps_the_token_out_of_urls(  # 
     page.wait_for_selector("#kind-fields[data-kind=sft]")
     swaps = [u for u in requests if "/training/runs/new/?" in u]
     assert swaps and not [u for u in swaps if "csrfmiddlewaretoken" in u]
-    assert not page.locator(".field", has=page.locator("#id_lora_r")).is_visible()
+    # The swapped-in LoRA fields are hidden too (the box is still unticked).
+    page.locator(".field", has=page.locator("#id_lora_r")).wait_for(state="hidden")
+    assert not page.is_checked("#id_use_lora")
 
 
 def test_long_names_stay_on_one_line_and_undo_keeps_what_was_written(  # type: ignore[no-untyped-def]
