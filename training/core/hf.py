@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from training.core.configs import CommonConfig
 from training.core.reporting import ProgressReporter
-from training.core.runners import CHECKPOINTS, TrainingError
+from training.core.runners import (
+    CHECKPOINTS,
+    FINAL,
+    RunResult,
+    TrainingError,
+    latest_checkpoint,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -478,3 +484,35 @@ def save_final(model: Any, tokenizer: Any, path: Path) -> Path:
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
     return path
+
+
+def run_cancelled(output_dir: Path, steps: int) -> RunResult:
+    """The result of a Trainer run stopped at ``steps``: its latest checkpoint, no model."""
+    return RunResult(
+        status="cancelled",
+        steps=steps,
+        final_dir=None,
+        checkpoint_dir=latest_checkpoint(output_dir),
+    )
+
+
+def run_finished(
+    trainer: Any,
+    tokenizer: Any,
+    output_dir: Path,
+    reporter: ProgressReporter,
+    *,
+    steps: int,
+    eval_metrics: dict[str, float],
+) -> RunResult:
+    """Save a finished Trainer run's model in ``output_dir/final`` and say it succeeded."""
+    final_dir = Path(output_dir) / FINAL
+    reporter.log(f"saving the trained model to {final_dir}")
+    save_final(trainer.model, tokenizer, final_dir)
+    return RunResult(
+        status="succeeded",
+        steps=steps,
+        final_dir=final_dir,
+        checkpoint_dir=latest_checkpoint(output_dir),
+        eval_metrics=eval_metrics,
+    )

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from training.core.configs import KTOConfig
 from training.core.data import RunData, UnpairedData, UnpairedExample, encode_completion
 from training.core.reporting import ProgressReporter
-from training.core.runners import FINAL, RunResult, RunSpec, TrainingError, latest_checkpoint
+from training.core.runners import RunResult, RunSpec, TrainingError
 
 __all__ = ["encode_unpaired", "run_kto"]
 
@@ -142,12 +141,7 @@ def run_kto(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResu
     stopped = hf.train(trainer, bridge, spec.resume_from)
     steps = int(trainer.state.global_step)
     if stopped:
-        return RunResult(
-            status="cancelled",
-            steps=steps,
-            final_dir=None,
-            checkpoint_dir=latest_checkpoint(spec.output_dir),
-        )
+        return hf.run_cancelled(spec.output_dir, steps)
 
     eval_metrics: dict[str, float] = {}
     if evaluation:
@@ -160,13 +154,6 @@ def run_kto(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResu
             and not name.endswith(("_runtime", "_per_second"))
         }
         reporter.report(steps, steps, eval_metrics)
-    final_dir = Path(spec.output_dir) / FINAL
-    reporter.log(f"saving the trained model to {final_dir}")
-    hf.save_final(trainer.model, tokenizer, final_dir)
-    return RunResult(
-        status="succeeded",
-        steps=steps,
-        final_dir=final_dir,
-        checkpoint_dir=latest_checkpoint(spec.output_dir),
-        eval_metrics=eval_metrics,
+    return hf.run_finished(
+        trainer, tokenizer, spec.output_dir, reporter, steps=steps, eval_metrics=eval_metrics
     )

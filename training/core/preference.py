@@ -38,13 +38,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from training.core.configs import DPOConfig, RewardConfig
 from training.core.data import PreferenceData, PreferenceGroup, RunData, encode_completion
 from training.core.reporting import ProgressReporter
-from training.core.runners import FINAL, RunResult, RunSpec, TrainingError, latest_checkpoint
+from training.core.runners import RunResult, RunSpec, TrainingError
 
 __all__ = ["EncodedGroup", "encode_groups", "run_preference"]
 
@@ -599,25 +598,13 @@ def run_preference(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> 
     stopped = hf.train(trainer, bridge, spec.resume_from)
     steps = int(trainer.state.global_step)
     if stopped:
-        return RunResult(
-            status="cancelled",
-            steps=steps,
-            final_dir=None,
-            checkpoint_dir=latest_checkpoint(spec.output_dir),
-        )
+        return hf.run_cancelled(spec.output_dir, steps)
 
     eval_metrics: dict[str, float] = {}
     if eval_groups:
         eval_metrics = _evaluate(trainer, eval_groups, pad_id)
         reporter.report(steps, steps, eval_metrics)
     trainer.ref_model = ref_model = None
-    final_dir = Path(spec.output_dir) / FINAL
-    reporter.log(f"saving the trained model to {final_dir}")
-    hf.save_final(trainer.model, tokenizer, final_dir)
-    return RunResult(
-        status="succeeded",
-        steps=steps,
-        final_dir=final_dir,
-        checkpoint_dir=latest_checkpoint(spec.output_dir),
-        eval_metrics=eval_metrics,
+    return hf.run_finished(
+        trainer, tokenizer, spec.output_dir, reporter, steps=steps, eval_metrics=eval_metrics
     )

@@ -17,13 +17,12 @@ Nothing here imports Django; torch and transformers are imported when a run star
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from training.core.configs import SFTConfig
 from training.core.data import RunData, SFTData, SFTExample, encode_completion
 from training.core.reporting import ProgressReporter
-from training.core.runners import FINAL, RunResult, RunSpec, TrainingError, latest_checkpoint
+from training.core.runners import RunResult, RunSpec, TrainingError
 
 __all__ = ["encode_examples", "run_sft"]
 
@@ -115,25 +114,13 @@ def run_sft(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResu
     stopped = hf.train(trainer, bridge, spec.resume_from)
     steps = int(trainer.state.global_step)
     if stopped:
-        return RunResult(
-            status="cancelled",
-            steps=steps,
-            final_dir=None,
-            checkpoint_dir=latest_checkpoint(spec.output_dir),
-        )
+        return hf.run_cancelled(spec.output_dir, steps)
 
     eval_metrics: dict[str, float] = {}
     if eval_examples:
         results = trainer.evaluate(eval_dataset=eval_examples, metric_key_prefix="eval")  # type: ignore[arg-type]
         eval_metrics = {"eval/loss": float(results["eval_loss"])}
         reporter.report(steps, steps, eval_metrics)
-    final_dir = Path(spec.output_dir) / FINAL
-    reporter.log(f"saving the trained model to {final_dir}")
-    hf.save_final(trainer.model, tokenizer, final_dir)
-    return RunResult(
-        status="succeeded",
-        steps=steps,
-        final_dir=final_dir,
-        checkpoint_dir=latest_checkpoint(spec.output_dir),
-        eval_metrics=eval_metrics,
+    return hf.run_finished(
+        trainer, tokenizer, spec.output_dir, reporter, steps=steps, eval_metrics=eval_metrics
     )
