@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date
 from typing import Any
@@ -219,6 +220,8 @@ class Dashboard:
     flagged: int = 0
     # Set when the queue has a reward run that has scored its completions.
     reward: RewardAgreement | None = None
+    # Each human annotator day by day (UTC), in order.
+    days: list[AnnotatorDay] = field(default_factory=list)
 
 
 HOUR = 3600
@@ -264,6 +267,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     per_task: dict[int, int] = defaultdict(int)
     by_annotator: dict[str, list[dict[str, Any]]] = defaultdict(list)
     hours: dict[int, int] = defaultdict(int)
+    day_of: dict[tuple[Any, str], date] = {}
     for r in rankings:
         who = r["annotator__username"]
         by_annotator[who].append(r)
@@ -274,8 +278,10 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
             continue
         per_task[r["task_id"]] += 1
         hours[int(r["created_at"].timestamp()) // 3600 * 3600] += 1
+        day = r["created_at"].astimezone(UTC).date()
         for pair, label in pair_labels:
             units[(r["task_id"], pair)][who] = label
+            day_of[((r["task_id"], pair), who)] = day
     board.overlapping_tasks = sum(1 for n in per_task.values() if n > 1)
     board.pairwise_agreement = agreement.pairwise_agreement(units)
     board.alpha = agreement.krippendorff_alpha_nominal(units)
@@ -286,6 +292,9 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     ]
     board.median_seconds = statistics.median(times) if times else None
     board.per_hour = hourly_series(hours)
+    board.days = _annotator_days(
+        [r for r in rankings if r["annotator__username"] not in ai_names], units, day_of
+    )
 
     majority = agreement.agreement_with_majority(units)
     for name, ai_labels in ai_units.items():
@@ -391,30 +400,19 @@ class AnnotatorDay:
         return AnnotatorStats.rate(self.majority_agree)
 
 
-def annotator_days(*, queue: LabelingQueue, user: AnyUser) -> list[AnnotatorDay]:
-    """Each human annotator's day-by-day figures on ``queue``: labels, labels per active
-    hour, median time per task, and agreement with the majority of the other annotators on
-    the labels of that day. Days of each annotator in order."""
-    if not user_is_admin(user):
-        raise Http404
-    ai_names = ai_labeler_names()
-    rows = [
-        r
-        for r in Ranking.objects.filter(task__queue=queue).values_list(
-            "task_id", "annotator__username", "order", "time_spent_ms", "created_at"
-        )
-        if r[1] not in ai_names
-    ]
-    units: dict[Any, dict[str, int]] = defaultdict(dict)
-    bucket_of: dict[tuple[Any, str], date] = {}
+def _annotator_days(
+    rows: list[dict[str, Any]],
+    units: Mapping[Any, Mapping[str, int]],
+    day_of: Mapping[tuple[Any, str], date],
+) -> list[AnnotatorDay]:
+    """Each human annotator's day-by-day figures from their labels (``rows``): labels,
+    labels per active hour, median time per task, and agreement with the majority of the
+    other annotators on the labels of that day (``units``, each label's day in ``day_of``)."""
+    agree = agreement.agreement_with_majority_by(units, day_of)
     days: dict[tuple[str, date], list[tuple[int, Any]]] = defaultdict(list)
-    for task_id, who, order, spent_ms, created_at in rows:
-        day = created_at.astimezone(UTC).date()
-        days[(who, day)].append((spent_ms, created_at))
-        for pair, label in agreement.preference_labels(order).items():
-            units[(task_id, pair)][who] = label
-            bucket_of[((task_id, pair), who)] = day
-    agree = agreement.agreement_with_majority_by(units, bucket_of)
+    for r in rows:
+        day = r["created_at"].astimezone(UTC).date()
+        days[(r["annotator__username"], day)].append((r["time_spent_ms"], r["created_at"]))
     result = []
     for (who, day), labels in sorted(days.items()):
         times = [ms / 1000 for ms, _ in labels if ms]

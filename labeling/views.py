@@ -25,7 +25,7 @@ def queue_index(request: HttpRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
-    rejected = len(review.annotator_rejections(user=request.user))  # type: ignore[arg-type]
+    rejected = review.annotator_rejected_count(user=request.user)  # type: ignore[arg-type]
     return render(request, "labeling/index.html", {"queues": queues, "rejected": rejected})
 
 
@@ -228,8 +228,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "majority": [a.majority_rate for a in board.annotators],
         "gold": [a.gold_rate for a in board.annotators],
     }
-    days = selectors.annotator_days(queue=queue, user=request.user)
-    chart["trend"] = _agreement_trend(days)
+    chart["trend"] = _agreement_trend(board.days)
     assist_form = QueueAssistForm(
         initial={"reward_run": queue.reward_run_id, "task_order": queue.task_order}
     )
@@ -237,7 +236,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "queue": queue,
         "board": board,
         "chart": chart,
-        "days": days,
+        "days": board.days,
         "assist_form": assist_form,
         "active_claims": Assignment.objects.filter(
             task__queue=queue, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()

@@ -70,7 +70,7 @@ def test_it_shows_each_annotator_day_by_day(client, carol, alice, bob) -> None: 
     from datetime import UTC, datetime, timedelta
 
     from labeling.models import Ranking
-    from labeling.selectors import annotator_days
+    from labeling.selectors import queue_dashboard
     from tests.labeling.factories import label_queue, make_queue
 
     queue = make_queue(mode="pairwise", prompts=4, k=2, overlap=2)
@@ -82,7 +82,9 @@ def test_it_shows_each_annotator_day_by_day(client, carol, alice, bob) -> None: 
         when = day1 + timedelta(hours=i) if i < 2 else day1 + timedelta(days=1, minutes=i)
         Ranking.objects.filter(pk=ranking.pk).update(created_at=when)
     Ranking.objects.filter(annotator=bob).update(created_at=day1)
-    days = {(d.username, d.day.isoformat()): d for d in annotator_days(queue=queue, user=carol)}
+    days = {
+        (d.username, d.day.isoformat()): d for d in queue_dashboard(queue=queue, user=carol).days
+    }
     alice1, alice2, bob1 = (
         days[("alice", "2026-11-30")],
         days[("alice", "2026-12-01")],
