@@ -122,6 +122,11 @@ class Rejection:
     at: Any
 
 
+def annotator_rejected_count(*, user: AbstractBaseUser) -> int:
+    """How many of the annotator's current labels a lead has rejected (no cap)."""
+    return rejected_labels(Ranking.objects.filter(annotator=user)).count()
+
+
 def annotator_rejections(
     *, user: AbstractBaseUser, queue: LabelingQueue | None = None
 ) -> list[Rejection]:
