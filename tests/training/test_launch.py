@@ -137,20 +137,19 @@ def test_it_trains_dpo_in_two_processes_along_the_one_process_curve(
 def test_it_stops_every_rank_at_a_checkpoint_and_resumes_from_it(
     tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    """A stop requested once step 2 is reported stops both ranks after the same step, with
-    a checkpoint (the model, the optimizer and each rank's RNG state); the resumed group
-    ends on the curve of a one-process run that was never stopped."""
+    """A stop requested before the group started stops both ranks after their first step
+    (the first point where they ask), with a checkpoint of it (the model, the optimizer and
+    each rank's RNG state); the resumed group ends on the curve of a one-process run that
+    was never stopped."""
     data = PreferenceData(train=REWARD_GROUPS, eval=())
-    one_config = dataclasses.replace(REWARD, max_steps=40, learning_rate=1e-4)
-    config = dataclasses.replace(one_config, num_processes=2)
+    config = dataclasses.replace(REWARD, num_processes=2)
     out = tmp_path / "two"
-    stopping = ListReporter(stop_at_step=2)
-    fast = LaunchOptions(poll_s=0.05)
-    stopped = run_launched(_spec("reward", config, tiny_model_path, out), data, stopping, fast)
+    stopping = ListReporter()
+    stopping.request_stop()
+    stopped = run_launched(_spec("reward", config, tiny_model_path, out), data, stopping)
 
-    # The ranks go on while the request travels (the report, a poll, a step): some steps.
-    assert stopped.status == "cancelled" and 2 <= stopped.steps < 40
-    assert stopped.checkpoint_dir == out / "checkpoints" / f"checkpoint-{stopped.steps}"
+    assert stopped.status == "cancelled" and stopped.steps == 1
+    assert stopped.checkpoint_dir == out / "checkpoints" / "checkpoint-1"
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {
         p.name for p in stopped.checkpoint_dir.iterdir()
     }
@@ -159,9 +158,9 @@ def test_it_stops_every_rank_at_a_checkpoint_and_resumes_from_it(
     resumed = ListReporter()
     spec = _spec("reward", config, tiny_model_path, out, resume_from=stopped.checkpoint_dir)
     done = run_launched(spec, data, resumed)
-    assert done.status == "succeeded" and done.steps == 40
+    assert done.status == "succeeded" and done.steps == 4
     single = ListReporter()
-    run_training(_spec("reward", one_config, tiny_model_path, tmp_path / "one"), data, single)
+    run_training(_spec("reward", REWARD, tiny_model_path, tmp_path / "one"), data, single)
     _assert_same_curve(_losses(single), {**_losses(stopping), **_losses(resumed)})
 
 
