@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generation.backends.base import PromptInput
+from generation.backends.base import BackendError, PromptInput
+from generation.backends.prompting import encode_prompt
 from training.core.configs import PPOConfig, RLConfig
 from training.core.data import PromptData
 from training.core.reporting import ProgressReporter
@@ -405,9 +406,6 @@ class RLTrainer:
 
     def encode(self, prompt: PromptInput) -> list[int]:
         """The prompt's ids as generation encodes them, keeping room for the completion."""
-        from generation.backends.base import BackendError
-        from generation.backends.transformers import encode_prompt
-
         try:
             ids = encode_prompt(self.tokenizer, prompt, self.use_chat_template)
         except BackendError as exc:
