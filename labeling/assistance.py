@@ -1,7 +1,7 @@
 """Reward-model assistance for a labeling queue (writes).
 
 An admin picks a finished reward run for a queue. Its model scores the completions of the
-queue's generation jobs (``training.services.reward_scoring_create``: rows of
+queue's generation jobs (``training.scorings.reward_scoring_create``: rows of
 ``CompletionReward``, computed on the ``training`` queue); then each task gets a priority,
 the reward model's smallest gap between the task's completions, which the claim serves
 first under ``task_order="uncertainty"``. The same rewards let the model label the queue
@@ -41,7 +41,7 @@ class AssistError(services.LabelingError):
 
 
 def _check_reward_run(run: TrainingRun) -> None:
-    from training.services import RunError, reward_run_check_finished
+    from training.runs import RunError, reward_run_check_finished
 
     try:
         reward_run_check_finished(run)
@@ -59,7 +59,7 @@ def _note(queue_id: int, text: str) -> None:
 def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUser | None) -> int:
     """Queue a scoring of every job of the queue that ``run`` has not scored (or whose last
     scoring failed). Returns how many jobs are not scored yet."""
-    from training import services as training_services
+    from training import runs, scorings
     from training.models import RewardScoring
 
     pending = 0
@@ -73,8 +73,8 @@ def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUs
         if latest is not None and latest.status != RewardScoring.Status.FAILED:
             continue  # queued or running already
         try:
-            training_services.reward_scoring_create(reward_run=run, job=job, user=user)
-        except training_services.RunError as exc:
+            scorings.reward_scoring_create(reward_run=run, job=job, user=user)
+        except runs.RunError as exc:
             raise AssistError(str(exc)) from None
     return pending
 
@@ -164,7 +164,7 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
     """Make sure ``run`` has scored every job of the queue: a queued scoring runs here and
     now (its own message then finds it taken and does nothing). True when all are scored,
     False while another worker is still scoring one; AssistError when a scoring failed."""
-    from training import services as training_services
+    from training import runs, scorings
     from training.models import RewardScoring
 
     ready = True
@@ -174,12 +174,12 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
         ).first()
         if latest is None:
             try:
-                latest = training_services.reward_scoring_create(reward_run=run, job=job)
-            except training_services.RunError as exc:
+                latest = scorings.reward_scoring_create(reward_run=run, job=job)
+            except runs.RunError as exc:
                 raise AssistError(str(exc)) from None
         status = latest.status
         if status == RewardScoring.Status.QUEUED:
-            status = training_services.reward_scoring_execute(scoring_id=latest.pk)
+            status = scorings.reward_scoring_execute(scoring_id=latest.pk)
         if status == RewardScoring.Status.FAILED:
             error = RewardScoring.objects.filter(pk=latest.pk).values_list("error", flat=True)
             raise AssistError(f"scoring {job} with {run.name} failed: {error.first() or '?'}")

@@ -20,7 +20,7 @@ from config.pagination import paginated_response
 from config.roles import IsResearcher, user_is_admin
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
-from training import evaluations, selectors, services
+from training import evaluations, runs, scorings, selectors
 from training.models import Evaluation, RewardScoring, TrainingRun
 
 
@@ -104,7 +104,7 @@ def _admin_only(request: Request) -> Response | None:
     return None
 
 
-def _run_error(exc: services.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+def _run_error(exc: runs.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     """``{"detail": message, "field": name}``, and ``{name: [message]}`` as DRF writes it."""
     body: dict[str, Any] = {"detail": str(exc), "field": exc.field or None}
     if exc.field and exc.field not in body:
@@ -139,8 +139,8 @@ class TrainingRunListAPI(BaseAPIView):
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = services.training_run_create(user=request.user, **serializer.validated_data)
-        except services.RunError as exc:
+            run = runs.training_run_create(user=request.user, **serializer.validated_data)
+        except runs.RunError as exc:
             return _run_error(exc)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -158,14 +158,10 @@ class TrainingRunActionAPI(BaseAPIView):
         if denied := _admin_only(request):
             return denied
         run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-        action = (
-            services.training_run_cancel
-            if self.action == "cancel"
-            else services.training_run_resume
-        )
+        action = runs.training_run_cancel if self.action == "cancel" else runs.training_run_resume
         try:
             run = action(run=run)
-        except services.RunError as exc:
+        except runs.RunError as exc:
             return _run_error(exc, status.HTTP_409_CONFLICT)
         return Response(TrainingRunSerializer(run).data)
 
@@ -191,8 +187,8 @@ class RewardScoringListAPI(BaseAPIView):
         serializer = RewardScoringCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            scoring = services.reward_scoring_create(user=request.user, **serializer.validated_data)
-        except services.RunError as exc:
+            scoring = scorings.reward_scoring_create(user=request.user, **serializer.validated_data)
+        except runs.RunError as exc:
             return _run_error(exc)
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
 
@@ -319,7 +315,7 @@ class EvaluationListAPI(BaseAPIView):
             evaluation = evaluations.evaluation_create(
                 user=request.user, **serializer.validated_data
             )
-        except services.RunError as exc:
+        except runs.RunError as exc:
             return _run_error(exc)
         evaluation = _evaluations(request).get(pk=evaluation.pk)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)

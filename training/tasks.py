@@ -2,25 +2,25 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from training import services
+from training import runs, scorings
 
 
 @shared_task(name="training.tasks.training_run_execute", acks_late=True)
 def training_run_execute(run_id: int) -> str:
     """Train a queued run; a second delivery of the same message is a no-op."""
-    return services.training_run_execute(run_id=run_id)
+    return runs.training_run_execute(run_id=run_id)
 
 
 @shared_task(name="training.tasks.training_runs_fail_stale")
 def training_runs_fail_stale() -> int:
     """The watchdog: fail runs (and reward scorings) whose worker stopped beating."""
-    return services.training_runs_fail_stale() + services.reward_scorings_fail_stale()
+    return runs.training_runs_fail_stale() + scorings.reward_scorings_fail_stale()
 
 
 @shared_task(name="training.tasks.reward_scoring_execute", acks_late=True)
 def reward_scoring_execute(scoring_id: int) -> str:
     """Score a generation job's completions with a finished reward model."""
-    return services.reward_scoring_execute(scoring_id=scoring_id)
+    return scorings.reward_scoring_execute(scoring_id=scoring_id)
 
 
 @shared_task(name="training.tasks.loops_advance")

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.roles import ADMIN, RESEARCHER, role_required
 from generation.models import GenerationJob, PromptSet
-from training import selectors, services
+from training import runs, scorings, selectors
 from training.forms import (
     RewardScoringForm,
     TrainingRunForm,
@@ -65,8 +65,8 @@ def run_create(request: HttpRequest) -> HttpResponse:
         form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
         if form.is_valid():
             try:
-                run = services.training_run_create(user=request.user, **form.service_kwargs())
-            except services.RunError as exc:
+                run = runs.training_run_create(user=request.user, **form.service_kwargs())
+            except runs.RunError as exc:
                 field = getattr(exc, "field", None)
                 form.add_error(field if field in form.fields else None, str(exc))
             else:
@@ -195,8 +195,8 @@ def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     try:
-        run = services.training_run_cancel(run=run)
-    except services.RunError as exc:
+        run = runs.training_run_cancel(run=run)
+    except runs.RunError as exc:
         messages.error(request, str(exc))
     else:
         stopped = run.status == TrainingRun.Status.CANCELLED
@@ -209,8 +209,8 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     try:
-        run = services.training_run_resume(run=run)
-    except services.RunError as exc:
+        run = runs.training_run_resume(run=run)
+    except runs.RunError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, "Resumed from the last checkpoint.")
@@ -273,10 +273,10 @@ def scoring_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             job = form.cleaned_data["job"]
             try:
-                services.reward_scoring_create(
+                scorings.reward_scoring_create(
                     reward_run=form.cleaned_data["reward_run"], job=job, user=request.user
                 )
-            except services.RunError as exc:
+            except runs.RunError as exc:
                 messages.error(request, str(exc))
             else:
                 messages.success(
@@ -293,13 +293,7 @@ def scoring_create(request: HttpRequest) -> HttpResponse:
             request, "training/scoring_create.html", {"form": form, "job": None}, status=400
         )
     job = get_object_or_404(GenerationJob, pk=_int_or_404(request.GET.get("job")))
-    scorings = list(job.reward_scorings.select_related("reward_run"))  # type: ignore[attr-defined]
-    context = {
-        "job": job,
-        "form": RewardScoringForm(initial={"job": job.pk}),
-        "scorings": scorings,
-        "active": any(s.status in ("queued", "running") for s in scorings),
-    }
+    context = _job_scorings_context(job)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "training/_job_scorings.html", context)
     return render(request, "training/scoring_create.html", context)
@@ -310,3 +304,14 @@ def _int_or_404(value: str | None) -> int:
         return int(value or "")
     except ValueError:
         raise Http404("no such job") from None
+
+
+def _job_scorings_context(job: GenerationJob) -> dict[str, Any]:
+    """The job page's scorings fragment: its scorings, the form, whether to keep polling."""
+    job_scorings = list(job.reward_scorings.select_related("reward_run"))  # type: ignore[attr-defined]
+    return {
+        "job": job,
+        "form": RewardScoringForm(initial={"job": job.pk}),
+        "scorings": job_scorings,
+        "active": any(s.status in ("queued", "running") for s in job_scorings),
+    }
