@@ -70,7 +70,7 @@ def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUs
         if latest is not None and latest.status == RewardScoring.Status.SUCCEEDED:
             continue
         pending += 1
-        if latest is not None and latest.status != RewardScoring.Status.FAILED:
+        if latest is not None and latest.status not in RewardScoring.RESUMABLE:
             continue  # queued or running already
         try:
             scorings.reward_scoring_create(reward_run=run, job=job, user=user)
@@ -180,9 +180,9 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
         status = latest.status
         if status == RewardScoring.Status.QUEUED:
             status = scorings.reward_scoring_execute(scoring_id=latest.pk)
-        if status == RewardScoring.Status.FAILED:
+        if status in RewardScoring.RESUMABLE:
             error = RewardScoring.objects.filter(pk=latest.pk).values_list("error", flat=True)
-            raise AssistError(f"scoring {job} with {run.name} failed: {error.first() or '?'}")
+            raise AssistError(f"scoring {job} with {run.name} {status}: {error.first() or '?'}")
         if status != RewardScoring.Status.SUCCEEDED:
             ready = False
     return ready

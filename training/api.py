@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from config.bounds import SEED_MAX, query_id, query_int
 from config.fields import IdField
+from config.jobs.api import JobActionAPIMixin
 from config.pagination import paginated_response
 from config.roles import IsResearcher, user_is_admin
 from generation.models import GenerationJob, PolicyModel, PromptSet
@@ -81,12 +82,16 @@ class RewardScoringSerializer(serializers.ModelSerializer):  # type: ignore[type
             "reward_run",
             "job",
             "status",
+            "cancel_requested",
             "scored",
             "total",
             "mean_reward",
             "error",
+            "attempts",
             "created_at",
+            "started_at",
             "finished_at",
+            "heartbeat_at",
         ]
         read_only_fields = fields
 
@@ -151,19 +156,15 @@ class TrainingRunDetailAPI(BaseAPIView):
         return Response(TrainingRunSerializer(run).data)
 
 
-class TrainingRunActionAPI(BaseAPIView):
-    action: str = ""
+class TrainingRunActionAPI(JobActionAPIMixin, BaseAPIView):
+    lifecycle = runs.run_lifecycle
+    job_serializer = TrainingRunSerializer
 
-    def post(self, request: Request, pk: int) -> Response:
-        if denied := _admin_only(request):
-            return denied
-        run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-        action = runs.training_run_cancel if self.action == "cancel" else runs.training_run_resume
-        try:
-            run = action(run=run)
-        except runs.RunError as exc:
-            return _run_error(exc, status.HTTP_409_CONFLICT)
-        return Response(TrainingRunSerializer(run).data)
+    def get_job(self, request: Request, pk: int) -> TrainingRun:
+        return get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
+
+    def job_action_error(self, exc: Exception) -> Response:
+        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
 
 
 class TrainingRunMetricsAPI(BaseAPIView):
@@ -191,6 +192,17 @@ class RewardScoringListAPI(BaseAPIView):
         except runs.RunError as exc:
             return _run_error(exc)
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
+
+
+class RewardScoringActionAPI(JobActionAPIMixin, BaseAPIView):
+    lifecycle = scorings.scoring_lifecycle
+    job_serializer = RewardScoringSerializer
+
+    def get_job(self, request: Request, pk: int) -> RewardScoring:
+        return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
+
+    def job_action_error(self, exc: Exception) -> Response:
+        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
 
 
 # --- evaluations --------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Reward scorings: a finished reward run scores every completion of a generation job."""
+"""Reward scorings: a finished reward run scores every completion of a generation job.
+
+A scoring is a background job (:mod:`config.jobs`): claimed by one worker, a heartbeat while
+it scores, cancelled between chunks, failed by the watchdog, resumed (it scores the job
+again from the first completion: a reward model's scores do not depend on the order).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Avg, F
 from django.utils import timezone
 
-from config.heartbeat import Heartbeat
+from config.jobs.lifecycle import Lifecycle
 from generation.models import Completion, GenerationJob
 from training import datasets
 from training.core.runners import TrainingError
@@ -24,6 +28,39 @@ from training.runs import RunError, reward_run_check_finished
 logger = logging.getLogger(__name__)
 
 SCORING_CHUNK = 256
+
+
+def _check_not_scoring(
+    reward_run: TrainingRun, job: GenerationJob, *, other_than: int | None = None
+) -> None:
+    active = RewardScoring.objects.filter(
+        reward_run=reward_run, job=job, status__in=RewardScoring.ACTIVE
+    ).exclude(pk=other_than)
+    if active.exists():
+        raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
+
+
+def _enqueue_scoring(scoring: RewardScoring) -> None:
+    from training.tasks import reward_scoring_execute
+
+    scoring_id = scoring.pk
+    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
+
+
+class ScoringLifecycle(Lifecycle[RewardScoring]):
+    def check_resume(self, job: RewardScoring) -> None:
+        reward_run_check_finished(job.reward_run)
+        _check_not_scoring(job.reward_run, job.job, other_than=job.pk)
+
+
+scoring_lifecycle = ScoringLifecycle(
+    RewardScoring,
+    noun="scoring",
+    error=RunError,
+    expected_errors=(TrainingError,),
+    enqueue=_enqueue_scoring,
+    related=("reward_run__base_model", "job"),
+)
 
 
 @transaction.atomic
@@ -37,21 +74,27 @@ def reward_scoring_create(
     total = Completion.objects.filter(job=job).count()
     if not total:
         raise RunError(f"job {job} has no completions", field="job")
-    if RewardScoring.objects.filter(
-        reward_run=reward_run,
-        job=job,
-        status__in=(RewardScoring.Status.QUEUED, RewardScoring.Status.RUNNING),
-    ).exists():
-        raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
+    _check_not_scoring(reward_run, job)
     scoring = RewardScoring.objects.create(
         reward_run=reward_run, job=job, total=total, created_by=user
     )
-    scoring_id = scoring.pk
-
-    from training.tasks import reward_scoring_execute
-
-    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
+    scoring_lifecycle.enqueue(scoring)
     return scoring
+
+
+def reward_scoring_cancel(*, scoring: RewardScoring) -> RewardScoring:
+    """A queued scoring stops at once; a running one after its current chunk."""
+    return scoring_lifecycle.cancel(scoring)
+
+
+def reward_scoring_resume(*, scoring: RewardScoring) -> RewardScoring:
+    """Queue a failed or cancelled scoring again; it scores the whole job again."""
+    return scoring_lifecycle.resume(scoring)
+
+
+def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
+    """Mark running scorings whose worker stopped sending heartbeats as failed."""
+    return scoring_lifecycle.fail_stale(stale_after=stale_after)
 
 
 def _completion_chunks(job_id: int, size: int) -> Iterator[list[tuple[int, Any, str]]]:
@@ -78,29 +121,11 @@ def reward_scoring_execute(
     Scoring again replaces a completion's earlier reward from the same run. Returns the
     scoring's status afterwards.
     """
-    now = timezone.now()
-    claimed = RewardScoring.objects.filter(
-        pk=scoring_id, status=RewardScoring.Status.QUEUED
-    ).update(status=RewardScoring.Status.RUNNING, heartbeat_at=now, scored=0, error="")
-    if not claimed:
-        return "skipped"
-    scoring = RewardScoring.objects.select_related("reward_run__base_model").get(pk=scoring_id)
-    try:
-        with Heartbeat(RewardScoring, scoring_id, heartbeat_interval):
-            _score(scoring, chunk_size)
-    except Exception as exc:
-        logger.exception("reward scoring %s failed", scoring_id)
-        message = (
-            str(exc)
-            if isinstance(exc, TrainingError | RunError)
-            else (f"{type(exc).__name__}: {exc}")
-        )
-        RewardScoring.objects.filter(pk=scoring_id, status=RewardScoring.Status.RUNNING).update(
-            status=RewardScoring.Status.FAILED, error=message, finished_at=timezone.now()
-        )
-    return (
-        RewardScoring.objects.filter(pk=scoring_id).values_list("status", flat=True).first()
-        or "gone"
+    return scoring_lifecycle.execute(
+        scoring_id,
+        lambda scoring: _score(scoring, chunk_size),
+        heartbeat_interval=heartbeat_interval,
+        claim_fields={"scored": 0},
     )
 
 
@@ -117,6 +142,9 @@ def _score(scoring: RewardScoring, chunk_size: int) -> None:
     # Loaded once; each chunk's scores then commit with the progress counter.
     scorer = RewardScorer(run.final_dir, max_length=max_length, use_chat_template=use_chat_template)
     for chunk in _completion_chunks(scoring.job_id, chunk_size):
+        if scoring_lifecycle.cancel_requested(scoring.pk):
+            scoring_lifecycle.finish(scoring.pk, RewardScoring.Status.CANCELLED)
+            return
         rewards = scorer.score([(prompt, text) for _, prompt, text in chunk])
         if len(rewards) != len(chunk):
             raise TrainingError("the reward model returned a different number of scores")
@@ -124,9 +152,7 @@ def _score(scoring: RewardScoring, chunk_size: int) -> None:
     mean = CompletionReward.objects.filter(
         reward_run=run, completion__job_id=scoring.job_id
     ).aggregate(mean=Avg("reward"))["mean"]
-    RewardScoring.objects.filter(pk=scoring.pk, status=RewardScoring.Status.RUNNING).update(
-        status=RewardScoring.Status.SUCCEEDED, mean_reward=mean, finished_at=timezone.now()
-    )
+    scoring_lifecycle.finish(scoring.pk, RewardScoring.Status.SUCCEEDED, mean_reward=mean)
 
 
 @transaction.atomic
@@ -142,25 +168,7 @@ def _write_rewards(
         unique_fields=["completion", "reward_run"],
         update_fields=["reward"],
     )
-    updated = RewardScoring.objects.filter(
-        pk=scoring.pk, status=RewardScoring.Status.RUNNING
-    ).update(scored=F("scored") + len(completion_ids), heartbeat_at=timezone.now())
-    if not updated:
-        raise RunError("the scoring was stopped")
-
-
-def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running scorings whose worker stopped sending heartbeats as failed."""
-    if stale_after is None:
-        stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_S)
-    cutoff = timezone.now() - stale_after
-    return RewardScoring.objects.filter(
-        status=RewardScoring.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        status=RewardScoring.Status.FAILED,
-        finished_at=timezone.now(),
-        error=(
-            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
-            "(it crashed or was killed). Score the job again."
-        ),
+    # A scoring cancelled or failed under us: this chunk's rewards roll back with JobLost.
+    scoring_lifecycle.update_running(
+        scoring.pk, scored=F("scored") + len(completion_ids), heartbeat_at=timezone.now()
     )

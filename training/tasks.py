@@ -11,12 +11,6 @@ def training_run_execute(run_id: int) -> str:
     return runs.training_run_execute(run_id=run_id)
 
 
-@shared_task(name="training.tasks.training_runs_fail_stale")
-def training_runs_fail_stale() -> int:
-    """The watchdog: fail runs (and reward scorings) whose worker stopped beating."""
-    return runs.training_runs_fail_stale() + scorings.reward_scorings_fail_stale()
-
-
 @shared_task(name="training.tasks.reward_scoring_execute", acks_late=True)
 def reward_scoring_execute(scoring_id: int) -> str:
     """Score a generation job's completions with a finished reward model."""
