@@ -316,8 +316,8 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.generation_job_run": {"queue": "generation"},
     "training.tasks.training_run_execute": {"queue": "training"},
     "training.tasks.reward_scoring_execute": {"queue": "training"},
-    "labeling.tasks.labeling_queue_assist_finish": {"queue": "training"},
-    "labeling.tasks.labeling_queue_ai_label": {"queue": "training"},
+    "training.tasks.queue_assist_finish": {"queue": "training"},
+    "training.tasks.queue_ai_label": {"queue": "training"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
