@@ -333,10 +333,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "config.tasks.background_jobs_fail_stale",
         "schedule": 60.0,
     },
-    "training-fail-stale-runs": {
-        "task": "training.tasks.training_runs_fail_stale",
-        "schedule": 60.0,
-    },
     # Evaluations and next rounds: open the labeling queue once the generation jobs are done.
     "training-advance-loops": {
         "task": "training.tasks.loops_advance",
