@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from tests.conftest import wait_for
 from tests.training.factories import labeled_snapshot, tiny_policy
 from tests.training.test_views_runs import launch_data
-from training import services
+from training import runs
 from training.models import TrainingMetric, TrainingRun
 
 RUNS = "/api/training/runs/"
@@ -134,12 +134,12 @@ def _finished(run: TrainingRun, timeout: float) -> TrainingRun:
 def test_it_cancels_a_two_process_run_at_a_checkpoint_and_resumes_it(  # type: ignore[no-untyped-def]
     celery_worker, base, snapshot
 ) -> None:
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="dpo", base_model=base, snapshot=snapshot, config={**MANY_STEPS, "num_processes": 2}
     )
     # Cancelled as soon as a worker has it: the group stops after its first steps.
     wait_for(lambda: _run(run.pk).status == TrainingRun.Status.RUNNING, 120, 0.02)
-    services.training_run_cancel(run=_run(run.pk))
+    runs.training_run_cancel(run=_run(run.pk))
     cancelled = _finished(run, 120)
     assert cancelled.status == TrainingRun.Status.CANCELLED, (
         f"{cancelled.error}\n{cancelled.log_tail}"
@@ -151,7 +151,7 @@ def test_it_cancels_a_two_process_run_at_a_checkpoint_and_resumes_it(  # type: i
     }
     assert "launching 2 processes" in cancelled.log_tail
 
-    services.training_run_resume(run=cancelled)
+    runs.training_run_resume(run=cancelled)
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"
     assert done.attempts == 2 and done.step == MANY_STEPS["max_steps"]
@@ -183,11 +183,11 @@ def test_it_fails_a_run_with_the_error_of_the_rank_that_raised(  # type: ignore[
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent(_FAILING_RANK))
     monkeypatch.setenv("PYTHONPATH", str(site))  # imported by every rank at start-up
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="dpo", base_model=base, snapshot=snapshot, config={**MANY_STEPS, "num_processes": 2}
     )
 
-    assert services.training_run_execute(run_id=run.pk) == "failed"
+    assert runs.training_run_execute(run_id=run.pk) == "failed"
 
     failed = _run(run.pk)
     assert failed.error == "rank 1 failed: RuntimeError: rank 1 cannot load anything"

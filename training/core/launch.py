@@ -434,11 +434,11 @@ def _die_with_parent(sig: signal.Signals) -> None:
 def _group_main(argv: Sequence[str]) -> int:
     """torchrun with ``argv[1:]``, stopped (SIGTERM, which it passes on to the ranks) when
     the process ``argv[0]`` that launched it exits."""
-    from torch.distributed.run import main
-
     _die_with_parent(signal.SIGTERM)
     if os.getppid() != int(argv[0]):
         return 1  # the launcher exited before the line above
+    from torch.distributed.run import main
+
     main(list(argv[1:]))
     return 0
 
@@ -462,6 +462,14 @@ def _rank_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def main(argv: Sequence[str]) -> int:
+    """``group <launcher pid> <torchrun args>...`` or ``rank <launch folder>``."""
+    mains = {"group": _group_main, "rank": _rank_main}
+    return mains[argv[0]](argv[1:])
+
+
 if __name__ == "__main__":
-    _MAINS = {"group": _group_main, "rank": _rank_main}
-    sys.exit(_MAINS[sys.argv[1]](sys.argv[2:]))
+    # Run the module under its own name, so its classes are the ones the runners import.
+    from training.core import launch
+
+    sys.exit(launch.main(sys.argv[1:]))
