@@ -6,8 +6,8 @@ group on the gloo backend (CPU) or NCCL (GPUs) (:mod:`training.core.launch`), ea
 taking half of every batch. ``max_loss_diff`` is the largest difference between the two
 loss curves, step by step: it must stay at rounding level (the tests hold it under 1e-4; see
 ``tests/training/test_launch.py``). ``single_pairs_s`` and ``multi_pairs_s`` are preference
-pairs trained per second, the first step (compilation, allocation) left out; the 2-process
-run's steps are timed as their reports reach this process (polled every 50 ms).
+pairs trained per second over the Trainer's own ``train_runtime`` of each run (all steps;
+loading and, for two processes, the launch are left out; rank 0 measures the group's).
 
 Generation: the same job served by one and by two generation workers
 (:func:`generation_throughput`, written with the sharded generation jobs).
@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,34 +39,37 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.preference_common import build_bench_model, synthetic_rankings
 from training.core.configs import RewardConfig
 from training.core.data import PreferenceData
-from training.core.launch import LaunchOptions, run_launched
+from training.core.launch import run_launched
 from training.core.runners import RunSpec, run_training
 
 PROCESSES = 2
 
 
+_RUNTIME = re.compile(r"^training took ([0-9.]+) s$")
+
+
 class _CurveReporter:
-    """Keeps each step's loss and the time its report arrived."""
+    """Keeps each step's loss and the Trainer's ``train_runtime`` (its "training took" line)."""
 
     def __init__(self) -> None:
         self.losses: dict[int, float] = {}
-        self.times: list[float] = []
+        self.seconds: float | None = None
 
     def report(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         if "loss" in metrics:
             self.losses[step] = metrics["loss"]
-            self.times.append(time.perf_counter())
 
     def log(self, line: str) -> None:
-        pass
+        if match := _RUNTIME.match(line):
+            self.seconds = float(match.group(1))
 
     def should_stop(self) -> bool:
         return False
 
     def steps_per_s(self) -> float:
-        if len(self.times) < 2:
-            raise RuntimeError("need at least two optimizer steps to time")
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        if not self.seconds:
+            raise RuntimeError("the run did not say how long it trained")
+        return len(self.losses) / self.seconds
 
 
 def training_comparison(
@@ -82,7 +85,7 @@ def training_comparison(
     run_training(spec(config, "single"), data, single)
     multi = _CurveReporter()
     multi_config = dataclasses.replace(config, num_processes=PROCESSES)
-    result = run_launched(spec(multi_config, "multi"), data, multi, LaunchOptions(poll_s=0.05))
+    result = run_launched(spec(multi_config, "multi"), data, multi)
     if result.status != "succeeded" or list(multi.losses) != list(single.losses):
         raise SystemExit(f"the runs differ in their steps: {single.losses} vs {multi.losses}")
     diff = max(abs(single.losses[s] - multi.losses[s]) for s in single.losses)
