@@ -325,9 +325,7 @@ class GenerationJobDetailAPI(BaseAPIView):
 class GenerationJobActionAPI(JobActionAPIMixin, BaseAPIView):
     lifecycle = services.job_lifecycle
     job_serializer = GenerationJobSerializer
-
-    def get_job(self, request: Request, pk: int) -> GenerationJob:
-        return get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+    job_list = staticmethod(selectors.generation_job_list)
 
 
 class GenerationJobCompletionsAPI(BaseAPIView):
