@@ -338,14 +338,31 @@ class _Writer:
 
     One snapshot is exported in one form: if any prompt is a conversation, plain prompts
     become a single user message, so every row has the same column types.
+
+    A big snapshot writes hundreds of thousands of lines that share a few texts, so the TRL
+    and listwise lines are assembled from JSON fragments encoded once each (a prompt, an
+    answer, a name), byte for byte what ``self.encode`` makes of the same dict: keys in
+    this order, ``", "`` and ``": "`` separators, floats as ``float.__repr__`` (the tests
+    check it against the standard encoder).
     """
 
-    def __init__(self, *, name: str, conversational: bool) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        conversational: bool,
+        prompts: dict[int, tuple[str, Any, str]],
+        texts: dict[int, str],
+    ) -> None:
         self.name = name
         self.conversational = conversational
         self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
+        self._prompts = prompts
+        self._texts = texts
         self._prompt_json: dict[int, str] = {}
         self._answer_json: dict[int, str] = {}
+        self._quoted: dict[str, str] = {}
+        self._name_json = _quote(name)
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -355,38 +372,84 @@ class _Writer:
     def answer(self, text: str) -> Any:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
-    def _encoded_prompt(self, prompt_id: int, prompt: tuple[str, Any, str]) -> str:
-        if prompt_id not in self._prompt_json:
-            self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
-        return self._prompt_json[prompt_id]
+    def prompt_json(self, prompt_id: int) -> str:
+        encoded = self._prompt_json.get(prompt_id)
+        if encoded is None:
+            text, messages, _ = self._prompts[prompt_id]
+            encoded = self._prompt_json[prompt_id] = self.encode(self.prompt(text, messages))
+        return encoded
 
-    def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
-        if completion_id not in self._answer_json:
-            self._answer_json[completion_id] = self.encode(self.answer(texts[completion_id]))
-        return self._answer_json[completion_id]
+    def answer_json(self, completion_id: int) -> str:
+        encoded = self._answer_json.get(completion_id)
+        if encoded is None:
+            encoded = self.encode(self.answer(self._texts[completion_id]))
+            self._answer_json[completion_id] = encoded
+        return encoded
 
-    def pair(
-        self, row: _Row, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
-    ) -> str:
-        """The TRL record, byte for byte what ``self.encode`` makes of the same dict (the
-        tests check it), assembled from each prompt's and answer's JSON encoded once."""
-        number = _number
+    def quoted(self, text: str) -> str:
+        """A name as a JSON string (names repeat on every line)."""
+        encoded = self._quoted.get(text)
+        if encoded is None:
+            encoded = self._quoted[text] = _quote(text)
+        return encoded
+
+    def pair(self, row: _Row, queue: str) -> str:
+        """The TRL record of ``row`` in queue ``queue``."""
+        gap = _number(row.rank_gap)
         return (
-            f'{{"prompt": {self._encoded_prompt(row.prompt_id, prompt)}, '
-            f'"chosen": {self._encoded_answer(row.chosen_id, texts)}, '
-            f'"rejected": {self._encoded_answer(row.rejected_id, texts)}, '
-            f'"margin": {number(row.rank_gap)}, "rank_gap": {number(row.rank_gap)}, '
-            f'"score_diff": {number(row.score_diff)}, '
-            f'"score_chosen": {number(row.score_chosen)}, '
-            f'"score_rejected": {number(row.score_rejected)}, '
+            f'{{"prompt": {self.prompt_json(row.prompt_id)}, '
+            f'"chosen": {self.answer_json(row.chosen_id)}, '
+            f'"rejected": {self.answer_json(row.rejected_id)}, '
+            f'"margin": {gap}, "rank_gap": {gap}, '
+            f'"score_diff": {_number(row.score_diff)}, '
+            f'"score_chosen": {_number(row.score_chosen)}, '
+            f'"score_rejected": {_number(row.score_rejected)}, '
             f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {number(row.agreement)}, "annotator": {_quote(row.annotator)}, '
-            f'"queue": {_quote(queue)}, "snapshot": {_quote(self.name)}}}'
+            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted(row.annotator)}, '
+            f'"queue": {self.quoted(queue)}, "snapshot": {self._name_json}}}'
+        )
+
+    def listwise(
+        self,
+        *,
+        prompt_id: int,
+        completion_ids: Sequence[int],
+        ranks_json: str,
+        scores_json: str,
+        both_bad: bool,
+        votes: int,
+        annotator: str,
+        queue: str,
+    ) -> str:
+        """The listwise record: a prompt's completions best first with their ranks and
+        scores (``ranks_json`` and ``scores_json``: :func:`_json_list` of them)."""
+        completions = ", ".join([self.answer_json(c) for c in completion_ids])
+        return (
+            f'{{"prompt": {self.prompt_json(prompt_id)}, "completions": [{completions}], '
+            f'"ranks": {ranks_json}, "scores": {scores_json}, '
+            f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
+            f'"annotator": {self.quoted(annotator)}, "queue": {self.quoted(queue)}, '
+            f'"snapshot": {self._name_json}}}'
         )
 
 
 def _number(value: float | None) -> str:
+    """A finite number (gaps, scores and agreements always are) as the encoder writes it."""
     return "null" if value is None else float.__repr__(float(value))
+
+
+def _json_list(values: Sequence[float | int | None]) -> str:
+    """A list of numbers as the standard encoder writes it (ints as ints, floats as floats)."""
+    return (
+        "["
+        + ", ".join(
+            [
+                "null" if v is None else int.__repr__(v) if type(v) is int else _number(v)
+                for v in values
+            ]
+        )
+        + "]"
+    )
 
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -417,9 +480,10 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
 @dataclass(slots=True)
 class _Listwise:
     prompt_id: int
-    completion_ids: list[int]
-    ranks: list[int]
-    scores: list[float | None]
+    # JSON text, as the jsonb columns take it.
+    completion_ids: str
+    ranks: str
+    scores: str
     both_bad: bool
     annotator: str
     queue_name: str
@@ -429,12 +493,7 @@ class _Listwise:
 
 
 def _listwise(
-    rows: Sequence[_Row],
-    labels: dict[int, _Label],
-    writer: _Writer,
-    prompts: dict[int, tuple[str, Any, str]],
-    texts: dict[int, str],
-    queue_names: dict[int, str],
+    rows: Sequence[_Row], labels: dict[int, _Label], writer: _Writer, queue_names: dict[int, str]
 ) -> list[_Listwise]:
     """Listwise records from the snapshot's own rows (so after its filters and
     aggregation): one per ranking under `all`, one per prompt otherwise."""
@@ -459,33 +518,31 @@ def _listwise(
             scores = [_mean(per.get(c, [])) for c, _ in ranked]
             both_bad = 2 * sum(1 for r in members if r.both_bad) > len(members)
             annotator, votes = "", max(r.votes for r in members)
-        prompt = prompts[first.prompt_id]
         queue = queue_names[first.queue_id]
-        line = writer.encode(
-            {
-                "prompt": writer.prompt(prompt[0], prompt[1]),
-                "completions": [writer.answer(texts[c]) for c, _ in ranked],
-                "ranks": [rank for _, rank in ranked],
-                "scores": scores,
-                "both_bad": both_bad,
-                "votes": votes,
-                "annotator": annotator,
-                "queue": queue,
-                "snapshot": writer.name,
-            }
-        )
+        completion_ids = [c for c, _ in ranked]
+        ranks_json = _json_list([rank for _, rank in ranked])
+        scores_json = _json_list(scores)
         out.append(
             _Listwise(
                 prompt_id=first.prompt_id,
-                completion_ids=[c for c, _ in ranked],
-                ranks=[rank for _, rank in ranked],
-                scores=scores,
+                completion_ids=_json_list(completion_ids),
+                ranks=ranks_json,
+                scores=scores_json,
                 both_bad=both_bad,
                 annotator=annotator,
                 queue_name=queue,
                 votes=votes,
                 split=first.split,
-                line=line,
+                line=writer.listwise(
+                    prompt_id=first.prompt_id,
+                    completion_ids=completion_ids,
+                    ranks_json=ranks_json,
+                    scores_json=scores_json,
+                    both_bad=both_bad,
+                    votes=votes,
+                    annotator=annotator,
+                    queue=queue,
+                ),
             )
         )
     return out
@@ -656,15 +713,21 @@ def snapshot_build(
     prompts = _queue_prompts(spec.queues)
     texts = _queue_completion_texts(spec.queues)
     writer = _Writer(
-        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
+        name=name,
+        conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows}),
+        prompts=prompts,
+        texts=texts,
     )
     splits: dict[int, str] = {}
     for r in rows:
-        if r.prompt_id not in splits:
-            splits[r.prompt_id] = snapshot_split_of(prompts[r.prompt_id][2], seed, eval_fraction)
-        r.split = splits[r.prompt_id]
-        r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
-    listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
+        split = splits.get(r.prompt_id)
+        if split is None:
+            split = splits[r.prompt_id] = snapshot_split_of(
+                prompts[r.prompt_id][2], seed, eval_fraction
+            )
+        r.split = split
+        r.line = writer.pair(r, queue_names[r.queue_id])
+    listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
     )
@@ -765,9 +828,9 @@ def snapshot_build(
             (
                 snapshot.pk,
                 x.prompt_id,
-                _JSON.encode(x.completion_ids),
-                _JSON.encode(x.ranks),
-                _JSON.encode(x.scores),
+                x.completion_ids,
+                x.ranks,
+                x.scores,
                 x.both_bad,
                 x.annotator,
                 x.queue_name,
