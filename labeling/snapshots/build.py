@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from generation.models import Prompt
@@ -37,6 +38,7 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.review import rejected_labels
+from labeling.snapshots.lines import snapshot_lines_digest
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -95,19 +97,10 @@ class _Label:
 
 
 @dataclass(slots=True)
-class _Vote:
-    label: _Label
-    chosen_id: int
-    rejected_id: int
-    is_tie: bool
-    rank_gap: float
-    score_diff: float | None
-    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
-    direction: int
-
-
-@dataclass(slots=True)
 class _Row:
+    """A pair row of the snapshot. A vote (one comparison of a selected label) is the row
+    it makes under `all`; the other rules aggregate a pair's votes into one row."""
+
     prompt_id: int
     chosen_id: int
     rejected_id: int
@@ -123,6 +116,8 @@ class _Row:
     agreement: float
     # The listwise group the row belongs to: a ranking under `all`, else the prompt.
     group: tuple[Any, ...]
+    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
+    direction: int
     split: str = SnapshotRow.Split.TRAIN
     line: str = ""
 
@@ -154,6 +149,23 @@ def _rejected(spec: SnapshotFilter) -> dict[int, tuple[int, int]]:
     }
 
 
+def _as_text(json_field: str) -> Cast:
+    """A JSON column read as its text, for :func:`_parsed`: Django's per-row JSON converter
+    costs more than the parse, and most of a big snapshot's values are empty."""
+    return Cast(json_field, output_field=TextField())
+
+
+def _parsed(text: str | None) -> Any:
+    """What Django would have read from the JSON column, from its text."""
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int, _Label]:
     """The current rankings the filter selects, by id, less the ``rejected`` ones. Dates are
     first-submitted times, so an edit never moves an old vote into a later date range."""
@@ -164,20 +176,20 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
     for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
         "id",
         "annotator__username",
-        "scores",
-        "flags",
+        _as_text("scores"),
+        _as_text("flags"),
         "both_bad",
         "task__prompt_id",
         "task__queue_id",
     ).iterator(chunk_size=5000):
-        if pk in rejected or _excluded(flags, spec):
+        if pk in rejected or (spec.exclude_flags and _excluded(_parsed(flags), spec)):
             continue
         if (spec.both_bad == "drop" and both_bad) or (spec.both_bad == "only" and not both_bad):
             continue
         labels[pk] = _Label(
             pk,
             who,
-            {int(k): float(v) for k, v in (scores or {}).items()},
+            {int(k): float(v) for k, v in (_parsed(scores) or {}).items()},
             both_bad,
             prompt_id,
             queue_id,
@@ -187,9 +199,10 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
 
 def _votes_by_pair(
     labels: dict[int, _Label], spec: SnapshotFilter
-) -> dict[tuple[int, int, int], list[_Vote]]:
-    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order."""
-    pairs: dict[tuple[int, int, int], list[_Vote]] = defaultdict(list)
+) -> dict[tuple[int, int, int], list[_Row]]:
+    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order, each
+    as its row under `all` (its agreement, the pair's, still 1.0)."""
+    pairs: dict[tuple[int, int, int], list[_Row]] = {}
     comparisons = Comparison.objects.filter(queue_id__in=spec.queues).order_by("id")
     for ranking_id, chosen, rejected, tie, gap, diff in comparisons.values_list(
         "ranking_id", "chosen_id", "rejected_id", "is_tie", "rank_gap", "score_diff"
@@ -197,11 +210,34 @@ def _votes_by_pair(
         label = labels.get(ranking_id)
         if label is None:
             continue
-        low, high = (chosen, rejected) if chosen < rejected else (rejected, chosen)
-        direction = 0 if tie else (1 if chosen == low else -1)
-        pairs[(label.prompt_id, low, high)].append(
-            _Vote(label, chosen, rejected, tie, gap, diff, direction)
+        if chosen < rejected:
+            key, direction = (label.prompt_id, chosen, rejected), 1
+        else:
+            key, direction = (label.prompt_id, rejected, chosen), -1
+        scores = label.scores
+        # Positional: the hot loop of a big snapshot (fields in _Row's order).
+        vote = _Row(
+            label.prompt_id,
+            chosen,
+            rejected,
+            tie,
+            gap,
+            diff,
+            scores.get(chosen),
+            scores.get(rejected),
+            label.both_bad,
+            label.annotator,
+            label.queue_id,
+            1,
+            1.0,
+            label.group,
+            0 if tie else direction,
         )
+        votes = pairs.get(key)
+        if votes is None:
+            pairs[key] = [vote]
+        else:
+            votes.append(vote)
     return pairs
 
 
@@ -210,7 +246,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> list[_Row]:
+def _aggregate(pairs: dict[tuple[int, int, int], list[_Row]], rule: str) -> list[_Row]:
     """Rows under the aggregation rule; ``agreement`` is always the pair's: the share of
     its votes in the row's direction (under `all`, the majority direction's share).
 
@@ -221,35 +257,18 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     """
     rows: list[_Row] = []
     for (prompt_id, low, high), votes in pairs.items():
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            if len(votes) > 1:  # a single vote agrees with itself: 1.0 already
+                top = max(sum(1 for v in votes if v.direction == d) for d in (1, -1, 0))
+                for v in votes:
+                    v.agreement = top / len(votes)
+            rows.extend(votes)
+            continue
         if len(votes) == 1:  # the common case, without counting
             counts = {1: 0, -1: 0, 0: 0}
             counts[votes[0].direction] = 1
         else:
             counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
-        if rule == DatasetSnapshot.Aggregation.ALL:
-            agreement = max(counts.values()) / len(votes)
-            for v in votes:
-                label = v.label
-                # Positional: the hot loop of a big `all` snapshot (fields in _Row's order).
-                rows.append(
-                    _Row(
-                        prompt_id,
-                        v.chosen_id,
-                        v.rejected_id,
-                        v.is_tie,
-                        v.rank_gap,
-                        v.score_diff,
-                        label.scores.get(v.chosen_id),
-                        label.scores.get(v.rejected_id),
-                        label.both_bad,
-                        label.annotator,
-                        label.queue_id,
-                        1,
-                        agreement,
-                        label.group,
-                    )
-                )
-            continue
         if rule == DatasetSnapshot.Aggregation.MAJORITY:
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
             (direction, top), (_, second) = ranked[0], ranked[1]
@@ -264,8 +283,12 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
             gap = abs(mean)
         chosen, rejected = (high, low) if direction < 0 else (low, high)
 
+        # A tie's vote may name the pair the other way round.
         pairs_scored = [
-            (v.label.scores.get(chosen), v.label.scores.get(rejected)) for v in agreeing
+            (v.score_chosen, v.score_rejected)
+            if v.chosen_id == chosen
+            else (v.score_rejected, v.score_chosen)
+            for v in agreeing
         ]
         both = [(c, r) for c, r in pairs_scored if c is not None and r is not None]
         rows.append(
@@ -278,12 +301,13 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
                 score_diff=_mean(c - r for c, r in both) if both else None,
                 score_chosen=_mean(c for c, _ in pairs_scored),
                 score_rejected=_mean(r for _, r in pairs_scored),
-                both_bad=2 * sum(1 for v in agreeing if v.label.both_bad) > len(agreeing),
+                both_bad=2 * sum(1 for v in agreeing if v.both_bad) > len(agreeing),
                 annotator="",
-                queue_id=agreeing[0].label.queue_id if agreeing else votes[0].label.queue_id,
+                queue_id=agreeing[0].queue_id if agreeing else votes[0].queue_id,
                 votes=len(votes),
                 agreement=len(agreeing) / len(votes),
                 group=("prompt", prompt_id),
+                direction=direction,
             )
         )
     return rows
@@ -320,9 +344,9 @@ def _queue_prompts(queue_ids: Sequence[int]) -> dict[int, tuple[str, Any, str]]:
     """prompt id -> (text, messages, content hash) for the queues' tasks, in one join."""
     tasks = LabelingTask.objects.filter(queue_id__in=list(queue_ids))
     return {
-        pk: (text, messages, key)
+        pk: (text, _parsed(messages), key)
         for pk, text, messages, key in tasks.values_list(
-            "prompt_id", "prompt__text", "prompt__messages", "prompt__content_hash"
+            "prompt_id", "prompt__text", _as_text("prompt__messages"), "prompt__content_hash"
         ).iterator(chunk_size=10000)
     }
 
@@ -331,6 +355,18 @@ def _queue_completion_texts(queue_ids: Sequence[int]) -> dict[int, str]:
     """completion id -> text for the queues' tasks, in one join."""
     slots = TaskCompletion.objects.filter(task__queue_id__in=list(queue_ids))
     return dict(slots.values_list("completion_id", "completion__text").iterator(chunk_size=10000))
+
+
+class _Encoded(dict[Any, str]):
+    """key -> its JSON fragment, encoded on first use (a plain lookup after that)."""
+
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, key: Any) -> str:
+        encoded = self[key] = self._encode(key)
+        return encoded
 
 
 class _Writer:
@@ -357,11 +393,10 @@ class _Writer:
         self.name = name
         self.conversational = conversational
         self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
-        self._prompts = prompts
-        self._texts = texts
-        self._prompt_json: dict[int, str] = {}
-        self._answer_json: dict[int, str] = {}
-        self._quoted: dict[str, str] = {}
+        # prompt id, completion id, name -> its JSON.
+        self.prompt_json = _Encoded(lambda pk: self.encode(self.prompt(*prompts[pk][:2])))
+        self.answer_json = _Encoded(lambda pk: self.encode(self.answer(texts[pk])))
+        self.quoted = _Encoded(_quote)
         self._name_json = _quote(name)
 
     def prompt(self, text: str, messages: Any) -> Any:
@@ -372,41 +407,20 @@ class _Writer:
     def answer(self, text: str) -> Any:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
-    def prompt_json(self, prompt_id: int) -> str:
-        encoded = self._prompt_json.get(prompt_id)
-        if encoded is None:
-            text, messages, _ = self._prompts[prompt_id]
-            encoded = self._prompt_json[prompt_id] = self.encode(self.prompt(text, messages))
-        return encoded
-
-    def answer_json(self, completion_id: int) -> str:
-        encoded = self._answer_json.get(completion_id)
-        if encoded is None:
-            encoded = self.encode(self.answer(self._texts[completion_id]))
-            self._answer_json[completion_id] = encoded
-        return encoded
-
-    def quoted(self, text: str) -> str:
-        """A name as a JSON string (names repeat on every line)."""
-        encoded = self._quoted.get(text)
-        if encoded is None:
-            encoded = self._quoted[text] = _quote(text)
-        return encoded
-
     def pair(self, row: _Row, queue: str) -> str:
         """The TRL record of ``row`` in queue ``queue``."""
         gap = _number(row.rank_gap)
+        answers = self.answer_json
         return (
-            f'{{"prompt": {self.prompt_json(row.prompt_id)}, '
-            f'"chosen": {self.answer_json(row.chosen_id)}, '
-            f'"rejected": {self.answer_json(row.rejected_id)}, '
+            f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
+            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, '
             f'"margin": {gap}, "rank_gap": {gap}, '
             f'"score_diff": {_number(row.score_diff)}, '
             f'"score_chosen": {_number(row.score_chosen)}, '
             f'"score_rejected": {_number(row.score_rejected)}, '
             f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted(row.annotator)}, '
-            f'"queue": {self.quoted(queue)}, "snapshot": {self._name_json}}}'
+            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
+            f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
         )
 
     def listwise(
@@ -423,12 +437,12 @@ class _Writer:
     ) -> str:
         """The listwise record: a prompt's completions best first with their ranks and
         scores (``ranks_json`` and ``scores_json``: :func:`_json_list` of them)."""
-        completions = ", ".join([self.answer_json(c) for c in completion_ids])
+        completions = ", ".join([self.answer_json[c] for c in completion_ids])
         return (
-            f'{{"prompt": {self.prompt_json(prompt_id)}, "completions": [{completions}], '
+            f'{{"prompt": {self.prompt_json[prompt_id]}, "completions": [{completions}], '
             f'"ranks": {ranks_json}, "scores": {scores_json}, '
             f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
-            f'"annotator": {self.quoted(annotator)}, "queue": {self.quoted(queue)}, '
+            f'"annotator": {self.quoted[annotator]}, "queue": {self.quoted[queue]}, '
             f'"snapshot": {self._name_json}}}'
         )
 
@@ -608,16 +622,45 @@ def _demonstrations(
     return ids, out
 
 
+# PostgreSQL column types (as Django declares them) -> the binary COPY format's.
+_BINARY_COPY_TYPES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "text": "text",
+    "varchar": "text",
+}
+
+
+def _binary_copy_types(model: Any, columns: Sequence[str]) -> list[str] | None:
+    """The binary COPY types of ``columns``, or None if one has no plain binary form."""
+    types = []
+    for column in columns:
+        db_type = model._meta.get_field(column).db_type(connection)
+        binary = _BINARY_COPY_TYPES.get(db_type.split("(")[0])
+        if binary is None:
+            return None
+        types.append(binary)
+    return types
+
+
 def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]]) -> None:
     """Insert rows of plain values (JSON columns as JSON text): by COPY on PostgreSQL (the
     ORM's bulk insert spends most of a big snapshot's build adapting parameters), else in
-    batched INSERTs."""
+    batched INSERTs. COPY is binary when every column has a plain binary form (numbers,
+    booleans, text): the same values, without the server parsing and unescaping text (a
+    big snapshot's pair rows)."""
     table = model._meta.db_table
     if connection.vendor == "postgresql":
         names = ", ".join(f'"{c}"' for c in columns)
+        types = _binary_copy_types(model, columns)
+        sql = f'COPY "{table}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
-            with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            with cursor.copy(sql) as copy:
+                if types:
+                    copy.set_types(types)
                 for row in values:
                     copy.write_row(row)
         return
@@ -641,20 +684,6 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
             batch = []
     if batch:
         flush()
-
-
-def snapshot_lines_digest(
-    pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]
-) -> str:
-    """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
-    lines, then the SFT lines, each section headed by its name."""
-    digest = hashlib.sha256()
-    for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
-        digest.update(f"{name}\n".encode())
-        for line in lines:
-            digest.update(line.encode("utf-8"))
-            digest.update(b"\n")
-    return digest.hexdigest()
 
 
 @transaction.atomic
@@ -765,6 +794,7 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
+    snapshot_id = snapshot.pk
     _insert(
         SnapshotRow,
         (
@@ -788,7 +818,7 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 r.prompt_id,
                 r.chosen_id,
                 r.rejected_id,
@@ -826,7 +856,7 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 x.prompt_id,
                 x.completion_ids,
                 x.ranks,
