@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "generation",
     "labeling",
     "training",
+    # The top layer: the demo's seeding and start-up commands import every app.
+    "demo",
 ]
 
 MIDDLEWARE = [
