@@ -111,6 +111,21 @@ def test_it_claims_each_queued_row_of_a_queue_once(kind: Kind) -> None:
     assert kind.lifecycle.claim_next() is None
 
 
+def test_it_runs_the_next_queued_row_of_a_queue(kind: Kind) -> None:
+    first, second = kind.make(), kind.make()
+    rows = type(first)._default_manager.filter(pk__in=[first.pk, second.pk])
+
+    def work(job: BackgroundJob) -> None:
+        kind.lifecycle.finish(job.pk, JobStatus.SUCCEEDED)
+
+    ended = [kind.lifecycle.execute_next(rows, work, heartbeat_interval=60) for _ in range(3)]
+    assert [(row.pk, row.status) for row in ended[:2]] == [
+        (first.pk, JobStatus.SUCCEEDED),
+        (second.pk, JobStatus.SUCCEEDED),
+    ]
+    assert ended[2] is None
+
+
 def test_it_cancels_a_queued_row_at_once_and_flags_a_running_one(kind: Kind) -> None:
     queued = kind.lifecycle.cancel(kind.make())
     assert queued.status == JobStatus.CANCELLED and queued.finished_at is not None
