@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from config.roles import RESEARCHER, role_required
+from config.roles import RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import Prompt
 from labeling import search
 from labeling.search_forms import SearchForm
@@ -17,7 +17,7 @@ PAGE_SIZE = 50
 
 @role_required(RESEARCHER)
 @require_GET
-def search_page(request: HttpRequest) -> HttpResponse:
+def search_page(request: AuthenticatedRequest) -> HttpResponse:
     form = SearchForm(request.GET or None)
     context: dict[str, object] = {"form": form, "kind": "labels"}
     if form.is_bound and form.is_valid():
@@ -38,7 +38,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def prompt_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def prompt_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     prompt = get_object_or_404(Prompt.objects.select_related("prompt_set"), pk=pk)
     record = search.prompt_record(prompt=prompt)
     tasks = [

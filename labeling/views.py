@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.rendering import render_markdown
-from config.roles import ADMIN, ANNOTATOR, role_required
+from config.roles import ADMIN, ANNOTATOR, AuthenticatedRequest, role_required
 from labeling import assistance, review, selectors, services
 from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
@@ -21,7 +21,7 @@ from labeling.models import Assignment, LabelingQueue
 
 @role_required(ANNOTATOR, ADMIN)
 @require_GET
-def queue_index(request: HttpRequest) -> HttpResponse:
+def queue_index(request: AuthenticatedRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
@@ -31,7 +31,7 @@ def queue_index(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def queue_create(request: HttpRequest) -> HttpResponse:
+def queue_create(request: AuthenticatedRequest) -> HttpResponse:
     initial = {"jobs": request.GET.getlist("job")} if "job" in request.GET else {}
     form = LabelingQueueForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -86,7 +86,7 @@ def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, objec
 
 @role_required(ANNOTATOR, ADMIN)
 @require_GET
-def label(request: HttpRequest, pk: int) -> HttpResponse:
+def label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     context = _task_context(request, queue)
     if request.htmx:  # type: ignore[attr-defined]
@@ -143,7 +143,7 @@ def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
 
 @role_required(ANNOTATOR, ADMIN)
 @require_POST
-def submit(request: HttpRequest, pk: int) -> HttpResponse:
+def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     form = SubmissionForm(request.POST)
     if not form.is_valid():
@@ -179,7 +179,7 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ANNOTATOR, ADMIN)
 @require_POST
-def undo(request: HttpRequest, pk: int) -> HttpResponse:
+def undo(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     if services.ranking_undo_last(queue=queue, user=request.user) is None:
         return _after_action(request, queue, error="There is nothing to undo.")
@@ -217,7 +217,7 @@ def _agreement_trend(days: list[selectors.AnnotatorDay]) -> dict[str, object]:
 
 @role_required(ADMIN)
 @require_GET
-def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+def dashboard(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     board = selectors.queue_dashboard(queue=queue, user=request.user)
     chart = {
@@ -247,7 +247,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
+def queue_assist(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Choose the queue's assisting reward run and task order (scores the queue if needed)."""
     queue = selectors.queue_get(user=request.user, pk=pk)
     form = QueueAssistForm(request.POST)
@@ -272,7 +272,7 @@ def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def queue_ai_label(request: HttpRequest, pk: int) -> HttpResponse:
+def queue_ai_label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Queue the AI labeler: the queue's reward model labels every task as an extra annotator."""
     queue = selectors.queue_get(user=request.user, pk=pk)
     try:

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.roles import ADMIN, RESEARCHER, role_required
+from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import GenerationJob, PromptSet
 from training import selectors, services
 from training.forms import (
@@ -37,7 +37,7 @@ def _run_for(request: HttpRequest, pk: int) -> TrainingRun:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: AuthenticatedRequest) -> HttpResponse:
     runs = selectors.training_run_list(user=request.user).select_related(
         "base_model", "output_model", "snapshot"
     )
@@ -60,7 +60,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def run_create(request: HttpRequest) -> HttpResponse:
+def run_create(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
         if form.is_valid():
@@ -158,7 +158,7 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def run_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     context = _status_context(run)
     if request.htmx:  # type: ignore[attr-defined]
@@ -181,7 +181,7 @@ def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+def run_metrics(request: AuthenticatedRequest, pk: int) -> JsonResponse:
     run = _run_for(request, pk)
     try:
         after = int(request.GET.get("after", -1))
@@ -192,7 +192,7 @@ def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
 
 @role_required(ADMIN)
 @require_POST
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def run_cancel(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     try:
         run = services.training_run_cancel(run=run)
@@ -206,7 +206,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+def run_resume(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     try:
         run = services.training_run_resume(run=run)
@@ -229,7 +229,7 @@ def _back_to_run(request: HttpRequest, run: TrainingRun) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_compare(request: HttpRequest) -> HttpResponse:
+def run_compare(request: AuthenticatedRequest) -> HttpResponse:
     try:
         ids = list(dict.fromkeys(int(i) for i in request.GET.getlist("runs")))
     except ValueError:
@@ -265,7 +265,7 @@ def compare_charts(runs: list[TrainingRun]) -> list[dict[str, Any]]:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def scoring_create(request: HttpRequest) -> HttpResponse:
+def scoring_create(request: AuthenticatedRequest) -> HttpResponse:
     """GET ``?job=``: the job's scorings and the form (htmx: the fragment the job page loads);
     POST: score the job with a finished reward run, then go back to the job."""
     if request.method == "POST":
