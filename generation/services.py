@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -66,7 +66,7 @@ def policy_model_create(
     use_chat_template: bool = False,
     description: str = "",
     parent: PolicyModel | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> PolicyModel:
     policy_model_validate(
         backend=backend, source=source, server_url=server_url, server_model=server_model
@@ -111,9 +111,7 @@ def text_check_storable(**fields: str) -> None:
 
 
 @transaction.atomic
-def prompt_set_create(
-    *, name: str, description: str = "", user: AbstractBaseUser | None = None
-) -> PromptSet:
+def prompt_set_create(*, name: str, description: str = "", user: User | None = None) -> PromptSet:
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
@@ -216,7 +214,7 @@ def generation_job_create(
     stop: Sequence[str] = (),
     batch_size: int = 8,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Queue a job sampling ``k`` completions per prompt; the worker starts after commit."""
     _validate_job_params(
@@ -263,7 +261,7 @@ def generation_job_import(
     name: str,
     source_name: str = "",
     prompt_set: PromptSet | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
 
@@ -321,7 +319,7 @@ def generation_job_create_imported(
     source_name: str,
     k: int,
     prompts: int,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """A finished job that holds completions brought in from a file (the caller adds them)."""
     now = timezone.now()

@@ -73,7 +73,7 @@ def promptset_list(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "generation/promptset_list.html", {"sets": sets, "form": form})
 
 
-def _create_set_with_import(request: HttpRequest, form: PromptSetForm) -> PromptSet | None:
+def _create_set_with_import(request: AuthenticatedRequest, form: PromptSetForm) -> PromptSet | None:
     from django.db import transaction
 
     data = form.cleaned_data

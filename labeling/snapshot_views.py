@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -46,7 +46,7 @@ def snapshot_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -63,7 +63,7 @@ def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -80,7 +80,7 @@ def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpRespo
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> HttpResponse:
+def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> HttpResponseBase:
     """The listwise rankings or the demonstrations (SFT) of a snapshot, as JSONL."""
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     content = (
@@ -95,7 +95,7 @@ def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> 
 
 @role_required(RESEARCHER)
 @require_GET
-def label_versions_export(request: AuthenticatedRequest) -> HttpResponse:
+def label_versions_export(request: AuthenticatedRequest) -> HttpResponseBase:
     """Every version of every annotator's label, raw, with times (``?queue=<id>``)."""
     raw = request.GET.getlist("queue")
     if not all(q.isdigit() for q in raw):

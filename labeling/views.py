@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -59,7 +59,7 @@ def queue_create(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "labeling/queue_form.html", {"form": form})
 
 
-def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, object]:
+def _task_context(request: AuthenticatedRequest, queue: LabelingQueue) -> dict[str, object]:
     assignment = services.task_claim_next(queue=queue, user=request.user)
     context: dict[str, object] = {
         "queue": queue,
@@ -111,9 +111,9 @@ def _order_from_post(
             "both_bad": ([[a, b]], True),
         }[choice]
     aliases = dict(zip(services.ALIASES, candidates, strict=False))
-    if "order" in data and data["order"]:
+    if order := data.get("order"):
         try:
-            groups = json.loads(data["order"])
+            groups = json.loads(order)
             return [[aliases[a] for a in group] for group in groups], False
         except (json.JSONDecodeError, KeyError, TypeError):
             raise services.LabelingError("the ranking could not be read") from None
@@ -187,7 +187,7 @@ def undo(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 
 def _after_action(
-    request: HttpRequest, queue: LabelingQueue, *, error: str = "", info: str = ""
+    request: AuthenticatedRequest, queue: LabelingQueue, *, error: str = "", info: str = ""
 ) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         context = _task_context(request, queue)

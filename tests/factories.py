@@ -34,8 +34,8 @@ class UserFactory(ModelFactory[User]):
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
-    @factory.post_generation
-    def roles(self, create: bool, extracted: list[str] | None, **kwargs: Any) -> None:
-        self.save()
+    @factory.post_generation  # called with the built user, not the factory
+    def roles(user: User, create: bool, extracted: list[str] | None, **kwargs: Any) -> None:
+        user.save()
         for role in extracted or []:
-            user_role_add(user=self, role=role)
+            user_role_add(user=user, role=role)

@@ -17,7 +17,7 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from config.naming import free_name
@@ -97,7 +97,7 @@ def evaluation_create(
     temperature: float = 0.7,
     seed: int = 0,
     overlap: int = 1,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Evaluation:
     """A blind evaluation of ``models`` on ``prompt_set``: one queued generation job per
     model (one completion per prompt, the same sampling settings and seed for all).
@@ -215,7 +215,7 @@ def evaluation_create_for_run(
     temperature: float = 0.7,
     seed: int = 0,
     overlap: int = 1,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Evaluation:
     """ "Compare with the parent": a blind evaluation of a finished policy run's model
     against the model it started from, on a held-out ``prompt_set``."""
@@ -291,7 +291,7 @@ def round_create(
     k: int | None = None,
     max_new_tokens: int | None = None,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Round:
     """The next round after a finished policy run: a job sampling ``k`` completions per
     prompt from ``run.output_model`` and, once it has finished, a labeling queue named

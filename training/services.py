@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Avg, F
 from django.utils import timezone
@@ -193,7 +193,7 @@ def training_run_create(
     reward_run: TrainingRun | None = None,
     name: str = "",
     notes: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> TrainingRun:
     """Validate and queue a run of ``kind``; a worker starts it after the commit.
 
@@ -535,7 +535,7 @@ def _json_safe(metrics: Mapping[str, Any]) -> dict[str, float | None]:
 
 @transaction.atomic
 def reward_scoring_create(
-    *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
+    *, reward_run: TrainingRun, job: GenerationJob, user: User | None = None
 ) -> RewardScoring:
     """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
     reward_run_check_finished(reward_run)

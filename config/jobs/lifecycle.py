@@ -270,6 +270,6 @@ def background_job_models() -> list[type[BackgroundJob]]:
 def background_jobs_fail_stale() -> dict[str, int]:
     """The watchdog: fail the stale rows of every kind. Returns the count per model label."""
     return {
-        model._meta.label: Lifecycle(model, noun=model._meta.verbose_name).fail_stale()
+        model._meta.label: Lifecycle(model, noun=str(model._meta.verbose_name)).fail_stale()
         for model in background_job_models()
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path
@@ -30,6 +30,10 @@ from config.roles import (
     user_has_role,
 )
 from tests.factories import UserFactory
+from tests.generation.factories import GenerationJobFactory, PolicyModelFactory
+from tests.labeling.factories import make_queue
+from tests.training.factories import TrainingRunFactory
+from training.models import Evaluation, EvaluationEntry
 
 # Reachable without signing in, on purpose (by URL name, or by route when unnamed).
 PUBLIC = {
@@ -183,23 +187,24 @@ def _cast() -> dict[str, Any]:
 def _existing_objects() -> dict[str, int]:
     """Real rows for the views that hide themselves with 404s: for those, the right role's
     request must find its object, or a 404 could not tell the gate from a missing row."""
-    from tests.generation.factories import GenerationJobFactory
-    from tests.labeling.factories import make_queue
-    from tests.training.factories import TrainingRunFactory
-    from training.models import Evaluation
-
-    job = GenerationJobFactory(status="failed")
+    model = PolicyModelFactory()
+    job = GenerationJobFactory(model=model, status="failed")
     queue = make_queue(prompts=1, k=2)
     run = TrainingRunFactory(status="failed")
     evaluation = Evaluation.objects.create(
         name="perms", prompt_set=job.prompt_set, status=Evaluation.Status.FAILED
     )
     for position in range(2):  # an evaluation compares two models or more
-        other = GenerationJobFactory(prompt_set=job.prompt_set, status="failed")
-        evaluation.entries.create(model=other.model, job=other, position=position)  # type: ignore[attr-defined]
+        other = PolicyModelFactory()
+        EvaluationEntry.objects.create(
+            evaluation=evaluation,
+            model=other,
+            job=GenerationJobFactory(model=other, prompt_set=job.prompt_set, status="failed"),
+            position=position,
+        )
     return {
-        "models": job.model_id,
-        "prompt-sets": job.prompt_set_id,
+        "models": model.pk,
+        "prompt-sets": job.prompt_set.pk,
         "jobs": job.pk,
         "tasks": queue.tasks.get().pk,  # type: ignore[attr-defined]
         "runs": run.pk,
@@ -221,13 +226,13 @@ def _url(endpoint: Endpoint, objects: dict[str, int] | None) -> str:
     return url
 
 
-def _refused(response: HttpResponse, access: Access) -> bool:
+def _refused(response: HttpResponseBase, access: Access) -> bool:
     if access.api:
         return response.status_code in (401, 403) or (access.hidden and response.status_code == 404)
     return response.status_code == 403 or _to_login(response)
 
 
-def _to_login(response: HttpResponse) -> bool:
+def _to_login(response: HttpResponseBase) -> bool:
     login = resolve_url(settings.LOGIN_URL)
     return response.status_code == 302 and response["Location"].startswith(f"{login}?next=")
 
