@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	@# mypy's Django plugin loads the settings, which need DEBUG=1 or a SECRET_KEY.
 	DEBUG=1 $(BIN)/mypy .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var

@@ -194,11 +194,6 @@ class IsResearcher(RolePermission):
     who = "researchers and admins"
 
 
-class IsAnnotator(RolePermission):
-    roles = (ANNOTATOR,)
-    who = "annotators"
-
-
 class CanLabel(RolePermission):
     roles = (ANNOTATOR, ADMIN)
     who = "annotators and admins"

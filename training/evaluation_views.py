@@ -16,7 +16,7 @@ from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required,
 from training import evaluations, selectors
 from training.forms import CompareWithParentForm, EvaluationForm, NextRoundForm
 from training.models import Evaluation, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 
 def _add_error(form: Any, exc: RunError) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from generation.backends import BackendSpec, SamplingParams
 from generation.backends.base import PromptInput
-from generation.backends.transformers import encode_prompt
+from generation.backends.prompting import encode_prompt
 
 if TYPE_CHECKING:
     from generation.backends.vllm import VLLMBackend
