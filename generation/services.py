@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -65,7 +65,7 @@ def policy_model_create(
     use_chat_template: bool = False,
     description: str = "",
     parent: PolicyModel | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> PolicyModel:
     policy_model_validate(
         backend=backend, source=source, server_url=server_url, server_model=server_model
@@ -110,9 +110,7 @@ def text_check_storable(**fields: str) -> None:
 
 
 @transaction.atomic
-def prompt_set_create(
-    *, name: str, description: str = "", user: AbstractBaseUser | None = None
-) -> PromptSet:
+def prompt_set_create(*, name: str, description: str = "", user: User | None = None) -> PromptSet:
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
@@ -215,7 +213,7 @@ def generation_job_create(
     stop: Sequence[str] = (),
     batch_size: int = 8,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Queue a job sampling ``k`` completions per prompt; the worker starts after commit."""
     _validate_job_params(
@@ -255,7 +253,7 @@ def generation_job_import(
     name: str,
     source_name: str = "",
     prompt_set: PromptSet | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
 
@@ -313,7 +311,7 @@ def generation_job_create_imported(
     source_name: str,
     k: int,
     prompts: int,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """A finished job that holds completions brought in from a file (the caller adds them)."""
     now = timezone.now()

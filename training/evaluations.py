@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from math import comb
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from config.naming import free_name
@@ -94,7 +94,7 @@ def evaluation_create(
     temperature: float = 0.7,
     seed: int = 0,
     overlap: int = 1,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Evaluation:
     """A blind evaluation of ``models`` on ``prompt_set``: one queued generation job per
     model (one completion per prompt, the same sampling settings and seed for all).
@@ -212,7 +212,7 @@ def evaluation_create_for_run(
     temperature: float = 0.7,
     seed: int = 0,
     overlap: int = 1,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Evaluation:
     """ "Compare with the parent": a blind evaluation of a finished policy run's model
     against the model it started from, on a held-out ``prompt_set``."""

@@ -13,7 +13,7 @@ import logging
 from dataclasses import fields
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from config.naming import free_name
@@ -95,7 +95,7 @@ def round_create(
     k: int | None = None,
     max_new_tokens: int | None = None,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Round:
     """The next round after a finished policy run: a job sampling ``k`` completions per
     prompt from ``run.output_model`` and, once it has finished, a labeling queue named

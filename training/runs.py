@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -190,7 +190,7 @@ def training_run_create(
     reward_run: TrainingRun | None = None,
     name: str = "",
     notes: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> TrainingRun:
     """Validate and queue a run of ``kind``; a worker starts it after the commit.
 

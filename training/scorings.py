@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Avg, F
 from django.utils import timezone
@@ -34,7 +34,9 @@ def _check_not_scoring(
 ) -> None:
     active = RewardScoring.objects.filter(
         reward_run=reward_run, job=job, status__in=RewardScoring.ACTIVE
-    ).exclude(pk=other_than)
+    )
+    if other_than is not None:
+        active = active.exclude(pk=other_than)
     if active.exists():
         raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
 
@@ -55,7 +57,7 @@ scoring_lifecycle = ScoringLifecycle(
 
 @transaction.atomic
 def reward_scoring_create(
-    *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
+    *, reward_run: TrainingRun, job: GenerationJob, user: User | None = None
 ) -> RewardScoring:
     """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
     reward_run_check_finished(reward_run)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from config.jobs.views import job_action_view
-from config.roles import ADMIN, RESEARCHER, role_required
+from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import GenerationJob, PromptSet
 from training import runs, scorings, selectors
 from training.forms import (
@@ -38,7 +38,7 @@ def _run_for(request: HttpRequest, pk: int) -> TrainingRun:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: AuthenticatedRequest) -> HttpResponse:
     runs = selectors.training_run_list(user=request.user).select_related(
         "base_model", "output_model", "snapshot"
     )
@@ -61,7 +61,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def run_create(request: HttpRequest) -> HttpResponse:
+def run_create(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
         if form.is_valid():
@@ -159,7 +159,7 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def run_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     context = _status_context(run)
     if request.htmx:  # type: ignore[attr-defined]
@@ -182,7 +182,7 @@ def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+def run_metrics(request: AuthenticatedRequest, pk: int) -> JsonResponse:
     run = _run_for(request, pk)
     try:
         after = int(request.GET.get("after", -1))
@@ -202,7 +202,7 @@ run_action = role_required(ADMIN)(
 
 @role_required(RESEARCHER)
 @require_GET
-def run_compare(request: HttpRequest) -> HttpResponse:
+def run_compare(request: AuthenticatedRequest) -> HttpResponse:
     try:
         ids = list(dict.fromkeys(int(i) for i in request.GET.getlist("runs")))
     except ValueError:
@@ -238,7 +238,7 @@ def compare_charts(runs: list[TrainingRun]) -> list[dict[str, Any]]:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def scoring_create(request: HttpRequest) -> HttpResponse:
+def scoring_create(request: AuthenticatedRequest) -> HttpResponse:
     """GET ``?job=``: the job's scorings and the form (htmx: the fragment the job page loads);
     POST: score the job with a finished reward run, then go back to the job."""
     if request.method == "POST":
@@ -279,7 +279,7 @@ def _int_or_404(value: str | None) -> int:
         raise Http404("no such job") from None
 
 
-def _scoring_for(request: HttpRequest, pk: int) -> RewardScoring:
+def _scoring_for(request: AuthenticatedRequest, pk: int) -> RewardScoring:
     return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
 
 

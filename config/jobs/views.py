@@ -18,7 +18,7 @@ J = TypeVar("J", bound=BackgroundJob)
 
 def job_action_view(
     lifecycle: Lifecycle[J],
-    get_job: Callable[[HttpRequest, int], J],
+    get_job: Callable[[Any, int], J],
     fragment: str,
     context: Callable[[J], Mapping[str, Any]],
     back: Callable[[J], str] | None = None,
@@ -67,4 +67,7 @@ def job_action_response(
     if request.htmx:  # type: ignore[attr-defined]
         job.refresh_from_db()
         return render(request, fragment, context(job))
-    return redirect(back(job) if back is not None else job)
+    if back is not None:
+        return redirect(back(job))
+    # Kinds called without ``back`` have a page; BackgroundJob itself declares none.
+    return redirect(job.get_absolute_url())  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from generation import services
 from generation.models import Completion, GenerationJob, PolicyModel
 from tests.conftest import wait_for
 from tests.generation.factories import prompt_set_with_prompts
+from tests.queries import first_row
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def test_it_fills_a_job_with_k_completions_per_prompt(celery_worker, tiny_policy
     assert Completion.objects.filter(job=job).count() == 20
     assert _per_prompt_counts(done) == {4}
     assert done.tokens_generated > 0 and done.tokens_per_second
-    first = Completion.objects.filter(job=job).first()
+    first = first_row(Completion.objects.filter(job=job))
     assert first.model == tiny_policy and first.params["max_new_tokens"] == 8
     assert first.completion_tokens is not None and first.finish_reason in {"stop", "length"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -19,7 +20,7 @@ from training.models import Evaluation, Round, TrainingRun
 from training.runs import RunError
 
 FEW_STEPS = {"max_steps": 2, "logging_steps": 1, "max_length": 64, "batch_size": 2}
-PREVIOUS = {
+PREVIOUS: dict[str, Any] = {
     "mode": "ranking",
     "ask_scores": True,
     "overlap": 2,
@@ -142,6 +143,7 @@ def test_it_compares_the_new_model_with_its_parent(  # type: ignore[no-untyped-d
         first = Completion.objects.get(pk=ids[0])
         return [[ids[0]], [ids[1]]] if first.model == new_model else [[ids[1]], [ids[0]]]
 
+    assert evaluation.queue is not None and new_model is not None
     assert label_queue(evaluation.queue, bob, prefer_new) == 2
     rate, found = selectors.models_win_rate(model=new_model, other=run.base_model)
     assert found == evaluation and (rate.wins, rate.losses, rate.rate) == (2, 0, 1.0)

@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from generation.backends import BackendSpec, SamplingParams, backend_for
+from generation.backends import SamplingParams, backend_for
 from generation.models import PolicyModel
+from generation.services import policy_model_backend_spec
 from labeling.models import DatasetSnapshot
 from tests.conftest import wait_for
 from tests.labeling.factories import finished_job
@@ -97,9 +98,7 @@ def _assert_trained(run: TrainingRun, base_dir: Path) -> None:
 
 def _assert_samples(model: PolicyModel) -> None:
     backend = backend_for(
-        BackendSpec(
-            kind=model.backend, source=model.source, use_chat_template=model.use_chat_template
-        ),
+        policy_model_backend_spec(model),
         reuse=False,
     )
     try:
