@@ -68,6 +68,11 @@ extend_schema_view(
 extend_schema_view(
     post=extend_schema(
         summary="Submit (or skip) a claimed task",
+        description=(
+            "Pairwise and ranking queues take an `order` (tie groups of answer aliases, best "
+            "first); single-answer queues take a `verdict` (`good` or `bad`) and an optional "
+            "`score` (1-7). A 400 names the field at fault (`field`)."
+        ),
         request=api.SubmitSerializer,
         responses={
             201: api.RankingSerializer,

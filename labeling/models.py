@@ -12,12 +12,20 @@ from generation.models import Completion, GenerationJob, Prompt
 AI_LABELER_GROUP = "ai-labeler"
 
 
+class Verdict(models.TextChoices):
+    """A single-answer label: the answer is good (desirable) or bad (undesirable)."""
+
+    GOOD = "good"
+    BAD = "bad"
+
+
 class LabelingQueue(models.Model):
     """Tasks built from one or more generation jobs; several models in one queue are blind."""
 
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise (A or B)"
         RANKING = "ranking", "Full ranking of all k"
+        SINGLE = "single", "Single answer (good or bad)"
 
     class TaskOrder(models.TextChoices):
         POSITION = "position", "In order (shuffled once at creation)"
@@ -169,11 +177,14 @@ class Ranking(models.Model):
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings"
     )
-    # [[best ids...], [next ids...], ...]: ids in one inner list are tied.
+    # [[best ids...], [next ids...], ...]: ids in one inner list are tied. A single-answer
+    # label holds its one answer: [[id]].
     order = models.JSONField()
     # {"<completion id>": 1..7}
     scores = models.JSONField(default=dict, blank=True)
     both_bad = models.BooleanField(default=False)
+    # Single-answer queues: "good" or "bad"; empty in pairwise and ranking queues.
+    verdict = models.CharField(max_length=4, choices=Verdict.choices, blank=True, default="")
     time_spent_ms = models.PositiveIntegerField(default=0)
     comment = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
@@ -216,6 +227,7 @@ class RankingVersion(models.Model):
     order = models.JSONField(default=list)
     scores = models.JSONField(default=dict, blank=True)
     both_bad = models.BooleanField(default=False)
+    verdict = models.CharField(max_length=4, choices=Verdict.choices, blank=True, default="")
     comment = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
     demonstration = models.TextField(blank=True)
