@@ -17,6 +17,7 @@ from labeling.models import (
     AI_LABELER_GROUP,
     Assignment,
     Comparison,
+    DatasetSnapshot,
     LabelingQueue,
     LabelingTask,
     Ranking,
@@ -333,7 +334,7 @@ def test_it_builds_snapshots_with_ai_labels_from_the_form_and_the_api(
     created = api.post("/api/labeling/snapshots/", body, format="json")
     assert created.status_code == 201, created.content
     rows = dict(
-        snapshots.DatasetSnapshot.objects.filter(filters__queues=[agreed_queue.pk]).values_list(
+        DatasetSnapshot.objects.filter(filters__queues=[agreed_queue.pk]).values_list(
             "name", "row_count"
         )
     )

@@ -6,6 +6,7 @@ import pytest
 
 from labeling import services, snapshots
 from labeling.models import DatasetSnapshot, LabelingQueue, SnapshotRow
+from labeling.snapshots import export
 from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
 
@@ -278,7 +279,6 @@ def test_it_writes_the_same_records_on_every_path(voted_queue, conversational: b
             for x in b"".join(snapshots.snapshot_export_trl_jsonl(snap, split=split)).splitlines()
         ]
         plain = [
-            json.loads(x)
-            for x in b"".join(snapshots._trl_jsonl_python(snap, split, 5)).splitlines()
+            json.loads(x) for x in b"".join(export._trl_jsonl_python(snap, split, 5)).splitlines()
         ]
         assert fast == plain
