@@ -443,6 +443,25 @@ class SnapshotDetailAPI(APIView):
         return Response(SnapshotSerializer(snapshot).data)
 
 
+class SnapshotUnpairedExportAPI(APIView):
+    """The single-answer labels in TRL's unpaired format (KTO), streamed; ``?split=train|eval``."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+        try:
+            split = snapshots.snapshot_split(request.query_params.get("split"))
+        except snapshots.SnapshotError as exc:
+            return Response(
+                {"detail": str(exc), "field": "split"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return StreamingHttpResponse(
+            snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split),
+            content_type="application/jsonl; charset=utf-8",
+        )
+
+
 class SnapshotExportAPI(APIView):
     """The TRL preference JSONL, streamed; ``?split=train|eval``."""
 

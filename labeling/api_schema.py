@@ -35,6 +35,7 @@ for view in (
     api.SnapshotListAPI,
     api.SnapshotDetailAPI,
     api.SnapshotExportAPI,
+    api.SnapshotUnpairedExportAPI,
     api.SnapshotParquetAPI,
     api.SnapshotCardAPI,
     api.LabelVersionsExportAPI,
@@ -134,6 +135,15 @@ extend_schema_view(
         responses={(200, "application/jsonl"): OpenApiTypes.STR},
     ),
 )(api.SnapshotExportAPI)
+extend_schema_view(
+    get=extend_schema(
+        summary="Export the single-answer labels as TRL unpaired JSON lines (KTO)",
+        description="`prompt`, `completion`, `label` (true: good), `score`, `votes`, "
+        "`agreement`, `annotator`, `queue`, `snapshot`.",
+        parameters=[SPLIT],
+        responses={(200, "application/jsonl"): OpenApiTypes.STR},
+    ),
+)(api.SnapshotUnpairedExportAPI)
 extend_schema_view(
     get=extend_schema(
         summary="Export as Parquet",

@@ -445,6 +445,43 @@ class SnapshotRanking(models.Model):
         return f"listwise {self.pk} of snapshot {self.snapshot_id}"
 
 
+class SnapshotSingle(models.Model):
+    """One single-answer label of a snapshot (after its filters and aggregation), frozen:
+    an answer judged good or bad, exported in TRL's unpaired preference format (KTO)."""
+
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="singles", db_index=False
+    )
+    # No database constraint, as on SnapshotRow.
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    completion = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    # True: good (desirable); TRL's `label`.
+    label = models.BooleanField()
+    # The 1-7 score (the mean over the agreeing votes when aggregated); null: not scored.
+    score = models.FloatField(null=True, blank=True)
+    # The annotator under `all`; empty when the row aggregates several annotators' votes.
+    annotator = models.CharField(max_length=150, blank=True)
+    queue_name = models.CharField(max_length=200, blank=True)
+    votes = models.PositiveIntegerField(default=1)
+    # The share of the answer's votes with this verdict.
+    agreement = models.FloatField(default=1.0)
+    split = models.CharField(
+        max_length=5, choices=SnapshotRow.Split.choices, default=SnapshotRow.Split.TRAIN
+    )
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["snapshot_id", "id"]
+        indexes = [models.Index(fields=["snapshot", "split", "id"])]
+
+    def __str__(self) -> str:
+        return f"{'good' if self.label else 'bad'} {self.completion_id} ({self.split})"
+
+
 class SnapshotDemonstration(models.Model):
     """One demonstration of a snapshot (SFT data), its text frozen."""
 

@@ -34,7 +34,9 @@ from labeling.models import (
     SnapshotDemonstration,
     SnapshotRanking,
     SnapshotRow,
+    SnapshotSingle,
     TaskCompletion,
+    Verdict,
 )
 from labeling.review import rejected_labels
 
@@ -87,6 +89,8 @@ class _Label:
     both_bad: bool
     prompt_id: int
     queue_id: int
+    # Single answers: "good" or "bad"; empty on rankings and pairs.
+    verdict: str = ""
     # Its listwise group under `all`.
     group: tuple[str, int] = ("", 0)
 
@@ -161,7 +165,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
         Ranking.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     )
     labels: dict[int, _Label] = {}
-    for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
+    for pk, who, scores, flags, both_bad, prompt_id, queue_id, verdict in rankings.values_list(
         "id",
         "annotator__username",
         "scores",
@@ -169,6 +173,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
         "both_bad",
         "task__prompt_id",
         "task__queue_id",
+        "verdict",
     ).iterator(chunk_size=5000):
         if pk in rejected or _excluded(flags, spec):
             continue
@@ -181,6 +186,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
             both_bad,
             prompt_id,
             queue_id,
+            verdict,
         )
     return labels
 
@@ -289,6 +295,73 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     return rows
 
 
+@dataclass(slots=True)
+class _Single:
+    prompt_id: int
+    completion_id: int
+    label: bool
+    score: float | None
+    annotator: str
+    queue_id: int
+    votes: int
+    agreement: float
+    split: str = SnapshotRow.Split.TRAIN
+    line: str = ""
+
+
+def _singles(labels: dict[int, _Label], rule: str) -> list[_Single]:
+    """The single-answer labels among ``labels`` under the aggregation rule: every label
+    under `all`; otherwise one row per prompt and answer with the majority verdict (its
+    score the mean of the agreeing votes), contested answers (as many good as bad) left
+    out. A mean of +1/-1 votes has the majority's sign, so `mean-margin` keeps the same
+    rows as `majority`. ``agreement`` is the share of the answer's votes with the row's
+    verdict (under `all`, the majority verdict's share)."""
+    single_ids = sorted(pk for pk, label in labels.items() if label.verdict)
+    answer_of: dict[int, int] = {}
+    for chunk in _in_chunks(single_ids):
+        for pk, order in Ranking.objects.filter(pk__in=chunk).values_list("pk", "order"):
+            answer_of[pk] = order[0][0]
+    votes: dict[tuple[int, int], list[_Label]] = defaultdict(list)
+    for pk in single_ids:
+        votes[(labels[pk].prompt_id, answer_of[pk])].append(labels[pk])
+    rows: list[_Single] = []
+    for (prompt_id, completion_id), given in votes.items():
+        good = sum(1 for label in given if label.verdict == Verdict.GOOD)
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            agreement = max(good, len(given) - good) / len(given)
+            rows.extend(
+                _Single(
+                    prompt_id,
+                    completion_id,
+                    label.verdict == Verdict.GOOD,
+                    label.scores.get(completion_id),
+                    label.annotator,
+                    label.queue_id,
+                    1,
+                    agreement,
+                )
+                for label in given
+            )
+            continue
+        if 2 * good == len(given):
+            continue  # contested: no majority
+        verdict = 2 * good > len(given)
+        agreeing = [label for label in given if (label.verdict == Verdict.GOOD) == verdict]
+        rows.append(
+            _Single(
+                prompt_id,
+                completion_id,
+                verdict,
+                _mean(label.scores.get(completion_id) for label in agreeing),
+                "",
+                agreeing[0].queue_id,
+                len(given),
+                len(agreeing) / len(given),
+            )
+        )
+    return rows
+
+
 def snapshot_split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
     """Held-out split by prompt: every row of a prompt lands in the same split.
 
@@ -359,6 +432,25 @@ class _Writer:
         if prompt_id not in self._prompt_json:
             self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
         return self._prompt_json[prompt_id]
+
+    def single(
+        self, row: _Single, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
+    ) -> str:
+        """TRL's unpaired preference record (``prompt``, ``completion``, ``label``: what
+        ``KTOTrainer`` reads) with the label's score, votes, agreement and provenance."""
+        return self.encode(
+            {
+                "prompt": self.prompt(prompt[0], prompt[1]),
+                "completion": self.answer(texts[row.completion_id]),
+                "label": row.label,
+                "score": row.score,
+                "votes": row.votes,
+                "agreement": row.agreement,
+                "annotator": row.annotator,
+                "queue": queue,
+                "snapshot": self.name,
+            }
+        )
 
     def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
         if completion_id not in self._answer_json:
@@ -587,16 +679,26 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
 
 
 def snapshot_lines_digest(
-    pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]
+    pair_lines: Iterable[str],
+    listwise: Iterable[str],
+    sft: Iterable[str],
+    unpaired: Iterable[str] = (),
 ) -> str:
     """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
-    lines, then the SFT lines, each section headed by its name."""
+    lines, then the SFT lines, each section headed by its name; then, when the snapshot
+    froze single-answer labels, the unpaired (KTO) lines under their own heading (absent
+    when there are none, so snapshots without them keep the hash they always had)."""
     digest = hashlib.sha256()
     for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
         digest.update(f"{name}\n".encode())
         for line in lines:
             digest.update(line.encode("utf-8"))
             digest.update(b"\n")
+    for i, line in enumerate(unpaired):
+        if i == 0:
+            digest.update(b"unpaired\n")
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
     return digest.hexdigest()
 
 
@@ -617,7 +719,9 @@ def snapshot_build(
     ``aggregation``: ``all`` keeps every comparison; ``majority`` keeps one row per prompt
     and pair in the majority direction and drops contested pairs; ``mean-margin`` orients
     each pair by the mean signed rank gap of its votes. Ties are dropped or kept; whole
-    pairs whose agreement is below ``spec.min_agreement`` are dropped. The listwise
+    pairs whose agreement is below ``spec.min_agreement`` are dropped. Single-answer labels
+    (good/bad) are aggregated per answer by the same rule and agreement threshold
+    (:func:`_singles`) and frozen as unpaired records. The listwise
     records come from the rows that remain; the demonstrations follow the same filter.
     Every exported line (texts, names and metadata included) is stored with the snapshot,
     and ``content_hash`` is the sha256 of all of them. Returns the snapshot.
@@ -651,19 +755,24 @@ def snapshot_build(
         for r in rows
         if r.agreement >= spec.min_agreement and (ties == DatasetSnapshot.Ties.KEEP or not r.is_tie)
     ]
-    if not rows:
+    singles = [s for s in _singles(labels, aggregation) if s.agreement >= spec.min_agreement]
+    if not rows and not singles:
         raise SnapshotError("no comparison matches this filter")
     prompts = _queue_prompts(spec.queues)
     texts = _queue_completion_texts(spec.queues)
-    writer = _Writer(
-        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
-    )
+    prompt_ids = {r.prompt_id for r in rows} | {s.prompt_id for s in singles}
+    writer = _Writer(name=name, conversational=any(prompts[p][1] for p in prompt_ids))
     splits: dict[int, str] = {}
     for r in rows:
         if r.prompt_id not in splits:
             splits[r.prompt_id] = snapshot_split_of(prompts[r.prompt_id][2], seed, eval_fraction)
         r.split = splits[r.prompt_id]
         r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
+    for x in singles:
+        if x.prompt_id not in splits:
+            splits[x.prompt_id] = snapshot_split_of(prompts[x.prompt_id][2], seed, eval_fraction)
+        x.split = splits[x.prompt_id]
+        x.line = writer.single(x, prompts[x.prompt_id], texts, queue_names[x.queue_id])
     listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
@@ -681,18 +790,22 @@ def snapshot_build(
             (r.line for r in rows if not r.is_tie),
             (x.line for x in listwise),
             (d.line for d in demos),
+            (x.line for x in singles),
         ),
         hash_scheme=2,
         row_count=len(rows),
         train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
         eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
-        prompt_count=len({r.prompt_id for r in rows}),
+        prompt_count=len(prompt_ids),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
             "both_bad": sum(1 for r in rows if r.both_bad),
             # Current labels of these queues left out because a lead rejected them.
             "rejected_labels": len(rejected),
-            "mean_agreement": sum(r.agreement for r in rows) / len(rows),
+            "mean_agreement": sum(r.agreement for r in rows) / len(rows) if rows else 0.0,
+            # Single-answer labels frozen as unpaired records, and how many say good.
+            "single_answers": len(singles),
+            "single_good": sum(1 for x in singles if x.label),
             "annotators": sorted({r.annotator for r in rows if r.annotator}),
             "built_at": timezone.now().isoformat(),
         },
@@ -781,6 +894,38 @@ def snapshot_build(
     for d in demos:
         d.snapshot = snapshot
     SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
+    _insert(
+        SnapshotSingle,
+        (
+            "snapshot_id",
+            "prompt_id",
+            "completion_id",
+            "label",
+            "score",
+            "annotator",
+            "queue_name",
+            "votes",
+            "agreement",
+            "split",
+            "line",
+        ),
+        (
+            (
+                snapshot.pk,
+                x.prompt_id,
+                x.completion_id,
+                x.label,
+                x.score,
+                x.annotator,
+                queue_names[x.queue_id],
+                x.votes,
+                x.agreement,
+                x.split,
+                x.line,
+            )
+            for x in singles
+        ),
+    )
     return snapshot
 
 
