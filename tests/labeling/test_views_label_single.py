@@ -138,3 +138,26 @@ def test_it_shows_agreement_on_good_and_bad(client: Client, alice, bob, carol) -
     assert "Krippendorff&#x27;s α (good/bad)" in body or "Krippendorff's α (good/bad)" in body
     assert 'id="stat-score-alpha"' in body
     assert "on 2 tasks labeled by two or more annotators" in body
+
+
+def test_it_finds_and_shows_single_answers_by_verdict(client: Client, alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="single", prompts=1, k=2, overlap=2)
+    for user, verdict in ((alice, "good"), (bob, "bad")):
+        while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
+            services.ranking_submit(
+                assignment_id=claim.pk,
+                user=user,
+                submission=services.Submission(order=[[_answer(claim)]], verdict=verdict),
+            )
+    client.force_login(carol)
+
+    response = client.get("/labeling/search/", {"verdict": "bad"})
+    rows = response.context["rows"]
+    assert {row.label.annotator.username for row in rows} == {"bob"} and len(rows) == 2
+    assert {row.order for row in rows} == {"A bad"}
+    # Each answer was judged by both: they disagree on every one.
+    low = client.get("/labeling/search/", {"max_agreement": "0.5"}).context["rows"]
+    assert len(low) == 4
+    assert client.get("/labeling/search/", {"verdict": "meh"}).status_code == 200
+    review = client.get(f"/labeling/queues/{queue.pk}/review/").content.decode()
+    assert "A good" in review and "A bad" in review
