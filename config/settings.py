@@ -316,8 +316,8 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.generation_job_run": {"queue": "generation"},
     "training.tasks.training_run_execute": {"queue": "training"},
     "training.tasks.reward_scoring_execute": {"queue": "training"},
-    "labeling.tasks.labeling_queue_assist_finish": {"queue": "training"},
-    "labeling.tasks.labeling_queue_ai_label": {"queue": "training"},
+    "training.tasks.queue_assist_finish": {"queue": "training"},
+    "training.tasks.queue_ai_label": {"queue": "training"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
@@ -326,8 +326,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "generation-fail-stale-jobs": {
-        "task": "generation.tasks.generation_jobs_fail_stale",
+    # The watchdog of every kind of background job (config.jobs): fail stale heartbeats.
+    "background-jobs-fail-stale": {
+        "task": "config.tasks.background_jobs_fail_stale",
         "schedule": 60.0,
     },
     "training-fail-stale-runs": {

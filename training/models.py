@@ -175,6 +175,34 @@ class CompletionReward(models.Model):
         return f"{self.completion_id}: {self.reward:.3f}"
 
 
+class QueueAssistance(models.Model):
+    """Reward-model assistance for a labeling queue (admins only see it).
+
+    A finished reward run scores the queue's completions; the queue's dashboard compares
+    it with the annotators, its smallest reward gap per task becomes the task's priority
+    (served first under the queue's ``task_order="uncertainty"``), and it can label the
+    queue as an AI labeler. Owned by training: labeling only offers the hooks it fills.
+    """
+
+    queue = models.OneToOneField(LabelingQueue, on_delete=models.CASCADE, related_name="assistance")
+    reward_run = models.ForeignKey(
+        TrainingRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assisted_queues",
+    )
+    # The latest word on the assistance work (scoring, priorities, AI labeler), for admins.
+    note = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "queue assistance"
+
+    def __str__(self) -> str:
+        return f"{self.reward_run or 'no reward run'} for {self.queue}"
+
+
 class Evaluation(models.Model):
     """A blind comparison of two or more models on a held-out prompt set.
 

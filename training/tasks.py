@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
-from training import services
+from training import assistance, services
+
+# While another worker is still scoring a queue's jobs, look again this much later.
+ASSIST_RETRY_S = 15
 
 
 @shared_task(name="training.tasks.training_run_execute", acks_late=True)
@@ -30,3 +35,24 @@ def loops_advance() -> int:
     from training import evaluations
 
     return evaluations.loops_advance()
+
+
+# Reward-model assistance runs on the ``training`` queue, beside the scorings it waits for.
+
+
+@shared_task(name="training.tasks.queue_assist_finish", bind=True, acks_late=True, max_retries=None)
+def queue_assist_finish(self: Any, queue_id: int) -> str:
+    """Compute the tasks' priorities once the queue's reward run has scored its jobs."""
+    state = assistance.queue_assist_finish(queue_id=queue_id)
+    if state == "waiting":
+        raise self.retry(countdown=ASSIST_RETRY_S)
+    return state
+
+
+@shared_task(name="training.tasks.queue_ai_label", bind=True, acks_late=True, max_retries=None)
+def queue_ai_label(self: Any, queue_id: int, reward_run_id: int) -> str:
+    """Label the queue with its reward model as the AI labeler."""
+    state = assistance.queue_ai_label(queue_id=queue_id, reward_run_id=reward_run_id)
+    if state == "waiting":
+        raise self.retry(countdown=ASSIST_RETRY_S)
+    return state

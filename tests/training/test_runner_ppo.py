@@ -290,7 +290,8 @@ def test_it_computes_the_log_probs_the_completions_were_sampled_with(
 
     from generation.backends.transformers import encode_prompt
     from training.core.losses import token_logps
-    from training.core.rl import _forward, _pack
+    from training.core.rl.experience import forward_response as _forward
+    from training.core.rl.experience import pack_rollout as _pack
     from training.core.rollouts import _neutral_generation_config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)

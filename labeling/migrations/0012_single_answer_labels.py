@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("generation", "0002_prompt_exact_hash"),
-        ("labeling", "0010_snapshot_pointers_without_db_constraints"),
+        ("labeling", "0011_assistance_moves_to_training"),
     ]
 
     operations = [
