@@ -178,10 +178,8 @@ class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs["skip"] and not attrs.get("order") and not attrs["verdict"]:
-            raise serializers.ValidationError(
-                "send an order (best first, tie groups), a verdict (single answers) or skip"
-            )
+        # What a submit must hold depends on the queue's mode: the view checks it (an order,
+        # or a single answer's verdict) and names the missing field.
         if "score" in attrs and attrs["scores"]:
             raise serializers.ValidationError({"score": "send score or scores, not both"})
         return attrs
@@ -268,12 +266,7 @@ class SubmitAPI(LabelingAPIView):
             given_order = data.get("order")
             given_scores = data["scores"]
             if queue.mode == LabelingQueue.Mode.SINGLE:
-                if not data["verdict"]:
-                    raise services.LabelingError(
-                        "verdict: this queue asks whether the answer is good or bad",
-                        field="verdict",
-                    )
-                # The task's one answer is its alias "A".
+                # The task's one answer is its alias "A"; the service asks for the verdict.
                 given_order = given_order or [[services.ALIASES[0]]]
                 if "score" in data:
                     given_scores = {services.ALIASES[0]: data["score"]}
@@ -284,7 +277,8 @@ class SubmitAPI(LabelingAPIView):
                 )
             elif not given_order:
                 raise services.LabelingError(
-                    f"order: this is a {queue.mode} queue; send an order, not a verdict",
+                    f"order: this is a {queue.mode} queue; send an order (best first, tie "
+                    "groups of answer letters) or skip",
                     field="order",
                 )
             order, scores = _from_aliases(assignment.task, given_order, given_scores)

@@ -514,11 +514,6 @@ def _validate_verdict(queue: LabelingQueue, verdict: Any, both_bad: bool) -> str
     return str(verdict)
 
 
-def single_submission_order(*, task: LabelingTask) -> list[list[int]]:
-    """The order a single-answer label holds: the task's one answer."""
-    return [list(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))]
-
-
 def _last_version(task: LabelingTask, user: AbstractBaseUser) -> RankingVersion | None:
     return RankingVersion.objects.filter(task=task, annotator=user).order_by("-version").first()
 

@@ -289,6 +289,7 @@ def test_it_names_the_field_of_a_bad_single_answer_label(alice) -> None:  # type
     _field_error(api.post(url, base | {"verdict": "meh"}, format="json"), "verdict")
     _field_error(api.post(url, base | {"verdict": ""}, format="json"), "verdict")
     _field_error(api.post(url, base | {"order": [["A"]]}, format="json"), "verdict")
+    _field_error(api.post(url, base, format="json"), "verdict")  # nothing at all
     _field_error(
         api.post(url, base | {"verdict": "bad", "both_bad": True}, format="json"), "both_bad"
     )
@@ -304,6 +305,7 @@ def test_it_names_the_field_of_a_label_in_the_wrong_mode(alice) -> None:  # type
     url = f"/api/labeling/queues/{pairwise.pk}/submit/"
     base = {"assignment": task["assignment"]}
     _field_error(api.post(url, base | {"verdict": "good"}, format="json"), "order")
+    _field_error(api.post(url, base, format="json"), "order")
     order = [["A"], ["B"]]
     _field_error(
         api.post(url, base | {"order": order, "verdict": "good"}, format="json"), "verdict"

@@ -60,7 +60,8 @@ def test_it_freezes_every_verdict_in_trls_unpaired_format(alice) -> None:  # typ
         good = row["completion"].startswith("answer 0")
         assert row["label"] is good and row["score"] == (6 if good else 2)
         assert (row["annotator"], row["queue"], row["snapshot"]) == ("alice", "thumbs q", "thumbs")
-        assert row["prompt"].startswith("prompt ") or row["prompt"]
+        # Each answer beside its own prompt ("answer j to i" answers "Prompt i: ...").
+        assert row["prompt"] == f"Prompt {row['completion'][-1]}: once upon a"
     # The content hash covers the unpaired lines, and exports give the frozen bytes.
     assert snapshot.content_hash == snapshots.snapshot_export_digest(snapshot)
     assert b"".join(snapshots.snapshot_export_trl_jsonl(snapshot)) == b""
