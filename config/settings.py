@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "generation",
     "labeling",
     "training",
+    # The top layer: the demo's seeding and start-up commands import every app.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -329,10 +331,6 @@ CELERY_BEAT_SCHEDULE = {
     # The watchdog of every kind of background job (config.jobs): fail stale heartbeats.
     "background-jobs-fail-stale": {
         "task": "config.tasks.background_jobs_fail_stale",
-        "schedule": 60.0,
-    },
-    "training-fail-stale-runs": {
-        "task": "training.tasks.training_runs_fail_stale",
         "schedule": 60.0,
     },
     # Evaluations and next rounds: open the labeling queue once the generation jobs are done.

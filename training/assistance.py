@@ -1,7 +1,7 @@
 """Reward-model assistance for a labeling queue (writes).
 
 An admin picks a finished reward run for a queue (a ``QueueAssistance`` row). Its model
-scores the completions of the queue's generation jobs (``services.reward_scoring_create``:
+scores the completions of the queue's generation jobs (``scorings.reward_scoring_create``:
 rows of ``CompletionReward``, computed on the ``training`` queue); then each task gets a
 priority, the reward model's smallest gap between the task's completions, which the claim
 serves first under the queue's ``task_order="uncertainty"``. The same rewards let the model
@@ -27,7 +27,7 @@ from labeling import agreement
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import AI_LABELER_GROUP, LabelingQueue
-from training import selectors, services
+from training import runs, scorings, selectors
 from training.models import QueueAssistance, RewardScoring, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class AssistError(labeling_services.LabelingError):
 
 def _check_reward_run(run: TrainingRun) -> None:
     try:
-        services.reward_run_check_finished(run)
-    except services.RunError as exc:
+        runs.reward_run_check_finished(run)
+    except runs.RunError as exc:
         raise AssistError(str(exc)) from exc
 
 
@@ -65,11 +65,11 @@ def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUs
         if latest is not None and latest.status == RewardScoring.Status.SUCCEEDED:
             continue
         pending += 1
-        if latest is not None and latest.status != RewardScoring.Status.FAILED:
+        if latest is not None and latest.status not in RewardScoring.RESUMABLE:
             continue  # queued or running already
         try:
-            services.reward_scoring_create(reward_run=run, job=job, user=user)
-        except services.RunError as exc:
+            scorings.reward_scoring_create(reward_run=run, job=job, user=user)
+        except runs.RunError as exc:
             raise AssistError(str(exc)) from None
     return pending
 
@@ -160,15 +160,15 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
         ).first()
         if latest is None:
             try:
-                latest = services.reward_scoring_create(reward_run=run, job=job)
-            except services.RunError as exc:
+                latest = scorings.reward_scoring_create(reward_run=run, job=job)
+            except runs.RunError as exc:
                 raise AssistError(str(exc)) from None
         status = latest.status
         if status == RewardScoring.Status.QUEUED:
-            status = services.reward_scoring_execute(scoring_id=latest.pk)
-        if status == RewardScoring.Status.FAILED:
+            status = scorings.reward_scoring_execute(scoring_id=latest.pk)
+        if status in RewardScoring.RESUMABLE:
             error = RewardScoring.objects.filter(pk=latest.pk).values_list("error", flat=True)
-            raise AssistError(f"scoring {job} with {run.name} failed: {error.first() or '?'}")
+            raise AssistError(f"scoring {job} with {run.name} {status}: {error.first() or '?'}")
         if status != RewardScoring.Status.SUCCEEDED:
             ready = False
     return ready

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from config.roles import user_is_researcher
-from generation.models import GenerationJob, PolicyModel
+from generation.models import PolicyModel
 from labeling.hooks import ReferenceScores
 from labeling.models import AI_LABELER_GROUP, Comparison, LabelingQueue, TaskCompletion
 from training.core import ratings
@@ -125,22 +125,6 @@ def reward_scoring_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[R
     if not user_is_researcher(user):
         return RewardScoring.objects.none()
     return RewardScoring.objects.select_related("reward_run", "job")
-
-
-def completion_rewards_for_job(*, job: GenerationJob) -> dict[int, list[tuple[str, float]]]:
-    """Each completion's rewards: ``{completion id: [(run name, reward), ...]}``.
-
-    Admins only: the callers check (annotators must never see scores).
-    """
-    rewards: dict[int, list[tuple[str, float]]] = defaultdict(list)
-    rows = (
-        CompletionReward.objects.filter(completion__job=job)
-        .order_by("completion_id", "reward_run__name")
-        .values_list("completion_id", "reward_run__name", "reward")
-    )
-    for completion_id, run_name, reward in rows:
-        rewards[completion_id].append((run_name, reward))
-    return dict(rewards)
 
 
 # --- evaluations and rounds -----------------------------------------------------------------

@@ -4,7 +4,7 @@ from typing import Any
 
 from celery import shared_task
 
-from training import assistance, services
+from training import assistance, runs, scorings
 
 # While another worker is still scoring a queue's jobs, look again this much later.
 ASSIST_RETRY_S = 15
@@ -13,19 +13,13 @@ ASSIST_RETRY_S = 15
 @shared_task(name="training.tasks.training_run_execute", acks_late=True)
 def training_run_execute(run_id: int) -> str:
     """Train a queued run; a second delivery of the same message is a no-op."""
-    return services.training_run_execute(run_id=run_id)
-
-
-@shared_task(name="training.tasks.training_runs_fail_stale")
-def training_runs_fail_stale() -> int:
-    """The watchdog: fail runs (and reward scorings) whose worker stopped beating."""
-    return services.training_runs_fail_stale() + services.reward_scorings_fail_stale()
+    return runs.training_run_execute(run_id=run_id)
 
 
 @shared_task(name="training.tasks.reward_scoring_execute", acks_late=True)
 def reward_scoring_execute(scoring_id: int) -> str:
     """Score a generation job's completions with a finished reward model."""
-    return services.reward_scoring_execute(scoring_id=scoring_id)
+    return scorings.reward_scoring_execute(scoring_id=scoring_id)
 
 
 @shared_task(name="training.tasks.loops_advance")

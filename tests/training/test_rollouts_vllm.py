@@ -59,7 +59,7 @@ def _base_model(tiny_model_path: Path) -> Any:
 
 
 def _prompt_ids(tiny_model_path: Path) -> tuple[Any, list[list[int]]]:
-    from generation.backends.transformers import encode_prompt
+    from generation.backends.prompting import encode_prompt
     from training.core.hf import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_path))

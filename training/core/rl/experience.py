@@ -15,7 +15,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from generation.backends.base import PromptInput
+from generation.backends.base import BackendError, PromptInput
+from generation.backends.prompting import encode_prompt
 from training.core.configs import RLConfig
 from training.core.rl.seeds import mix_seed
 from training.core.rollouts import RolloutSampler, TransformersRolloutSampler
@@ -195,9 +196,6 @@ class RLExperience:
 
     def encode(self, prompt: PromptInput) -> list[int]:
         """The prompt's ids as generation encodes them, keeping room for the completion."""
-        from generation.backends.base import BackendError
-        from generation.backends.transformers import encode_prompt
-
         try:
             ids = encode_prompt(self.tokenizer, prompt, self.use_chat_template)
         except BackendError as exc:
