@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from labeling import snapshots
 from tests.labeling.factories import judge_queue, label_queue, make_queue
 from tests.training.factories import tiny_policy
-from training import datasets, services
+from training import datasets, runs
 from training.models import TrainingMetric, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def test_it_needs_both_kinds_of_single_answer_without_pairs(alice, tmp_path: Pat
     folder = tmp_path / "weights"
     folder.mkdir()
     with pytest.raises(RunError, match="both good and bad single answers") as caught:
-        services.training_run_create(kind="kto", base_model=tiny_policy(folder), snapshot=only_good)
+        runs.training_run_create(kind="kto", base_model=tiny_policy(folder), snapshot=only_good)
     assert caught.value.field == "snapshot"
 
 
@@ -81,7 +81,7 @@ def test_thumbs_labels_train_a_kto_run_end_to_end(alice, tiny_model_path: Path) 
     )
     assert snapshot.row_count == 0 and snapshot.stats["single_answers"] == 6
 
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="kto",
         base_model=tiny_policy(tiny_model_path),
         snapshot=snapshot,
@@ -93,7 +93,7 @@ def test_thumbs_labels_train_a_kto_run_end_to_end(alice, tiny_model_path: Path) 
             "learning_rate": 1e-3,
         },
     )
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
 
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED
