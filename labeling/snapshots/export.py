@@ -24,7 +24,8 @@ from labeling.models import (
     SnapshotRow,
     SnapshotSingle,
 )
-from labeling.snapshots.build import SnapshotError, snapshot_lines_digest
+from labeling.snapshots.build import SnapshotError
+from labeling.snapshots.lines import lines_joined, snapshot_lines_digest
 
 EXPORT_CHUNK = 2000
 
@@ -69,22 +70,11 @@ def _pair_rows(snapshot: DatasetSnapshot, split: str | None) -> QuerySet[Snapsho
     return rows.filter(split=split) if split else rows
 
 
-def _joined(lines: Iterable[str], chunk_size: int) -> Iterator[bytes]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= chunk_size:
-            yield ("\n".join(batch) + "\n").encode("utf-8")
-            batch = []
-    if batch:
-        yield ("\n".join(batch) + "\n").encode("utf-8")
-
-
 def _trl_jsonl_python(
     snapshot: DatasetSnapshot, split: str | None, chunk_size: int
 ) -> Iterator[bytes]:
     lines = _pair_rows(snapshot, split).values_list("line", flat=True)
-    yield from _joined(lines.iterator(chunk_size=chunk_size), chunk_size)
+    yield from lines_joined(lines.iterator(chunk_size=chunk_size), chunk_size)
 
 
 _COPY_SQL = (
@@ -102,7 +92,7 @@ def _trl_jsonl_postgresql(
     connection.ensure_connection()
     with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
         copy.set_types(["text"])
-        yield from _joined((line for (line,) in copy.rows()), chunk_size)
+        yield from lines_joined((line for (line,) in copy.rows()), chunk_size)
 
 
 def snapshot_export_trl_jsonl(
@@ -179,7 +169,7 @@ def snapshot_export_rankings_jsonl(
     its filters and aggregation): completions best first, their ranks (equal ranks are
     ties), scores, a ``both_bad`` flag, votes, the annotator (under `all`) and the queue."""
     lines = SnapshotRanking.objects.filter(snapshot=snapshot).order_by("id")
-    yield from _joined(
+    yield from lines_joined(
         lines.values_list("line", flat=True).iterator(chunk_size=chunk_size), chunk_size
     )
 
@@ -187,7 +177,7 @@ def snapshot_export_rankings_jsonl(
 def snapshot_export_sft_jsonl(snapshot: DatasetSnapshot) -> Iterator[bytes]:
     """Demonstrations as SFT data: ``messages`` = the prompt's turns + the ideal answer."""
     lines = SnapshotDemonstration.objects.filter(snapshot=snapshot).order_by("id")
-    yield from _joined(
+    yield from lines_joined(
         lines.values_list("line", flat=True).iterator(chunk_size=EXPORT_CHUNK), EXPORT_CHUNK
     )
 
@@ -198,7 +188,7 @@ def snapshot_export_unpaired_jsonl(
     """The single-answer labels in TRL's unpaired preference format (``prompt``,
     ``completion``, ``label``: true for good; what ``KTOTrainer`` takes), with ``score``
     (1-7 or null), ``votes``, ``agreement``, ``annotator``, ``queue`` and ``snapshot``."""
-    yield from _joined(
+    yield from lines_joined(
         snapshot_singles(snapshot=snapshot, split=split)
         .values_list("line", flat=True)
         .iterator(chunk_size=chunk_size),
