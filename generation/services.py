@@ -6,11 +6,10 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -66,7 +65,7 @@ def policy_model_create(
     use_chat_template: bool = False,
     description: str = "",
     parent: PolicyModel | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> PolicyModel:
     policy_model_validate(
         backend=backend, source=source, server_url=server_url, server_model=server_model
@@ -111,9 +110,7 @@ def text_check_storable(**fields: str) -> None:
 
 
 @transaction.atomic
-def prompt_set_create(
-    *, name: str, description: str = "", user: AbstractBaseUser | None = None
-) -> PromptSet:
+def prompt_set_create(*, name: str, description: str = "", user: User | None = None) -> PromptSet:
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
@@ -216,7 +213,7 @@ def generation_job_create(
     stop: Sequence[str] = (),
     batch_size: int = 8,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Queue a job sampling ``k`` completions per prompt; the worker starts after commit."""
     _validate_job_params(
@@ -244,15 +241,8 @@ def generation_job_create(
         prompts_total=total,
         created_by=user,
     )
-    _enqueue(job)
+    job_lifecycle.enqueue(job)
     return job
-
-
-def _enqueue(job: GenerationJob) -> None:
-    from generation.tasks import generation_job_run
-
-    job_id = job.pk
-    transaction.on_commit(lambda: generation_job_run.delay(job_id))
 
 
 @transaction.atomic
@@ -263,7 +253,7 @@ def generation_job_import(
     name: str,
     source_name: str = "",
     prompt_set: PromptSet | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
 
@@ -321,7 +311,7 @@ def generation_job_create_imported(
     source_name: str,
     k: int,
     prompts: int,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """A finished job that holds completions brought in from a file (the caller adds them)."""
     now = timezone.now()
@@ -353,27 +343,10 @@ class GenerationJobLifecycle(Lifecycle[GenerationJob]):
 
 job_lifecycle = GenerationJobLifecycle(
     GenerationJob,
-    noun="job",
-    error=GenerationError,
-    expected_errors=(BackendError,),
-    enqueue=_enqueue,
+    errors=(GenerationError, BackendError),
+    task="generation.tasks.generation_job_run",
     related=("model", "prompt_set"),
 )
-
-
-def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
-    """A queued job stops at once; a running one at its next batch boundary."""
-    return job_lifecycle.cancel(job)
-
-
-def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
-    """Queue a failed or cancelled job again; it generates only what is missing."""
-    return job_lifecycle.resume(job)
-
-
-def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running jobs whose worker stopped sending heartbeats as failed. Returns count."""
-    return job_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a job (called by the Celery task) --------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -27,6 +27,7 @@ from labeling.models import (
     Ranking,
     RankingVersion,
     TaskCompletion,
+    Verdict,
 )
 
 FLAGS = ("unsafe", "broken", "off-topic")
@@ -38,7 +39,14 @@ MAX_CANDIDATES = 16
 
 
 class LabelingError(ValueError):
-    """A request that cannot be carried out; the message is shown to the annotator as is."""
+    """A request that cannot be carried out; the message is shown to the annotator as is.
+
+    ``field`` names the submitted field at fault, when one is (the API reports it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class LeaseExpired(LabelingError):
@@ -92,12 +100,13 @@ def _pick_pairs(
 
 @transaction.atomic
 def labeling_queue_create(
-    *, jobs: Sequence[GenerationJob], settings: QueueSettings, user: AbstractBaseUser | None = None
+    *, jobs: Sequence[GenerationJob], settings: QueueSettings, user: User | None = None
 ) -> LabelingQueue:
     """Build a queue and all its tasks from finished generation jobs.
 
     Ranking mode makes one task per prompt with all its completions; pairwise mode draws
-    ``pairs_per_prompt`` pairs per prompt. Display order is shuffled (seeded) so that
+    ``pairs_per_prompt`` pairs per prompt; single mode makes one task per completion (one
+    answer to judge good or bad). Display order is shuffled (seeded) so that
     position says nothing about the model or the sample index.
     """
     if not jobs:
@@ -116,7 +125,11 @@ def labeling_queue_create(
 
     rng = random.Random(settings.seed)
     candidates: list[list[Completion]] = []
+    single = settings.mode == LabelingQueue.Mode.SINGLE
     for group in _groups_by_prompt(jobs):
+        if single:
+            candidates.extend([completion] for completion in group)
+            continue
         if len(group) < 2:
             continue
         if settings.mode == LabelingQueue.Mode.RANKING:
@@ -126,6 +139,8 @@ def labeling_queue_create(
             for a, b in _pick_pairs(group, max(1, settings.pairs_per_prompt), rng):
                 candidates.append([a, b] if rng.random() < 0.5 else [b, a])
     if not candidates:
+        if single:
+            raise LabelingError("the jobs have no completions")
         raise LabelingError("the jobs have no prompt with at least two completions")
     rng.shuffle(candidates)
 
@@ -200,13 +215,13 @@ CLAIM_BATCH = 3
 
 
 @transaction.atomic
-def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[AbstractBaseUser]) -> None:
+def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[User]) -> None:
     """Restrict ``queue`` to ``annotators``; an empty list opens it to every annotator.
     Claims already made stay valid until they are submitted or their lease ends."""
     queue.annotators.set(annotators)
 
 
-def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
+def queue_may_label(*, queue: LabelingQueue, user: User) -> bool:
     """Admins label any queue; annotators an open one, or a restricted one that names them."""
     if user_is_admin(user):
         return True
@@ -215,7 +230,7 @@ def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
 
 
 @transaction.atomic
-def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+def task_claim_next(*, queue: LabelingQueue, user: User) -> Assignment | None:
     """The annotator's current claim in ``queue``, or a new one on the next open task.
 
     Concurrency-safe: open tasks are locked with ``FOR UPDATE SKIP LOCKED`` and their
@@ -321,9 +336,7 @@ def task_priorities_set(*, queue: LabelingQueue, priorities: Mapping[int, float 
     return sum(1 for t in tasks if t.priority is not None)
 
 
-def assignment_uncounted_open(
-    *, task_id: int, user: AbstractBaseUser, lease_seconds: int
-) -> Assignment:
+def assignment_uncounted_open(*, task_id: int, user: User, lease_seconds: int) -> Assignment:
     """An assignment of the task to an extra labeler (an AI) that never takes one of the
     task's overlap slots: the existing one (its lease renewed while active) or a new one.
     The labeler submits on it with ``ranking_submit``, as a human would."""
@@ -392,7 +405,7 @@ def _validate_scores(
     if not scores:
         return {}
     if not queue.ask_scores:
-        raise LabelingError("this queue does not ask for scores")
+        raise LabelingError("this queue does not ask for scores", field="scores")
     ids = set(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))
     clean: dict[str, int] = {}
     low, high = SCORE_RANGE
@@ -404,7 +417,7 @@ def _validate_scores(
         if completion_id not in ids:
             raise LabelingError(f"completion {completion_id} is not part of this task")
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise LabelingError(f"scores run from {low} to {high}")
+            raise LabelingError(f"scores run from {low} to {high}", field="scores")
         clean[str(completion_id)] = value
     aliases = task_aliases(task=task)
     for i, better in enumerate(order):
@@ -473,16 +486,40 @@ class Submission:
     flags: tuple[str, ...] = ()
     time_spent_ms: int = 0
     demonstration: str = ""
+    # Single-answer queues: "good" or "bad" (``order`` is then the one answer, [[id]]).
+    verdict: str = ""
 
 
-def _last_version(task: LabelingTask, user: AbstractBaseUser) -> RankingVersion | None:
+def _validate_verdict(queue: LabelingQueue, verdict: Any, both_bad: bool) -> str:
+    """The verdict a single-answer queue needs, and no verdict anywhere else."""
+    if queue.mode != LabelingQueue.Mode.SINGLE:
+        if verdict:
+            raise LabelingError(
+                f"verdict: this is a {queue.mode} queue; send an order, not a verdict",
+                field="verdict",
+            )
+        return ""
+    if not verdict:
+        raise LabelingError(
+            "verdict: this queue asks whether the answer is good or bad", field="verdict"
+        )
+    if verdict not in Verdict.values:
+        raise LabelingError(
+            f"verdict: {verdict!r} is not one of {', '.join(Verdict.values)}", field="verdict"
+        )
+    if both_bad:
+        raise LabelingError("both_bad: a single answer is judged by its verdict", field="both_bad")
+    return str(verdict)
+
+
+def _last_version(task: LabelingTask, user: User) -> RankingVersion | None:
     return RankingVersion.objects.filter(task=task, annotator=user).order_by("-version").first()
 
 
 def _write_version(
     *,
     task: LabelingTask,
-    user: AbstractBaseUser,
+    user: User,
     action: str,
     now: Any,
     ranking: Ranking | None = None,
@@ -499,6 +536,7 @@ def _write_version(
         order=ranking.order if ranking else [],
         scores=ranking.scores if ranking else {},
         both_bad=ranking.both_bad if ranking else False,
+        verdict=ranking.verdict if ranking else "",
         comment=ranking.comment if ranking else "",
         flags=ranking.flags if ranking else [],
         demonstration=demonstration,
@@ -509,9 +547,7 @@ def _write_version(
 
 
 @transaction.atomic
-def ranking_submit(
-    *, assignment_id: int, user: AbstractBaseUser, submission: Submission
-) -> Ranking:
+def ranking_submit(*, assignment_id: int, user: User, submission: Submission) -> Ranking:
     """Store a ranking and its comparisons in one transaction, and append a version.
 
     A repeated identical submit returns the stored ranking (idempotent); a different one on
@@ -531,6 +567,7 @@ def ranking_submit(
     queue = task.queue
     order = _validate_order(task, submission.order)
     scores = _validate_scores(queue, task, submission.scores, order)
+    verdict = _validate_verdict(queue, submission.verdict, submission.both_bad)
     flags = sorted(set(submission.flags))
     if unknown := [f for f in flags if f not in FLAGS]:
         raise LabelingError(f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}")
@@ -541,12 +578,20 @@ def ranking_submit(
     if assignment.status == Assignment.Status.SUBMITTED:
         ranking = assignment.ranking
         last = _last_version(task, user)
-        same = (ranking.order, ranking.scores, ranking.both_bad, ranking.comment, ranking.flags)
-        if same == (order, scores, submission.both_bad, submission.comment, flags) and (
+        same = (
+            ranking.order,
+            ranking.scores,
+            ranking.both_bad,
+            ranking.verdict,
+            ranking.comment,
+            ranking.flags,
+        )
+        if same == (order, scores, submission.both_bad, verdict, submission.comment, flags) and (
             last is None or last.demonstration == demonstration
         ):
             return ranking
         ranking.order, ranking.scores, ranking.both_bad = order, scores, submission.both_bad
+        ranking.verdict = verdict
         ranking.comment, ranking.flags = submission.comment, flags
         version = _write_version(
             task=task,
@@ -579,6 +624,7 @@ def ranking_submit(
         order=order,
         scores=scores,
         both_bad=submission.both_bad,
+        verdict=verdict,
         time_spent_ms=time_spent_ms,
         comment=submission.comment,
         flags=flags,
@@ -605,7 +651,7 @@ def ranking_submit(
     return ranking
 
 
-def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) -> None:
+def _store_demonstration(task: LabelingTask, user: User, text: str) -> None:
     """The current demonstration of (task, annotator); its versions are in RankingVersion."""
     existing = Demonstration.objects.filter(task=task, annotator=user).first()
     if not text:
@@ -620,7 +666,7 @@ def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) 
 
 
 @transaction.atomic
-def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+def ranking_undo_last(*, queue: LabelingQueue, user: User) -> Assignment | None:
     """Take back the annotator's latest submission or edit in ``queue``: a tombstone version
     is appended, the current ranking, comparisons and demonstration go, and the task is
     theirs again with a fresh lease. Earlier versions stay in the record."""
@@ -636,7 +682,7 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
 
 
 @transaction.atomic
-def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment | None:
+def ranking_take_back(*, ranking_id: int, user: User) -> Assignment | None:
     """Take back one of the annotator's current labels (to label that task again, as after
     a rejection in review): the same tombstone and fresh lease as an undo. None when the
     label is not theirs or is gone."""
@@ -651,9 +697,7 @@ def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment 
     return _ranking_take_back(ranking=ranking, queue=ranking.task.queue, user=user)
 
 
-def _ranking_take_back(
-    *, ranking: Ranking, queue: LabelingQueue, user: AbstractBaseUser
-) -> Assignment:
+def _ranking_take_back(*, ranking: Ranking, queue: LabelingQueue, user: User) -> Assignment:
     assignment = ranking.assignment
     now = timezone.now()
     _write_version(task=ranking.task, user=user, action=RankingVersion.Action.UNDONE, now=now)
@@ -687,6 +731,7 @@ def ranking_versions_record_imported(*, rankings: Sequence[Ranking], now: Any) -
                 order=r.order,
                 scores=r.scores or {},
                 both_bad=r.both_bad,
+                verdict=r.verdict,
                 comment=r.comment,
                 flags=r.flags or [],
                 first_submitted_at=now,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.roles import RESEARCHER, role_required
+from config.roles import RESEARCHER, AuthenticatedRequest, role_required
 from labeling import record, snapshots
 from labeling.models import DatasetSnapshot, SnapshotRow
 from labeling.snapshot_forms import SnapshotForm
@@ -15,7 +15,7 @@ from labeling.snapshot_forms import SnapshotForm
 
 @role_required(RESEARCHER)
 @require_http_methods(["GET", "POST"])
-def snapshot_list(request: HttpRequest) -> HttpResponse:
+def snapshot_list(request: AuthenticatedRequest) -> HttpResponse:
     form = SnapshotForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -26,7 +26,11 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
         except snapshots.SnapshotError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Froze {snapshot.row_count} rows into {snapshot.name}.")
+            singles = snapshot.stats.get("single_answers", 0)
+            also = f" and {singles} single answers" if singles else ""
+            messages.success(
+                request, f"Froze {snapshot.row_count} rows{also} into {snapshot.name}."
+            )
             return redirect("labeling:snapshot-detail", pk=snapshot.pk)
     context = {"snapshots": DatasetSnapshot.objects.all(), "form": form}
     return render(request, "labeling/snapshot_list.html", context)
@@ -34,7 +38,7 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     sample = SnapshotRow.objects.filter(snapshot=snapshot).select_related(
         "prompt", "chosen", "rejected"
@@ -46,7 +50,7 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -63,7 +67,7 @@ def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -80,22 +84,31 @@ def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_extra(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
-    """The listwise rankings or the demonstrations (SFT) of a snapshot, as JSONL."""
+def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> HttpResponseBase:
+    """The listwise rankings, the demonstrations (SFT) or the single-answer labels (TRL's
+    unpaired format, ``?split=train|eval``) of a snapshot, as JSONL."""
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    content = (
-        snapshots.snapshot_export_rankings_jsonl(snapshot)
-        if kind == "rankings"
-        else snapshots.snapshot_export_sft_jsonl(snapshot)
-    )
+    suffix = ""
+    if kind == "unpaired":
+        try:
+            split = snapshots.snapshot_split(request.GET.get("split"))
+        except snapshots.SnapshotError as exc:
+            return HttpResponse(str(exc), status=400)
+        suffix = f"-{split}" if split else ""
+        content = snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split)
+    elif kind == "rankings":
+        content = snapshots.snapshot_export_rankings_jsonl(snapshot)
+    else:
+        content = snapshots.snapshot_export_sft_jsonl(snapshot)
     response = StreamingHttpResponse(content, content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}-{kind}.jsonl"'
+    filename = f"{_slug(snapshot.name)}-{kind}{suffix}.jsonl"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
 @role_required(RESEARCHER)
 @require_GET
-def label_versions_export(request: HttpRequest) -> HttpResponse:
+def label_versions_export(request: AuthenticatedRequest) -> HttpResponseBase:
     """Every version of every annotator's label, raw, with times (``?queue=<id>``)."""
     raw = request.GET.getlist("queue")
     if not all(q.isdigit() for q in raw):
@@ -110,7 +123,7 @@ def label_versions_export(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_card(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_card(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     response = HttpResponse(
         snapshots.snapshot_data_card(snapshot), content_type="text/markdown; charset=utf-8"

@@ -136,6 +136,10 @@ class CommonConfig:
     save_steps: int = 0
     """Save a checkpoint every this many optimizer steps; 0 saves only at the end."""
 
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them:
+    activation memory of one layer instead of all, for about a third more compute."""
+
     num_processes: int = 1
     """Training processes started together by torchrun on the worker's machine (one per GPU,
     or several on a CPU); the batch_size is split among all processes, so any number trains
