@@ -139,7 +139,7 @@ def test_it_cancels_a_two_process_run_at_a_checkpoint_and_resumes_it(  # type: i
     )
     # Cancelled as soon as a worker has it: the group stops after its first steps.
     wait_for(lambda: _run(run.pk).status == TrainingRun.Status.RUNNING, 120, 0.02)
-    runs.training_run_cancel(run=_run(run.pk))
+    runs.run_lifecycle.cancel(_run(run.pk))
     cancelled = _finished(run, 120)
     assert cancelled.status == TrainingRun.Status.CANCELLED, (
         f"{cancelled.error}\n{cancelled.log_tail}"
@@ -151,7 +151,7 @@ def test_it_cancels_a_two_process_run_at_a_checkpoint_and_resumes_it(  # type: i
     }
     assert "launching 2 processes" in cancelled.log_tail
 
-    runs.training_run_resume(run=cancelled)
+    runs.run_lifecycle.resume(cancelled)
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"
     assert done.attempts == 2 and done.step == MANY_STEPS["max_steps"]
