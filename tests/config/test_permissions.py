@@ -33,7 +33,7 @@ from tests.factories import UserFactory
 from tests.generation.factories import GenerationJobFactory, PolicyModelFactory
 from tests.labeling.factories import make_queue
 from tests.training.factories import TrainingRunFactory
-from training.models import Evaluation, EvaluationEntry
+from training.models import Evaluation, EvaluationEntry, RewardScoring
 
 # Reachable without signing in, on purpose (by URL name, or by route when unnamed).
 PUBLIC = {
@@ -208,6 +208,7 @@ def _existing_objects() -> dict[str, int]:
         "jobs": job.pk,
         "tasks": queue.tasks.get().pk,  # type: ignore[attr-defined]
         "runs": run.pk,
+        "scorings": RewardScoring.objects.create(reward_run=run, job=job, status="failed").pk,
         "evaluations": evaluation.pk,
     }
 
