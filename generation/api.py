@@ -293,9 +293,7 @@ class GenerationJobDetailAPI(ResearcherAPIView):
 class GenerationJobActionAPI(JobActionAPIMixin, ResearcherAPIView):
     lifecycle = services.job_lifecycle
     job_serializer = GenerationJobSerializer
-
-    def get_job(self, request: Request, pk: int) -> GenerationJob:
-        return get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+    job_list = staticmethod(selectors.generation_job_list)
 
 
 class GenerationJobCompletionsAPI(ResearcherAPIView):

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -242,15 +241,8 @@ def generation_job_create(
         prompts_total=total,
         created_by=user,
     )
-    _enqueue(job)
+    job_lifecycle.enqueue(job)
     return job
-
-
-def _enqueue(job: GenerationJob) -> None:
-    from generation.tasks import generation_job_run
-
-    job_id = job.pk
-    transaction.on_commit(lambda: generation_job_run.delay(job_id))
 
 
 @transaction.atomic
@@ -351,27 +343,10 @@ class GenerationJobLifecycle(Lifecycle[GenerationJob]):
 
 job_lifecycle = GenerationJobLifecycle(
     GenerationJob,
-    noun="job",
-    error=GenerationError,
-    expected_errors=(BackendError,),
-    enqueue=_enqueue,
+    errors=(GenerationError, BackendError),
+    task="generation.tasks.generation_job_run",
     related=("model", "prompt_set"),
 )
-
-
-def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
-    """A queued job stops at once; a running one at its next batch boundary."""
-    return job_lifecycle.cancel(job)
-
-
-def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
-    """Queue a failed or cancelled job again; it generates only what is missing."""
-    return job_lifecycle.resume(job)
-
-
-def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running jobs whose worker stopped sending heartbeats as failed. Returns count."""
-    return job_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a job (called by the Celery task) --------------------------------------------------

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
-from config.jobs.views import job_action_response
+from config.jobs.views import job_action_view
 from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required, user_is_admin
 from generation import importers, selectors, services
 from generation.forms import (
@@ -212,17 +214,11 @@ def job_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     return render(request, "generation/job_detail.html", {"job": job, "page": page})
 
 
-@role_required(ADMIN)
-@require_POST
-def job_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a job's page."""
-    return job_action_response(
-        request,
-        _job_for(request, pk),
-        lifecycle=services.job_lifecycle,
-        action=action,
-        stopping="Cancelling after the current batch.",
-        resumed="Resumed: only the missing completions will be generated.",
-        fragment="generation/_job_progress.html",
-        context=lambda job: {"job": job},
-    )
+def _job(job: GenerationJob) -> dict[str, Any]:
+    return {"job": job}
+
+
+# The cancel and resume buttons of a job's page.
+job_action = role_required(ADMIN)(
+    job_action_view(services.job_lifecycle, _job_for, "generation/_job_progress.html", _job)
+)

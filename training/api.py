@@ -132,15 +132,15 @@ class TrainingRunDetailAPI(ResearcherAPIView):
         return Response(TrainingRunSerializer(run).data)
 
 
-class TrainingRunActionAPI(JobActionAPIMixin, ResearcherAPIView):
-    lifecycle = runs.run_lifecycle
-    job_serializer = TrainingRunSerializer
-
-    def get_job(self, request: Request, pk: int) -> TrainingRun:
-        return get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-
+class _JobActionAPI(JobActionAPIMixin, ResearcherAPIView):
     def job_action_error(self, exc: Exception) -> Response:
         return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
+
+
+class TrainingRunActionAPI(_JobActionAPI):
+    lifecycle = runs.run_lifecycle
+    job_serializer = TrainingRunSerializer
+    job_list = staticmethod(selectors.training_run_list)
 
 
 class TrainingRunMetricsAPI(ResearcherAPIView):
@@ -168,15 +168,10 @@ class RewardScoringListAPI(ResearcherAPIView):
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
 
 
-class RewardScoringActionAPI(JobActionAPIMixin, ResearcherAPIView):
+class RewardScoringActionAPI(_JobActionAPI):
     lifecycle = scorings.scoring_lifecycle
     job_serializer = RewardScoringSerializer
-
-    def get_job(self, request: Request, pk: int) -> RewardScoring:
-        return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
-
-    def job_action_error(self, exc: Exception) -> Response:
-        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
+    job_list = staticmethod(selectors.reward_scoring_list)
 
 
 # --- evaluations --------------------------------------------------------------------------------

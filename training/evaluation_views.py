@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required, user_is_admin
-from training import evaluations, selectors
+from training import evaluations, rounds, selectors
 from training.forms import CompareWithParentForm, EvaluationForm, NextRoundForm
 from training.models import Evaluation, TrainingRun
 from training.runs import RunError
@@ -91,12 +91,12 @@ def _policy_run(request: HttpRequest, pk: int) -> TrainingRun:
 @require_http_methods(["GET", "POST"])
 def run_next_round(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _policy_run(request, pk)
-    defaults = evaluations.round_defaults(run=run)
+    defaults = rounds.round_defaults(run=run)
     if request.method == "POST":
         form = NextRoundForm(request.POST)
         if form.is_valid():
             try:
-                evaluations.round_create(run=run, user=request.user, **form.cleaned_data)
+                rounds.round_create(run=run, user=request.user, **form.cleaned_data)
             except RunError as exc:
                 _add_error(form, exc)
             else:
@@ -149,5 +149,5 @@ def run_compare_parent(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 @require_GET
 def round_list(request: AuthenticatedRequest) -> HttpResponse:
     """The rounds timeline; advances rounds and evaluations whose jobs have finished."""
-    evaluations.loops_advance()
+    rounds.loops_advance()
     return render(request, "training/round_list.html", {"timeline": selectors.rounds_timeline()})

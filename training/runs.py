@@ -13,7 +13,6 @@ import logging
 import re
 import traceback
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from config.jobs.lifecycle import Lifecycle
 from config.naming import free_name
 from generation.models import PolicyModel
 from labeling.models import DatasetSnapshot, SnapshotRow
+from labeling.snapshots import snapshot_singles
 from training import datasets
 from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
@@ -140,7 +140,18 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
                 "train split (the Plackett-Luce loss trains on whole rankings)",
                 field="snapshot",
             )
-    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO, TrainingRun.Kind.KTO):
+    elif kind == TrainingRun.Kind.KTO:
+        # Pairs give one good and one bad answer each; single answers must hold both kinds.
+        singles = snapshot_singles(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
+        if not train.filter(is_tie=False).exists() and not (
+            singles.filter(label=True).exists() and singles.filter(label=False).exists()
+        ):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has neither preference pairs nor both good and "
+                "bad single answers in its train split (KTO needs both kinds of label)",
+                field="snapshot",
+            )
+    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
         if not train.filter(is_tie=False).exists():
             raise RunError(
                 f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "
@@ -230,15 +241,8 @@ def training_run_create(
     )
     run.artifacts_dir = str(_free_artifacts_dir(run.pk))
     run.save(update_fields=["artifacts_dir"])
-    _enqueue_run(run)
+    run_lifecycle.enqueue(run)
     return run
-
-
-def _enqueue_run(run: TrainingRun) -> None:
-    from training.tasks import training_run_execute
-
-    run_id = run.pk
-    transaction.on_commit(lambda: training_run_execute.delay(run_id))
 
 
 class RunLifecycle(Lifecycle[TrainingRun]):
@@ -263,27 +267,10 @@ class RunLifecycle(Lifecycle[TrainingRun]):
 
 run_lifecycle = RunLifecycle(
     TrainingRun,
-    noun="run",
-    error=RunError,
-    expected_errors=(TrainingError, ConfigError),
-    enqueue=_enqueue_run,
+    errors=(RunError, TrainingError, ConfigError),
+    task="training.tasks.training_run_execute",
     related=("base_model", "snapshot", "reward_run"),
 )
-
-
-def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
-    """A queued run stops at once; a running one at its next step, saving a checkpoint."""
-    return run_lifecycle.cancel(run)
-
-
-def training_run_resume(*, run: TrainingRun) -> TrainingRun:
-    """Queue a failed or cancelled run again; it goes on from its latest checkpoint."""
-    return run_lifecycle.resume(run)
-
-
-def training_runs_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running runs whose worker stopped sending heartbeats as failed. Returns count."""
-    return run_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a run (called by the Celery task) ------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ def _check_not_scoring(
         raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
 
 
-def _enqueue_scoring(scoring: RewardScoring) -> None:
-    from training.tasks import reward_scoring_execute
-
-    scoring_id = scoring.pk
-    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
-
-
 class ScoringLifecycle(Lifecycle[RewardScoring]):
     def check_resume(self, job: RewardScoring) -> None:
         reward_run_check_finished(job.reward_run)
@@ -57,10 +49,8 @@ class ScoringLifecycle(Lifecycle[RewardScoring]):
 
 scoring_lifecycle = ScoringLifecycle(
     RewardScoring,
-    noun="scoring",
-    error=RunError,
-    expected_errors=(TrainingError,),
-    enqueue=_enqueue_scoring,
+    errors=(RunError, TrainingError),
+    task="training.tasks.reward_scoring_execute",
     related=("reward_run__base_model", "job"),
 )
 
@@ -82,21 +72,6 @@ def reward_scoring_create(
     )
     scoring_lifecycle.enqueue(scoring)
     return scoring
-
-
-def reward_scoring_cancel(*, scoring: RewardScoring) -> RewardScoring:
-    """A queued scoring stops at once; a running one after its current chunk."""
-    return scoring_lifecycle.cancel(scoring)
-
-
-def reward_scoring_resume(*, scoring: RewardScoring) -> RewardScoring:
-    """Queue a failed or cancelled scoring again; it scores the whole job again."""
-    return scoring_lifecycle.resume(scoring)
-
-
-def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running scorings whose worker stopped sending heartbeats as failed."""
-    return scoring_lifecycle.fail_stale(stale_after=stale_after)
 
 
 def _completion_chunks(job_id: int, size: int) -> Iterator[list[tuple[int, Any, str]]]:

@@ -10,9 +10,9 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from config.jobs.views import job_action_response
+from config.jobs.views import job_action_view
 from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import GenerationJob, PromptSet
 from training import runs, scorings, selectors
@@ -22,7 +22,7 @@ from training.forms import (
     kind_or_default,
     run_filter_choices,
 )
-from training.models import TrainingRun
+from training.models import RewardScoring, TrainingRun
 
 COMPARE_MAX_RUNS = 6
 # The loss gets its own chart; other metrics are grouped by the prefix before "/".
@@ -191,20 +191,10 @@ def run_metrics(request: AuthenticatedRequest, pk: int) -> JsonResponse:
     return JsonResponse(_curves_payload(run, after_step=after))
 
 
-@role_required(ADMIN)
-@require_POST
-def run_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a run's page."""
-    return job_action_response(
-        request,
-        _run_for(request, pk),
-        lifecycle=runs.run_lifecycle,
-        action=action,
-        stopping="Cancelling at the next step.",
-        resumed="Resumed from the last checkpoint.",
-        fragment="training/_run_status.html",
-        context=_status_context,
-    )
+# The cancel and resume buttons of a run's page.
+run_action = role_required(ADMIN)(
+    job_action_view(runs.run_lifecycle, _run_for, "training/_run_status.html", _status_context)
+)
 
 
 # --- compare ------------------------------------------------------------------------------------
@@ -289,21 +279,24 @@ def _int_or_404(value: str | None) -> int:
         raise Http404("no such job") from None
 
 
-@role_required(ADMIN)
-@require_POST
-def scoring_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a scoring, on its job's page."""
-    return job_action_response(
-        request,
-        get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk),
-        lifecycle=scorings.scoring_lifecycle,
-        action=action,
-        stopping="Cancelling after the current chunk.",
-        resumed="Resumed: the job is scored again.",
-        fragment="training/_job_scorings.html",
-        context=lambda scoring: _job_scorings_context(scoring.job),
+def _scoring_for(request: AuthenticatedRequest, pk: int) -> RewardScoring:
+    return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
+
+
+def _scorings_of_job(scoring: RewardScoring) -> dict[str, Any]:
+    return _job_scorings_context(scoring.job)
+
+
+# The cancel and resume buttons of a scoring, on its job's page.
+scoring_action = role_required(ADMIN)(
+    job_action_view(
+        scorings.scoring_lifecycle,
+        _scoring_for,
+        "training/_job_scorings.html",
+        _scorings_of_job,
         back=lambda scoring: scoring.job.get_absolute_url(),
     )
+)
 
 
 def _job_scorings_context(job: GenerationJob) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Frozen dataset snapshots of the comparison store: :mod:`.build` freezes them,
-:mod:`.export` streams what was frozen.
+:mod:`.export` streams what was frozen; :mod:`.lines` turns lines into bytes and hashes them.
 
 A snapshot is built once from a filter and an aggregation rule; its rows, exported lines and
 content hash never change afterwards, so a training run or an export can always say exactly
-what data it used. The public functions of both modules are importable from here.
+what data it used. The public functions of the three are importable from here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from labeling.snapshots.build import (
     SnapshotFilter,
     snapshot_build,
     snapshot_build_from_data,
-    snapshot_lines_digest,
     snapshot_split_of,
 )
 from labeling.snapshots.export import (
@@ -26,11 +25,14 @@ from labeling.snapshots.export import (
     snapshot_export_sft_jsonl,
     snapshot_export_trl_jsonl,
     snapshot_export_trl_parquet,
+    snapshot_export_unpaired_jsonl,
     snapshot_is_conversational,
     snapshot_parquet_file,
     snapshot_rankings,
+    snapshot_singles,
     snapshot_split,
 )
+from labeling.snapshots.lines import snapshot_lines_digest
 
 __all__ = [
     "BOTH_BAD_CHOICES",
@@ -46,10 +48,12 @@ __all__ = [
     "snapshot_export_sft_jsonl",
     "snapshot_export_trl_jsonl",
     "snapshot_export_trl_parquet",
+    "snapshot_export_unpaired_jsonl",
     "snapshot_is_conversational",
     "snapshot_lines_digest",
     "snapshot_parquet_file",
     "snapshot_rankings",
+    "snapshot_singles",
     "snapshot_split",
     "snapshot_split_of",
 ]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from generation.models import Prompt
@@ -34,9 +35,12 @@ from labeling.models import (
     SnapshotDemonstration,
     SnapshotRanking,
     SnapshotRow,
+    SnapshotSingle,
     TaskCompletion,
+    Verdict,
 )
 from labeling.review import rejected_labels
+from labeling.snapshots.lines import snapshot_lines_digest
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -87,6 +91,8 @@ class _Label:
     both_bad: bool
     prompt_id: int
     queue_id: int
+    # Single answers: "good" or "bad"; empty on rankings and pairs.
+    verdict: str = ""
     # Its listwise group under `all`.
     group: tuple[str, int] = ("", 0)
 
@@ -95,19 +101,10 @@ class _Label:
 
 
 @dataclass(slots=True)
-class _Vote:
-    label: _Label
-    chosen_id: int
-    rejected_id: int
-    is_tie: bool
-    rank_gap: float
-    score_diff: float | None
-    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
-    direction: int
-
-
-@dataclass(slots=True)
 class _Row:
+    """A pair row of the snapshot. A vote (one comparison of a selected label) is the row
+    it makes under `all`; the other rules aggregate a pair's votes into one row."""
+
     prompt_id: int
     chosen_id: int
     rejected_id: int
@@ -123,6 +120,8 @@ class _Row:
     agreement: float
     # The listwise group the row belongs to: a ranking under `all`, else the prompt.
     group: tuple[Any, ...]
+    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
+    direction: int
     split: str = SnapshotRow.Split.TRAIN
     line: str = ""
 
@@ -154,6 +153,23 @@ def _rejected(spec: SnapshotFilter) -> dict[int, tuple[int, int]]:
     }
 
 
+def _as_text(json_field: str) -> Cast:
+    """A JSON column read as its text, for :func:`_parsed`: Django's per-row JSON converter
+    costs more than the parse, and most of a big snapshot's values are empty."""
+    return Cast(json_field, output_field=TextField())
+
+
+def _parsed(text: str | None) -> Any:
+    """What Django would have read from the JSON column, from its text."""
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int, _Label]:
     """The current rankings the filter selects, by id, less the ``rejected`` ones. Dates are
     first-submitted times, so an edit never moves an old vote into a later date range."""
@@ -161,35 +177,38 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
         Ranking.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     )
     labels: dict[int, _Label] = {}
-    for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
+    for pk, who, scores, flags, both_bad, prompt_id, queue_id, verdict in rankings.values_list(
         "id",
         "annotator__username",
-        "scores",
-        "flags",
+        _as_text("scores"),
+        _as_text("flags"),
         "both_bad",
         "task__prompt_id",
         "task__queue_id",
+        "verdict",
     ).iterator(chunk_size=5000):
-        if pk in rejected or _excluded(flags, spec):
+        if pk in rejected or (spec.exclude_flags and _excluded(_parsed(flags), spec)):
             continue
         if (spec.both_bad == "drop" and both_bad) or (spec.both_bad == "only" and not both_bad):
             continue
         labels[pk] = _Label(
             pk,
             who,
-            {int(k): float(v) for k, v in (scores or {}).items()},
+            {int(k): float(v) for k, v in (_parsed(scores) or {}).items()},
             both_bad,
             prompt_id,
             queue_id,
+            verdict,
         )
     return labels
 
 
 def _votes_by_pair(
     labels: dict[int, _Label], spec: SnapshotFilter
-) -> dict[tuple[int, int, int], list[_Vote]]:
-    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order."""
-    pairs: dict[tuple[int, int, int], list[_Vote]] = defaultdict(list)
+) -> dict[tuple[int, int, int], list[_Row]]:
+    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order, each
+    as its row under `all` (its agreement, the pair's, still 1.0)."""
+    pairs: dict[tuple[int, int, int], list[_Row]] = {}
     comparisons = Comparison.objects.filter(queue_id__in=spec.queues).order_by("id")
     for ranking_id, chosen, rejected, tie, gap, diff in comparisons.values_list(
         "ranking_id", "chosen_id", "rejected_id", "is_tie", "rank_gap", "score_diff"
@@ -197,11 +216,34 @@ def _votes_by_pair(
         label = labels.get(ranking_id)
         if label is None:
             continue
-        low, high = (chosen, rejected) if chosen < rejected else (rejected, chosen)
-        direction = 0 if tie else (1 if chosen == low else -1)
-        pairs[(label.prompt_id, low, high)].append(
-            _Vote(label, chosen, rejected, tie, gap, diff, direction)
+        if chosen < rejected:
+            key, direction = (label.prompt_id, chosen, rejected), 1
+        else:
+            key, direction = (label.prompt_id, rejected, chosen), -1
+        scores = label.scores
+        # Positional: the hot loop of a big snapshot (fields in _Row's order).
+        vote = _Row(
+            label.prompt_id,
+            chosen,
+            rejected,
+            tie,
+            gap,
+            diff,
+            scores.get(chosen),
+            scores.get(rejected),
+            label.both_bad,
+            label.annotator,
+            label.queue_id,
+            1,
+            1.0,
+            label.group,
+            0 if tie else direction,
         )
+        votes = pairs.get(key)
+        if votes is None:
+            pairs[key] = [vote]
+        else:
+            votes.append(vote)
     return pairs
 
 
@@ -210,7 +252,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> list[_Row]:
+def _aggregate(pairs: dict[tuple[int, int, int], list[_Row]], rule: str) -> list[_Row]:
     """Rows under the aggregation rule; ``agreement`` is always the pair's: the share of
     its votes in the row's direction (under `all`, the majority direction's share).
 
@@ -221,35 +263,18 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     """
     rows: list[_Row] = []
     for (prompt_id, low, high), votes in pairs.items():
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            if len(votes) > 1:  # a single vote agrees with itself: 1.0 already
+                top = max(sum(1 for v in votes if v.direction == d) for d in (1, -1, 0))
+                for v in votes:
+                    v.agreement = top / len(votes)
+            rows.extend(votes)
+            continue
         if len(votes) == 1:  # the common case, without counting
             counts = {1: 0, -1: 0, 0: 0}
             counts[votes[0].direction] = 1
         else:
             counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
-        if rule == DatasetSnapshot.Aggregation.ALL:
-            agreement = max(counts.values()) / len(votes)
-            for v in votes:
-                label = v.label
-                # Positional: the hot loop of a big `all` snapshot (fields in _Row's order).
-                rows.append(
-                    _Row(
-                        prompt_id,
-                        v.chosen_id,
-                        v.rejected_id,
-                        v.is_tie,
-                        v.rank_gap,
-                        v.score_diff,
-                        label.scores.get(v.chosen_id),
-                        label.scores.get(v.rejected_id),
-                        label.both_bad,
-                        label.annotator,
-                        label.queue_id,
-                        1,
-                        agreement,
-                        label.group,
-                    )
-                )
-            continue
         if rule == DatasetSnapshot.Aggregation.MAJORITY:
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
             (direction, top), (_, second) = ranked[0], ranked[1]
@@ -264,8 +289,12 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
             gap = abs(mean)
         chosen, rejected = (high, low) if direction < 0 else (low, high)
 
+        # A tie's vote may name the pair the other way round.
         pairs_scored = [
-            (v.label.scores.get(chosen), v.label.scores.get(rejected)) for v in agreeing
+            (v.score_chosen, v.score_rejected)
+            if v.chosen_id == chosen
+            else (v.score_rejected, v.score_chosen)
+            for v in agreeing
         ]
         both = [(c, r) for c, r in pairs_scored if c is not None and r is not None]
         rows.append(
@@ -278,12 +307,80 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
                 score_diff=_mean(c - r for c, r in both) if both else None,
                 score_chosen=_mean(c for c, _ in pairs_scored),
                 score_rejected=_mean(r for _, r in pairs_scored),
-                both_bad=2 * sum(1 for v in agreeing if v.label.both_bad) > len(agreeing),
+                both_bad=2 * sum(1 for v in agreeing if v.both_bad) > len(agreeing),
                 annotator="",
-                queue_id=agreeing[0].label.queue_id if agreeing else votes[0].label.queue_id,
+                queue_id=agreeing[0].queue_id if agreeing else votes[0].queue_id,
                 votes=len(votes),
                 agreement=len(agreeing) / len(votes),
                 group=("prompt", prompt_id),
+                direction=direction,
+            )
+        )
+    return rows
+
+
+@dataclass(slots=True)
+class _Single:
+    prompt_id: int
+    completion_id: int
+    label: bool
+    score: float | None
+    annotator: str
+    queue_id: int
+    votes: int
+    agreement: float
+    split: str = SnapshotRow.Split.TRAIN
+    line: str = ""
+
+
+def _singles(labels: dict[int, _Label], rule: str) -> list[_Single]:
+    """The single-answer labels among ``labels`` under the aggregation rule: every label
+    under `all`; otherwise one row per prompt and answer with the majority verdict (its
+    score the mean of the agreeing votes), contested answers (as many good as bad) left
+    out. A mean of +1/-1 votes has the majority's sign, so `mean-margin` keeps the same
+    rows as `majority`. ``agreement`` is the share of the answer's votes with the row's
+    verdict (under `all`, the majority verdict's share)."""
+    single_ids = sorted(pk for pk, label in labels.items() if label.verdict)
+    answer_of: dict[int, int] = {}
+    for chunk in _in_chunks(single_ids):
+        for pk, order in Ranking.objects.filter(pk__in=chunk).values_list("pk", "order"):
+            answer_of[pk] = order[0][0]
+    votes: dict[tuple[int, int], list[_Label]] = defaultdict(list)
+    for pk in single_ids:
+        votes[(labels[pk].prompt_id, answer_of[pk])].append(labels[pk])
+    rows: list[_Single] = []
+    for (prompt_id, completion_id), given in votes.items():
+        good = sum(1 for label in given if label.verdict == Verdict.GOOD)
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            agreement = max(good, len(given) - good) / len(given)
+            rows.extend(
+                _Single(
+                    prompt_id,
+                    completion_id,
+                    label.verdict == Verdict.GOOD,
+                    label.scores.get(completion_id),
+                    label.annotator,
+                    label.queue_id,
+                    1,
+                    agreement,
+                )
+                for label in given
+            )
+            continue
+        if 2 * good == len(given):
+            continue  # contested: no majority
+        verdict = 2 * good > len(given)
+        agreeing = [label for label in given if (label.verdict == Verdict.GOOD) == verdict]
+        rows.append(
+            _Single(
+                prompt_id,
+                completion_id,
+                verdict,
+                _mean(label.scores.get(completion_id) for label in agreeing),
+                "",
+                agreeing[0].queue_id,
+                len(given),
+                len(agreeing) / len(given),
             )
         )
     return rows
@@ -320,9 +417,9 @@ def _queue_prompts(queue_ids: Sequence[int]) -> dict[int, tuple[str, Any, str]]:
     """prompt id -> (text, messages, content hash) for the queues' tasks, in one join."""
     tasks = LabelingTask.objects.filter(queue_id__in=list(queue_ids))
     return {
-        pk: (text, messages, key)
+        pk: (text, _parsed(messages), key)
         for pk, text, messages, key in tasks.values_list(
-            "prompt_id", "prompt__text", "prompt__messages", "prompt__content_hash"
+            "prompt_id", "prompt__text", _as_text("prompt__messages"), "prompt__content_hash"
         ).iterator(chunk_size=10000)
     }
 
@@ -333,19 +430,47 @@ def _queue_completion_texts(queue_ids: Sequence[int]) -> dict[int, str]:
     return dict(slots.values_list("completion_id", "completion__text").iterator(chunk_size=10000))
 
 
+class _Encoded(dict[Any, str]):
+    """key -> its JSON fragment, encoded on first use (a plain lookup after that)."""
+
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, key: Any) -> str:
+        encoded = self[key] = self._encode(key)
+        return encoded
+
+
 class _Writer:
     """The JSON lines of a snapshot's exports, written once at build (and then frozen).
 
     One snapshot is exported in one form: if any prompt is a conversation, plain prompts
     become a single user message, so every row has the same column types.
+
+    A big snapshot writes hundreds of thousands of lines that share a few texts, so the TRL
+    and listwise lines are assembled from JSON fragments encoded once each (a prompt, an
+    answer, a name), byte for byte what ``self.encode`` makes of the same dict: keys in
+    this order, ``", "`` and ``": "`` separators, floats as ``float.__repr__`` (the tests
+    check it against the standard encoder).
     """
 
-    def __init__(self, *, name: str, conversational: bool) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        conversational: bool,
+        prompts: dict[int, tuple[str, Any, str]],
+        texts: dict[int, str],
+    ) -> None:
         self.name = name
         self.conversational = conversational
         self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
-        self._prompt_json: dict[int, str] = {}
-        self._answer_json: dict[int, str] = {}
+        # prompt id, completion id, name -> its JSON.
+        self.prompt_json = _Encoded(lambda pk: self.encode(self.prompt(*prompts[pk][:2])))
+        self.answer_json = _Encoded(lambda pk: self.encode(self.answer(texts[pk])))
+        self.quoted = _Encoded(_quote)
+        self._name_json = _quote(name)
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -355,38 +480,76 @@ class _Writer:
     def answer(self, text: str) -> Any:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
-    def _encoded_prompt(self, prompt_id: int, prompt: tuple[str, Any, str]) -> str:
-        if prompt_id not in self._prompt_json:
-            self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
-        return self._prompt_json[prompt_id]
-
-    def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
-        if completion_id not in self._answer_json:
-            self._answer_json[completion_id] = self.encode(self.answer(texts[completion_id]))
-        return self._answer_json[completion_id]
-
-    def pair(
-        self, row: _Row, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
-    ) -> str:
-        """The TRL record, byte for byte what ``self.encode`` makes of the same dict (the
-        tests check it), assembled from each prompt's and answer's JSON encoded once."""
-        number = _number
+    def pair(self, row: _Row, queue: str) -> str:
+        """The TRL record of ``row`` in queue ``queue``."""
+        gap = _number(row.rank_gap)
+        answers = self.answer_json
         return (
-            f'{{"prompt": {self._encoded_prompt(row.prompt_id, prompt)}, '
-            f'"chosen": {self._encoded_answer(row.chosen_id, texts)}, '
-            f'"rejected": {self._encoded_answer(row.rejected_id, texts)}, '
-            f'"margin": {number(row.rank_gap)}, "rank_gap": {number(row.rank_gap)}, '
-            f'"score_diff": {number(row.score_diff)}, '
-            f'"score_chosen": {number(row.score_chosen)}, '
-            f'"score_rejected": {number(row.score_rejected)}, '
+            f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
+            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, '
+            f'"margin": {gap}, "rank_gap": {gap}, '
+            f'"score_diff": {_number(row.score_diff)}, '
+            f'"score_chosen": {_number(row.score_chosen)}, '
+            f'"score_rejected": {_number(row.score_rejected)}, '
             f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {number(row.agreement)}, "annotator": {_quote(row.annotator)}, '
-            f'"queue": {_quote(queue)}, "snapshot": {_quote(self.name)}}}'
+            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
+            f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
+        )
+
+    def single(self, row: _Single, queue: str) -> str:
+        """TRL's unpaired preference record of ``row`` (``prompt``, ``completion``,
+        ``label``: what ``KTOTrainer`` reads) with its score, votes, agreement and
+        provenance."""
+        return (
+            f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
+            f'"completion": {self.answer_json[row.completion_id]}, '
+            f'"label": {"true" if row.label else "false"}, "score": {_number(row.score)}, '
+            f'"votes": {row.votes}, "agreement": {_number(row.agreement)}, '
+            f'"annotator": {self.quoted[row.annotator]}, "queue": {self.quoted[queue]}, '
+            f'"snapshot": {self._name_json}}}'
+        )
+
+    def listwise(
+        self,
+        *,
+        prompt_id: int,
+        completion_ids: Sequence[int],
+        ranks_json: str,
+        scores_json: str,
+        both_bad: bool,
+        votes: int,
+        annotator: str,
+        queue: str,
+    ) -> str:
+        """The listwise record: a prompt's completions best first with their ranks and
+        scores (``ranks_json`` and ``scores_json``: :func:`_json_list` of them)."""
+        completions = ", ".join([self.answer_json[c] for c in completion_ids])
+        return (
+            f'{{"prompt": {self.prompt_json[prompt_id]}, "completions": [{completions}], '
+            f'"ranks": {ranks_json}, "scores": {scores_json}, '
+            f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
+            f'"annotator": {self.quoted[annotator]}, "queue": {self.quoted[queue]}, '
+            f'"snapshot": {self._name_json}}}'
         )
 
 
 def _number(value: float | None) -> str:
+    """A finite number (gaps, scores and agreements always are) as the encoder writes it."""
     return "null" if value is None else float.__repr__(float(value))
+
+
+def _json_list(values: Sequence[float | int | None]) -> str:
+    """A list of numbers as the standard encoder writes it (ints as ints, floats as floats)."""
+    return (
+        "["
+        + ", ".join(
+            [
+                "null" if v is None else int.__repr__(v) if type(v) is int else _number(v)
+                for v in values
+            ]
+        )
+        + "]"
+    )
 
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -417,9 +580,10 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
 @dataclass(slots=True)
 class _Listwise:
     prompt_id: int
-    completion_ids: list[int]
-    ranks: list[int]
-    scores: list[float | None]
+    # JSON text, as the jsonb columns take it.
+    completion_ids: str
+    ranks: str
+    scores: str
     both_bad: bool
     annotator: str
     queue_name: str
@@ -429,12 +593,7 @@ class _Listwise:
 
 
 def _listwise(
-    rows: Sequence[_Row],
-    labels: dict[int, _Label],
-    writer: _Writer,
-    prompts: dict[int, tuple[str, Any, str]],
-    texts: dict[int, str],
-    queue_names: dict[int, str],
+    rows: Sequence[_Row], labels: dict[int, _Label], writer: _Writer, queue_names: dict[int, str]
 ) -> list[_Listwise]:
     """Listwise records from the snapshot's own rows (so after its filters and
     aggregation): one per ranking under `all`, one per prompt otherwise."""
@@ -459,33 +618,31 @@ def _listwise(
             scores = [_mean(per.get(c, [])) for c, _ in ranked]
             both_bad = 2 * sum(1 for r in members if r.both_bad) > len(members)
             annotator, votes = "", max(r.votes for r in members)
-        prompt = prompts[first.prompt_id]
         queue = queue_names[first.queue_id]
-        line = writer.encode(
-            {
-                "prompt": writer.prompt(prompt[0], prompt[1]),
-                "completions": [writer.answer(texts[c]) for c, _ in ranked],
-                "ranks": [rank for _, rank in ranked],
-                "scores": scores,
-                "both_bad": both_bad,
-                "votes": votes,
-                "annotator": annotator,
-                "queue": queue,
-                "snapshot": writer.name,
-            }
-        )
+        completion_ids = [c for c, _ in ranked]
+        ranks_json = _json_list([rank for _, rank in ranked])
+        scores_json = _json_list(scores)
         out.append(
             _Listwise(
                 prompt_id=first.prompt_id,
-                completion_ids=[c for c, _ in ranked],
-                ranks=[rank for _, rank in ranked],
-                scores=scores,
+                completion_ids=_json_list(completion_ids),
+                ranks=ranks_json,
+                scores=scores_json,
                 both_bad=both_bad,
                 annotator=annotator,
                 queue_name=queue,
                 votes=votes,
                 split=first.split,
-                line=line,
+                line=writer.listwise(
+                    prompt_id=first.prompt_id,
+                    completion_ids=completion_ids,
+                    ranks_json=ranks_json,
+                    scores_json=scores_json,
+                    both_bad=both_bad,
+                    votes=votes,
+                    annotator=annotator,
+                    queue=queue,
+                ),
             )
         )
     return out
@@ -551,16 +708,45 @@ def _demonstrations(
     return ids, out
 
 
+# PostgreSQL column types (as Django declares them) -> the binary COPY format's.
+_BINARY_COPY_TYPES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "text": "text",
+    "varchar": "text",
+}
+
+
+def _binary_copy_types(model: Any, columns: Sequence[str]) -> list[str] | None:
+    """The binary COPY types of ``columns``, or None if one has no plain binary form."""
+    types = []
+    for column in columns:
+        db_type = model._meta.get_field(column).db_type(connection)
+        binary = _BINARY_COPY_TYPES.get(db_type.split("(")[0])
+        if binary is None:
+            return None
+        types.append(binary)
+    return types
+
+
 def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]]) -> None:
     """Insert rows of plain values (JSON columns as JSON text): by COPY on PostgreSQL (the
     ORM's bulk insert spends most of a big snapshot's build adapting parameters), else in
-    batched INSERTs."""
+    batched INSERTs. COPY is binary when every column has a plain binary form (numbers,
+    booleans, text): the same values, without the server parsing and unescaping text (a
+    big snapshot's pair rows)."""
     table = model._meta.db_table
     if connection.vendor == "postgresql":
         names = ", ".join(f'"{c}"' for c in columns)
+        types = _binary_copy_types(model, columns)
+        sql = f'COPY "{table}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
-            with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            with cursor.copy(sql) as copy:
+                if types:
+                    copy.set_types(types)
                 for row in values:
                     copy.write_row(row)
         return
@@ -586,20 +772,6 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
         flush()
 
 
-def snapshot_lines_digest(
-    pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]
-) -> str:
-    """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
-    lines, then the SFT lines, each section headed by its name."""
-    digest = hashlib.sha256()
-    for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
-        digest.update(f"{name}\n".encode())
-        for line in lines:
-            digest.update(line.encode("utf-8"))
-            digest.update(b"\n")
-    return digest.hexdigest()
-
-
 @transaction.atomic
 def snapshot_build(
     *,
@@ -617,7 +789,9 @@ def snapshot_build(
     ``aggregation``: ``all`` keeps every comparison; ``majority`` keeps one row per prompt
     and pair in the majority direction and drops contested pairs; ``mean-margin`` orients
     each pair by the mean signed rank gap of its votes. Ties are dropped or kept; whole
-    pairs whose agreement is below ``spec.min_agreement`` are dropped. The listwise
+    pairs whose agreement is below ``spec.min_agreement`` are dropped. Single-answer labels
+    (good/bad) are aggregated per answer by the same rule and agreement threshold
+    (:func:`_singles`) and frozen as unpaired records. The listwise
     records come from the rows that remain; the demonstrations follow the same filter.
     Every exported line (texts, names and metadata included) is stored with the snapshot,
     and ``content_hash`` is the sha256 of all of them. Returns the snapshot.
@@ -651,20 +825,33 @@ def snapshot_build(
         for r in rows
         if r.agreement >= spec.min_agreement and (ties == DatasetSnapshot.Ties.KEEP or not r.is_tie)
     ]
-    if not rows:
+    singles = [s for s in _singles(labels, aggregation) if s.agreement >= spec.min_agreement]
+    if not rows and not singles:
         raise SnapshotError("no comparison matches this filter")
     prompts = _queue_prompts(spec.queues)
     texts = _queue_completion_texts(spec.queues)
+    prompt_ids = {r.prompt_id for r in rows} | {s.prompt_id for s in singles}
     writer = _Writer(
-        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
+        name=name,
+        conversational=any(prompts[p][1] for p in prompt_ids),
+        prompts=prompts,
+        texts=texts,
     )
     splits: dict[int, str] = {}
     for r in rows:
-        if r.prompt_id not in splits:
-            splits[r.prompt_id] = snapshot_split_of(prompts[r.prompt_id][2], seed, eval_fraction)
-        r.split = splits[r.prompt_id]
-        r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
-    listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
+        split = splits.get(r.prompt_id)
+        if split is None:
+            split = splits[r.prompt_id] = snapshot_split_of(
+                prompts[r.prompt_id][2], seed, eval_fraction
+            )
+        r.split = split
+        r.line = writer.pair(r, queue_names[r.queue_id])
+    for x in singles:
+        if x.prompt_id not in splits:
+            splits[x.prompt_id] = snapshot_split_of(prompts[x.prompt_id][2], seed, eval_fraction)
+        x.split = splits[x.prompt_id]
+        x.line = writer.single(x, queue_names[x.queue_id])
+    listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
     )
@@ -681,18 +868,22 @@ def snapshot_build(
             (r.line for r in rows if not r.is_tie),
             (x.line for x in listwise),
             (d.line for d in demos),
+            (x.line for x in singles),
         ),
         hash_scheme=2,
         row_count=len(rows),
         train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
         eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
-        prompt_count=len({r.prompt_id for r in rows}),
+        prompt_count=len(prompt_ids),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
             "both_bad": sum(1 for r in rows if r.both_bad),
             # Current labels of these queues left out because a lead rejected them.
             "rejected_labels": len(rejected),
-            "mean_agreement": sum(r.agreement for r in rows) / len(rows),
+            "mean_agreement": sum(r.agreement for r in rows) / len(rows) if rows else 0.0,
+            # Single-answer labels frozen as unpaired records, and how many say good.
+            "single_answers": len(singles),
+            "single_good": sum(1 for x in singles if x.label),
             "annotators": sorted({r.annotator for r in rows if r.annotator}),
             "built_at": timezone.now().isoformat(),
         },
@@ -702,6 +893,7 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
+    snapshot_id = snapshot.pk
     _insert(
         SnapshotRow,
         (
@@ -725,7 +917,7 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 r.prompt_id,
                 r.chosen_id,
                 r.rejected_id,
@@ -763,11 +955,11 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 x.prompt_id,
-                _JSON.encode(x.completion_ids),
-                _JSON.encode(x.ranks),
-                _JSON.encode(x.scores),
+                x.completion_ids,
+                x.ranks,
+                x.scores,
                 x.both_bad,
                 x.annotator,
                 x.queue_name,
@@ -781,6 +973,25 @@ def snapshot_build(
     for d in demos:
         d.snapshot = snapshot
     SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
+    SnapshotSingle.objects.bulk_create(
+        [
+            SnapshotSingle(
+                snapshot=snapshot,
+                prompt_id=x.prompt_id,
+                completion_id=x.completion_id,
+                label=x.label,
+                score=x.score,
+                annotator=x.annotator,
+                queue_name=queue_names[x.queue_id],
+                votes=x.votes,
+                agreement=x.agreement,
+                split=x.split,
+                line=x.line,
+            )
+            for x in singles
+        ],
+        batch_size=2000,
+    )
     return snapshot
 
 

@@ -75,14 +75,14 @@ def test_it_cancels_between_batches_and_resumes_without_duplicates(
         prompt_set=prompt_set, model=tiny_policy, k=2, max_new_tokens=48, batch_size=1
     )
     wait_for(lambda: _job(job.pk).prompts_done >= 2, 120, interval=0.02)
-    services.generation_job_cancel(job=_job(job.pk))
+    services.job_lifecycle.cancel(_job(job.pk))
     cancelled = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 60)
     assert cancelled.status == GenerationJob.Status.CANCELLED
     partial = Completion.objects.filter(job=job).count()
     assert 0 < partial < 80
     assert partial == 2 * cancelled.prompts_done
 
-    services.generation_job_resume(job=cancelled)
+    services.job_lifecycle.resume(cancelled)
     done = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 180)
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert Completion.objects.filter(job=job).count() == 80
@@ -137,13 +137,13 @@ def test_it_resumes_a_job_whose_worker_was_killed(tiny_policy, request) -> None:
     assert written == 2 * stuck.prompts_done  # whole batches only
     assert _per_prompt_counts(stuck) == {2}
 
-    assert services.generation_jobs_fail_stale(stale_after=timedelta(seconds=0)) == 1
+    assert services.job_lifecycle.fail_stale(stale_after=timedelta(seconds=0)) == 1
     failed = _job(job.pk)
     assert failed.status == GenerationJob.Status.FAILED
     assert "heartbeat" in failed.error
 
     request.getfixturevalue("celery_worker")
-    services.generation_job_resume(job=failed)
+    services.job_lifecycle.resume(failed)
     done = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 240)
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert Completion.objects.filter(job=job).count() == 120

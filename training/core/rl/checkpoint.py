@@ -67,7 +67,7 @@ def load_policy(spec: RunSpec, config: RLConfig, device: str, *, value_head: boo
     restored when resuming."""
     import torch
 
-    from training.core.hf import apply_lora, load_causal_lm, load_tokenizer
+    from training.core.hf import apply_lora, disable_dropout, load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(spec.model_path)
     tokenizer.padding_side = "left"
@@ -100,6 +100,11 @@ def load_policy(spec: RunSpec, config: RLConfig, device: str, *, value_head: boo
         ref_model.requires_grad_(False)
         ref_model.to(device).eval()
     model.to(device).eval()
+    if config.gradient_checkpointing:
+        # Checkpointing runs only in train mode; with every dropout at 0 that mode computes
+        # what eval mode does, so the update's log-probs stay those of the rollout.
+        disable_dropout(model)
+        model.gradient_checkpointing_enable()
 
     head = None
     params = [p for p in model.parameters() if p.requires_grad]

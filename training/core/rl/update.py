@@ -89,10 +89,29 @@ class RLTrainer(RLExperience):
         """One optimizer step on ``minibatch`` (row indices), micro-batch by micro-batch:
         the clipped policy loss, plus ``vf_coef`` times the clipped value loss with
         ``returns``."""
+        metrics: dict[str, float] = {}
+        # Layers recompute their activations only in train mode (dropout is off then).
+        self.policy.model.train(self.config.gradient_checkpointing)
+        try:
+            self._accumulate(batch, advantages, returns, minibatch, metrics)
+        finally:
+            self.policy.model.eval()
+        self.optimizer_step()
+        return metrics
+
+    def _accumulate(
+        self,
+        batch: Rollout,
+        advantages: torch.Tensor,
+        returns: torch.Tensor | None,
+        minibatch: torch.Tensor,
+        metrics: dict[str, float],
+    ) -> None:
+        """Forward and backward ``minibatch`` micro-batch by micro-batch, summing the
+        gradients and adding each micro-batch's share of the metrics to ``metrics``."""
         from training.core.losses import ppo_policy_loss, ppo_value_loss, token_logps
 
         config, device = self.config, self.device
-        metrics: dict[str, float] = {}
         for start in range(0, len(minibatch), config.batch_size):
             rows = minibatch[start : start + config.batch_size]
             ids, attn, width = trim_padding(
@@ -134,8 +153,6 @@ class RLTrainer(RLExperience):
             (loss * share).backward()
             for name, value in {"loss": loss.detach(), **loss_metrics}.items():
                 metrics[name] = metrics.get(name, 0.0) + float(value) * share
-        self.optimizer_step()
-        return metrics
 
     def optimizer_step(self) -> None:
         """Clip the summed gradients to ``max_grad_norm``, step, and zero them."""
