@@ -191,6 +191,7 @@ def _existing_objects() -> dict[str, int]:
     job = GenerationJobFactory(model=model, status="failed")
     queue = make_queue(prompts=1, k=2)
     run = TrainingRunFactory(status="failed")
+    scoring = RewardScoring.objects.create(reward_run=run, job=job, total=1, status="failed")
     evaluation = Evaluation.objects.create(
         name="perms", prompt_set=job.prompt_set, status=Evaluation.Status.FAILED
     )
@@ -208,7 +209,7 @@ def _existing_objects() -> dict[str, int]:
         "jobs": job.pk,
         "tasks": queue.tasks.get().pk,  # type: ignore[attr-defined]
         "runs": run.pk,
-        "scorings": RewardScoring.objects.create(reward_run=run, job=job, status="failed").pk,
+        "scorings": scoring.pk,
         "evaluations": evaluation.pk,
     }
 
