@@ -167,7 +167,16 @@ def test_its_peak_memory_stays_far_below_the_full_logits() -> None:
     # process measures its growth from after the model is built to after forward and
     # backward: the peak the log-probs and their gradient add.
     rows, length, vocab = 4, 512, 151_936
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # glibc would serve big tensors from heap memory that imports freed earlier, which the
+    # high-water mark already counts (the growth then reads 0); a fixed mmap threshold maps
+    # every allocation over 128 KiB afresh and unmaps it when freed, so the growth is the
+    # peak of the tensors alive during forward and backward.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_MMAP_THRESHOLD_": str(128 * 1024),
+    }
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PEAK_SCRIPT), str(rows), str(length), str(vocab)],
         capture_output=True,
