@@ -27,6 +27,27 @@ from generation.models import Completion, GenerationJob, PolicyModel, Prompt, Pr
 
 class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     serializer_related_field = IdField
+    # Checked by the service (bare cluster host names are fine: http://gpu1:8000/v1).
+    server_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text=PolicyModel._meta.get_field("server_url").help_text,
+    )
+    extra_server_urls = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=list,
+        max_length=services.MAX_SERVERS - 1,
+        help_text=PolicyModel._meta.get_field("extra_server_urls").help_text,
+    )
+    tensor_parallel_size = serializers.IntegerField(
+        min_value=1,
+        max_value=services.MAX_GPUS,
+        default=1,
+        help_text=PolicyModel._meta.get_field("tensor_parallel_size").help_text,
+    )
 
     class Meta:
         model = PolicyModel
@@ -37,8 +58,10 @@ class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-a
             "backend",
             "source",
             "server_url",
+            "extra_server_urls",
             "server_model",
             "use_chat_template",
+            "tensor_parallel_size",
             "parent",
             "description",
             "created_at",

@@ -18,11 +18,26 @@ class PolicyModel(models.Model):
         max_length=500, blank=True, help_text="Local folder or hub id of the weights."
     )
     backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.TRANSFORMERS)
-    server_url = models.URLField(
-        blank=True, help_text="Base URL of an OpenAI-compatible server, e.g. http://gpu1:8000/v1"
+    # Not a URLField: Django's URL check wants a dotted host name, and an inference server is
+    # often a bare host inside a cluster. services.server_url_check checks it instead.
+    server_url = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Base URL of an OpenAI-compatible server, e.g. http://gpu1:8000/v1",
+    )
+    extra_server_urls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Further base URLs of servers serving the same model (several `vllm serve` "
+        "instances): a job spreads its requests over all of them.",
     )
     server_model = models.CharField(
         max_length=300, blank=True, help_text="Model name the server expects."
+    )
+    tensor_parallel_size = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="vLLM in the worker: GPUs the engine splits the model over (vLLM's "
+        "tensor_parallel_size). For data parallelism run several generation workers.",
     )
     use_chat_template = models.BooleanField(
         default=False, help_text="Render prompts with the tokenizer's chat template."
@@ -44,6 +59,11 @@ class PolicyModel(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("generation:model-detail", args=[self.pk])
+
+    @property
+    def server_urls(self) -> list[str]:
+        """Every server of an OpenAI-compatible model, the first one first."""
+        return [self.server_url, *self.extra_server_urls] if self.server_url else []
 
 
 class PromptSet(models.Model):

@@ -40,19 +40,61 @@ class ImportResult:
 # --- models ---------------------------------------------------------------------------------
 
 
-def policy_model_validate(*, backend: str, source: str, server_url: str, server_model: str) -> None:
+MAX_SERVERS = 64
+# One engine's GPUs: a node's worth and then some (vLLM checks what it can place).
+MAX_GPUS = 64
+
+
+def server_url_check(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; GenerationError naming it otherwise."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url:
+        raise GenerationError("a server URL must be a non-empty string")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GenerationError(f"server URL {url!r} is not an http:// or https:// URL")
+    return url
+
+
+def policy_model_validate(
+    *,
+    backend: str,
+    source: str,
+    server_url: str,
+    server_model: str,
+    extra_server_urls: Sequence[str] = (),
+    tensor_parallel_size: int = 1,
+) -> None:
     if backend not in PolicyModel.Backend.values:
         raise GenerationError(f"unknown backend {backend!r}")
+    if not isinstance(tensor_parallel_size, int) or not 1 <= tensor_parallel_size <= MAX_GPUS:
+        raise GenerationError(f"tensor_parallel_size must be between 1 and {MAX_GPUS}")
+    if tensor_parallel_size != 1 and backend != PolicyModel.Backend.VLLM:
+        # A server's parallelism is its own launch flag (vllm serve -tp), not ours.
+        raise GenerationError("tensor_parallel_size is a setting of the vLLM backend")
     if backend == PolicyModel.Backend.OPENAI:
         if not server_url or not server_model:
             raise GenerationError("an OpenAI-compatible model needs a server URL and a model name")
-    elif not source:
+        urls = [server_url, *extra_server_urls]
+        if len(urls) > MAX_SERVERS:
+            raise GenerationError(f"a model names at most {MAX_SERVERS} servers")
+        for url in urls:
+            server_url_check(url)
+        if len(set(urls)) != len(urls):
+            raise GenerationError("a server URL is named twice")
+        return
+    if extra_server_urls:
+        raise GenerationError("only an OpenAI-compatible model has servers")
+    if not source:
         raise GenerationError(f"a {backend} model needs a source: a local folder or a hub id")
-    else:
-        try:
-            model_source_resolve(source, settings.PREFLAB_MODEL_ROOTS)
-        except ModelSourceError as exc:
-            raise GenerationError(str(exc)) from None
+    try:
+        model_source_resolve(source, settings.PREFLAB_MODEL_ROOTS)
+    except ModelSourceError as exc:
+        raise GenerationError(str(exc)) from None
 
 
 @transaction.atomic
@@ -62,14 +104,22 @@ def policy_model_create(
     backend: str,
     source: str = "",
     server_url: str = "",
+    extra_server_urls: Sequence[str] = (),
     server_model: str = "",
     use_chat_template: bool = False,
+    tensor_parallel_size: int = 1,
     description: str = "",
     parent: PolicyModel | None = None,
     user: AbstractBaseUser | None = None,
 ) -> PolicyModel:
+    extra_server_urls = list(extra_server_urls)
     policy_model_validate(
-        backend=backend, source=source, server_url=server_url, server_model=server_model
+        backend=backend,
+        source=source,
+        server_url=server_url,
+        server_model=server_model,
+        extra_server_urls=extra_server_urls,
+        tensor_parallel_size=tensor_parallel_size,
     )
     if source and backend != PolicyModel.Backend.OPENAI:
         source = model_source_resolve(source, settings.PREFLAB_MODEL_ROOTS)
@@ -80,8 +130,10 @@ def policy_model_create(
         backend=backend,
         source=source,
         server_url=server_url,
+        extra_server_urls=extra_server_urls,
         server_model=server_model,
         use_chat_template=use_chat_template,
+        tensor_parallel_size=tensor_parallel_size,
         description=description,
         parent=parent,
         created_by=user,
@@ -94,7 +146,9 @@ def policy_model_backend_spec(model: PolicyModel) -> BackendSpec:
         source=model.source,
         use_chat_template=model.use_chat_template,
         server_url=model.server_url,
+        extra_server_urls=tuple(model.extra_server_urls or ()),
         server_model=model.server_model,
+        tensor_parallel_size=model.tensor_parallel_size,
     )
 
 
