@@ -326,8 +326,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "generation-fail-stale-jobs": {
-        "task": "generation.tasks.generation_jobs_fail_stale",
+    # The watchdog of every kind of background job (config.jobs): fail stale heartbeats.
+    "background-jobs-fail-stale": {
+        "task": "config.tasks.background_jobs_fail_stale",
         "schedule": 60.0,
     },
     "training-fail-stale-runs": {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 
 from config.bounds import SEED_MAX
 from config.fields import IdField
+from config.jobs.api import JobActionAPIMixin
 from config.pagination import paginated_response
 from config.parsers import StrictJSONParser
 from config.roles import IsResearcher, user_is_admin
@@ -345,24 +345,12 @@ class GenerationJobDetailAPI(BaseAPIView):
         return Response(GenerationJobSerializer(job).data)
 
 
-class GenerationJobActionAPI(BaseAPIView):
-    action: str = ""
+class GenerationJobActionAPI(JobActionAPIMixin, BaseAPIView):
+    lifecycle = services.job_lifecycle
+    job_serializer = GenerationJobSerializer
 
-    def post(self, request: Request, pk: int) -> Response:
-        if denied := _admin_only(request):
-            return denied
-        job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
-        action = (
-            services.generation_job_cancel
-            if self.action == "cancel"
-            else services.generation_job_resume
-        )
-        try:
-            with transaction.atomic():
-                job = action(job=job)
-        except services.GenerationError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(GenerationJobSerializer(job).data)
+    def get_job(self, request: Request, pk: int) -> GenerationJob:
+        return get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
 
 
 class GenerationJobCompletionsAPI(BaseAPIView):

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from config.jobs.models import BackgroundJob
+
 
 class PolicyModel(models.Model):
     """A model that can write completions: a local folder, a hub id, or a served endpoint."""
@@ -120,22 +122,18 @@ class Prompt(models.Model):
         return self.text[:80]
 
 
-class GenerationJob(models.Model):
-    """k completions for every prompt of a set, from a model or imported from a file."""
+class GenerationJob(BackgroundJob):
+    """k completions for every prompt of a set, from a model or imported from a file.
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Its lifecycle (status, cancel, heartbeat, resume) is :class:`config.jobs.BackgroundJob`'s.
+    """
+
+    STALE_AFTER_SETTING = "GENERATION_STALE_AFTER_S"
+    STALE_HINT = "Completions written so far are kept; resume the job to generate the rest."
 
     class Source(models.TextChoices):
         MODEL = "model", "sampled from a model"
         IMPORTED = "imported", "imported from a file"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     name = models.CharField(max_length=200, blank=True)
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="jobs")
@@ -152,22 +150,15 @@ class GenerationJob(models.Model):
     stop = models.JSONField(default=list, blank=True)
     batch_size = models.PositiveIntegerField(default=8)
 
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
     prompts_total = models.PositiveIntegerField(default=0)
     prompts_done = models.PositiveIntegerField(default=0)
     tokens_generated = models.BigIntegerField(default=0)
     tokens_per_second = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -177,10 +168,6 @@ class GenerationJob(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("generation:job-detail", args=[self.pk])
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
     @property
     def progress_percent(self) -> int:

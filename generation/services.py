@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from config.heartbeat import Heartbeat
+from config.jobs.lifecycle import Lifecycle
 from config.naming import free_name
 from generation import importers
 from generation.backends import BackendError, BackendSpec, Sample, SamplingParams, backend_for
@@ -399,55 +399,35 @@ def prompt_set_free_name(name: str) -> str:
     return free_name(PromptSet, name)
 
 
-@transaction.atomic
+class GenerationJobLifecycle(Lifecycle[GenerationJob]):
+    def check_resume(self, job: GenerationJob) -> None:
+        if job.source == GenerationJob.Source.IMPORTED:
+            raise GenerationError("an imported job has nothing to generate")
+
+
+job_lifecycle = GenerationJobLifecycle(
+    GenerationJob,
+    noun="job",
+    error=GenerationError,
+    expected_errors=(BackendError,),
+    enqueue=_enqueue,
+    related=("model", "prompt_set"),
+)
+
+
 def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
     """A queued job stops at once; a running one at its next batch boundary."""
-    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
-    if job.status == GenerationJob.Status.QUEUED:
-        job.status = GenerationJob.Status.CANCELLED
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "finished_at"])
-    elif job.status == GenerationJob.Status.RUNNING:
-        job.cancel_requested = True
-        job.save(update_fields=["cancel_requested"])
-    else:
-        raise GenerationError(f"a {job.status} job cannot be cancelled")
-    return job
+    return job_lifecycle.cancel(job)
 
 
-@transaction.atomic
 def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
     """Queue a failed or cancelled job again; it generates only what is missing."""
-    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
-    if job.source == GenerationJob.Source.IMPORTED:
-        raise GenerationError("an imported job has nothing to generate")
-    if job.status not in (GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED):
-        raise GenerationError(f"a {job.status} job cannot be resumed")
-    job.status = GenerationJob.Status.QUEUED
-    job.cancel_requested = False
-    job.error = ""
-    job.finished_at = None
-    job.save(update_fields=["status", "cancel_requested", "error", "finished_at"])
-    _enqueue(job)
-    return job
+    return job_lifecycle.resume(job)
 
 
 def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
     """Mark running jobs whose worker stopped sending heartbeats as failed. Returns count."""
-    if stale_after is None:
-        stale_after = timedelta(seconds=settings.GENERATION_STALE_AFTER_S)
-    cutoff = timezone.now() - stale_after
-    return GenerationJob.objects.filter(
-        status=GenerationJob.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        status=GenerationJob.Status.FAILED,
-        finished_at=timezone.now(),
-        error=(
-            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
-            "(it crashed or was killed). Completions written so far are kept; resume the job to "
-            "generate the rest."
-        ),
-    )
+    return job_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a job (called by the Celery task) --------------------------------------------------
@@ -458,10 +438,6 @@ def _chunks(items: Sequence[Prompt], size: int) -> Iterator[Sequence[Prompt]]:
         yield items[start : start + size]
 
 
-class _JobLost(Exception):
-    """The job left the running state under us (cancelled by the watchdog, deleted)."""
-
-
 def generation_job_execute(*, job_id: int, heartbeat_interval: float = 5.0) -> str:
     """Run one queued job to the end. Safe to call twice: only one caller claims the job.
 
@@ -469,36 +445,7 @@ def generation_job_execute(*, job_id: int, heartbeat_interval: float = 5.0) -> s
     worker killed mid-batch leaves no half-written rows, and a resumed job skips the
     prompts that already have all k completions. Returns the job's final status.
     """
-    now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
-        status=GenerationJob.Status.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        logger.info("generation job %s was not queued (claimed elsewhere or gone)", job_id)
-        return "skipped"
-    job = GenerationJob.objects.select_related("model", "prompt_set").get(pk=job_id)
-    try:
-        with Heartbeat(GenerationJob, job_id, heartbeat_interval):
-            return _run_batches(job)
-    except _JobLost:
-        return (
-            GenerationJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
-            or "gone"
-        )
-    except Exception as exc:
-        logger.exception("generation job %s failed", job_id)
-        message = (
-            str(exc)
-            if isinstance(exc, BackendError | GenerationError)
-            else (f"{type(exc).__name__}: {exc}")
-        )
-        GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.RUNNING).update(
-            status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now()
-        )
-        return GenerationJob.Status.FAILED
+    return job_lifecycle.execute(job_id, _run_batches, heartbeat_interval=heartbeat_interval)
 
 
 def _remaining_prompts(job: GenerationJob) -> list[Prompt]:
@@ -512,7 +459,7 @@ def _remaining_prompts(job: GenerationJob) -> list[Prompt]:
     return list(job.prompt_set.prompts.exclude(id__in=complete).order_by("position"))
 
 
-def _run_batches(job: GenerationJob) -> str:
+def _run_batches(job: GenerationJob) -> None:
     if job.model is None:
         raise GenerationError("the job has no model to sample from")
     remaining = _remaining_prompts(job)
@@ -523,9 +470,9 @@ def _run_batches(job: GenerationJob) -> str:
     started = time.perf_counter()
     tokens = 0
     for batch in _chunks(remaining, job.batch_size):
-        if GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
-            _finish(job, GenerationJob.Status.CANCELLED)
-            return GenerationJob.Status.CANCELLED
+        if job_lifecycle.cancel_requested(job.pk):
+            job_lifecycle.finish(job.pk, GenerationJob.Status.CANCELLED)
+            return
         # The seed depends on the batch's first prompt, so a resumed job is reproducible
         # batch by batch with the same batch size.
         seed = int(base["seed"]) + batch[0].position  # type: ignore[call-overload]
@@ -543,8 +490,7 @@ def _run_batches(job: GenerationJob) -> str:
         tokens += sum(s.completion_tokens or 0 for group in samples for s in group)
         elapsed = max(time.perf_counter() - started, 1e-6)
         _write_batch(job, batch, samples, params, tokens_per_second=tokens / elapsed)
-    _finish(job, GenerationJob.Status.SUCCEEDED)
-    return GenerationJob.Status.SUCCEEDED
+    job_lifecycle.finish(job.pk, GenerationJob.Status.SUCCEEDED)
 
 
 @transaction.atomic
@@ -587,19 +533,10 @@ def _write_batch(
     # ignore_conflicts: a sample index already written by an earlier attempt stays as is.
     Completion.objects.bulk_create(rows, ignore_conflicts=True)
     new_tokens = sum(s.completion_tokens or 0 for group in samples for s in group)
-    updated = GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
+    job_lifecycle.update_running(
+        job.pk,
         prompts_done=F("prompts_done") + len(batch),
         tokens_generated=F("tokens_generated") + new_tokens,
         tokens_per_second=tokens_per_second,
         heartbeat_at=timezone.now(),
     )
-    if not updated:
-        raise _JobLost
-
-
-def _finish(job: GenerationJob, status: str) -> None:
-    updated = GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
-        status=status, finished_at=timezone.now(), cancel_requested=False
-    )
-    if not updated:
-        raise _JobLost

@@ -9,8 +9,3 @@ from generation import services
 def generation_job_run(job_id: int) -> str:
     """Run a queued generation job; a second delivery of the same message is a no-op."""
     return services.generation_job_execute(job_id=job_id)
-
-
-@shared_task(name="generation.tasks.generation_jobs_fail_stale")
-def generation_jobs_fail_stale() -> int:
-    return services.generation_jobs_fail_stale()

@@ -13,6 +13,6 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/import/", views.job_import, name="job-import"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
-    path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
-    path("jobs/<int:pk>/resume/", views.job_resume, name="job-resume"),
+    path("jobs/<int:pk>/cancel/", views.job_action, {"action": "cancel"}, name="job-cancel"),
+    path("jobs/<int:pk>/resume/", views.job_action, {"action": "resume"}, name="job-resume"),
 ]

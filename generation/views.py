@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
+from config.jobs.views import job_action_response
 from config.roles import ADMIN, RESEARCHER, role_required, user_is_admin
 from generation import importers, selectors, services
 from generation.forms import (
@@ -221,33 +222,15 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job_for(request, pk)
-    try:
-        job = services.generation_job_cancel(job=job)
-    except services.GenerationError as exc:
-        messages.error(request, str(exc))
-    else:
-        cancelled = job.status == GenerationJob.Status.CANCELLED
-        messages.info(request, "Cancelled." if cancelled else "Cancelling after the current batch.")
-    return _back_to_job(request, job)
-
-
-@role_required(ADMIN)
-@require_POST
-def job_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job_for(request, pk)
-    try:
-        job = services.generation_job_resume(job=job)
-    except services.GenerationError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Resumed: only the missing completions will be generated.")
-    return _back_to_job(request, job)
-
-
-def _back_to_job(request: HttpRequest, job: GenerationJob) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
-        job.refresh_from_db()
-        return render(request, "generation/_job_progress.html", {"job": job})
-    return redirect(job)
+def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """The cancel and resume buttons of a job's page."""
+    return job_action_response(
+        request,
+        _job_for(request, pk),
+        lifecycle=services.job_lifecycle,
+        action=action,
+        stopping="Cancelling after the current batch.",
+        resumed="Resumed: only the missing completions will be generated.",
+        fragment="generation/_job_progress.html",
+        context=lambda job: {"job": job},
+    )
