@@ -22,7 +22,14 @@ from config.pagination import paginated_response
 from config.parsers import StrictJSONParser
 from config.roles import IsResearcher, user_is_admin
 from generation import importers, selectors, services
-from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+from generation.models import (
+    Completion,
+    GenerationJob,
+    GenerationShard,
+    PolicyModel,
+    Prompt,
+    PromptSet,
+)
 
 
 class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -84,8 +91,31 @@ class PromptSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         fields = ["id", "position", "text", "messages"]
 
 
+class GenerationShardSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = GenerationShard
+        fields = [
+            "index",
+            "position_from",
+            "position_to",
+            "status",
+            "worker",
+            "prompts_total",
+            "prompts_done",
+            "tokens_generated",
+            "tokens_per_second",
+            "attempts",
+            "error",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
 class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     progress_percent = serializers.IntegerField(read_only=True)
+    shards = GenerationShardSerializer(many=True, read_only=True)
 
     class Meta:
         model = GenerationJob
@@ -103,6 +133,8 @@ class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type
             "seed",
             "stop",
             "batch_size",
+            "batches_per_shard",
+            "shards",
             "status",
             "cancel_requested",
             "prompts_total",
@@ -136,6 +168,12 @@ class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[typ
         max_length=16,
     )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
+    batches_per_shard = serializers.IntegerField(
+        min_value=1,
+        max_value=services.MAX_BATCHES_PER_SHARD,
+        default=32,
+        help_text=GenerationJob._meta.get_field("batches_per_shard").help_text,
+    )
 
 
 class CompletionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

@@ -5,8 +5,13 @@ from typing import Any
 from django import forms
 
 from config.bounds import SEED_MAX
-from generation.models import PolicyModel, PromptSet
-from generation.services import MAX_GPUS, GenerationError, server_url_check
+from generation.models import GenerationJob, PolicyModel, PromptSet
+from generation.services import (
+    MAX_BATCHES_PER_SHARD,
+    MAX_GPUS,
+    GenerationError,
+    server_url_check,
+)
 
 IMPORT_FORMATS = [
     ("auto", "Detect from the file name"),
@@ -121,6 +126,16 @@ class GenerationJobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=8)
+    batches_per_shard = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCHES_PER_SHARD,
+        initial=32,
+        help_text=GenerationJob._meta.get_field("batches_per_shard").help_text,
+    )
+
+    def clean_batches_per_shard(self) -> int:
+        return self.cleaned_data.get("batches_per_shard") or 32
 
     def clean_stop(self) -> list[str]:
         raw = self.cleaned_data.get("stop") or ""

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 J = TypeVar("J", bound=BackgroundJob)
 
 
+_declared: dict[type[BackgroundJob], Lifecycle[Any]] = {}
+
+
 class JobLost(Exception):
     """The row left the running state under its worker (cancelled, failed by the watchdog,
     deleted): the worker stops and writes nothing more."""
@@ -59,6 +62,8 @@ class Lifecycle(Generic[J]):
         related: Sequence[str] = (),
     ) -> None:
         self.model = model
+        # The first lifecycle declared for a model is the one the watchdog uses.
+        _declared.setdefault(model, self)
         self.noun = noun
         self.error = error
         self.expected_errors = (error, *expected_errors)
@@ -159,6 +164,30 @@ class Lifecycle(Generic[J]):
             logger.info("%s %s was not queued (claimed elsewhere or gone)", self.noun, pk)
             return "skipped"
         job = self._rows.select_related(*self.related).get(pk=pk)
+        return self.run_claimed(job, work, heartbeat_interval=heartbeat_interval)
+
+    def execute_next(
+        self,
+        queryset: QuerySet[J],
+        work: Callable[[J], object],
+        *,
+        heartbeat_interval: float = 5.0,
+        claim_fields: Mapping[str, Any] | None = None,
+    ) -> J | None:
+        """:meth:`claim_next` of ``queryset`` and run ``work`` on it as :meth:`execute` does;
+        the row as it ended, or None when no queued row was left."""
+        claimed = self.claim_next(queryset, **(claim_fields or {}))
+        if claimed is None:
+            return None
+        job = self._rows.select_related(*self.related).get(pk=claimed.pk)
+        self.run_claimed(job, work, heartbeat_interval=heartbeat_interval)
+        return self._rows.get(pk=claimed.pk)
+
+    def run_claimed(
+        self, job: J, work: Callable[[J], object], *, heartbeat_interval: float = 5.0
+    ) -> str:
+        """Run ``work`` on a row this worker has just claimed (see :meth:`execute`)."""
+        pk = job.pk
         try:
             with self.heartbeat(pk, heartbeat_interval):
                 work(job)
@@ -270,6 +299,11 @@ def background_job_models() -> list[type[BackgroundJob]]:
 def background_jobs_fail_stale() -> dict[str, int]:
     """The watchdog: fail the stale rows of every kind. Returns the count per model label."""
     return {
-        model._meta.label: Lifecycle(model, noun=model._meta.verbose_name).fail_stale()
-        for model in background_job_models()
+        model._meta.label: lifecycle_of(model).fail_stale() for model in background_job_models()
     }
+
+
+def lifecycle_of(model: type[J]) -> Lifecycle[J]:
+    """The lifecycle a kind declared in its services (its own ``fail_stale``, say), else a
+    plain one."""
+    return _declared.get(model) or Lifecycle(model, noun=str(model._meta.verbose_name))
