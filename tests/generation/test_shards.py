@@ -188,3 +188,17 @@ def test_it_fails_the_job_with_the_error_of_a_failed_shard(db) -> None:  # type:
     assert "nonexistent/weights" in job.error
     statuses = list(job.shards.order_by("index").values_list("status", flat=True))
     assert statuses == [Status.FAILED, Status.CANCELLED, Status.CANCELLED]
+
+
+def test_it_shows_each_shard_and_its_worker_on_the_job_page(
+    served: PolicyModel, client, carol
+) -> None:  # type: ignore[no-untyped-def]
+    job = _job(served, prompts=10)
+    _claim_as_dead_worker(job, 1, job_fresh=True)
+    client.force_login(carol)
+    partial = client.get(f"{job.get_absolute_url()}?poll=1", headers={"HX-Request": "true"})
+    assert partial.status_code == 200
+    body = partial.content.decode()
+    assert 'id="job-shards"' in body and "<code>gone-host:4242</code>" in body
+    assert body.count('<span class="badge status-queued">') == 2
+    assert "5–8" in body  # shard 1: the prompts at positions 4..7, counted from 1
