@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 
@@ -50,7 +48,3 @@ class TokenForm(forms.Form):
     token_action = forms.ChoiceField(
         choices=[("issue", "issue"), ("rotate", "rotate"), ("revoke", "revoke")]
     )
-
-
-def form_errors(form: forms.Form) -> dict[str, Any]:
-    return {name: list(errors) for name, errors in form.errors.items()}

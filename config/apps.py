@@ -4,7 +4,8 @@ from django.apps import AppConfig
 
 
 class PreflabConfig(AppConfig):
-    """Project-wide pieces: roles, health, the home page and the demo commands."""
+    """Settings and the small shared core every app uses: roles, heartbeat, naming, rendering,
+    bounds, middleware, health and the home page (the demo is its own app, ``demo``)."""
 
     name = "config"
     label = "preflab"

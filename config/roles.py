@@ -118,8 +118,3 @@ class IsPreflabAdmin(BasePermission):
 class IsResearcher(BasePermission):
     def has_permission(self, request: Any, view: Any) -> bool:
         return user_is_researcher(request.user)
-
-
-class IsAnnotator(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_is_annotator(request.user)

@@ -14,14 +14,13 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
-from config.roles import IsAnnotator, IsPreflabAdmin, IsResearcher
+from config.roles import IsPreflabAdmin, IsResearcher
 
 _WHO = {
     AllowAny: "anyone",
     IsAuthenticated: "any signed-in user",
     IsResearcher: "researchers and admins",
     IsPreflabAdmin: "admins",
-    IsAnnotator: "annotators",
 }
 
 

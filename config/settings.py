@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "generation",
     "labeling",
     "training",
+    # The top layer: the demo's seeding and start-up commands import every app.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -316,8 +318,8 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.generation_job_run": {"queue": "generation"},
     "training.tasks.training_run_execute": {"queue": "training"},
     "training.tasks.reward_scoring_execute": {"queue": "training"},
-    "labeling.tasks.labeling_queue_assist_finish": {"queue": "training"},
-    "labeling.tasks.labeling_queue_ai_label": {"queue": "training"},
+    "training.tasks.queue_assist_finish": {"queue": "training"},
+    "training.tasks.queue_ai_label": {"queue": "training"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
@@ -329,10 +331,6 @@ CELERY_BEAT_SCHEDULE = {
     # The watchdog of every kind of background job (config.jobs): fail stale heartbeats.
     "background-jobs-fail-stale": {
         "task": "config.tasks.background_jobs_fail_stale",
-        "schedule": 60.0,
-    },
-    "training-fail-stale-runs": {
-        "task": "training.tasks.training_runs_fail_stale",
         "schedule": 60.0,
     },
     # Evaluations and next rounds: open the labeling queue once the generation jobs are done.

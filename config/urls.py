@@ -20,6 +20,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("generation/", include("generation.urls")),
     path("labeling/", include("labeling.urls")),
+    # Reward-model assistance: training's actions on a queue, under the queue's URLs.
+    path("labeling/", include("training.assistance_urls")),
     path("training/", include("training.urls")),
     path("api/", include("config.api_urls")),
 ]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from os.path import commonprefix
 from typing import IO, Any
 
+from generation.backends.prompting import render_messages
+
 ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv", "hh")
 MAX_LINE_BYTES = 1_000_000
@@ -147,12 +149,6 @@ class ImportedGroup:
     prompt: PromptRecord
     completions: list[str]
     model_name: str
-
-
-def render_messages(messages: list[Message]) -> str:
-    """A readable rendering of a conversation, for display and search."""
-    names = {"system": "System", "user": "User", "assistant": "Assistant"}
-    return "\n\n".join(f"{names[m['role']]}: {m['content']}" for m in messages)
 
 
 def dedupe(records: Iterable[PromptRecord]) -> tuple[list[PromptRecord], int]:

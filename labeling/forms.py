@@ -6,7 +6,6 @@ from config.bounds import ID_MAX, SEED_MAX
 from generation.models import GenerationJob
 from labeling.models import LabelingQueue
 from labeling.services import COMMENT_MAX_LENGTH, DEMONSTRATION_MAX_LENGTH, FLAGS
-from training.models import TrainingRun
 
 
 class LabelingQueueForm(forms.Form):
@@ -51,21 +50,4 @@ class SubmissionForm(forms.Form):
     flags = forms.MultipleChoiceField(required=False, choices=[(f, f) for f in FLAGS])
     demonstration = forms.CharField(
         required=False, max_length=DEMONSTRATION_MAX_LENGTH, strip=False
-    )
-
-
-class QueueAssistForm(forms.Form):
-    """The dashboard's reward-model assistance: a finished reward run and the task order."""
-
-    reward_run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.filter(
-            kind=TrainingRun.Kind.REWARD, status=TrainingRun.Status.SUCCEEDED
-        ).exclude(final_dir=""),
-        required=False,
-        empty_label="(none)",
-        help_text="Scores the queue's completions; the dashboard compares it with annotators.",
-    )
-    task_order = forms.ChoiceField(
-        choices=LabelingQueue.TaskOrder.choices,
-        help_text="Uncertainty first serves the pairs the reward model is least sure about.",
     )

@@ -45,20 +45,11 @@ class LabelingQueue(models.Model):
     )
     is_active = models.BooleanField(default=True)
     seed = models.BigIntegerField(default=0)
-    # Reward-model assistance: a finished reward run scores the queue's completions; the
-    # dashboard compares it with the annotators, it can order tasks and label as an AI.
-    reward_run = models.ForeignKey(
-        "training.TrainingRun",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="assisted_queues",
-    )
+    # Position order, or each task's ``priority`` first (set through a hook by an app above,
+    # e.g. training's reward-model assistance: the smallest reward gap per task).
     task_order = models.CharField(
         max_length=12, choices=TaskOrder.choices, default=TaskOrder.POSITION
     )
-    # The latest word on the assistance work (scoring, priorities, AI labeler), for admins.
-    assist_note = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -88,8 +79,8 @@ class LabelingTask(models.Model):
     submitted_count = models.PositiveIntegerField(default=0)
     # Gold tasks: the known best-first order, as a list of tie groups of completion ids.
     gold_order = models.JSONField(null=True, blank=True)
-    # Uncertainty first: the smallest reward gap between the task's completions under the
-    # queue's reward run (lower is served first); null when not scored.
+    # Served first when the queue's task_order is "uncertainty" (lower first, null last):
+    # the smallest reward gap between the task's completions under training's assistance.
     priority = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -15,7 +15,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
-from labeling import agreement
+from labeling import agreement, hooks
 from labeling.models import (
     AI_LABELER_GROUP,
     Assignment,
@@ -125,7 +125,7 @@ def comparison_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> Que
 # --- the admin dashboard ------------------------------------------------------------------------
 
 
-# --- reward-model assistance ----------------------------------------------------------------
+# --- what the hooks of apps above read -----------------------------------------------------
 
 
 def queue_task_completions(*, queue: LabelingQueue) -> dict[int, list[int]]:
@@ -139,18 +139,6 @@ def queue_task_completions(*, queue: LabelingQueue) -> dict[int, list[int]]:
     for task_id, completion_id in slots.iterator(chunk_size=5000):
         tasks.setdefault(task_id, []).append(completion_id)
     return tasks
-
-
-def queue_rewards(*, queue: LabelingQueue, reward_run_id: int) -> dict[int, float]:
-    """completion id -> reward under the run, for the completions of the queue's tasks."""
-    from training.models import CompletionReward
-
-    completions = TaskCompletion.objects.filter(task__queue=queue).values("completion_id")
-    return dict(
-        CompletionReward.objects.filter(
-            reward_run_id=reward_run_id, completion_id__in=completions
-        ).values_list("completion_id", "reward")
-    )
 
 
 def ai_labeler_names() -> set[str]:
@@ -330,15 +318,13 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
 def _reward_agreement(
     queue: LabelingQueue, ai_names: set[str]
 ) -> tuple[RewardAgreement | None, dict[Any, tuple[int, int]]]:
-    """The queue's reward model against its annotators: the summary (None without a reward
-    run that scored the queue) and (agreeing, counted) per annotator, over non-tie
-    comparisons whose two completions both have a reward."""
-    run = queue.reward_run
-    if run is None:
+    """The queue's reference scores (a reward model's, through ``hooks``) against its
+    annotators: the summary (None without scores) and (agreeing, counted) per annotator,
+    over non-tie comparisons whose two completions both have a score."""
+    reference = hooks.queue_reference_scores(queue=queue)
+    if reference is None or not reference.scores:
         return None, {}
-    rewards = queue_rewards(queue=queue, reward_run_id=run.pk)
-    if not rewards:
-        return None, {}
+    rewards = reference.scores
     comparisons = Comparison.objects.filter(queue=queue, is_tie=False).values_list(
         "annotator__username", "chosen_id", "rejected_id"
     )
@@ -349,7 +335,7 @@ def _reward_agreement(
     )
     humans = [pair for who, pair in per_annotator.items() if who not in ai_names]
     summary = RewardAgreement(
-        run_name=run.name,
+        run_name=reference.name,
         humans=(sum(a for a, _ in humans), sum(n for _, n in humans)),
     )
     return summary, per_annotator

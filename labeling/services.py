@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -283,6 +283,64 @@ def task_skip(*, assignment: Assignment) -> Assignment:
     assignment.status = Assignment.Status.SKIPPED
     assignment.finished_at = timezone.now()
     assignment.save(update_fields=["status", "finished_at"])
+    return assignment
+
+
+# --- hooks for the apps above: task order, extra labelers ------------------------------------------
+
+
+PRIORITY_BATCH = 1000
+
+
+@transaction.atomic
+def labeling_queue_task_order_set(
+    *, queue: LabelingQueue, task_order: str, clear_priorities: bool = False
+) -> LabelingQueue:
+    """Serve the queue's tasks by ``task_order`` (position, or priority first); with
+    ``clear_priorities`` every task's priority goes back to null (unscored) first."""
+    if task_order not in LabelingQueue.TaskOrder.values:
+        raise LabelingError(f"unknown task order {task_order!r}")
+    if clear_priorities:
+        LabelingTask.objects.filter(queue=queue).update(priority=None)
+    queue.task_order = task_order
+    queue.save(update_fields=["task_order"])
+    return queue
+
+
+@transaction.atomic
+def task_priorities_set(*, queue: LabelingQueue, priorities: Mapping[int, float | None]) -> int:
+    """Set the priority of the queue's tasks (task id -> priority; lower is served first
+    under ``task_order="uncertainty"``, null last). Returns how many got a priority."""
+    of_queue = set(LabelingTask.objects.filter(queue=queue).values_list("id", flat=True))
+    tasks = [
+        LabelingTask(pk=task_id, priority=priority)
+        for task_id, priority in priorities.items()
+        if task_id in of_queue
+    ]
+    LabelingTask.objects.bulk_update(tasks, ["priority"], batch_size=PRIORITY_BATCH)
+    return sum(1 for t in tasks if t.priority is not None)
+
+
+def assignment_uncounted_open(
+    *, task_id: int, user: AbstractBaseUser, lease_seconds: int
+) -> Assignment:
+    """An assignment of the task to an extra labeler (an AI) that never takes one of the
+    task's overlap slots: the existing one (its lease renewed while active) or a new one.
+    The labeler submits on it with ``ranking_submit``, as a human would."""
+    now = timezone.now()
+    assignment, created = Assignment.objects.get_or_create(
+        task_id=task_id,
+        annotator=user,
+        defaults={
+            "claimed_at": now,
+            "expires_at": now + timedelta(seconds=lease_seconds),
+            "counts_toward_overlap": False,
+        },
+    )
+    if not created and assignment.status == Assignment.Status.ACTIVE:
+        Assignment.objects.filter(pk=assignment.pk).update(
+            expires_at=now + timedelta(seconds=lease_seconds)
+        )
     return assignment
 
 

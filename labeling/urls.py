@@ -27,8 +27,6 @@ urlpatterns = [
         access_views.queue_annotators,
         name="queue-annotators",
     ),
-    path("queues/<int:pk>/assist/", views.queue_assist, name="queue-assist"),
-    path("queues/<int:pk>/ai-label/", views.queue_ai_label, name="queue-ai-label"),
     path("snapshots/", snapshot_views.snapshot_list, name="snapshot-list"),
     path("labels.jsonl", snapshot_views.label_versions_export, name="label-versions"),
     path("snapshots/<int:pk>/", snapshot_views.snapshot_detail, name="snapshot-detail"),

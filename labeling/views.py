@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, role_required
-from labeling import assistance, review, selectors, services
-from labeling.forms import LabelingQueueForm, QueueAssistForm, SubmissionForm
+from labeling import hooks, review, selectors, services
+from labeling.forms import LabelingQueueForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
 
 
@@ -229,58 +229,15 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "gold": [a.gold_rate for a in board.annotators],
     }
     chart["trend"] = _agreement_trend(board.days)
-    assist_form = QueueAssistForm(
-        initial={"reward_run": queue.reward_run_id, "task_order": queue.task_order}
-    )
     context = {
         "queue": queue,
         "board": board,
         "chart": chart,
         "days": board.days,
-        "assist_form": assist_form,
+        # Sections that apps above labeling add (training: reward-model assistance).
+        "panels": hooks.queue_dashboard_panels(request=request, queue=queue),
         "active_claims": Assignment.objects.filter(
             task__queue=queue, status=Assignment.Status.ACTIVE, expires_at__gt=timezone.now()
         ).count(),
     }
     return render(request, "labeling/dashboard.html", context)
-
-
-@role_required(ADMIN)
-@require_POST
-def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
-    """Choose the queue's assisting reward run and task order (scores the queue if needed)."""
-    queue = selectors.queue_get(user=request.user, pk=pk)
-    form = QueueAssistForm(request.POST)
-    if not form.is_valid():
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, str(error))
-        return redirect("labeling:queue-dashboard", pk=queue.pk)
-    try:
-        queue = assistance.labeling_queue_assist_set(
-            queue=queue,
-            reward_run=form.cleaned_data["reward_run"],
-            task_order=form.cleaned_data["task_order"],
-            user=request.user,
-        )
-    except services.LabelingError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, queue.assist_note or "Reward-model assistance is off.")
-    return redirect("labeling:queue-dashboard", pk=queue.pk)
-
-
-@role_required(ADMIN)
-@require_POST
-def queue_ai_label(request: HttpRequest, pk: int) -> HttpResponse:
-    """Queue the AI labeler: the queue's reward model labels every task as an extra annotator."""
-    queue = selectors.queue_get(user=request.user, pk=pk)
-    try:
-        assistance.labeling_queue_ai_label_start(queue=queue, user=request.user)
-    except services.LabelingError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request, f"The AI labeler ({queue.reward_run}) will label this queue on the worker."
-        )
-    return redirect("labeling:queue-dashboard", pk=queue.pk)

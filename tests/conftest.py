@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# back_to_the_latest_schema, for the tests that migrate an existing database.
+pytest_plugins = ["tests.migrations"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

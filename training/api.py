@@ -16,11 +16,12 @@ from rest_framework.views import APIView
 
 from config.bounds import SEED_MAX, query_id, query_int
 from config.fields import IdField
+from config.jobs.api import JobActionAPIMixin
 from config.pagination import paginated_response
 from config.roles import IsResearcher, user_is_admin
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
-from training import evaluations, selectors, services
+from training import evaluations, runs, scorings, selectors
 from training.models import Evaluation, RewardScoring, TrainingRun
 
 
@@ -81,12 +82,16 @@ class RewardScoringSerializer(serializers.ModelSerializer):  # type: ignore[type
             "reward_run",
             "job",
             "status",
+            "cancel_requested",
             "scored",
             "total",
             "mean_reward",
             "error",
+            "attempts",
             "created_at",
+            "started_at",
             "finished_at",
+            "heartbeat_at",
         ]
         read_only_fields = fields
 
@@ -104,7 +109,7 @@ def _admin_only(request: Request) -> Response | None:
     return None
 
 
-def _run_error(exc: services.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+def _run_error(exc: runs.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     """``{"detail": message, "field": name}``, and ``{name: [message]}`` as DRF writes it."""
     body: dict[str, Any] = {"detail": str(exc), "field": exc.field or None}
     if exc.field and exc.field not in body:
@@ -139,8 +144,8 @@ class TrainingRunListAPI(BaseAPIView):
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = services.training_run_create(user=request.user, **serializer.validated_data)
-        except services.RunError as exc:
+            run = runs.training_run_create(user=request.user, **serializer.validated_data)
+        except runs.RunError as exc:
             return _run_error(exc)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -151,23 +156,15 @@ class TrainingRunDetailAPI(BaseAPIView):
         return Response(TrainingRunSerializer(run).data)
 
 
-class TrainingRunActionAPI(BaseAPIView):
-    action: str = ""
+class TrainingRunActionAPI(JobActionAPIMixin, BaseAPIView):
+    lifecycle = runs.run_lifecycle
+    job_serializer = TrainingRunSerializer
 
-    def post(self, request: Request, pk: int) -> Response:
-        if denied := _admin_only(request):
-            return denied
-        run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-        action = (
-            services.training_run_cancel
-            if self.action == "cancel"
-            else services.training_run_resume
-        )
-        try:
-            run = action(run=run)
-        except services.RunError as exc:
-            return _run_error(exc, status.HTTP_409_CONFLICT)
-        return Response(TrainingRunSerializer(run).data)
+    def get_job(self, request: Request, pk: int) -> TrainingRun:
+        return get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
+
+    def job_action_error(self, exc: Exception) -> Response:
+        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
 
 
 class TrainingRunMetricsAPI(BaseAPIView):
@@ -191,10 +188,21 @@ class RewardScoringListAPI(BaseAPIView):
         serializer = RewardScoringCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            scoring = services.reward_scoring_create(user=request.user, **serializer.validated_data)
-        except services.RunError as exc:
+            scoring = scorings.reward_scoring_create(user=request.user, **serializer.validated_data)
+        except runs.RunError as exc:
             return _run_error(exc)
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
+
+
+class RewardScoringActionAPI(JobActionAPIMixin, BaseAPIView):
+    lifecycle = scorings.scoring_lifecycle
+    job_serializer = RewardScoringSerializer
+
+    def get_job(self, request: Request, pk: int) -> RewardScoring:
+        return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
+
+    def job_action_error(self, exc: Exception) -> Response:
+        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
 
 
 # --- evaluations --------------------------------------------------------------------------------
@@ -319,7 +327,7 @@ class EvaluationListAPI(BaseAPIView):
             evaluation = evaluations.evaluation_create(
                 user=request.user, **serializer.validated_data
             )
-        except services.RunError as exc:
+        except runs.RunError as exc:
             return _run_error(exc)
         evaluation = _evaluations(request).get(pk=evaluation.pk)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)

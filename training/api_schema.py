@@ -29,7 +29,8 @@ for view in (
     api.EvaluationLeaderboardAPI,
 ):
     view.schema_access = READ  # type: ignore[attr-defined]
-api.TrainingRunActionAPI.schema_access = READ_WRITE["POST"]  # type: ignore[attr-defined]
+for view in (api.TrainingRunActionAPI, api.RewardScoringActionAPI):
+    view.schema_access = READ_WRITE["POST"]  # type: ignore[attr-defined]
 
 RUN_ERROR = OpenApiResponse(description="`detail` says why and `field` names the bad field.")
 
@@ -60,6 +61,15 @@ extend_schema_view(
         responses={200: api.TrainingRunSerializer, 409: RUN_ERROR},
     ),
 )(api.TrainingRunActionAPI)
+extend_schema_view(
+    post=extend_schema(
+        summary="Cancel or resume a reward scoring",
+        description="Cancel stops a queued scoring at once, a running one after its current "
+        "chunk; resume queues a failed or cancelled scoring again (it scores the job again).",
+        request=None,
+        responses={200: api.RewardScoringSerializer, 409: RUN_ERROR},
+    ),
+)(api.RewardScoringActionAPI)
 extend_schema_view(
     get=extend_schema(
         summary="A run's metric curves",

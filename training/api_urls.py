@@ -19,6 +19,16 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/metrics/", api.TrainingRunMetricsAPI.as_view(), name="api-run-metrics"),
     path("scorings/", api.RewardScoringListAPI.as_view(), name="api-scoring-list"),
+    path(
+        "scorings/<int:pk>/cancel/",
+        api.RewardScoringActionAPI.as_view(action="cancel"),
+        name="api-scoring-cancel",
+    ),
+    path(
+        "scorings/<int:pk>/resume/",
+        api.RewardScoringActionAPI.as_view(action="resume"),
+        name="api-scoring-resume",
+    ),
     path("evaluations/", api.EvaluationListAPI.as_view(), name="api-evaluation-list"),
     path(
         "evaluations/<int:pk>/",

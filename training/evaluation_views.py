@@ -17,7 +17,7 @@ from config.roles import ADMIN, RESEARCHER, role_required, user_is_admin
 from training import evaluations, selectors
 from training.forms import CompareWithParentForm, EvaluationForm, NextRoundForm
 from training.models import Evaluation, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 
 def _add_error(form: Any, exc: RunError) -> None:

@@ -30,7 +30,7 @@ from generation.services import (
 from labeling.models import LabelingQueue
 from labeling.services import LabelingError, QueueSettings, labeling_queue_create
 from training.models import Evaluation, EvaluationEntry, Round, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from django import forms
 
 from config.bounds import SEED_MAX
 from generation.models import GenerationJob, PolicyModel, PromptSet
-from labeling.models import DatasetSnapshot
+from labeling.models import DatasetSnapshot, LabelingQueue
 from training import selectors
 from training.core.configs import (
     BUDGET_LIMITS,
@@ -290,3 +290,18 @@ class CompareWithParentForm(forms.Form):
         queryset=PromptSet.objects.order_by("name"), label="Held-out prompt set"
     )
     max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
+
+
+class QueueAssistForm(forms.Form):
+    """A queue dashboard's reward-model assistance: a finished reward run and the task order."""
+
+    reward_run = forms.ModelChoiceField(
+        queryset=selectors.reward_runs_finished(),
+        required=False,
+        empty_label="(none)",
+        help_text="Scores the queue's completions; the dashboard compares it with annotators.",
+    )
+    task_order = forms.ChoiceField(
+        choices=LabelingQueue.TaskOrder.choices,
+        help_text="Uncertainty first serves the pairs the reward model is least sure about.",
+    )

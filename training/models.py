@@ -4,11 +4,12 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from config.jobs.models import BackgroundJob
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot, LabelingQueue
 
 
-class TrainingRun(models.Model):
+class TrainingRun(BackgroundJob):
     """One training run of a kind on a frozen snapshot, executed by a Celery worker.
 
     The typed config lives in ``config`` as the dict of the kind's dataclass
@@ -24,15 +25,9 @@ class TrainingRun(models.Model):
         KTO = "kto", "KTO (good/bad answers)"
         GRPO = "grpo", "GRPO / RLOO (critic-free RLHF)"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    STALE_AFTER_SETTING = "TRAINING_STALE_AFTER_S"
+    STALE_HINT = "Resume the run to go on from its last checkpoint."
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO, Kind.GRPO)
     # Kinds that sample rollouts and learn from a reward run's scores.
     RL_KINDS = (Kind.PPO, Kind.GRPO)
@@ -50,8 +45,6 @@ class TrainingRun(models.Model):
     config = models.JSONField(default=dict)
     notes = models.TextField(blank=True)
 
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     # The latest reported metrics (name -> float); the history is in TrainingMetric.
@@ -63,8 +56,6 @@ class TrainingRun(models.Model):
     # empty until computed (when the run succeeds, or when an RL run first needs them).
     reward_stats = models.JSONField(default=dict, blank=True)
     log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     artifacts_dir = models.CharField(max_length=500, blank=True)
     # The checkpoint the next attempt resumes from (set when a run stops early).
     checkpoint_dir = models.CharField(max_length=500, blank=True)
@@ -83,9 +74,6 @@ class TrainingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -96,10 +84,6 @@ class TrainingRun(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("training:run-detail", args=[self.pk])
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
     @property
     def progress_percent(self) -> int:
@@ -124,28 +108,21 @@ class TrainingMetric(models.Model):
         return f"{self.run_id}@{self.step}"
 
 
-class RewardScoring(models.Model):
+class RewardScoring(BackgroundJob):
     """A finished reward run scoring every completion of a generation job."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+    STALE_AFTER_SETTING = "TRAINING_STALE_AFTER_S"
+    STALE_HINT = "Resume the scoring to score the job again."
 
     reward_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="scorings")
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="reward_scorings")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     scored = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     mean_reward = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -173,6 +150,34 @@ class CompletionReward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.completion_id}: {self.reward:.3f}"
+
+
+class QueueAssistance(models.Model):
+    """Reward-model assistance for a labeling queue (admins only see it).
+
+    A finished reward run scores the queue's completions; the queue's dashboard compares
+    it with the annotators, its smallest reward gap per task becomes the task's priority
+    (served first under the queue's ``task_order="uncertainty"``), and it can label the
+    queue as an AI labeler. Owned by training: labeling only offers the hooks it fills.
+    """
+
+    queue = models.OneToOneField(LabelingQueue, on_delete=models.CASCADE, related_name="assistance")
+    reward_run = models.ForeignKey(
+        TrainingRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assisted_queues",
+    )
+    # The latest word on the assistance work (scoring, priorities, AI labeler), for admins.
+    note = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "queue assistance"
+
+    def __str__(self) -> str:
+        return f"{self.reward_run or 'no reward run'} for {self.queue}"
 
 
 class Evaluation(models.Model):

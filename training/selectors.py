@@ -14,8 +14,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from config.roles import user_is_researcher
-from generation.models import GenerationJob, PolicyModel
-from labeling.models import AI_LABELER_GROUP, Comparison
+from generation.models import PolicyModel
+from labeling.hooks import ReferenceScores
+from labeling.models import AI_LABELER_GROUP, Comparison, LabelingQueue, TaskCompletion
 from training.core import ratings
 from training.core.configs import RLConfig
 from training.core.hacking import HackingCheck, reward_hacking_check
@@ -24,6 +25,7 @@ from training.models import (
     CompletionReward,
     Evaluation,
     EvaluationEntry,
+    QueueAssistance,
     RewardScoring,
     Round,
     TrainingMetric,
@@ -125,25 +127,47 @@ def reward_scoring_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[R
     return RewardScoring.objects.select_related("reward_run", "job")
 
 
-def completion_rewards_for_job(*, job: GenerationJob) -> dict[int, list[tuple[str, float]]]:
-    """Each completion's rewards: ``{completion id: [(run name, reward), ...]}``.
-
-    Admins only: the callers check (annotators must never see scores).
-    """
-    rewards: dict[int, list[tuple[str, float]]] = defaultdict(list)
-    rows = (
-        CompletionReward.objects.filter(completion__job=job)
-        .order_by("completion_id", "reward_run__name")
-        .values_list("completion_id", "reward_run__name", "reward")
-    )
-    for completion_id, run_name, reward in rows:
-        rewards[completion_id].append((run_name, reward))
-    return dict(rewards)
-
-
 # --- evaluations and rounds -----------------------------------------------------------------
 
 BOOTSTRAP_ROUNDS = 1000
+
+
+# --- reward-model assistance of labeling queues ---------------------------------------------
+
+
+def queue_assistance_get(*, queue: LabelingQueue) -> QueueAssistance | None:
+    return QueueAssistance.objects.select_related("reward_run").filter(queue=queue).first()
+
+
+def queue_assistance_run_id(*, queue: LabelingQueue) -> int | None:
+    """The id of the queue's assisting reward run, None without one."""
+    return (
+        QueueAssistance.objects.filter(queue=queue).values_list("reward_run_id", flat=True).first()
+    )
+
+
+def queue_assistance_run(*, queue: LabelingQueue) -> TrainingRun | None:
+    assist = queue_assistance_get(queue=queue)
+    return assist.reward_run if assist is not None else None
+
+
+def queue_rewards(*, queue: LabelingQueue, reward_run_id: int) -> dict[int, float]:
+    """completion id -> reward under the run, for the completions of the queue's tasks."""
+    completions = TaskCompletion.objects.filter(task__queue=queue).values("completion_id")
+    return dict(
+        CompletionReward.objects.filter(
+            reward_run_id=reward_run_id, completion_id__in=completions
+        ).values_list("completion_id", "reward")
+    )
+
+
+def queue_reference_scores(queue: LabelingQueue) -> ReferenceScores | None:
+    """labeling's dashboard hook: the assisting reward run's rewards of the queue's
+    completions (None without a reward run)."""
+    run = queue_assistance_run(queue=queue)
+    if run is None:
+        return None
+    return ReferenceScores(name=run.name, scores=queue_rewards(queue=queue, reward_run_id=run.pk))
 
 
 def evaluation_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Evaluation]:

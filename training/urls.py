@@ -11,9 +11,21 @@ urlpatterns = [
     path("runs/compare/", views.run_compare, name="run-compare"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
     path("runs/<int:pk>/metrics.json", views.run_metrics, name="run-metrics"),
-    path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
-    path("runs/<int:pk>/resume/", views.run_resume, name="run-resume"),
+    path("runs/<int:pk>/cancel/", views.run_action, {"action": "cancel"}, name="run-cancel"),
+    path("runs/<int:pk>/resume/", views.run_action, {"action": "resume"}, name="run-resume"),
     path("scorings/", views.scoring_create, name="scoring-create"),
+    path(
+        "scorings/<int:pk>/cancel/",
+        views.scoring_action,
+        {"action": "cancel"},
+        name="scoring-cancel",
+    ),
+    path(
+        "scorings/<int:pk>/resume/",
+        views.scoring_action,
+        {"action": "resume"},
+        name="scoring-resume",
+    ),
     path("runs/<int:pk>/next-round/", evaluation_views.run_next_round, name="run-next-round"),
     path(
         "runs/<int:pk>/compare-parent/",

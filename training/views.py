@@ -12,9 +12,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.jobs.views import job_action_response
 from config.roles import ADMIN, RESEARCHER, role_required
 from generation.models import GenerationJob, PromptSet
-from training import selectors, services
+from training import runs, scorings, selectors
 from training.forms import (
     RewardScoringForm,
     TrainingRunForm,
@@ -65,8 +66,8 @@ def run_create(request: HttpRequest) -> HttpResponse:
         form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
         if form.is_valid():
             try:
-                run = services.training_run_create(user=request.user, **form.service_kwargs())
-            except services.RunError as exc:
+                run = runs.training_run_create(user=request.user, **form.service_kwargs())
+            except runs.RunError as exc:
                 field = getattr(exc, "field", None)
                 form.add_error(field if field in form.fields else None, str(exc))
             else:
@@ -192,36 +193,18 @@ def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
 
 @role_required(ADMIN)
 @require_POST
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run_for(request, pk)
-    try:
-        run = services.training_run_cancel(run=run)
-    except services.RunError as exc:
-        messages.error(request, str(exc))
-    else:
-        stopped = run.status == TrainingRun.Status.CANCELLED
-        messages.info(request, "Cancelled." if stopped else "Cancelling at the next step.")
-    return _back_to_run(request, run)
-
-
-@role_required(ADMIN)
-@require_POST
-def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run_for(request, pk)
-    try:
-        run = services.training_run_resume(run=run)
-    except services.RunError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Resumed from the last checkpoint.")
-    return _back_to_run(request, run)
-
-
-def _back_to_run(request: HttpRequest, run: TrainingRun) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
-        run.refresh_from_db()
-        return render(request, "training/_run_status.html", _status_context(run))
-    return redirect(run)
+def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """The cancel and resume buttons of a run's page."""
+    return job_action_response(
+        request,
+        _run_for(request, pk),
+        lifecycle=runs.run_lifecycle,
+        action=action,
+        stopping="Cancelling at the next step.",
+        resumed="Resumed from the last checkpoint.",
+        fragment="training/_run_status.html",
+        context=_status_context,
+    )
 
 
 # --- compare ------------------------------------------------------------------------------------
@@ -273,10 +256,10 @@ def scoring_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             job = form.cleaned_data["job"]
             try:
-                services.reward_scoring_create(
+                scorings.reward_scoring_create(
                     reward_run=form.cleaned_data["reward_run"], job=job, user=request.user
                 )
-            except services.RunError as exc:
+            except runs.RunError as exc:
                 messages.error(request, str(exc))
             else:
                 messages.success(
@@ -293,13 +276,7 @@ def scoring_create(request: HttpRequest) -> HttpResponse:
             request, "training/scoring_create.html", {"form": form, "job": None}, status=400
         )
     job = get_object_or_404(GenerationJob, pk=_int_or_404(request.GET.get("job")))
-    scorings = list(job.reward_scorings.select_related("reward_run"))  # type: ignore[attr-defined]
-    context = {
-        "job": job,
-        "form": RewardScoringForm(initial={"job": job.pk}),
-        "scorings": scorings,
-        "active": any(s.status in ("queued", "running") for s in scorings),
-    }
+    context = _job_scorings_context(job)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "training/_job_scorings.html", context)
     return render(request, "training/scoring_create.html", context)
@@ -310,3 +287,31 @@ def _int_or_404(value: str | None) -> int:
         return int(value or "")
     except ValueError:
         raise Http404("no such job") from None
+
+
+@role_required(ADMIN)
+@require_POST
+def scoring_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """The cancel and resume buttons of a scoring, on its job's page."""
+    return job_action_response(
+        request,
+        get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk),
+        lifecycle=scorings.scoring_lifecycle,
+        action=action,
+        stopping="Cancelling after the current chunk.",
+        resumed="Resumed: the job is scored again.",
+        fragment="training/_job_scorings.html",
+        context=lambda scoring: _job_scorings_context(scoring.job),
+        back=lambda scoring: scoring.job.get_absolute_url(),
+    )
+
+
+def _job_scorings_context(job: GenerationJob) -> dict[str, Any]:
+    """The job page's scorings fragment: its scorings, the form, whether to keep polling."""
+    job_scorings = list(job.reward_scorings.select_related("reward_run"))  # type: ignore[attr-defined]
+    return {
+        "job": job,
+        "form": RewardScoringForm(initial={"job": job.pk}),
+        "scorings": job_scorings,
+        "active": any(s.status in ("queued", "running") for s in job_scorings),
+    }

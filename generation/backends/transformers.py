@@ -1,7 +1,8 @@
 """The transformers backend: batched ``model.generate`` with left padding. The default on CPU.
 
-The prompt helpers here (``render_prompt``, ``encode_prompt``, ``truncate_at_stop``) are
-shared with the vLLM backend so that both see exactly the same token ids for a prompt.
+Prompts become token ids through ``generation.backends.prompting.encode_prompt``, as in the
+vLLM backend and in training, so all of them see exactly the same ids for a prompt.
+``truncate_at_stop`` is shared with the vLLM backend.
 """
 
 from __future__ import annotations
@@ -18,45 +19,7 @@ from generation.backends.base import (
     Sample,
     SamplingParams,
 )
-
-
-def render_prompt(tokenizer: Any, prompt: PromptInput, use_chat_template: bool) -> str | None:
-    """The chat-template text for a conversation (or for any prompt when the model wants it).
-
-    Returns None for a plain string fed as raw text. A plain string under
-    ``use_chat_template`` becomes a single user message.
-    """
-    if not isinstance(prompt, list) and not use_chat_template:
-        return None
-    if not getattr(tokenizer, "chat_template", None):
-        raise BackendError("this prompt needs a chat template, and the tokenizer has none")
-    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    try:
-        return str(
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
-    except Exception as exc:  # jinja and the tokenizer raise many types; name the cause
-        raise BackendError(f"the chat template rejected the conversation: {exc}") from exc
-
-
-def encode_prompt(tokenizer: Any, prompt: PromptInput, use_chat_template: bool) -> list[int]:
-    """Token ids for one prompt.
-
-    Raw text gets the tokenizer's usual special tokens (a BOS for Llama-style tokenizers),
-    as vLLM would add them. Chat-template text does not: templates write their own BOS,
-    and adding another would double it.
-    """
-    text = render_prompt(tokenizer, prompt, use_chat_template)
-    if text is None:
-        ids = list(tokenizer(prompt)["input_ids"])
-    else:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if not ids:
-        # Generation needs at least one position to condition on.
-        if tokenizer.bos_token_id is None:
-            raise BackendError("an empty prompt needs a BOS token, and the tokenizer has none")
-        ids = [int(tokenizer.bos_token_id)]
-    return ids
+from generation.backends.prompting import encode_prompt
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

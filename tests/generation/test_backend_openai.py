@@ -36,7 +36,7 @@ def test_it_completes_and_chats_against_a_real_vllm_server(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from generation.backends.transformers import encode_prompt
+    from generation.backends.prompting import encode_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     backend = _backend(vllm_server)

@@ -8,12 +8,8 @@ import pytest
 import torch
 
 from generation.backends import BackendError, BackendSpec, SamplingParams, backend_for
-from generation.backends.transformers import (
-    TransformersBackend,
-    encode_prompt,
-    render_prompt,
-    truncate_at_stop,
-)
+from generation.backends.prompting import encode_prompt, render_prompt
+from generation.backends.transformers import TransformersBackend, truncate_at_stop
 from generation.tiny_model import EOS, PAD
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from generation.backends import BackendSpec, SamplingParams
-from generation.backends.transformers import encode_prompt
+from generation.backends.prompting import encode_prompt
 
 if TYPE_CHECKING:
     from generation.backends.vllm import VLLMBackend

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate_to
 
 pytestmark = pytest.mark.slow
 
@@ -19,25 +19,8 @@ AFTER = [
 ]
 
 
-def _migrate(targets):  # type: ignore[no-untyped-def]
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def back_to_the_latest_schema(transactional_db):  # type: ignore[no-untyped-def]
-    """Whatever the test migrates to, the database ends on every app's latest migration, so
-    migrations added later (after AFTER) are there for the tests that run next."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 def test_it_migrates_labels_and_freezes_old_snapshots(back_to_the_latest_schema) -> None:  # type: ignore[no-untyped-def]
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     User = apps.get_model("auth", "User")
     PromptSet = apps.get_model("generation", "PromptSet")
     Prompt = apps.get_model("generation", "Prompt")
@@ -115,7 +98,7 @@ def test_it_migrates_labels_and_freezes_old_snapshots(back_to_the_latest_schema)
         queue=queue,
     )
 
-    _migrate(AFTER)
+    migrate_to(AFTER)
     from labeling import snapshots
     from labeling.models import (
         Comparison as NewComparison,

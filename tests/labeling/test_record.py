@@ -24,6 +24,7 @@ from labeling.models import (
     SnapshotRanking,
     SnapshotRow,
 )
+from labeling.snapshots import build
 from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
 from training import datasets
@@ -231,7 +232,7 @@ def test_it_hashes_every_format(db) -> None:  # type: ignore[no-untyped-def]
     label_queue(other, ann)
     # The same pairs' texts would hash alike before; now listwise and SFT count too.
     assert b"".join(snapshots.snapshot_export_sft_jsonl(with_demos))
-    digest = snapshots._digest(
+    digest = snapshots.snapshot_lines_digest(
         b"".join(snapshots.snapshot_export_trl_jsonl(with_demos)).decode().splitlines(),
         b"".join(snapshots.snapshot_export_rankings_jsonl(with_demos)).decode().splitlines(),
         [],
@@ -466,7 +467,7 @@ def test_it_writes_canonical_json_lines(db, conversational: bool) -> None:  # ty
     assert snapshots.snapshot_export_digest(snap) == snap.content_hash
     for line in lines:
         # Byte for byte what the standard encoder writes for the same record.
-        assert line == snapshots._JSON.encode(json.loads(line))
+        assert line == build._JSON.encode(json.loads(line))
 
 
 def test_it_keeps_labels_read_only_in_the_admin(db, client) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,14 @@ import json
 import pytest
 
 from labeling import services, snapshots
-from labeling.models import DatasetSnapshot, LabelingQueue, SnapshotRow
+from labeling.models import (
+    DatasetSnapshot,
+    LabelingQueue,
+    SnapshotRanking,
+    SnapshotRow,
+    TaskCompletion,
+)
+from labeling.snapshots import export
 from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
 
@@ -278,7 +285,88 @@ def test_it_writes_the_same_records_on_every_path(voted_queue, conversational: b
             for x in b"".join(snapshots.snapshot_export_trl_jsonl(snap, split=split)).splitlines()
         ]
         plain = [
-            json.loads(x)
-            for x in b"".join(snapshots._trl_jsonl_python(snap, split, 5)).splitlines()
+            json.loads(x) for x in b"".join(export._trl_jsonl_python(snap, split, 5)).splitlines()
         ]
         assert fast == plain
+
+
+# Texts an encoder can get wrong: escapes, quotes, backslashes, control characters, line
+# and paragraph separators (JSON leaves them raw), composed vs decomposed accents, emoji.
+_TRICKY = (
+    'Tab\t "quote" \\ back\\slash </script>',
+    "Cafe\u0301 (NFD) vs Caf\u00e9 (NFC), \u2028 line \u2029 para",
+    "ctrl \x01\x1f\x7f \r\n\U0001f600 \u200b\ufeff",
+)
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+@pytest.mark.parametrize("aggregation", ["all", "majority"])
+def test_it_writes_every_export_line_as_the_standard_encoder_would(
+    db, conversational: bool, aggregation: str
+) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import Completion, Prompt
+
+    queue = make_queue(
+        mode="ranking", prompts=2, k=3, overlap=2, ask_scores=True, name='queue "\u2028" é'
+    )
+    for i, prompt in enumerate(Prompt.objects.filter(labeling_tasks__queue=queue)):
+        prompt.text = _TRICKY[i]
+        if conversational and i == 0:
+            prompt.messages = [
+                {"role": "system", "content": _TRICKY[2]},
+                {"role": "user", "content": prompt.text},
+            ]
+        prompt.save()
+    slots = TaskCompletion.objects.filter(task__queue=queue).order_by("completion_id")
+    for i, completion_id in enumerate(slots.values_list("completion_id", flat=True)):
+        Completion.objects.filter(pk=completion_id).update(text=f" {_TRICKY[i % 3]}  {i}\n")
+    label_queue(
+        queue,
+        UserFactory(username='ann "q"', roles=["annotator"]),
+        lambda ids: [[ids[0]], [ids[1]], [ids[2]]],
+        scores_from=lambda ids: {str(ids[0]): 7, str(ids[1]): 4},
+        demonstration=_TRICKY[1],
+    )
+    label_queue(
+        queue,
+        UserFactory(username="bén", roles=["annotator"]),
+        lambda ids: [[ids[1]], [ids[0], ids[2]]],
+        both_bad=True,
+    )
+    snap = snapshots.snapshot_build(
+        name='naïve "snap" \u2028',
+        spec=snapshots.SnapshotFilter(queues=[queue.pk]),
+        aggregation=aggregation,
+        ties="keep",
+        eval_fraction=0,
+    )
+    texts = dict(Completion.objects.values_list("pk", "text"))
+    exports = (
+        snapshots.snapshot_export_trl_jsonl(snap),
+        snapshots.snapshot_export_rankings_jsonl(snap),
+        snapshots.snapshot_export_sft_jsonl(snap),
+    )
+    records = []
+    for export_chunks in exports:
+        lines = b"".join(export_chunks).decode("utf-8").split("\n")[:-1]
+        assert lines
+        for line in lines:
+            # Byte for byte what json.dumps writes for the same record.
+            assert line == json.dumps(json.loads(line), ensure_ascii=False)
+            records.append(json.loads(line))
+    assert snapshots.snapshot_export_digest(snap) == snap.content_hash
+
+    def answer(text: str) -> object:
+        return [{"role": "assistant", "content": text}] if conversational else text
+
+    # And each text is the stored one, in its place.
+    for row in SnapshotRow.objects.filter(snapshot=snap, is_tie=False).order_by("id"):
+        record = records.pop(0)
+        assert record["chosen"] == answer(texts[row.chosen_id])
+        assert record["rejected"] == answer(texts[row.rejected_id])
+        assert record["queue"] == 'queue "\u2028" é' and record["snapshot"] == snap.name
+    for ranking in SnapshotRanking.objects.filter(snapshot=snap).order_by("id"):
+        record = records.pop(0)
+        assert record["completions"] == [answer(texts[c]) for c in ranking.completion_ids]
+        assert (record["ranks"], record["scores"]) == (ranking.ranks, ranking.scores)
+    assert [r["messages"][-1]["content"] for r in records] == [_TRICKY[1]] * 2

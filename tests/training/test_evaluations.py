@@ -25,7 +25,7 @@ from tests.training.factories import tiny_policy
 from training import evaluations, selectors, tasks
 from training.core.ratings import win_rate
 from training.models import Evaluation, EvaluationEntry
-from training.services import RunError
+from training.runs import RunError
 
 HX = {"HX-Request": "true"}
 XSS = "<script>alert('x')</script>"

@@ -14,9 +14,9 @@ from labeling.models import LabelingQueue
 from tests.generation.factories import PolicyModelFactory, prompt_set_with_prompts
 from tests.labeling.factories import label_queue, make_queue
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
-from training import evaluations, selectors, services
+from training import evaluations, runs, selectors
 from training.models import Evaluation, Round, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 FEW_STEPS = {"max_steps": 2, "logging_steps": 1, "max_length": 64, "batch_size": 2}
 PREVIOUS = {
@@ -40,10 +40,10 @@ def finished_dpo(db, tiny_model_path: Path, tmp_path: Path, settings, alice) -> 
         name="round 1 labels", spec=snapshots.SnapshotFilter(queues=[queue.pk])
     )
     base = tiny_policy(tiny_model_path, name="tiny-base")
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="dpo", base_model=base, snapshot=snapshot, config=FEW_STEPS, name="dpo round 1"
     )
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
     run.refresh_from_db()
     assert run.output_model is not None
     return run

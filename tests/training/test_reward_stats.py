@@ -12,7 +12,7 @@ from django.apps import apps
 
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
 from tests.training.test_runner_ppo import _build_reward_model
-from training import datasets, services
+from training import datasets, runs
 from training.core.scoring import RewardScorer, RewardStats, reward_stats_of
 from training.models import TrainingRun
 
@@ -67,7 +67,7 @@ def test_it_stores_a_reward_models_stats_on_its_run_once(
         config={"max_length": 64},
     )
 
-    stats = services.reward_run_compute_stats(reward_run=run)
+    stats = runs.reward_run_compute_stats(reward_run=run)
 
     _, items = datasets.snapshot_reference_answers(snapshot=snapshot)
     scorer = RewardScorer(str(final), device="cpu", max_length=64)
@@ -80,14 +80,14 @@ def test_it_stores_a_reward_models_stats_on_its_run_once(
     assert run.reward_stats == stats
     # Stored stats are facts about a model that does not change: never recomputed.
     TrainingRun.objects.filter(pk=run.pk).update(reward_stats={**stats, "mean": 99.0})
-    assert services.reward_run_compute_stats(reward_run=run)["mean"] == 99.0
+    assert runs.reward_run_compute_stats(reward_run=run)["mean"] == 99.0
 
 
 def test_it_refuses_stats_of_an_unfinished_reward_run(db) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(kind="reward", status=TrainingRun.Status.RUNNING)
 
-    with pytest.raises(services.RunError, match="has not finished"):
-        services.reward_run_compute_stats(reward_run=run)
+    with pytest.raises(runs.RunError, match="has not finished"):
+        runs.reward_run_compute_stats(reward_run=run)
 
 
 def test_the_migration_keeps_existing_ppo_runs_on_raw_scores(db) -> None:  # type: ignore[no-untyped-def]

@@ -59,7 +59,7 @@ def _base_model(tiny_model_path: Path) -> Any:
 
 
 def _prompt_ids(tiny_model_path: Path) -> tuple[Any, list[list[int]]]:
-    from generation.backends.transformers import encode_prompt
+    from generation.backends.prompting import encode_prompt
     from training.core.hf import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_path))
@@ -256,7 +256,8 @@ def test_the_trainer_recomputes_the_engines_log_probs_of_its_tokens(
     from vllm.inputs import TokensPrompt
 
     from training.core.losses import token_logps
-    from training.core.rl import _forward, _pack
+    from training.core.rl.experience import forward_response as _forward
+    from training.core.rl.experience import pack_rollout as _pack
 
     tokenizer, prompts = _prompt_ids(tiny_model_path)
     model = _base_model(tiny_model_path)

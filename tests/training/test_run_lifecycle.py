@@ -20,7 +20,7 @@ from labeling.models import DatasetSnapshot
 from tests.conftest import wait_for
 from tests.labeling.factories import finished_job
 from tests.training.factories import labeled_snapshot, tiny_policy
-from training import services
+from training import runs, scorings
 from training.core.runners import latest_checkpoint
 from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
 
@@ -114,7 +114,7 @@ def _assert_samples(model: PolicyModel) -> None:
 def test_it_trains_a_reward_model_scores_a_job_with_it_and_runs_ppo_on_it(
     celery_worker, base, snapshot, tiny_model_path
 ) -> None:  # type: ignore[no-untyped-def]
-    reward = services.training_run_create(
+    reward = runs.training_run_create(
         kind="reward", base_model=base, snapshot=snapshot, config=FEW_STEPS
     )
     reward = _finished(reward)
@@ -126,7 +126,7 @@ def test_it_trains_a_reward_model_scores_a_job_with_it_and_runs_ppo_on_it(
     assert reward.reward_stats["std"] > 0
 
     job = finished_job(prompts=3, k=2)
-    scoring = services.reward_scoring_create(reward_run=reward, job=job)
+    scoring = scorings.reward_scoring_create(reward_run=reward, job=job)
     scoring = wait_for(
         lambda: (
             (s := RewardScoring.objects.get(pk=scoring.pk)).status in ("succeeded", "failed") and s
@@ -142,7 +142,7 @@ def test_it_trains_a_reward_model_scores_a_job_with_it_and_runs_ppo_on_it(
         sum(r.reward for r in rewards) / 6, rel=1e-6, abs=1e-6
     )
 
-    ppo = services.training_run_create(
+    ppo = runs.training_run_create(
         kind="ppo", base_model=base, snapshot=snapshot, reward_run=reward, config=PPO_STEPS
     )
     ppo = _finished(ppo)
@@ -158,7 +158,7 @@ def test_it_runs_grpo_on_a_reward_run_that_predates_score_stats(
     celery_worker, base, snapshot, tiny_model_path
 ) -> None:  # type: ignore[no-untyped-def]
     reward = _finished(
-        services.training_run_create(
+        runs.training_run_create(
             kind="reward", base_model=base, snapshot=snapshot, config=FEW_STEPS
         )
     )
@@ -166,7 +166,7 @@ def test_it_runs_grpo_on_a_reward_run_that_predates_score_stats(
     # A reward run from before runs stored their stats.
     TrainingRun.objects.filter(pk=reward.pk).update(reward_stats={})
 
-    grpo = services.training_run_create(
+    grpo = runs.training_run_create(
         kind="grpo",
         base_model=base,
         snapshot=snapshot,
@@ -189,9 +189,7 @@ def test_it_runs_grpo_on_a_reward_run_that_predates_score_stats(
 def test_it_trains_a_policy_and_registers_it_for_generation(
     celery_worker, base, snapshot, tiny_model_path, kind
 ) -> None:  # type: ignore[no-untyped-def]
-    run = services.training_run_create(
-        kind=kind, base_model=base, snapshot=snapshot, config=FEW_STEPS
-    )
+    run = runs.training_run_create(kind=kind, base_model=base, snapshot=snapshot, config=FEW_STEPS)
     run = _finished(run)
     _assert_trained(run, tiny_model_path)
     model = run.output_model
@@ -204,11 +202,11 @@ def test_it_trains_a_policy_and_registers_it_for_generation(
 def test_it_cancels_a_running_run_with_a_checkpoint_and_resumes_it(
     celery_worker, base, snapshot
 ) -> None:  # type: ignore[no-untyped-def]
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="sft", base_model=base, snapshot=snapshot, config=MANY_STEPS
     )
     wait_for(lambda: _run(run.pk).step >= 1, 180, 0.05)
-    services.training_run_cancel(run=_run(run.pk))
+    runs.training_run_cancel(run=_run(run.pk))
     cancelled = _finished(run, 120)
     assert cancelled.status == TrainingRun.Status.CANCELLED, cancelled.error
     assert 0 < cancelled.step < MANY_STEPS["max_steps"]
@@ -216,7 +214,7 @@ def test_it_cancels_a_running_run_with_a_checkpoint_and_resumes_it(
     assert cancelled.checkpoint_dir.endswith(f"checkpoint-{cancelled.step}")
     assert cancelled.output_model is None and not cancelled.final_dir
 
-    services.training_run_resume(run=cancelled)
+    runs.training_run_resume(run=cancelled)
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"
     assert done.attempts == 2
@@ -243,7 +241,7 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     with the heartbeat reason, no model was registered for it, and a resumed attempt goes
     on from the last checkpoint."""
     models_before = set(PolicyModel.objects.values_list("pk", flat=True))
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="sft", base_model=base, snapshot=snapshot, config={**MANY_STEPS, "save_steps": 100}
     )
     env = {
@@ -282,7 +280,7 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     stuck = _run(run.pk)
     assert stuck.status == TrainingRun.Status.RUNNING  # nobody told the database
     assert stuck.step < MANY_STEPS["max_steps"]
-    assert services.training_runs_fail_stale(stale_after=timedelta(seconds=0)) == 1
+    assert runs.training_runs_fail_stale(stale_after=timedelta(seconds=0)) == 1
     failed = _run(run.pk)
     assert failed.status == TrainingRun.Status.FAILED
     assert "heartbeat" in failed.error and "checkpoint" in failed.error
@@ -290,7 +288,7 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     assert set(PolicyModel.objects.values_list("pk", flat=True)) == models_before
 
     request.getfixturevalue("celery_worker")
-    resumed = services.training_run_resume(run=failed)
+    resumed = runs.training_run_resume(run=failed)
     assert resumed.checkpoint_dir and Path(resumed.checkpoint_dir).is_dir()
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"

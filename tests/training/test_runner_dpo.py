@@ -212,8 +212,8 @@ def test_completion_logps_skip_the_prompts_logits_and_change_nothing(tiny_model_
     )
     batch = _collate(encoded, tokenizer.pad_token_id)
     ids, mask, completion = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    seen: list[int] = []
-    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    seen: list[tuple[int, ...]] = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[:-1]))
     with torch.no_grad():
         fast = completion_logps(model, ids, mask, completion)
         hook.remove()
@@ -221,5 +221,8 @@ def test_completion_logps_skip_the_prompts_logits_and_change_nothing(tiny_model_
         full, _ = sequence_logps(logits[:, :-1], ids[:, 1:], completion[:, 1:])
 
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
-    first = int(completion.any(dim=0).nonzero()[0])
-    assert seen == [ids.shape[1] - first + 1] and seen[0] < ids.shape[1]
+    # The model's own forward runs the head on its last position, a check on that position
+    # follows, then the head sees the scored completion tokens only (training.core.logps).
+    rows = ids.shape[0]
+    assert seen[:2] == [(rows, 1), (rows,)]
+    assert sum(shape[0] for shape in seen[2:]) == int(completion[:, 1:].sum())

@@ -288,9 +288,10 @@ def test_it_computes_the_log_probs_the_completions_were_sampled_with(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from generation.backends.transformers import encode_prompt
+    from generation.backends.prompting import encode_prompt
     from training.core.losses import token_logps
-    from training.core.rl import _forward, _pack
+    from training.core.rl.experience import forward_response as _forward
+    from training.core.rl.experience import pack_rollout as _pack
     from training.core.rollouts import _neutral_generation_config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -359,7 +360,7 @@ def test_it_trains_on_completions_that_are_only_an_eos(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from generation.backends.transformers import encode_prompt
+    from generation.backends.prompting import encode_prompt
     from training.core.hf import load_tokenizer
     from training.core.ppo import run_ppo
     from training.core.rollouts import TransformersRolloutSampler

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-from generation.models import Completion
-from tests.labeling.factories import finished_job
 from tests.training.factories import TrainingRunFactory
 from training import selectors
-from training.models import CompletionReward, TrainingMetric, TrainingRun
+from training.models import TrainingMetric
 
 
 def test_it_shows_runs_to_researchers_and_admins_only(alice, carol, dave) -> None:  # type: ignore[no-untyped-def]
@@ -57,19 +55,3 @@ def test_it_offers_only_finished_reward_runs_with_a_model(db) -> None:  # type: 
     TrainingRunFactory(kind="reward", status="failed", final_dir="/runs/3/final")
     TrainingRunFactory(kind="dpo", status="succeeded", final_dir="/runs/4/final")
     assert list(selectors.reward_runs_finished()) == [done]
-
-
-def test_it_lists_each_completions_rewards_by_run(db) -> None:  # type: ignore[no-untyped-def]
-    job = finished_job(prompts=1, k=2)
-    a, b = Completion.objects.filter(job=job).order_by("sample_index")
-    rm1 = TrainingRunFactory(name="rm-1", kind=TrainingRun.Kind.REWARD)
-    rm2 = TrainingRunFactory(name="rm-2", kind=TrainingRun.Kind.REWARD)
-    CompletionReward.objects.create(completion=a, reward_run=rm2, reward=-1.0)
-    CompletionReward.objects.create(completion=a, reward_run=rm1, reward=0.5)
-    CompletionReward.objects.create(completion=b, reward_run=rm1, reward=2.0)
-    other = finished_job(prompts=1, k=1).completions.get()
-    CompletionReward.objects.create(completion=other, reward_run=rm1, reward=9.0)
-    assert selectors.completion_rewards_for_job(job=job) == {
-        a.pk: [("rm-1", 0.5), ("rm-2", -1.0)],
-        b.pk: [("rm-1", 2.0)],
-    }

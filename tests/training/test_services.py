@@ -12,10 +12,10 @@ from generation.models import PolicyModel
 from tests.generation.factories import PolicyModelFactory
 from tests.labeling.factories import finished_job
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
-from training import services
+from training import runs, scorings
 from training.core.runners import RunResult
 from training.models import RewardScoring, TrainingMetric, TrainingRun
-from training.services import RunError
+from training.runs import RunError
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,7 @@ def test_it_queues_a_run_with_the_full_validated_config(
     base, snapshot, carol, data_dir, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
     with django_capture_on_commit_callbacks() as callbacks:
-        run = services.training_run_create(
+        run = runs.training_run_create(
             kind="dpo", base_model=base, snapshot=snapshot, config={"beta": 0.2}, user=carol
         )
     assert len(callbacks) == 1  # the worker is told after the commit
@@ -68,13 +68,11 @@ def test_it_queues_a_run_with_the_full_validated_config(
 
 
 def test_it_picks_a_free_name(base, snapshot) -> None:  # type: ignore[no-untyped-def]
-    first = services.training_run_create(kind="reward", base_model=base, snapshot=snapshot)
-    second = services.training_run_create(kind="reward", base_model=base, snapshot=snapshot)
+    first = runs.training_run_create(kind="reward", base_model=base, snapshot=snapshot)
+    second = runs.training_run_create(kind="reward", base_model=base, snapshot=snapshot)
     assert first.name == "Reward · tiny · prefs" and second.name == "Reward · tiny · prefs (2)"
     with pytest.raises(RunError, match="already exists") as caught:
-        services.training_run_create(
-            kind="sft", base_model=base, snapshot=snapshot, name=first.name
-        )
+        runs.training_run_create(kind="sft", base_model=base, snapshot=snapshot, name=first.name)
     assert caught.value.field == "name"
 
 
@@ -89,14 +87,14 @@ def test_it_picks_a_free_name(base, snapshot) -> None:  # type: ignore[no-untype
 )
 def test_it_names_the_config_field_at_fault(base, snapshot, config, field) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError) as caught:
-        services.training_run_create(kind="dpo", base_model=base, snapshot=snapshot, config=config)
+        runs.training_run_create(kind="dpo", base_model=base, snapshot=snapshot, config=config)
     assert caught.value.field == field and field in str(caught.value)
     assert not TrainingRun.objects.exists()
 
 
 def test_it_rejects_an_unknown_kind(base, snapshot) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="unknown kind") as caught:
-        services.training_run_create(kind="a2c", base_model=base, snapshot=snapshot)
+        runs.training_run_create(kind="a2c", base_model=base, snapshot=snapshot)
     assert caught.value.field == "kind"
 
 
@@ -108,41 +106,35 @@ def test_it_refuses_a_model_served_over_http(snapshot) -> None:  # type: ignore[
         server_model="llama",
     )
     with pytest.raises(RunError, match="OpenAI-compatible server") as caught:
-        services.training_run_create(kind="sft", base_model=served, snapshot=snapshot)
+        runs.training_run_create(kind="sft", base_model=served, snapshot=snapshot)
     assert caught.value.field == "base_model"
 
 
 def test_it_refuses_a_model_whose_weights_are_gone(snapshot) -> None:  # type: ignore[no-untyped-def]
     gone = PolicyModelFactory(source="/nonexistent/weights")
     with pytest.raises(RunError, match="/nonexistent/weights") as caught:
-        services.training_run_create(kind="sft", base_model=gone, snapshot=snapshot)
+        runs.training_run_create(kind="sft", base_model=gone, snapshot=snapshot)
     assert caught.value.field == "base_model"
 
 
 @pytest.mark.parametrize("kind", ["ppo", "grpo"])
 def test_it_needs_a_finished_reward_run_for_rl(base, snapshot, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="needs a finished reward") as caught:
-        services.training_run_create(kind=kind, base_model=base, snapshot=snapshot)
+        runs.training_run_create(kind=kind, base_model=base, snapshot=snapshot)
     assert caught.value.field == "reward_run"
     running = _reward_run(base, tmp_path, status=TrainingRun.Status.RUNNING, final_dir="")
     with pytest.raises(RunError, match="has not finished"):
-        services.training_run_create(
-            kind=kind, base_model=base, snapshot=snapshot, reward_run=running
-        )
+        runs.training_run_create(kind=kind, base_model=base, snapshot=snapshot, reward_run=running)
     dpo = TrainingRunFactory(kind="dpo", status=TrainingRun.Status.SUCCEEDED, final_dir="/x")
     with pytest.raises(RunError, match="not a reward-model run"):
-        services.training_run_create(kind=kind, base_model=base, snapshot=snapshot, reward_run=dpo)
+        runs.training_run_create(kind=kind, base_model=base, snapshot=snapshot, reward_run=dpo)
 
     reward = _reward_run(base, tmp_path)
-    run = services.training_run_create(
-        kind=kind, base_model=base, snapshot=snapshot, reward_run=reward
-    )
+    run = runs.training_run_create(kind=kind, base_model=base, snapshot=snapshot, reward_run=reward)
     assert run.reward_run == reward
     assert run.config["normalize_rewards"] is True  # the default for new runs
     with pytest.raises(RunError, match="only a PPO or GRPO run") as caught:
-        services.training_run_create(
-            kind="dpo", base_model=base, snapshot=snapshot, reward_run=reward
-        )
+        runs.training_run_create(kind="dpo", base_model=base, snapshot=snapshot, reward_run=reward)
     assert caught.value.field == "reward_run"
 
 
@@ -150,18 +142,18 @@ def test_it_needs_pairs_that_are_not_ties(base) -> None:  # type: ignore[no-unty
     tied = labeled_snapshot(prompts=2, k=2, mode="pairwise", order="tie", ties="keep")
     for kind in ("reward", "dpo", "sft"):
         with pytest.raises(RunError, match="train split") as caught:
-            services.training_run_create(kind=kind, base_model=base, snapshot=tied)
+            runs.training_run_create(kind=kind, base_model=base, snapshot=tied)
         assert caught.value.field == "snapshot"
     # PPO only needs the prompts.
     reward = _reward_run(base, Path(base.source).parent)
-    services.training_run_create(kind="ppo", base_model=base, snapshot=tied, reward_run=reward)
+    runs.training_run_create(kind="ppo", base_model=base, snapshot=tied, reward_run=reward)
 
 
 def test_it_trains_sft_on_demonstrations_even_without_pairs(base) -> None:  # type: ignore[no-untyped-def]
     tied = labeled_snapshot(
         prompts=2, k=2, mode="pairwise", order="tie", ties="keep", demonstration="Ideal."
     )
-    run = services.training_run_create(kind="sft", base_model=base, snapshot=tied)
+    run = runs.training_run_create(kind="sft", base_model=base, snapshot=tied)
     assert run.status == TrainingRun.Status.QUEUED
 
 
@@ -169,15 +161,13 @@ def test_it_trains_sft_on_demonstrations_even_without_pairs(base) -> None:  # ty
 
 
 def test_it_cancels_a_queued_run_at_once_and_a_running_one_by_flag(db) -> None:  # type: ignore[no-untyped-def]
-    queued = services.training_run_cancel(run=TrainingRunFactory())
+    queued = runs.training_run_cancel(run=TrainingRunFactory())
     assert queued.status == TrainingRun.Status.CANCELLED and queued.finished_at
-    running = services.training_run_cancel(
-        run=TrainingRunFactory(status=TrainingRun.Status.RUNNING)
-    )
+    running = runs.training_run_cancel(run=TrainingRunFactory(status=TrainingRun.Status.RUNNING))
     assert running.status == TrainingRun.Status.RUNNING and running.cancel_requested
     for status in TrainingRun.FINISHED:
         with pytest.raises(RunError, match=f"a {status} run cannot be cancelled"):
-            services.training_run_cancel(run=TrainingRunFactory(status=status))
+            runs.training_run_cancel(run=TrainingRunFactory(status=status))
 
 
 def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
@@ -196,7 +186,7 @@ def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
         finished_at=timezone.now(),
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        resumed = services.training_run_resume(run=run)
+        resumed = runs.training_run_resume(run=run)
     assert len(callbacks) == 1
     assert resumed.status == TrainingRun.Status.QUEUED
     assert resumed.error == "" and resumed.finished_at is None
@@ -205,14 +195,14 @@ def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
 
 def test_it_resumes_only_failed_or_cancelled_runs(base) -> None:  # type: ignore[no-untyped-def]
     cancelled = TrainingRunFactory(base_model=base, status=TrainingRun.Status.CANCELLED)
-    assert services.training_run_resume(run=cancelled).status == TrainingRun.Status.QUEUED
+    assert runs.training_run_resume(run=cancelled).status == TrainingRun.Status.QUEUED
     for status in (
         TrainingRun.Status.QUEUED,
         TrainingRun.Status.RUNNING,
         TrainingRun.Status.SUCCEEDED,
     ):
         with pytest.raises(RunError, match=f"a {status} run cannot be resumed"):
-            services.training_run_resume(run=TrainingRunFactory(base_model=base, status=status))
+            runs.training_run_resume(run=TrainingRunFactory(base_model=base, status=status))
 
 
 def test_it_cannot_resume_a_run_whose_base_model_is_gone(db) -> None:  # type: ignore[no-untyped-def]
@@ -221,7 +211,7 @@ def test_it_cannot_resume_a_run_whose_base_model_is_gone(db) -> None:  # type: i
         status=TrainingRun.Status.FAILED,
     )
     with pytest.raises(RunError, match="are gone"):
-        services.training_run_resume(run=run)
+        runs.training_run_resume(run=run)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
 
@@ -233,7 +223,7 @@ def test_it_fails_only_running_runs_whose_heartbeat_is_stale(db) -> None:  # typ
     queued = TrainingRunFactory(heartbeat_at=old)
     done = TrainingRunFactory(status=TrainingRun.Status.SUCCEEDED, heartbeat_at=old)
 
-    assert services.training_runs_fail_stale(stale_after=timedelta(minutes=5)) == 1
+    assert runs.training_runs_fail_stale(stale_after=timedelta(minutes=5)) == 1
     stale.refresh_from_db()
     assert stale.status == TrainingRun.Status.FAILED and stale.finished_at
     assert "stopped sending heartbeats" in stale.error and "last checkpoint" in stale.error
@@ -247,9 +237,9 @@ def test_the_watchdog_uses_the_configured_staleness(db, settings) -> None:  # ty
     TrainingRunFactory(
         status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=30)
     )
-    assert services.training_runs_fail_stale() == 0
+    assert runs.training_runs_fail_stale() == 0
     settings.TRAINING_STALE_AFTER_S = 10
-    assert services.training_runs_fail_stale() == 1
+    assert runs.training_runs_fail_stale() == 1
 
 
 # --- executing (without training: claims, failures, registration) --------------------------------
@@ -257,7 +247,7 @@ def test_the_watchdog_uses_the_configured_staleness(db, settings) -> None:  # ty
 
 def test_it_claims_a_run_only_once(db) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(status=TrainingRun.Status.RUNNING)
-    assert services.training_run_execute(run_id=run.pk) == "skipped"
+    assert runs.training_run_execute(run_id=run.pk) == "skipped"
     run.refresh_from_db()
     assert run.attempts == 0
 
@@ -266,7 +256,7 @@ def test_it_fails_a_run_with_a_config_error_as_is(base, tmp_path) -> None:  # ty
     run = TrainingRunFactory(
         base_model=base, config={"learning_rate": -1}, artifacts_dir=str(tmp_path / "run")
     )
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=0.1) == "failed"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=0.1) == "failed"
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and run.attempts == 1
     assert run.error == "learning_rate: must be > 0"
@@ -277,7 +267,7 @@ def test_it_fails_a_run_on_a_bug_with_the_exception_and_its_traceback(base, tmp_
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     run = TrainingRunFactory(base_model=base, artifacts_dir=str(blocker / "run"))
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=0.1) == "failed"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=0.1) == "failed"
     run.refresh_from_db()
     assert run.error.startswith(("FileExistsError: ", "NotADirectoryError: "))
     assert "Traceback (most recent call last)" in run.log_tail
@@ -301,7 +291,7 @@ def test_it_registers_a_trained_policy_with_the_run_succeeding(base, tmp_path) -
     run = TrainingRunFactory(
         name="my dpo", kind="dpo", base_model=base, status=TrainingRun.Status.RUNNING
     )
-    services._register(run, _result(tmp_path / "run" / "final"))
+    runs._register(run, _result(tmp_path / "run" / "final"))
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED and run.step == 3 and run.finished_at
     assert run.eval_metrics == {"eval/loss": 0.5, "eval/kl": None}
@@ -315,7 +305,7 @@ def test_it_registers_a_trained_policy_with_the_run_succeeding(base, tmp_path) -
 def test_it_keeps_a_reward_model_as_a_folder(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(kind="reward", base_model=base, status=TrainingRun.Status.RUNNING)
     models_before = PolicyModel.objects.count()
-    services._register(run, _result(tmp_path / "final"))
+    runs._register(run, _result(tmp_path / "final"))
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED and run.final_dir == str(tmp_path / "final")
     assert run.output_model is None and PolicyModel.objects.count() == models_before
@@ -324,7 +314,7 @@ def test_it_keeps_a_reward_model_as_a_folder(base, tmp_path) -> None:  # type: i
 def test_it_registers_nothing_for_a_run_the_watchdog_failed(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = TrainingRunFactory(kind="sft", base_model=base, status=TrainingRun.Status.FAILED)
     models_before = PolicyModel.objects.count()
-    services._register(run, _result(tmp_path / "final"))
+    runs._register(run, _result(tmp_path / "final"))
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and run.output_model is None
     assert PolicyModel.objects.count() == models_before
@@ -332,10 +322,10 @@ def test_it_registers_nothing_for_a_run_the_watchdog_failed(base, tmp_path) -> N
 
 def test_a_new_run_never_reuses_anothers_artifacts(base, snapshot, data_dir) -> None:  # type: ignore[no-untyped-def]
     # Left behind by a database that was reset: the next run with that id must not resume it.
-    first = services.training_run_create(kind="dpo", base_model=base, snapshot=snapshot)
+    first = runs.training_run_create(kind="dpo", base_model=base, snapshot=snapshot)
     next_pk = first.pk + 1  # ids come from a counter (a sequence on PostgreSQL)
     (data_dir / "runs" / str(next_pk) / "checkpoints" / "checkpoint-9").mkdir(parents=True)
-    run = services.training_run_create(kind="dpo", base_model=base, snapshot=snapshot)
+    run = runs.training_run_create(kind="dpo", base_model=base, snapshot=snapshot)
     assert run.pk == next_pk
     assert first.artifacts_dir == str(data_dir / "runs" / str(first.pk))
     assert run.artifacts_dir == str(data_dir / "runs" / f"{run.pk}-2")
@@ -351,7 +341,7 @@ def test_it_forgets_points_past_the_checkpoint_it_resumes_from(base, tmp_path) -
     )
     for step in (1, 2, 3, 4):
         TrainingMetric.objects.create(run=run, step=step, values={"loss": 1.0})
-    services.training_run_execute(run_id=run.pk, heartbeat_interval=0.1)
+    runs.training_run_execute(run_id=run.pk, heartbeat_interval=0.1)
     assert list(TrainingMetric.objects.filter(run=run).values_list("step", flat=True)) == [1, 2]
 
 
@@ -361,26 +351,26 @@ def test_it_forgets_points_past_the_checkpoint_it_resumes_from(base, tmp_path) -
 def test_it_queues_a_scoring_of_a_finished_job(base, tmp_path, dave) -> None:  # type: ignore[no-untyped-def]
     reward = _reward_run(base, tmp_path)
     job = finished_job(prompts=2, k=3)
-    scoring = services.reward_scoring_create(reward_run=reward, job=job, user=dave)
+    scoring = scorings.reward_scoring_create(reward_run=reward, job=job, user=dave)
     assert scoring.status == RewardScoring.Status.QUEUED and scoring.total == 6
     with pytest.raises(RunError, match="already scoring"):
-        services.reward_scoring_create(reward_run=reward, job=job)
+        scorings.reward_scoring_create(reward_run=reward, job=job)
 
 
 def test_it_scores_only_with_a_finished_reward_run_and_a_finished_job(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
     job = finished_job(prompts=1, k=2)
     dpo = TrainingRunFactory(kind="dpo", status=TrainingRun.Status.SUCCEEDED, final_dir="/x")
     with pytest.raises(RunError, match="not a reward-model run") as caught:
-        services.reward_scoring_create(reward_run=dpo, job=job)
+        scorings.reward_scoring_create(reward_run=dpo, job=job)
     assert caught.value.field == "reward_run"
     failed = _reward_run(base, tmp_path, status=TrainingRun.Status.FAILED, final_dir="")
     with pytest.raises(RunError, match="has not finished"):
-        services.reward_scoring_create(reward_run=failed, job=job)
+        scorings.reward_scoring_create(reward_run=failed, job=job)
     reward = _reward_run(base, tmp_path)
     job.status = "running"
     job.save()
     with pytest.raises(RunError, match="has not finished") as caught:
-        services.reward_scoring_create(reward_run=reward, job=job)
+        scorings.reward_scoring_create(reward_run=reward, job=job)
     assert caught.value.field == "job"
 
 
@@ -403,7 +393,7 @@ def test_it_needs_a_ranking_that_orders_two_completions_for_the_listwise_loss(ba
     listwise = {"loss": "plackett_luce"}
     for kind in ("reward", "dpo"):
         with pytest.raises(RunError, match="whole rankings") as caught:
-            services.training_run_create(kind=kind, base_model=base, snapshot=tied, config=listwise)
+            runs.training_run_create(kind=kind, base_model=base, snapshot=tied, config=listwise)
         assert caught.value.field == "snapshot"
 
 
@@ -411,14 +401,14 @@ def test_it_trains_a_listwise_reward_model_on_the_snapshots_rankings(
     db, tiny_model_path, settings
 ) -> None:  # type: ignore[no-untyped-def]
     ranked = labeled_snapshot(prompts=4, k=3, eval_fraction=0.5, seed=1)
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="reward",
         base_model=tiny_policy(tiny_model_path),
         snapshot=ranked,
         config={"loss": "plackett_luce", "max_steps": 2, "max_length": 64, "batch_size": 2},
     )
 
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
 
     run.refresh_from_db()
     assert "rankings" in run.log_tail
@@ -429,7 +419,7 @@ def test_it_trains_kto_on_the_snapshots_answers_and_registers_the_policy(
     db, tiny_model_path, settings
 ) -> None:  # type: ignore[no-untyped-def]
     ranked = labeled_snapshot(prompts=3, k=2, mode="pairwise", eval_fraction=0.3, seed=2)
-    run = services.training_run_create(
+    run = runs.training_run_create(
         kind="kto",
         base_model=tiny_policy(tiny_model_path),
         snapshot=ranked,
@@ -437,7 +427,7 @@ def test_it_trains_kto_on_the_snapshots_answers_and_registers_the_policy(
     )
     assert run.name.startswith("KTO · ")
 
-    assert services.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
+    assert runs.training_run_execute(run_id=run.pk, heartbeat_interval=60) == "succeeded"
 
     run.refresh_from_db()
     assert run.output_model is not None and run.output_model.parent_id == run.base_model_id
@@ -447,7 +437,7 @@ def test_it_trains_kto_on_the_snapshots_answers_and_registers_the_policy(
 def test_it_needs_pairs_for_kto(base) -> None:  # type: ignore[no-untyped-def]
     tied = labeled_snapshot(prompts=2, k=2, mode="pairwise", order="tie", ties="keep")
     with pytest.raises(RunError, match="train split") as caught:
-        services.training_run_create(kind="kto", base_model=base, snapshot=tied)
+        runs.training_run_create(kind="kto", base_model=base, snapshot=tied)
     assert caught.value.field == "snapshot"
 
 
@@ -459,15 +449,15 @@ def test_it_refuses_a_reward_base_no_reward_model_can_be_built_on(db, tmp_path, 
     t5 = tiny_policy(folder, name="t5")
 
     with pytest.raises(RunError, match="encoder-decoder") as caught:
-        services.training_run_create(kind="reward", base_model=t5, snapshot=snapshot)
+        runs.training_run_create(kind="reward", base_model=t5, snapshot=snapshot)
 
     assert caught.value.field == "base_model"
-    services.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
+    runs.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
 
 
 def test_it_needs_scored_answers_for_score_regression(base, snapshot) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="no scored answer") as caught:
-        services.training_run_create(
+        runs.training_run_create(
             kind="reward", base_model=base, snapshot=snapshot, config={"loss": "score_regression"}
         )
     assert caught.value.field == "snapshot"

@@ -16,7 +16,7 @@ from generation.models import Completion, GenerationJob, PolicyModel
 from tests.generation.factories import PolicyModelFactory
 from tests.labeling.factories import finished_job
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
-from training import services
+from training import runs
 from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
 
 HX = {"HX-Request": "true"}
@@ -34,7 +34,7 @@ def snapshot(db):  # type: ignore[no-untyped-def]
 
 
 def dpo_run(model, snapshot, **config: Any) -> TrainingRun:  # type: ignore[no-untyped-def]
-    return services.training_run_create(
+    return runs.training_run_create(
         kind="dpo", base_model=model, snapshot=snapshot, config=config, name=config.pop("_name", "")
     )
 
@@ -151,7 +151,7 @@ def test_it_keeps_long_generated_names_on_one_line_with_the_full_name_as_title(
 
 def test_it_lists_and_filters_runs(client: Client, dave, carol, model, snapshot) -> None:  # type: ignore[no-untyped-def]
     dpo = dpo_run(model, snapshot)
-    sft = services.training_run_create(kind="sft", base_model=model, snapshot=snapshot)
+    sft = runs.training_run_create(kind="sft", base_model=model, snapshot=snapshot)
     TrainingRun.objects.filter(pk=sft.pk).update(status="running", step=5, total_steps=10)
     client.force_login(dave)
     body = client.get("/training/runs/").content.decode()

@@ -133,6 +133,10 @@ class CommonConfig:
     save_steps: int = 0
     """Save a checkpoint every this many optimizer steps; 0 saves only at the end."""
 
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them:
+    activation memory of one layer instead of all, for about a third more compute."""
+
     def errors(self) -> list[ConfigError]:
         """Every problem with this config, in field order; empty when it is valid."""
         type_errors = [

@@ -6,7 +6,7 @@ Nothing here imports Django; torch and transformers are not needed either (token
 passed in).
 
 Prompts and completions are tokenized exactly as the generation backends do it
-(:func:`generation.backends.transformers.encode_prompt`), so a model is trained on the same
+(:func:`generation.backends.prompting.encode_prompt`, the one home of prompt rendering), so a model is trained on the same
 token ids it is later sampled with: the prompt (raw text with the tokenizer's special tokens,
 or the chat template's text), then the completion's tokens, then EOS.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generation.backends.base import PromptInput
+from generation.backends.prompting import encode_prompt, render_messages
 
 __all__ = [
     "PairRecord",
@@ -273,9 +274,6 @@ def encode_completion(
     (``User: ...\n\nAssistant: ...``, as a prompt's stored text renders it) rather than
     refused.
     """
-    from generation.backends.transformers import encode_prompt
-    from generation.importers import render_messages
-
     if max_length < 2:
         raise ValueError("max_length must be >= 2")
     if conversation_as_text and isinstance(prompt, list):

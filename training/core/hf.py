@@ -383,7 +383,7 @@ def training_arguments(
         "report_to": "none",
         "bf16": use_bf16(device),
         "use_cpu": device == "cpu",
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": config.gradient_checkpointing,
         "remove_unused_columns": False,
         "disable_tqdm": True,
         "dataloader_num_workers": 0,

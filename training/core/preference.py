@@ -29,7 +29,8 @@ and the loss:
   the same model with its adapters disabled (one model in memory). With
   ``precompute_ref_log_probs`` every completion's reference log-prob is computed once
   before training and the reference is not kept. A log-prob is the sum over the
-  completion's tokens (EOS included).
+  completion's tokens (EOS included), computed in chunks (:mod:`training.core.logps`):
+  the batch's ``[N, T, V]`` logits never exist.
 
 Nothing here imports Django; torch and transformers are imported when a run starts.
 """
@@ -206,42 +207,15 @@ def _concat_rankings(parts: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
 def completion_logps(model: Any, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
     """Summed log-probability of each row's completion tokens under a causal LM: ``[N]``.
 
-    The LM head runs only from the position before the batch's earliest completion token
-    (transformers' ``logits_to_keep``): the ``[N, T, V]`` logits over long prompts are the
-    largest tensor of a DPO step, and the prompt's logits are never used.
+    Through :func:`~training.core.logps.causal_lm_logps`: the LM head runs on the
+    completion tokens only, a chunk at a time, so neither the prompt's logits nor the
+    ``[N, T, V]`` float32 logits of the batch are ever materialised.
     """
-    from training.core.losses import sequence_logps
+    from training.core.logps import IGNORE_INDEX, causal_lm_logps
 
-    first = _first_completion_position(completion_mask)
-    if first > 1 and _accepts_logits_to_keep(model):
-        keep = input_ids.shape[1] - first + 1  # positions first - 1 .. T - 1
-        logits = model(
-            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep
-        ).logits
-        start = first - 1
-    else:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        start = 0
-    # The output at position t predicts token t + 1.
-    logps, _ = sequence_logps(
-        logits[:, :-1], input_ids[:, start + 1 :], completion_mask[:, start + 1 :]
-    )
+    labels = input_ids.masked_fill(~completion_mask.bool(), IGNORE_INDEX)
+    logps, _ = causal_lm_logps(model, input_ids, attention_mask, labels)
     return logps
-
-
-def _first_completion_position(completion_mask: Any) -> int:
-    """The smallest position holding a completion token in any row (0 if there is none)."""
-    columns = completion_mask.any(dim=0).nonzero()
-    return int(columns[0]) if columns.numel() else 0
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    from training.core.hf import unwrap_model
-
-    forward = unwrap_model(model).forward
-    return "logits_to_keep" in inspect.signature(forward).parameters
 
 
 class _Batches:

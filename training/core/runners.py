@@ -1,6 +1,6 @@
 """One entry point for every kind of training run: :func:`run_training`.
 
-The Celery task (through ``training.services``) builds a :class:`RunSpec` and the run's data
+The Celery task (through ``training.runs``) builds a :class:`RunSpec` and the run's data
 (:mod:`training.core.data`), and calls :func:`run_training` with a progress reporter. The
 runner loads the model, trains, reports every ``logging_steps`` optimizer steps, checks
 ``reporter.should_stop()`` between steps, writes checkpoints under

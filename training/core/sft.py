@@ -6,7 +6,9 @@ model learns to continue the prompts it will be sampled on and to stop. With
 ``config.completion_only_loss`` the prompt's tokens are masked out of the loss (labels
 ``-100``). The model computes the usual next-token cross-entropy, averaged over the
 labelled tokens of all micro-batches of an optimizer step (the Trainer counts them, so
-gradient accumulation does not change the loss).
+gradient accumulation does not change the loss). The log-probabilities come from
+:func:`~training.core.logps.causal_lm_logps`, chunk by chunk over the labelled tokens,
+so the ``[N, T, V]`` float32 logits the model's own loss would build never exist.
 
 TRL's ``SFTTrainer`` is not used: it would re-tokenize through its own path (the token ids
 must match generation's) and costs seconds to import, for nothing this needs.
@@ -66,12 +68,44 @@ def _collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def _make_trainer_class() -> type:
+    from transformers import Trainer
+
+    class ChunkedSFTTrainer(Trainer):
+        """A Trainer whose next-token loss never builds the ``[N, T, V]`` logits."""
+
+        def compute_loss(  # type: ignore[override]
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            """The model's own loss, ``-sum(log p) / num_items_in_batch`` (or / this batch's
+            labelled tokens), scaled as ``Trainer.compute_loss`` scales it."""
+            from training.core.logps import causal_lm_logps
+
+            logps, counts = causal_lm_logps(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+            )
+            if num_items_in_batch is None:
+                loss = -logps.sum() / counts.sum().clamp(min=1)
+            else:
+                loss = -logps.sum() / num_items_in_batch
+                if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs:
+                    # As the Trainer does: the count is over all processes, DDP averages.
+                    loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+    return ChunkedSFTTrainer
+
+
 def run_sft(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResult:
     """Fine-tune ``spec.model_path`` on ``data.train``; report ``loss`` (and the Trainer's
     ``learning_rate``, ``grad_norm``), evaluate ``eval/loss`` on ``data.eval`` at the end and
     write ``final/`` (the causal LM, LoRA merged, and its tokenizer)."""
     import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from training.core import hf
 
@@ -103,7 +137,7 @@ def run_sft(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> RunResu
     model = hf.apply_lora(model, config, task="CAUSAL_LM")
 
     bridge = hf.ReporterCallback(reporter)
-    trainer = Trainer(
+    trainer = _make_trainer_class()(
         model=model,
         args=hf.training_arguments(config, spec.output_dir, device),
         train_dataset=train_examples,

@@ -1,24 +1,26 @@
-"""Frozen dataset snapshots of the comparison store, and their exports.
+"""Building a frozen dataset snapshot of the comparison store.
 
-A snapshot is built once from a filter and an aggregation rule; its rows and content hash
-never change afterwards, so a training run or an export can always say exactly what data
-it used. Exports stream rows from a server-side cursor in chunks.
+A snapshot is built once from a filter and an aggregation rule: the labels it selects are
+aggregated into pair rows, listwise records and demonstrations, and every line any export
+of it will hold is written with it, under a content hash over all of them. Nothing here
+runs again for the snapshot afterwards; :mod:`labeling.snapshots.export` streams what was
+frozen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from generation.models import Prompt
@@ -36,8 +38,8 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.review import rejected_labels
+from labeling.snapshots.lines import snapshot_lines_digest
 
-EXPORT_CHUNK = 2000
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
@@ -95,19 +97,10 @@ class _Label:
 
 
 @dataclass(slots=True)
-class _Vote:
-    label: _Label
-    chosen_id: int
-    rejected_id: int
-    is_tie: bool
-    rank_gap: float
-    score_diff: float | None
-    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
-    direction: int
-
-
-@dataclass(slots=True)
 class _Row:
+    """A pair row of the snapshot. A vote (one comparison of a selected label) is the row
+    it makes under `all`; the other rules aggregate a pair's votes into one row."""
+
     prompt_id: int
     chosen_id: int
     rejected_id: int
@@ -123,6 +116,8 @@ class _Row:
     agreement: float
     # The listwise group the row belongs to: a ranking under `all`, else the prompt.
     group: tuple[Any, ...]
+    # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
+    direction: int
     split: str = SnapshotRow.Split.TRAIN
     line: str = ""
 
@@ -154,6 +149,23 @@ def _rejected(spec: SnapshotFilter) -> dict[int, tuple[int, int]]:
     }
 
 
+def _as_text(json_field: str) -> Cast:
+    """A JSON column read as its text, for :func:`_parsed`: Django's per-row JSON converter
+    costs more than the parse, and most of a big snapshot's values are empty."""
+    return Cast(json_field, output_field=TextField())
+
+
+def _parsed(text: str | None) -> Any:
+    """What Django would have read from the JSON column, from its text."""
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int, _Label]:
     """The current rankings the filter selects, by id, less the ``rejected`` ones. Dates are
     first-submitted times, so an edit never moves an old vote into a later date range."""
@@ -164,20 +176,20 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
     for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
         "id",
         "annotator__username",
-        "scores",
-        "flags",
+        _as_text("scores"),
+        _as_text("flags"),
         "both_bad",
         "task__prompt_id",
         "task__queue_id",
     ).iterator(chunk_size=5000):
-        if pk in rejected or _excluded(flags, spec):
+        if pk in rejected or (spec.exclude_flags and _excluded(_parsed(flags), spec)):
             continue
         if (spec.both_bad == "drop" and both_bad) or (spec.both_bad == "only" and not both_bad):
             continue
         labels[pk] = _Label(
             pk,
             who,
-            {int(k): float(v) for k, v in (scores or {}).items()},
+            {int(k): float(v) for k, v in (_parsed(scores) or {}).items()},
             both_bad,
             prompt_id,
             queue_id,
@@ -187,9 +199,10 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
 
 def _votes_by_pair(
     labels: dict[int, _Label], spec: SnapshotFilter
-) -> dict[tuple[int, int, int], list[_Vote]]:
-    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order."""
-    pairs: dict[tuple[int, int, int], list[_Vote]] = defaultdict(list)
+) -> dict[tuple[int, int, int], list[_Row]]:
+    """Votes on each unordered pair (prompt, low id, high id), in comparison-id order, each
+    as its row under `all` (its agreement, the pair's, still 1.0)."""
+    pairs: dict[tuple[int, int, int], list[_Row]] = {}
     comparisons = Comparison.objects.filter(queue_id__in=spec.queues).order_by("id")
     for ranking_id, chosen, rejected, tie, gap, diff in comparisons.values_list(
         "ranking_id", "chosen_id", "rejected_id", "is_tie", "rank_gap", "score_diff"
@@ -197,11 +210,34 @@ def _votes_by_pair(
         label = labels.get(ranking_id)
         if label is None:
             continue
-        low, high = (chosen, rejected) if chosen < rejected else (rejected, chosen)
-        direction = 0 if tie else (1 if chosen == low else -1)
-        pairs[(label.prompt_id, low, high)].append(
-            _Vote(label, chosen, rejected, tie, gap, diff, direction)
+        if chosen < rejected:
+            key, direction = (label.prompt_id, chosen, rejected), 1
+        else:
+            key, direction = (label.prompt_id, rejected, chosen), -1
+        scores = label.scores
+        # Positional: the hot loop of a big snapshot (fields in _Row's order).
+        vote = _Row(
+            label.prompt_id,
+            chosen,
+            rejected,
+            tie,
+            gap,
+            diff,
+            scores.get(chosen),
+            scores.get(rejected),
+            label.both_bad,
+            label.annotator,
+            label.queue_id,
+            1,
+            1.0,
+            label.group,
+            0 if tie else direction,
         )
+        votes = pairs.get(key)
+        if votes is None:
+            pairs[key] = [vote]
+        else:
+            votes.append(vote)
     return pairs
 
 
@@ -210,7 +246,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> list[_Row]:
+def _aggregate(pairs: dict[tuple[int, int, int], list[_Row]], rule: str) -> list[_Row]:
     """Rows under the aggregation rule; ``agreement`` is always the pair's: the share of
     its votes in the row's direction (under `all`, the majority direction's share).
 
@@ -221,35 +257,18 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
     """
     rows: list[_Row] = []
     for (prompt_id, low, high), votes in pairs.items():
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            if len(votes) > 1:  # a single vote agrees with itself: 1.0 already
+                top = max(sum(1 for v in votes if v.direction == d) for d in (1, -1, 0))
+                for v in votes:
+                    v.agreement = top / len(votes)
+            rows.extend(votes)
+            continue
         if len(votes) == 1:  # the common case, without counting
             counts = {1: 0, -1: 0, 0: 0}
             counts[votes[0].direction] = 1
         else:
             counts = {d: sum(1 for v in votes if v.direction == d) for d in (1, -1, 0)}
-        if rule == DatasetSnapshot.Aggregation.ALL:
-            agreement = max(counts.values()) / len(votes)
-            for v in votes:
-                label = v.label
-                # Positional: the hot loop of a big `all` snapshot (fields in _Row's order).
-                rows.append(
-                    _Row(
-                        prompt_id,
-                        v.chosen_id,
-                        v.rejected_id,
-                        v.is_tie,
-                        v.rank_gap,
-                        v.score_diff,
-                        label.scores.get(v.chosen_id),
-                        label.scores.get(v.rejected_id),
-                        label.both_bad,
-                        label.annotator,
-                        label.queue_id,
-                        1,
-                        agreement,
-                        label.group,
-                    )
-                )
-            continue
         if rule == DatasetSnapshot.Aggregation.MAJORITY:
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
             (direction, top), (_, second) = ranked[0], ranked[1]
@@ -264,8 +283,12 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
             gap = abs(mean)
         chosen, rejected = (high, low) if direction < 0 else (low, high)
 
+        # A tie's vote may name the pair the other way round.
         pairs_scored = [
-            (v.label.scores.get(chosen), v.label.scores.get(rejected)) for v in agreeing
+            (v.score_chosen, v.score_rejected)
+            if v.chosen_id == chosen
+            else (v.score_rejected, v.score_chosen)
+            for v in agreeing
         ]
         both = [(c, r) for c, r in pairs_scored if c is not None and r is not None]
         rows.append(
@@ -278,12 +301,13 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Vote]], rule: str) -> lis
                 score_diff=_mean(c - r for c, r in both) if both else None,
                 score_chosen=_mean(c for c, _ in pairs_scored),
                 score_rejected=_mean(r for _, r in pairs_scored),
-                both_bad=2 * sum(1 for v in agreeing if v.label.both_bad) > len(agreeing),
+                both_bad=2 * sum(1 for v in agreeing if v.both_bad) > len(agreeing),
                 annotator="",
-                queue_id=agreeing[0].label.queue_id if agreeing else votes[0].label.queue_id,
+                queue_id=agreeing[0].queue_id if agreeing else votes[0].queue_id,
                 votes=len(votes),
                 agreement=len(agreeing) / len(votes),
                 group=("prompt", prompt_id),
+                direction=direction,
             )
         )
     return rows
@@ -320,9 +344,9 @@ def _queue_prompts(queue_ids: Sequence[int]) -> dict[int, tuple[str, Any, str]]:
     """prompt id -> (text, messages, content hash) for the queues' tasks, in one join."""
     tasks = LabelingTask.objects.filter(queue_id__in=list(queue_ids))
     return {
-        pk: (text, messages, key)
+        pk: (text, _parsed(messages), key)
         for pk, text, messages, key in tasks.values_list(
-            "prompt_id", "prompt__text", "prompt__messages", "prompt__content_hash"
+            "prompt_id", "prompt__text", _as_text("prompt__messages"), "prompt__content_hash"
         ).iterator(chunk_size=10000)
     }
 
@@ -333,19 +357,47 @@ def _queue_completion_texts(queue_ids: Sequence[int]) -> dict[int, str]:
     return dict(slots.values_list("completion_id", "completion__text").iterator(chunk_size=10000))
 
 
+class _Encoded(dict[Any, str]):
+    """key -> its JSON fragment, encoded on first use (a plain lookup after that)."""
+
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, key: Any) -> str:
+        encoded = self[key] = self._encode(key)
+        return encoded
+
+
 class _Writer:
     """The JSON lines of a snapshot's exports, written once at build (and then frozen).
 
     One snapshot is exported in one form: if any prompt is a conversation, plain prompts
     become a single user message, so every row has the same column types.
+
+    A big snapshot writes hundreds of thousands of lines that share a few texts, so the TRL
+    and listwise lines are assembled from JSON fragments encoded once each (a prompt, an
+    answer, a name), byte for byte what ``self.encode`` makes of the same dict: keys in
+    this order, ``", "`` and ``": "`` separators, floats as ``float.__repr__`` (the tests
+    check it against the standard encoder).
     """
 
-    def __init__(self, *, name: str, conversational: bool) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        conversational: bool,
+        prompts: dict[int, tuple[str, Any, str]],
+        texts: dict[int, str],
+    ) -> None:
         self.name = name
         self.conversational = conversational
         self.encode = _JSON.encode  # one encoder: json.dumps with options builds one per call
-        self._prompt_json: dict[int, str] = {}
-        self._answer_json: dict[int, str] = {}
+        # prompt id, completion id, name -> its JSON.
+        self.prompt_json = _Encoded(lambda pk: self.encode(self.prompt(*prompts[pk][:2])))
+        self.answer_json = _Encoded(lambda pk: self.encode(self.answer(texts[pk])))
+        self.quoted = _Encoded(_quote)
+        self._name_json = _quote(name)
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -355,38 +407,63 @@ class _Writer:
     def answer(self, text: str) -> Any:
         return [{"role": "assistant", "content": text}] if self.conversational else text
 
-    def _encoded_prompt(self, prompt_id: int, prompt: tuple[str, Any, str]) -> str:
-        if prompt_id not in self._prompt_json:
-            self._prompt_json[prompt_id] = self.encode(self.prompt(prompt[0], prompt[1]))
-        return self._prompt_json[prompt_id]
-
-    def _encoded_answer(self, completion_id: int, texts: dict[int, str]) -> str:
-        if completion_id not in self._answer_json:
-            self._answer_json[completion_id] = self.encode(self.answer(texts[completion_id]))
-        return self._answer_json[completion_id]
-
-    def pair(
-        self, row: _Row, prompt: tuple[str, Any, str], texts: dict[int, str], queue: str
-    ) -> str:
-        """The TRL record, byte for byte what ``self.encode`` makes of the same dict (the
-        tests check it), assembled from each prompt's and answer's JSON encoded once."""
-        number = _number
+    def pair(self, row: _Row, queue: str) -> str:
+        """The TRL record of ``row`` in queue ``queue``."""
+        gap = _number(row.rank_gap)
+        answers = self.answer_json
         return (
-            f'{{"prompt": {self._encoded_prompt(row.prompt_id, prompt)}, '
-            f'"chosen": {self._encoded_answer(row.chosen_id, texts)}, '
-            f'"rejected": {self._encoded_answer(row.rejected_id, texts)}, '
-            f'"margin": {number(row.rank_gap)}, "rank_gap": {number(row.rank_gap)}, '
-            f'"score_diff": {number(row.score_diff)}, '
-            f'"score_chosen": {number(row.score_chosen)}, '
-            f'"score_rejected": {number(row.score_rejected)}, '
+            f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
+            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, '
+            f'"margin": {gap}, "rank_gap": {gap}, '
+            f'"score_diff": {_number(row.score_diff)}, '
+            f'"score_chosen": {_number(row.score_chosen)}, '
+            f'"score_rejected": {_number(row.score_rejected)}, '
             f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {number(row.agreement)}, "annotator": {_quote(row.annotator)}, '
-            f'"queue": {_quote(queue)}, "snapshot": {_quote(self.name)}}}'
+            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
+            f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
+        )
+
+    def listwise(
+        self,
+        *,
+        prompt_id: int,
+        completion_ids: Sequence[int],
+        ranks_json: str,
+        scores_json: str,
+        both_bad: bool,
+        votes: int,
+        annotator: str,
+        queue: str,
+    ) -> str:
+        """The listwise record: a prompt's completions best first with their ranks and
+        scores (``ranks_json`` and ``scores_json``: :func:`_json_list` of them)."""
+        completions = ", ".join([self.answer_json[c] for c in completion_ids])
+        return (
+            f'{{"prompt": {self.prompt_json[prompt_id]}, "completions": [{completions}], '
+            f'"ranks": {ranks_json}, "scores": {scores_json}, '
+            f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
+            f'"annotator": {self.quoted[annotator]}, "queue": {self.quoted[queue]}, '
+            f'"snapshot": {self._name_json}}}'
         )
 
 
 def _number(value: float | None) -> str:
+    """A finite number (gaps, scores and agreements always are) as the encoder writes it."""
     return "null" if value is None else float.__repr__(float(value))
+
+
+def _json_list(values: Sequence[float | int | None]) -> str:
+    """A list of numbers as the standard encoder writes it (ints as ints, floats as floats)."""
+    return (
+        "["
+        + ", ".join(
+            [
+                "null" if v is None else int.__repr__(v) if type(v) is int else _number(v)
+                for v in values
+            ]
+        )
+        + "]"
+    )
 
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -417,9 +494,10 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
 @dataclass(slots=True)
 class _Listwise:
     prompt_id: int
-    completion_ids: list[int]
-    ranks: list[int]
-    scores: list[float | None]
+    # JSON text, as the jsonb columns take it.
+    completion_ids: str
+    ranks: str
+    scores: str
     both_bad: bool
     annotator: str
     queue_name: str
@@ -429,12 +507,7 @@ class _Listwise:
 
 
 def _listwise(
-    rows: Sequence[_Row],
-    labels: dict[int, _Label],
-    writer: _Writer,
-    prompts: dict[int, tuple[str, Any, str]],
-    texts: dict[int, str],
-    queue_names: dict[int, str],
+    rows: Sequence[_Row], labels: dict[int, _Label], writer: _Writer, queue_names: dict[int, str]
 ) -> list[_Listwise]:
     """Listwise records from the snapshot's own rows (so after its filters and
     aggregation): one per ranking under `all`, one per prompt otherwise."""
@@ -459,33 +532,31 @@ def _listwise(
             scores = [_mean(per.get(c, [])) for c, _ in ranked]
             both_bad = 2 * sum(1 for r in members if r.both_bad) > len(members)
             annotator, votes = "", max(r.votes for r in members)
-        prompt = prompts[first.prompt_id]
         queue = queue_names[first.queue_id]
-        line = writer.encode(
-            {
-                "prompt": writer.prompt(prompt[0], prompt[1]),
-                "completions": [writer.answer(texts[c]) for c, _ in ranked],
-                "ranks": [rank for _, rank in ranked],
-                "scores": scores,
-                "both_bad": both_bad,
-                "votes": votes,
-                "annotator": annotator,
-                "queue": queue,
-                "snapshot": writer.name,
-            }
-        )
+        completion_ids = [c for c, _ in ranked]
+        ranks_json = _json_list([rank for _, rank in ranked])
+        scores_json = _json_list(scores)
         out.append(
             _Listwise(
                 prompt_id=first.prompt_id,
-                completion_ids=[c for c, _ in ranked],
-                ranks=[rank for _, rank in ranked],
-                scores=scores,
+                completion_ids=_json_list(completion_ids),
+                ranks=ranks_json,
+                scores=scores_json,
                 both_bad=both_bad,
                 annotator=annotator,
                 queue_name=queue,
                 votes=votes,
                 split=first.split,
-                line=line,
+                line=writer.listwise(
+                    prompt_id=first.prompt_id,
+                    completion_ids=completion_ids,
+                    ranks_json=ranks_json,
+                    scores_json=scores_json,
+                    both_bad=both_bad,
+                    votes=votes,
+                    annotator=annotator,
+                    queue=queue,
+                ),
             )
         )
     return out
@@ -551,16 +622,45 @@ def _demonstrations(
     return ids, out
 
 
+# PostgreSQL column types (as Django declares them) -> the binary COPY format's.
+_BINARY_COPY_TYPES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "text": "text",
+    "varchar": "text",
+}
+
+
+def _binary_copy_types(model: Any, columns: Sequence[str]) -> list[str] | None:
+    """The binary COPY types of ``columns``, or None if one has no plain binary form."""
+    types = []
+    for column in columns:
+        db_type = model._meta.get_field(column).db_type(connection)
+        binary = _BINARY_COPY_TYPES.get(db_type.split("(")[0])
+        if binary is None:
+            return None
+        types.append(binary)
+    return types
+
+
 def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]]) -> None:
     """Insert rows of plain values (JSON columns as JSON text): by COPY on PostgreSQL (the
     ORM's bulk insert spends most of a big snapshot's build adapting parameters), else in
-    batched INSERTs."""
+    batched INSERTs. COPY is binary when every column has a plain binary form (numbers,
+    booleans, text): the same values, without the server parsing and unescaping text (a
+    big snapshot's pair rows)."""
     table = model._meta.db_table
     if connection.vendor == "postgresql":
         names = ", ".join(f'"{c}"' for c in columns)
+        types = _binary_copy_types(model, columns)
+        sql = f'COPY "{table}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
-            with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            with cursor.copy(sql) as copy:
+                if types:
+                    copy.set_types(types)
                 for row in values:
                     copy.write_row(row)
         return
@@ -584,18 +684,6 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
             batch = []
     if batch:
         flush()
-
-
-def _digest(pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]) -> str:
-    """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
-    lines, then the SFT lines, each section headed by its name."""
-    digest = hashlib.sha256()
-    for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
-        digest.update(f"{name}\n".encode())
-        for line in lines:
-            digest.update(line.encode("utf-8"))
-            digest.update(b"\n")
-    return digest.hexdigest()
 
 
 @transaction.atomic
@@ -654,15 +742,21 @@ def snapshot_build(
     prompts = _queue_prompts(spec.queues)
     texts = _queue_completion_texts(spec.queues)
     writer = _Writer(
-        name=name, conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows})
+        name=name,
+        conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows}),
+        prompts=prompts,
+        texts=texts,
     )
     splits: dict[int, str] = {}
     for r in rows:
-        if r.prompt_id not in splits:
-            splits[r.prompt_id] = snapshot_split_of(prompts[r.prompt_id][2], seed, eval_fraction)
-        r.split = splits[r.prompt_id]
-        r.line = writer.pair(r, prompts[r.prompt_id], texts, queue_names[r.queue_id])
-    listwise = _listwise(rows, labels, writer, prompts, texts, queue_names)
+        split = splits.get(r.prompt_id)
+        if split is None:
+            split = splits[r.prompt_id] = snapshot_split_of(
+                prompts[r.prompt_id][2], seed, eval_fraction
+            )
+        r.split = split
+        r.line = writer.pair(r, queue_names[r.queue_id])
+    listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
     )
@@ -675,7 +769,7 @@ def snapshot_build(
         ties=ties,
         eval_fraction=eval_fraction,
         seed=seed,
-        content_hash=_digest(
+        content_hash=snapshot_lines_digest(
             (r.line for r in rows if not r.is_tie),
             (x.line for x in listwise),
             (d.line for d in demos),
@@ -700,6 +794,7 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
+    snapshot_id = snapshot.pk
     _insert(
         SnapshotRow,
         (
@@ -723,7 +818,7 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 r.prompt_id,
                 r.chosen_id,
                 r.rejected_id,
@@ -761,11 +856,11 @@ def snapshot_build(
         ),
         (
             (
-                snapshot.pk,
+                snapshot_id,
                 x.prompt_id,
-                _JSON.encode(x.completion_ids),
-                _JSON.encode(x.ranks),
-                _JSON.encode(x.scores),
+                x.completion_ids,
+                x.ranks,
+                x.scores,
                 x.both_bad,
                 x.annotator,
                 x.queue_name,
@@ -805,257 +900,3 @@ def snapshot_build_from_data(
         seed=data["seed"],
         user=user,
     )
-
-
-# --- exports ------------------------------------------------------------------------------------
-#
-# Every export streams the lines frozen at build: the bytes never change, whatever happens
-# to labels, queue or user names afterwards, on SQLite and PostgreSQL alike.
-
-# The TRL record's fields, in order (snapshots with hash_scheme 1 have the first six and
-# the last three only: see the 0006 migration).
-TRL_FIELDS = (
-    "prompt",
-    "chosen",
-    "rejected",
-    "margin",
-    "rank_gap",
-    "score_diff",
-    "score_chosen",
-    "score_rejected",
-    "both_bad",
-    "votes",
-    "agreement",
-    "annotator",
-    "queue",
-    "snapshot",
-)
-_LEGACY_TRL_FIELDS = (
-    "prompt",
-    "chosen",
-    "rejected",
-    "margin",
-    "score_chosen",
-    "score_rejected",
-    "annotator",
-    "queue",
-    "snapshot",
-)
-
-
-def snapshot_is_conversational(snapshot: DatasetSnapshot) -> bool:
-    return SnapshotRow.objects.filter(snapshot=snapshot, prompt__messages__isnull=False).exists()
-
-
-def _pair_rows(snapshot: DatasetSnapshot, split: str | None) -> QuerySet[SnapshotRow]:
-    """The rows a TRL export holds: every non-tie pair (a tie has no chosen and rejected)."""
-    rows = SnapshotRow.objects.filter(snapshot=snapshot, is_tie=False).order_by("id")
-    return rows.filter(split=split) if split else rows
-
-
-def _joined(lines: Iterable[str], chunk_size: int) -> Iterator[bytes]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= chunk_size:
-            yield ("\n".join(batch) + "\n").encode("utf-8")
-            batch = []
-    if batch:
-        yield ("\n".join(batch) + "\n").encode("utf-8")
-
-
-def _trl_jsonl_python(
-    snapshot: DatasetSnapshot, split: str | None, chunk_size: int
-) -> Iterator[bytes]:
-    lines = _pair_rows(snapshot, split).values_list("line", flat=True)
-    yield from _joined(lines.iterator(chunk_size=chunk_size), chunk_size)
-
-
-_COPY_SQL = (
-    "COPY (SELECT line FROM labeling_snapshotrow WHERE snapshot_id = {snapshot} "
-    "AND NOT is_tie {split} ORDER BY id) TO STDOUT"
-)
-
-
-def _trl_jsonl_postgresql(
-    snapshot: DatasetSnapshot, split: str | None, chunk_size: int
-) -> Iterator[bytes]:
-    """COPY streams the frozen lines as fast as PostgreSQL sends them."""
-    split_sql = f"AND split = '{split}'" if split in SnapshotRow.Split.values else ""
-    sql = _COPY_SQL.format(snapshot=int(snapshot.pk), split=split_sql)
-    connection.ensure_connection()
-    with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.set_types(["text"])
-        yield from _joined((line for (line,) in copy.rows()), chunk_size)
-
-
-def snapshot_export_trl_jsonl(
-    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
-) -> Iterator[bytes]:
-    """JSON lines in TRL's preference format, streamed with bounded memory: the lines
-    frozen at build (COPY on PostgreSQL, a server-side cursor elsewhere; the same bytes)."""
-    if connection.vendor == "postgresql":
-        yield from _trl_jsonl_postgresql(snapshot, split, chunk_size)
-    else:
-        yield from _trl_jsonl_python(snapshot, split, chunk_size)
-
-
-def snapshot_split(value: str | None) -> str | None:
-    """The ``split`` a download asks for: None (all rows), train or eval."""
-    if not value:
-        return None
-    if value not in SnapshotRow.Split.values:
-        raise SnapshotError("split must be train or eval")
-    return value
-
-
-def snapshot_parquet_file(snapshot: DatasetSnapshot, *, split: str | None = None) -> Any:
-    """The Parquet export in an anonymous temporary file, rewound for sending: Parquet's
-    footer comes last, so the file is written to disk in row groups first."""
-    handle = tempfile.TemporaryFile()
-    snapshot_export_trl_parquet(snapshot, handle, split=split)
-    handle.seek(0)
-    return handle
-
-
-def snapshot_export_trl_parquet(
-    snapshot: DatasetSnapshot, out: Any, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
-) -> int:
-    """Write the TRL records (the frozen lines, parsed) as Parquet to ``out`` (a path or a
-    binary file), one row group per chunk so memory stays bounded. Returns the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-    text = message if snapshot_is_conversational(snapshot) else pa.string()
-    types = {
-        "prompt": text,
-        "chosen": text,
-        "rejected": text,
-        "both_bad": pa.bool_(),
-        "votes": pa.int64(),
-        "annotator": pa.string(),
-        "queue": pa.string(),
-        "snapshot": pa.string(),
-    }
-    fields = TRL_FIELDS if snapshot.hash_scheme >= 2 else _LEGACY_TRL_FIELDS
-    schema = pa.schema([(f, types.get(f, pa.float64())) for f in fields])
-    written = 0
-    lines = _pair_rows(snapshot, split).values_list("line", flat=True)
-    with pq.ParquetWriter(out, schema) as writer:
-        chunk: list[dict[str, Any]] = []
-        for line in lines.iterator(chunk_size=chunk_size):
-            chunk.append(json.loads(line))
-            if len(chunk) >= chunk_size:
-                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-                written += len(chunk)
-                chunk = []
-        if chunk:
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-            written += len(chunk)
-    return written
-
-
-def snapshot_export_rankings_jsonl(
-    snapshot: DatasetSnapshot, *, chunk_size: int = EXPORT_CHUNK
-) -> Iterator[bytes]:
-    """Listwise data for ranking losses, frozen at build from the snapshot's rows (after
-    its filters and aggregation): completions best first, their ranks (equal ranks are
-    ties), scores, a ``both_bad`` flag, votes, the annotator (under `all`) and the queue."""
-    lines = SnapshotRanking.objects.filter(snapshot=snapshot).order_by("id")
-    yield from _joined(
-        lines.values_list("line", flat=True).iterator(chunk_size=chunk_size), chunk_size
-    )
-
-
-def snapshot_export_sft_jsonl(snapshot: DatasetSnapshot) -> Iterator[bytes]:
-    """Demonstrations as SFT data: ``messages`` = the prompt's turns + the ideal answer."""
-    lines = SnapshotDemonstration.objects.filter(snapshot=snapshot).order_by("id")
-    yield from _joined(
-        lines.values_list("line", flat=True).iterator(chunk_size=EXPORT_CHUNK), EXPORT_CHUNK
-    )
-
-
-def snapshot_rankings(*, snapshot: DatasetSnapshot) -> QuerySet[SnapshotRanking]:
-    """The snapshot's frozen listwise records (prompt, completion_ids best first, ranks,
-    scores, both_bad, split), for training readers."""
-    return SnapshotRanking.objects.filter(snapshot=snapshot).order_by("id")
-
-
-def snapshot_export_digest(snapshot: DatasetSnapshot) -> str:
-    """The sha256 of every export's bytes, recomputed from the exports themselves: equal to
-    ``content_hash`` for every snapshot with ``hash_scheme`` 2."""
-
-    def lines(chunks: Iterable[bytes]) -> Iterator[str]:
-        # Split on newlines only: str.splitlines would also split at U+2028 and friends,
-        # which JSON leaves unescaped inside strings.
-        data = b"".join(chunks).decode("utf-8")
-        yield from data.split("\n")[:-1] if data else []
-
-    return _digest(
-        lines(snapshot_export_trl_jsonl(snapshot)),
-        lines(snapshot_export_rankings_jsonl(snapshot)),
-        lines(snapshot_export_sft_jsonl(snapshot)),
-    )
-
-
-def snapshot_data_card(snapshot: DatasetSnapshot) -> str:
-    """README.md for an export: counts, agreement, filters, aggregation, hash and date."""
-    filters = json.dumps(snapshot.filters, indent=2, ensure_ascii=False)
-    stats = snapshot.stats or {}
-    listwise = SnapshotRanking.objects.filter(snapshot=snapshot).count()
-    demos = SnapshotDemonstration.objects.filter(snapshot=snapshot).count()
-    covers = (
-        "every export (TRL pairs, listwise, SFT)"
-        if snapshot.hash_scheme >= 2
-        else "the pair rows only (built before frozen exports)"
-    )
-    # Only snapshots built since review existed count rejected labels; older cards keep
-    # their exact bytes.
-    rejected_line = (
-        f"\n| labels rejected in review, left out | {stats['rejected_labels']} |"
-        if "rejected_labels" in stats
-        else ""
-    )
-    return f"""# {snapshot.name}
-
-Preference data exported from Preflab.
-
-| | |
-|---|---|
-| content hash (sha256) | `{snapshot.content_hash}`, over {covers} |
-| built | {snapshot.created_at.isoformat()} |
-| rows | {snapshot.row_count} ({snapshot.train_count} train, {snapshot.eval_count} eval) |
-| prompts | {snapshot.prompt_count} |
-| ties | {stats.get("ties", 0)} ({snapshot.ties}) |
-| both bad | {stats.get("both_bad", 0)} |{rejected_line}
-| aggregation | {snapshot.aggregation} |
-| mean agreement | {stats.get("mean_agreement", 0):.3f} |
-| held-out split | by prompt, {snapshot.eval_fraction:.0%}, seed {snapshot.seed} |
-| rankings (listwise) | {listwise} |
-| demonstrations (SFT) | {demos} |
-
-Filters:
-
-```json
-{filters}
-```
-
-Format: JSON lines in TRL's preference format: `prompt`, `chosen`, `rejected` (strings, or
-lists of `{{role, content}}` messages when the prompt is a conversation), plus:
-
-- `margin`: how much better `chosen` is, in rank steps; this is the field trainers use as
-  the margin (never negative; 0 only on ties, which TRL pairs leave out). Equal to
-  `rank_gap`; aggregated rows carry the mean gap of the agreeing votes (`majority`) or the
-  absolute mean signed gap (`mean-margin`).
-- `score_diff`: `score_chosen - score_rejected` on the 1–7 scale when both were scored,
-  else null: a separate unit, never mixed into `margin`.
-- `score_chosen`, `score_rejected` (means over the agreeing votes when aggregated),
-  `both_bad` (the annotator marked every answer bad), `votes`, `agreement` (the share of
-  the pair's votes in this direction), `annotator`, `queue`, `snapshot`.
-
-Load with `datasets.load_dataset("json", data_files=...)`; `DPOTrainer` and `RewardTrainer`
-take it as is. Every export of this snapshot was frozen when it was built: re-exporting
-gives the same bytes, and `content_hash` is their sha256.
-{snapshot.description}
-"""

@@ -12,11 +12,12 @@ from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
-from labeling import agreement, assistance, selectors, services, snapshots
+from labeling import agreement, selectors, services, snapshots
 from labeling.models import (
     AI_LABELER_GROUP,
     Assignment,
     Comparison,
+    DatasetSnapshot,
     LabelingQueue,
     LabelingTask,
     Ranking,
@@ -24,7 +25,8 @@ from labeling.models import (
 from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
 from tests.training.factories import TrainingRunFactory, tiny_policy
-from training.models import CompletionReward, RewardScoring, TrainingRun
+from training import assistance
+from training.models import CompletionReward, QueueAssistance, RewardScoring, TrainingRun
 
 FIRST = {"first": lambda ids: [[ids[0]], [ids[1]]], "second": lambda ids: [[ids[1]], [ids[0]]]}
 
@@ -35,6 +37,17 @@ def reward_run(db, tmp_path: Path) -> TrainingRun:  # type: ignore[no-untyped-de
     return TrainingRunFactory(  # type: ignore[no-any-return]
         name="rm-hand", kind="reward", status="succeeded", final_dir=str(tmp_path)
     )
+
+
+def _note(queue: LabelingQueue) -> str:
+    """The queue's assistance note ("" before any assistance)."""
+    assist = QueueAssistance.objects.filter(queue=queue).first()
+    return assist.note if assist else ""
+
+
+def _assist_with(queue: LabelingQueue, run: TrainingRun) -> None:
+    """Point the queue at ``run`` by hand (no scoring, no priorities)."""
+    QueueAssistance.objects.update_or_create(queue=queue, defaults={"reward_run": run})
 
 
 def _slots(task: LabelingTask) -> list[int]:
@@ -84,7 +97,7 @@ def test_it_computes_each_tasks_priority_from_the_reward_run(reward_run) -> None
     _score(ranking, reward_run, {partial[0]: 0.0, partial[1]: 4.0})
 
     for queue in (pairwise, ranking):
-        assistance.labeling_queue_assist_set(
+        assistance.queue_assistance_set(
             queue=queue, reward_run=reward_run, task_order="uncertainty"
         )
 
@@ -93,10 +106,9 @@ def test_it_computes_each_tasks_priority_from_the_reward_run(reward_run) -> None
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.priority == pytest.approx(1.0) and second.priority is None
-    pairwise.refresh_from_db()
-    assert pairwise.assist_note == "Priorities from rm-hand: 3 of 3 tasks scored."
+    assert _note(pairwise) == "Priorities from rm-hand: 3 of 3 tasks scored."
     # Dropping the reward run clears the priorities and goes back to position order.
-    assistance.labeling_queue_assist_set(queue=pairwise, reward_run=None, task_order="position")
+    assistance.queue_assistance_set(queue=pairwise, reward_run=None, task_order="position")
     assert not pairwise.tasks.filter(priority__isnull=False).exists()
 
 
@@ -107,9 +119,7 @@ def test_it_serves_the_least_certain_pairs_first(reward_run, alice) -> None:  # 
     CompletionReward.objects.filter(
         completion_id__in=_slots(LabelingTask.objects.get(pk=ids[4]))
     ).delete()
-    assistance.labeling_queue_assist_set(
-        queue=queue, reward_run=reward_run, task_order="uncertainty"
-    )
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run, task_order="uncertainty")
 
     served = []
     while (claim := services.task_claim_next(queue=queue, user=alice)) is not None:
@@ -125,7 +135,7 @@ def test_it_serves_the_least_certain_pairs_first(reward_run, alice) -> None:  # 
 def test_it_keeps_position_order_unless_asked(reward_run, alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=3, k=2)
     ids = _gapped(queue, reward_run, [2.0, 1.0, 0.0])
-    assistance.labeling_queue_assist_set(queue=queue, reward_run=reward_run, task_order="position")
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run, task_order="position")
     claim = services.task_claim_next(queue=queue, user=alice)
     assert claim is not None and claim.task_id == ids[0]
 
@@ -133,39 +143,33 @@ def test_it_keeps_position_order_unless_asked(reward_run, alice) -> None:  # typ
 def test_it_refuses_uncertainty_without_a_finished_reward_run(reward_run) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=2, k=2)
     with pytest.raises(assistance.AssistError, match="needs a reward run"):
-        assistance.labeling_queue_assist_set(queue=queue, reward_run=None, task_order="uncertainty")
+        assistance.queue_assistance_set(queue=queue, reward_run=None, task_order="uncertainty")
     dpo = TrainingRunFactory(kind="dpo", status="succeeded", snapshot=reward_run.snapshot)
     with pytest.raises(assistance.AssistError, match="not a reward-model run"):
-        assistance.labeling_queue_assist_set(queue=queue, reward_run=dpo)
+        assistance.queue_assistance_set(queue=queue, reward_run=dpo)
     running = TrainingRunFactory(kind="reward", status="running", snapshot=reward_run.snapshot)
     with pytest.raises(assistance.AssistError, match="has not finished"):
-        assistance.labeling_queue_assist_set(queue=queue, reward_run=running)
+        assistance.queue_assistance_set(queue=queue, reward_run=running)
     with pytest.raises(assistance.AssistError, match="choose a reward run"):
-        assistance.labeling_queue_ai_label_start(queue=queue)
+        assistance.queue_ai_label_start(queue=queue)
 
 
 def test_it_queues_scorings_for_unscored_jobs_and_waits_for_them(reward_run) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=2, k=2)
-    assistance.labeling_queue_assist_set(
-        queue=queue, reward_run=reward_run, task_order="uncertainty"
-    )
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run, task_order="uncertainty")
     scoring = RewardScoring.objects.get(reward_run=reward_run)
     assert scoring.status == "queued" and scoring.job == queue.jobs.get()
-    queue.refresh_from_db()
-    assert queue.assist_note.startswith("Scoring 1 job with rm-hand")
+    assert _note(queue).startswith("Scoring 1 job with rm-hand")
     assert not queue.tasks.filter(priority__isnull=False).exists()
     # Saving again while it is queued does not queue a second scoring.
-    assistance.labeling_queue_assist_set(
-        queue=queue, reward_run=reward_run, task_order="uncertainty"
-    )
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run, task_order="uncertainty")
     assert RewardScoring.objects.filter(reward_run=reward_run).count() == 1
     # Another worker is scoring: the finishing task waits (and retries).
     RewardScoring.objects.filter(pk=scoring.pk).update(status="running")
-    assert assistance.labeling_queue_assist_finish(queue_id=queue.pk) == "waiting"
+    assert assistance.queue_assist_finish(queue_id=queue.pk) == "waiting"
     RewardScoring.objects.filter(pk=scoring.pk).update(status="failed", error="out of memory")
-    assert assistance.labeling_queue_assist_finish(queue_id=queue.pk) == "failed"
-    queue.refresh_from_db()
-    assert "failed: out of memory" in queue.assist_note
+    assert assistance.queue_assist_finish(queue_id=queue.pk) == "failed"
+    assert "failed: out of memory" in _note(queue)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -173,7 +177,7 @@ def test_it_never_over_assigns_uncertainty_first_with_concurrent_annotators(tmp_
     queue = make_queue(mode="pairwise", prompts=12, k=2, overlap=2)
     run = TrainingRunFactory(kind="reward", status="succeeded", final_dir=str(tmp_path))
     _gapped(queue, run, [float(i % 4) for i in range(12)])
-    assistance.labeling_queue_assist_set(queue=queue, reward_run=run, task_order="uncertainty")
+    assistance.queue_assistance_set(queue=queue, reward_run=run, task_order="uncertainty")
     users = [UserFactory(username=f"annotator{i}", roles=["annotator"]) for i in range(6)]
     errors: list[BaseException] = []
     start = threading.Barrier(len(users))
@@ -212,7 +216,7 @@ def agreed_queue(reward_run, alice, bob) -> LabelingQueue:  # type: ignore[no-un
     label_queue(queue, alice, FIRST["first"])
     picks = iter([FIRST["second"], FIRST["second"], lambda ids: [ids], FIRST["first"]])
     label_queue(queue, bob, lambda ids: next(picks)(ids))
-    assistance.labeling_queue_assist_set(queue=queue, reward_run=reward_run)
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run)
     return queue
 
 
@@ -230,8 +234,7 @@ def test_it_measures_the_reward_models_agreement_per_queue_and_annotator(
 def test_it_has_no_reward_agreement_without_scores(reward_run, alice, carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=2, k=2)
     label_queue(queue, alice)
-    LabelingQueue.objects.filter(pk=queue.pk).update(reward_run=reward_run)
-    queue.refresh_from_db()
+    _assist_with(queue, reward_run)
     board = selectors.queue_dashboard(queue=queue, user=carol)
     assert board.reward is None
 
@@ -242,8 +245,7 @@ def test_the_ai_labeler_labels_without_taking_a_humans_slot(
     before = list(agreed_queue.tasks.values_list("submitted_count", flat=True))
 
     assert (
-        assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
-        == "done"
+        assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk) == "done"
     )
 
     ai = Ranking.objects.get(
@@ -269,22 +271,22 @@ def test_the_ai_labeler_labels_without_taking_a_humans_slot(
     assert board.pairwise_agreement == pytest.approx(1 / 4)
     assert board.progress.done_total == 8
     # Running it again changes nothing.
-    assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
     assert Comparison.objects.filter(annotator=ai).count() == 4
 
 
 def test_ai_labels_leave_a_humans_overlap_free(reward_run, alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=2, k=2, overlap=1)
     _gapped(queue, reward_run, [1.0, 1.0])
-    assistance.labeling_queue_assist_set(queue=queue, reward_run=reward_run)
-    assistance.labeling_queue_ai_label(queue_id=queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run)
+    assistance.queue_ai_label(queue_id=queue.pk, reward_run_id=reward_run.pk)
     assert label_queue(queue, alice) == 2
 
 
 def test_it_keeps_ai_labels_out_of_snapshots_unless_asked(agreed_queue, reward_run) -> None:  # type: ignore[no-untyped-def]
     spec = snapshots.SnapshotFilter(queues=[agreed_queue.pk])
     human = snapshots.snapshot_build(name="human", spec=spec, ties="keep")
-    assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
 
     again = snapshots.snapshot_build(name="human again", spec=spec, ties="keep")
     with_ai = snapshots.snapshot_build(
@@ -309,7 +311,7 @@ def test_it_keeps_ai_labels_out_of_snapshots_unless_asked(agreed_queue, reward_r
 def test_it_builds_snapshots_with_ai_labels_from_the_form_and_the_api(
     agreed_queue, reward_run, client: Client, dave
 ) -> None:  # type: ignore[no-untyped-def]
-    assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
     client.force_login(dave)
     form = {
         "name": "form",
@@ -333,7 +335,7 @@ def test_it_builds_snapshots_with_ai_labels_from_the_form_and_the_api(
     created = api.post("/api/labeling/snapshots/", body, format="json")
     assert created.status_code == 201, created.content
     rows = dict(
-        snapshots.DatasetSnapshot.objects.filter(filters__queues=[agreed_queue.pk]).values_list(
+        DatasetSnapshot.objects.filter(filters__queues=[agreed_queue.pk]).values_list(
             "name", "row_count"
         )
     )
@@ -346,7 +348,7 @@ def test_it_builds_snapshots_with_ai_labels_from_the_form_and_the_api(
 def test_it_shows_the_reward_models_agreement_to_admins(
     agreed_queue, reward_run, client: Client, carol
 ) -> None:  # type: ignore[no-untyped-def]
-    assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
     client.force_login(carol)
     body = client.get(f"/labeling/queues/{agreed_queue.pk}/dashboard/").content.decode()
     assert "rm-hand agrees with the annotators: <strong>71%</strong>" in body
@@ -367,7 +369,7 @@ def test_it_shows_nothing_of_the_reward_model_without_scores(client: Client, car
 def test_it_shows_annotators_nothing_of_the_reward_model(
     agreed_queue, reward_run, client: Client
 ) -> None:  # type: ignore[no-untyped-def]
-    assistance.labeling_queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
+    assistance.queue_ai_label(queue_id=agreed_queue.pk, reward_run_id=reward_run.pk)
     annotator = UserFactory(username="erin", roles=["annotator"])
     client.force_login(annotator)
     assert client.get(f"/labeling/queues/{agreed_queue.pk}/dashboard/").status_code == 403
@@ -386,14 +388,14 @@ def test_admins_choose_the_reward_run_and_order_on_the_dashboard(
     assert response.status_code == 302
     assert response["Location"] == f"/labeling/queues/{queue.pk}/dashboard/"
     queue.refresh_from_db()
-    assert (queue.reward_run, queue.task_order) == (reward_run, "uncertainty")
+    assert (queue.assistance.reward_run, queue.task_order) == (reward_run, "uncertainty")
     assert sorted(queue.tasks.values_list("priority", flat=True)) == [0.25, 0.5]
     page = client.get(response["Location"]).content.decode()
     assert "Priorities from rm-hand: 2 of 2 tasks scored." in page
     bad = client.post(url, {"reward_run": "", "task_order": "uncertainty"}, follow=True)
     assert "uncertainty first needs a reward run" in bad.content.decode()
     queue.refresh_from_db()
-    assert queue.reward_run == reward_run  # unchanged
+    assert queue.assistance.reward_run == reward_run  # unchanged
 
 
 def test_admins_start_the_ai_labeler(reward_run, client: Client, carol) -> None:  # type: ignore[no-untyped-def]
@@ -402,11 +404,10 @@ def test_admins_start_the_ai_labeler(reward_run, client: Client, carol) -> None:
     url = f"/labeling/queues/{queue.pk}/ai-label/"
     refused = client.post(url, follow=True)
     assert "choose a reward run for this queue first" in refused.content.decode()
-    LabelingQueue.objects.filter(pk=queue.pk).update(reward_run=reward_run)
+    _assist_with(queue, reward_run)
     response = client.post(url)
     assert response.status_code == 302
-    queue.refresh_from_db()
-    assert queue.assist_note == "AI labeler (rm-hand) queued."
+    assert _note(queue) == "AI labeler (rm-hand) queued."
 
 
 @pytest.mark.parametrize("action", ["assist", "ai-label"])
@@ -414,7 +415,7 @@ def test_the_actions_are_for_admins_and_posts_only(
     action, reward_run, client: Client, alice, carol, dave
 ) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=2, k=2)
-    LabelingQueue.objects.filter(pk=queue.pk).update(reward_run=reward_run)
+    _assist_with(queue, reward_run)
     url = f"/labeling/queues/{queue.pk}/{action}/"
     data = {"reward_run": reward_run.pk, "task_order": "position"}
     for user in (alice, dave):
@@ -423,8 +424,7 @@ def test_the_actions_are_for_admins_and_posts_only(
     client.force_login(carol)
     assert client.get(url).status_code == 405
     assert client.post(f"/labeling/queues/999999/{action}/", data).status_code == 404
-    queue.refresh_from_db()
-    assert queue.assist_note == ""  # nothing happened
+    assert _note(queue) == ""  # nothing happened
 
 
 # --- end to end with a real reward model --------------------------------------------------------
@@ -456,12 +456,12 @@ def test_the_ai_labeler_scores_and_labels_with_a_real_reward_model(
         final_dir=str(reward_model_dir),
         base_model=tiny_policy(tiny_model_path, name="tiny-base"),
     )
-    assistance.labeling_queue_assist_set(queue=queue, reward_run=run, task_order="uncertainty")
+    assistance.queue_assistance_set(queue=queue, reward_run=run, task_order="uncertainty")
     assert RewardScoring.objects.get(reward_run=run).status == "queued"  # for the worker
 
     # On the worker: the queued scoring runs here, then the AI labels every task.
-    assert assistance.labeling_queue_ai_label(queue_id=queue.pk, reward_run_id=run.pk) == "done"
-    assert assistance.labeling_queue_assist_finish(queue_id=queue.pk) == "done"
+    assert assistance.queue_ai_label(queue_id=queue.pk, reward_run_id=run.pk) == "done"
+    assert assistance.queue_assist_finish(queue_id=queue.pk) == "done"
 
     assert RewardScoring.objects.get(reward_run=run).status == "succeeded"
     rewards = dict(
@@ -508,20 +508,18 @@ def test_the_ai_labeler_runs_on_the_training_queue(celery_worker, tmp_path) -> N
 
     from tests.conftest import wait_for
 
-    assert settings.CELERY_TASK_ROUTES["labeling.tasks.labeling_queue_ai_label"] == {
-        "queue": "training"
-    }
+    assert settings.CELERY_TASK_ROUTES["training.tasks.queue_ai_label"] == {"queue": "training"}
     queue = make_queue(mode="pairwise", prompts=2, k=2)
     run = TrainingRunFactory(
         name="rm-worker", kind="reward", status="succeeded", final_dir=str(tmp_path)
     )
     _gapped(queue, run, [1.0, 2.0])
-    queue = assistance.labeling_queue_assist_set(queue=queue, reward_run=run)
+    assistance.queue_assistance_set(queue=queue, reward_run=run)
 
-    assistance.labeling_queue_ai_label_start(queue=queue)
+    assistance.queue_ai_label_start(queue=queue)
 
     wait_for(lambda: Ranking.objects.filter(annotator__username="ai:rm-worker").count() == 2)
-    assert wait_for(lambda: "labeled 2 of 2" in LabelingQueue.objects.get(pk=queue.pk).assist_note)
+    assert wait_for(lambda: "labeled 2 of 2" in _note(queue))
 
 
 def test_it_names_the_ai_labeler_after_its_run_within_the_username_length() -> None:

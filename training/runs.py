@@ -1,4 +1,4 @@
-"""Writes for the training app: training runs and reward scorings, and running them.
+"""Training runs: checks, create, cancel, resume, the watchdog, and running one.
 
 A run mirrors a generation job's lifecycle: created queued, claimed by one worker with a
 conditional UPDATE, a heartbeat thread while it trains, a cancel flag the runner checks
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,17 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Avg, F
 from django.utils import timezone
 
-from config.heartbeat import Heartbeat
+from config.jobs.lifecycle import Lifecycle
 from config.naming import free_name
-from generation.models import Completion, GenerationJob, PolicyModel
+from generation.models import PolicyModel
 from labeling.models import DatasetSnapshot, SnapshotRow
 from training import datasets
 from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
 from training.core.scoring import RewardStats
-from training.models import CompletionReward, RewardScoring, TrainingMetric, TrainingRun
+from training.models import TrainingMetric, TrainingRun
 from training.reporting import RunReporter
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,6 @@ KIND_SHORT_NAMES: dict[str, str] = {
     TrainingRun.Kind.KTO: "KTO",
     TrainingRun.Kind.GRPO: "GRPO",
 }
-SCORING_CHUNK = 256
 _NAME_LENGTH = 200
 _CHECKPOINT_STEP = re.compile(r"checkpoint-(\d+)$")
 
@@ -243,64 +241,49 @@ def _enqueue_run(run: TrainingRun) -> None:
     transaction.on_commit(lambda: training_run_execute.delay(run_id))
 
 
-@transaction.atomic
+class RunLifecycle(Lifecycle[TrainingRun]):
+    """A run resumes from its latest checkpoint once its model, reward run and data are
+    still there; a failure's traceback (of a bug) goes to the run's log tail."""
+
+    def check_resume(self, job: TrainingRun) -> None:
+        _check_trainable(job.base_model)
+        _check_reward_run(job.kind, job.reward_run)
+        _check_data(job.kind, job.snapshot, job.config)
+
+    def resume_fields(self, job: TrainingRun) -> dict[str, Any]:
+        checkpoint = latest_checkpoint(Path(job.artifacts_dir)) if job.artifacts_dir else None
+        return {"checkpoint_dir": str(checkpoint) if checkpoint else ""}
+
+    def failure_fields(self, pk: int, exc: Exception) -> dict[str, Any]:
+        log = f"error: {exc}" if isinstance(exc, self.expected_errors) else traceback.format_exc()
+        tail = TrainingRun.objects.filter(pk=pk).values_list("log_tail", flat=True).first()
+        lines = [*(tail or "").splitlines(), *log.rstrip().splitlines()]
+        return {"log_tail": "\n".join(lines[-200:])}
+
+
+run_lifecycle = RunLifecycle(
+    TrainingRun,
+    noun="run",
+    error=RunError,
+    expected_errors=(TrainingError, ConfigError),
+    enqueue=_enqueue_run,
+    related=("base_model", "snapshot", "reward_run"),
+)
+
+
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """A queued run stops at once; a running one at its next step, saving a checkpoint."""
-    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if run.status == TrainingRun.Status.QUEUED:
-        run.status = TrainingRun.Status.CANCELLED
-        run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at"])
-    elif run.status == TrainingRun.Status.RUNNING:
-        run.cancel_requested = True
-        run.save(update_fields=["cancel_requested"])
-    else:
-        raise RunError(f"a {run.status} run cannot be cancelled")
-    return run
+    return run_lifecycle.cancel(run)
 
 
-@transaction.atomic
 def training_run_resume(*, run: TrainingRun) -> TrainingRun:
     """Queue a failed or cancelled run again; it goes on from its latest checkpoint."""
-    # Lock the run's row only: PostgreSQL refuses FOR UPDATE on the nullable side of the
-    # outer join to reward_run.
-    run = (
-        TrainingRun.objects.select_for_update(of=("self",))
-        .select_related("base_model", "snapshot", "reward_run")
-        .get(pk=run.pk)
-    )
-    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-        raise RunError(f"a {run.status} run cannot be resumed")
-    _check_trainable(run.base_model)
-    _check_reward_run(run.kind, run.reward_run)
-    _check_data(run.kind, run.snapshot, run.config)
-    checkpoint = latest_checkpoint(Path(run.artifacts_dir)) if run.artifacts_dir else None
-    run.status = TrainingRun.Status.QUEUED
-    run.cancel_requested = False
-    run.error = ""
-    run.finished_at = None
-    run.checkpoint_dir = str(checkpoint) if checkpoint else ""
-    run.save(update_fields=["status", "cancel_requested", "error", "finished_at", "checkpoint_dir"])
-    _enqueue_run(run)
-    return run
+    return run_lifecycle.resume(run)
 
 
 def training_runs_fail_stale(*, stale_after: timedelta | None = None) -> int:
     """Mark running runs whose worker stopped sending heartbeats as failed. Returns count."""
-    if stale_after is None:
-        stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_S)
-    cutoff = timezone.now() - stale_after
-    return TrainingRun.objects.filter(
-        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        status=TrainingRun.Status.FAILED,
-        finished_at=timezone.now(),
-        cancel_requested=False,
-        error=(
-            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
-            "(it crashed or was killed). Resume the run to go on from its last checkpoint."
-        ),
-    )
+    return run_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a run (called by the Celery task) ------------------------------------------------
@@ -319,48 +302,7 @@ def training_run_execute(*, run_id: int, heartbeat_interval: float = 5.0) -> str
     run (the watchdog fails it) or a finished one, never a half-registered model. Returns
     the run's status afterwards.
     """
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        error="",
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        logger.info("training run %s was not queued (claimed elsewhere or gone)", run_id)
-        return "skipped"
-    run = TrainingRun.objects.select_related("base_model", "snapshot", "reward_run").get(pk=run_id)
-    try:
-        with Heartbeat(TrainingRun, run_id, heartbeat_interval):
-            return _train(run)
-    except Exception as exc:
-        if isinstance(exc, TrainingError | ConfigError | RunError):
-            logger.warning("training run %s failed: %s", run_id, exc)
-            message, log = str(exc), f"error: {exc}"
-        else:
-            logger.exception("training run %s failed", run_id)
-            message, log = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-        _fail(run_id, message, log)
-        return _status_of(run_id)
-
-
-def _status_of(run_id: int) -> str:
-    return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "gone"
-
-
-def _fail(run_id: int, message: str, log: str) -> None:
-    """Failed with ``message``; ``log`` (the traceback of a bug) goes to the log tail."""
-    with transaction.atomic():
-        tail = TrainingRun.objects.filter(pk=run_id).values_list("log_tail", flat=True).first()
-        lines = [*(tail or "").splitlines(), *log.rstrip().splitlines()]
-        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-            status=TrainingRun.Status.FAILED,
-            error=message,
-            log_tail="\n".join(lines[-200:]),
-            finished_at=timezone.now(),
-            cancel_requested=False,
-        )
+    return run_lifecycle.execute(run_id, _train, heartbeat_interval=heartbeat_interval)
 
 
 def run_spec(run: TrainingRun, *, resume_from: Path | None = None) -> RunSpec:
@@ -382,7 +324,7 @@ def run_spec(run: TrainingRun, *, resume_from: Path | None = None) -> RunSpec:
     )
 
 
-def _train(run: TrainingRun) -> str:
+def _train(run: TrainingRun) -> None:
     from training.core.runners import run_training
 
     if not run.artifacts_dir:
@@ -423,16 +365,14 @@ def _train(run: TrainingRun) -> str:
     finally:
         reporter.flush()
     if result.status == "cancelled":
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            status=TrainingRun.Status.CANCELLED,
+        run_lifecycle.finish(
+            run.pk,
+            TrainingRun.Status.CANCELLED,
             checkpoint_dir=str(result.checkpoint_dir or ""),
             step=result.steps,
-            finished_at=timezone.now(),
-            cancel_requested=False,
         )
-        return _status_of(run.pk)
+        return
     _register(run, result, reward_stats=stats)
-    return _status_of(run.pk)
 
 
 def _score_reference_answers(reward_run: TrainingRun, final_dir: str | Path) -> dict[str, Any]:
@@ -490,16 +430,15 @@ def _register(
     if result.final_dir is None:
         raise TrainingError("the runner finished without writing a final model")
     total = TrainingRun.objects.filter(pk=run.pk).values_list("total_steps", flat=True).first()
-    succeeded = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-        status=TrainingRun.Status.SUCCEEDED,
+    succeeded = run_lifecycle.finish(
+        run.pk,
+        TrainingRun.Status.SUCCEEDED,
         step=result.steps,
         total_steps=max(total or 0, result.steps),
         eval_metrics=_json_safe(result.eval_metrics),
         final_dir=str(result.final_dir),
         checkpoint_dir=str(result.checkpoint_dir or ""),
         reward_stats=dict(reward_stats or {}),
-        cancel_requested=False,
-        finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
     if not succeeded:
@@ -528,146 +467,3 @@ def _json_safe(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     from training.reporting import json_safe_metrics
 
     return json_safe_metrics(metrics)
-
-
-# --- reward scoring ---------------------------------------------------------------------------
-
-
-@transaction.atomic
-def reward_scoring_create(
-    *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
-) -> RewardScoring:
-    """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
-    reward_run_check_finished(reward_run)
-    if job.status != GenerationJob.Status.SUCCEEDED:
-        raise RunError(f"job {job} has not finished successfully", field="job")
-    total = Completion.objects.filter(job=job).count()
-    if not total:
-        raise RunError(f"job {job} has no completions", field="job")
-    if RewardScoring.objects.filter(
-        reward_run=reward_run,
-        job=job,
-        status__in=(RewardScoring.Status.QUEUED, RewardScoring.Status.RUNNING),
-    ).exists():
-        raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
-    scoring = RewardScoring.objects.create(
-        reward_run=reward_run, job=job, total=total, created_by=user
-    )
-    scoring_id = scoring.pk
-
-    from training.tasks import reward_scoring_execute
-
-    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
-    return scoring
-
-
-def _completion_chunks(job_id: int, size: int) -> Iterator[list[tuple[int, Any, str]]]:
-    rows = (
-        Completion.objects.filter(job_id=job_id)
-        .order_by("prompt__position", "prompt_id", "sample_index", "id")
-        .values_list("pk", "prompt__text", "prompt__messages", "text")
-    )
-    chunk: list[tuple[int, Any, str]] = []
-    for pk, prompt_text, messages, text in rows.iterator(chunk_size=2000):
-        chunk.append((pk, datasets.prompt_input(prompt_text, messages), text))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def reward_scoring_execute(
-    *, scoring_id: int, heartbeat_interval: float = 5.0, chunk_size: int = SCORING_CHUNK
-) -> str:
-    """Score every completion of the job; each chunk's rewards commit with the counter.
-
-    Scoring again replaces a completion's earlier reward from the same run. Returns the
-    scoring's status afterwards.
-    """
-    now = timezone.now()
-    claimed = RewardScoring.objects.filter(
-        pk=scoring_id, status=RewardScoring.Status.QUEUED
-    ).update(status=RewardScoring.Status.RUNNING, heartbeat_at=now, scored=0, error="")
-    if not claimed:
-        return "skipped"
-    scoring = RewardScoring.objects.select_related("reward_run__base_model").get(pk=scoring_id)
-    try:
-        with Heartbeat(RewardScoring, scoring_id, heartbeat_interval):
-            _score(scoring, chunk_size)
-    except Exception as exc:
-        logger.exception("reward scoring %s failed", scoring_id)
-        message = (
-            str(exc)
-            if isinstance(exc, TrainingError | RunError)
-            else (f"{type(exc).__name__}: {exc}")
-        )
-        RewardScoring.objects.filter(pk=scoring_id, status=RewardScoring.Status.RUNNING).update(
-            status=RewardScoring.Status.FAILED, error=message, finished_at=timezone.now()
-        )
-    return (
-        RewardScoring.objects.filter(pk=scoring_id).values_list("status", flat=True).first()
-        or "gone"
-    )
-
-
-def _score(scoring: RewardScoring, chunk_size: int) -> None:
-    from training.core.scoring import RewardScorer
-
-    run = scoring.reward_run
-    if not run.final_dir or not Path(run.final_dir).is_dir():
-        raise RunError(f"the reward model of {run.name!r} is gone: {run.final_dir or '(none)'}")
-    max_length = int(run.config.get("max_length", 512))
-    use_chat_template = run.base_model.use_chat_template
-    total = Completion.objects.filter(job_id=scoring.job_id).count()
-    RewardScoring.objects.filter(pk=scoring.pk).update(total=total)
-    # Loaded once; each chunk's scores then commit with the progress counter.
-    scorer = RewardScorer(run.final_dir, max_length=max_length, use_chat_template=use_chat_template)
-    for chunk in _completion_chunks(scoring.job_id, chunk_size):
-        rewards = scorer.score([(prompt, text) for _, prompt, text in chunk])
-        if len(rewards) != len(chunk):
-            raise TrainingError("the reward model returned a different number of scores")
-        _write_rewards(scoring, [pk for pk, _, _ in chunk], rewards)
-    mean = CompletionReward.objects.filter(
-        reward_run=run, completion__job_id=scoring.job_id
-    ).aggregate(mean=Avg("reward"))["mean"]
-    RewardScoring.objects.filter(pk=scoring.pk, status=RewardScoring.Status.RUNNING).update(
-        status=RewardScoring.Status.SUCCEEDED, mean_reward=mean, finished_at=timezone.now()
-    )
-
-
-@transaction.atomic
-def _write_rewards(
-    scoring: RewardScoring, completion_ids: Sequence[int], rewards: Sequence[float]
-) -> None:
-    CompletionReward.objects.bulk_create(
-        [
-            CompletionReward(completion_id=pk, reward_run_id=scoring.reward_run_id, reward=reward)
-            for pk, reward in zip(completion_ids, rewards, strict=True)
-        ],
-        update_conflicts=True,
-        unique_fields=["completion", "reward_run"],
-        update_fields=["reward"],
-    )
-    updated = RewardScoring.objects.filter(
-        pk=scoring.pk, status=RewardScoring.Status.RUNNING
-    ).update(scored=F("scored") + len(completion_ids), heartbeat_at=timezone.now())
-    if not updated:
-        raise RunError("the scoring was stopped")
-
-
-def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running scorings whose worker stopped sending heartbeats as failed."""
-    if stale_after is None:
-        stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_S)
-    cutoff = timezone.now() - stale_after
-    return RewardScoring.objects.filter(
-        status=RewardScoring.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        status=RewardScoring.Status.FAILED,
-        finished_at=timezone.now(),
-        error=(
-            f"The worker stopped sending heartbeats for over {int(stale_after.total_seconds())} s "
-            "(it crashed or was killed). Score the job again."
-        ),
-    )

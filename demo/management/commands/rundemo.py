@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.celery import QUEUES
-from config.management.commands.seed_demo import demo_logins_line
+from demo.management.commands.seed_demo import demo_logins_line
 
 
 class Command(BaseCommand):

@@ -18,7 +18,7 @@ from labeling.models import DatasetSnapshot, LabelingQueue
 from labeling.preference_import import preferences_import
 from labeling.snapshots import SnapshotFilter, snapshot_build
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "data"
 # Demo accounts only: the passwords are printed and documented in the README.
 DEMO_USERS = [
     ("alice", ANNOTATOR, "alice-demo"),

@@ -1,56 +1,54 @@
 """Reward-model assistance for a labeling queue (writes).
 
-An admin picks a finished reward run for a queue. Its model scores the completions of the
-queue's generation jobs (``training.services.reward_scoring_create``: rows of
-``CompletionReward``, computed on the ``training`` queue); then each task gets a priority,
-the reward model's smallest gap between the task's completions, which the claim serves
-first under ``task_order="uncertainty"``. The same rewards let the model label the queue
-as an extra annotator, the *AI labeler*: a pseudo-user (inactive, unusable password, in
-the ``ai-labeler`` group) that submits a ranking per task through ``ranking_submit``, like
-a human, but on assignments that never take one of the task's overlap slots. Reads (the
-dashboard's agreement figures) live in ``labeling.selectors``.
+An admin picks a finished reward run for a queue (a ``QueueAssistance`` row). Its model
+scores the completions of the queue's generation jobs (``scorings.reward_scoring_create``:
+rows of ``CompletionReward``, computed on the ``training`` queue); then each task gets a
+priority, the reward model's smallest gap between the task's completions, which the claim
+serves first under the queue's ``task_order="uncertainty"``. The same rewards let the model
+label the queue as an extra annotator, the *AI labeler*: a pseudo-user (inactive, unusable
+password, in labeling's ``ai-labeler`` group) that submits a ranking per task through
+``ranking_submit``, like a human, but on assignments that never take one of the task's
+overlap slots. Labeling knows none of this: it offers the hooks (task priority and order,
+uncounted assignments, the AI group, the dashboard's reference scores and panels) that this
+module and ``training.selectors`` fill. Tasks: ``training.tasks.queue_assist_finish`` and
+``training.tasks.queue_ai_label``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
-from django.utils import timezone
 
 from config.roles import pseudo_user_get_or_create
-from labeling import agreement, selectors, services
-from labeling.models import AI_LABELER_GROUP, Assignment, LabelingQueue, LabelingTask
-
-if TYPE_CHECKING:
-    from training.models import TrainingRun
+from labeling import agreement
+from labeling import selectors as labeling_selectors
+from labeling import services as labeling_services
+from labeling.models import AI_LABELER_GROUP, LabelingQueue
+from training import runs, scorings, selectors
+from training.models import QueueAssistance, RewardScoring, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 AI_USERNAME_PREFIX = "ai:"
 _USERNAME_LENGTH = 150
-PRIORITY_BATCH = 1000
 
 
-class AssistError(services.LabelingError):
+class AssistError(labeling_services.LabelingError):
     """Assistance that cannot be set up or carried out; the message says why."""
 
 
 def _check_reward_run(run: TrainingRun) -> None:
-    from training.services import RunError, reward_run_check_finished
-
     try:
-        reward_run_check_finished(run)
-    except RunError as exc:
+        runs.reward_run_check_finished(run)
+    except runs.RunError as exc:
         raise AssistError(str(exc)) from exc
 
 
 def _note(queue_id: int, text: str) -> None:
-    LabelingQueue.objects.filter(pk=queue_id).update(assist_note=text)
+    QueueAssistance.objects.filter(queue_id=queue_id).update(note=text)
 
 
 # --- choosing a reward run ------------------------------------------------------------------
@@ -59,9 +57,6 @@ def _note(queue_id: int, text: str) -> None:
 def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUser | None) -> int:
     """Queue a scoring of every job of the queue that ``run`` has not scored (or whose last
     scoring failed). Returns how many jobs are not scored yet."""
-    from training import services as training_services
-    from training.models import RewardScoring
-
     pending = 0
     for job in queue.jobs.all():
         latest = (
@@ -70,23 +65,23 @@ def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUs
         if latest is not None and latest.status == RewardScoring.Status.SUCCEEDED:
             continue
         pending += 1
-        if latest is not None and latest.status != RewardScoring.Status.FAILED:
+        if latest is not None and latest.status not in RewardScoring.RESUMABLE:
             continue  # queued or running already
         try:
-            training_services.reward_scoring_create(reward_run=run, job=job, user=user)
-        except training_services.RunError as exc:
+            scorings.reward_scoring_create(reward_run=run, job=job, user=user)
+        except runs.RunError as exc:
             raise AssistError(str(exc)) from None
     return pending
 
 
 @transaction.atomic
-def labeling_queue_assist_set(
+def queue_assistance_set(
     *,
     queue: LabelingQueue,
     reward_run: TrainingRun | None,
     task_order: str = LabelingQueue.TaskOrder.POSITION,
     user: AbstractBaseUser | None = None,
-) -> LabelingQueue:
+) -> QueueAssistance:
     """Choose the queue's assisting reward run (or none) and its task order.
 
     A new run clears the tasks' priorities and scores the queue's jobs it has not scored on
@@ -99,36 +94,32 @@ def labeling_queue_assist_set(
         raise AssistError("uncertainty first needs a reward run to measure uncertainty")
     if reward_run is not None:
         _check_reward_run(reward_run)
-    current = (
-        LabelingQueue.objects.select_for_update()
-        .filter(pk=queue.pk)
-        .values_list("reward_run_id", flat=True)
-        .get()
+    assist, _ = QueueAssistance.objects.select_for_update().get_or_create(queue=queue)
+    changed = assist.reward_run_id != (reward_run.pk if reward_run else None)
+    labeling_services.labeling_queue_task_order_set(
+        queue=queue, task_order=task_order, clear_priorities=changed
     )
-    if current != (reward_run.pk if reward_run else None):
-        LabelingTask.objects.filter(queue=queue).update(priority=None)
-    queue.reward_run = reward_run
-    queue.task_order = task_order
-    queue.assist_note = ""
-    queue.save(update_fields=["reward_run", "task_order", "assist_note"])
+    assist.reward_run = reward_run
+    assist.note = ""
+    assist.save(update_fields=["reward_run", "note", "updated_at"])
     if reward_run is None:
-        return queue
+        return assist
     pending = _start_scorings(queue, reward_run, user)
     if pending:
-        queue.assist_note = (
+        assist.note = (
             f"Scoring {pending} job{'s' if pending > 1 else ''} with {reward_run.name}; "
             "the tasks get their priority when it finishes."
         )
-        queue.save(update_fields=["assist_note"])
+        assist.save(update_fields=["note", "updated_at"])
         queue_id = queue.pk
-        from labeling.tasks import labeling_queue_assist_finish
+        from training.tasks import queue_assist_finish
 
-        transaction.on_commit(lambda: labeling_queue_assist_finish.delay(queue_id))
+        transaction.on_commit(lambda: queue_assist_finish.delay(queue_id))
     else:
-        scored = labeling_queue_priorities_compute(queue=queue)
-        queue.assist_note = _priorities_note(queue, reward_run, scored)
-        queue.save(update_fields=["assist_note"])
-    return queue
+        scored = queue_priorities_compute(queue=queue)
+        assist.note = _priorities_note(queue, reward_run, scored)
+        assist.save(update_fields=["note", "updated_at"])
+    return assist
 
 
 def _priorities_note(queue: LabelingQueue, run: TrainingRun, scored: int) -> str:
@@ -136,25 +127,23 @@ def _priorities_note(queue: LabelingQueue, run: TrainingRun, scored: int) -> str
 
 
 @transaction.atomic
-def labeling_queue_priorities_compute(*, queue: LabelingQueue) -> int:
+def queue_priorities_compute(*, queue: LabelingQueue) -> int:
     """Set every task's priority from the queue's reward run: the smallest gap between the
     rewards of its completions (``|r_a - r_b|`` for a pair); null when a completion has no
     reward, or when the queue has no reward run. Returns how many tasks got a priority."""
+    reward_run_id = selectors.queue_assistance_run_id(queue=queue)
     rewards = (
-        selectors.queue_rewards(queue=queue, reward_run_id=queue.reward_run_id)
-        if queue.reward_run_id
-        else {}
+        selectors.queue_rewards(queue=queue, reward_run_id=reward_run_id) if reward_run_id else {}
     )
-    tasks = []
-    for task_id, ids in selectors.queue_task_completions(queue=queue).items():
-        gap = (
+    priorities = {
+        task_id: (
             agreement.reward_gap([rewards[c] for c in ids])
             if all(c in rewards for c in ids)
             else None
         )
-        tasks.append(LabelingTask(pk=task_id, priority=gap))
-    LabelingTask.objects.bulk_update(tasks, ["priority"], batch_size=PRIORITY_BATCH)
-    return sum(1 for t in tasks if t.priority is not None)
+        for task_id, ids in labeling_selectors.queue_task_completions(queue=queue).items()
+    }
+    return labeling_services.task_priorities_set(queue=queue, priorities=priorities)
 
 
 # --- work on the training queue -------------------------------------------------------------
@@ -164,9 +153,6 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
     """Make sure ``run`` has scored every job of the queue: a queued scoring runs here and
     now (its own message then finds it taken and does nothing). True when all are scored,
     False while another worker is still scoring one; AssistError when a scoring failed."""
-    from training import services as training_services
-    from training.models import RewardScoring
-
     ready = True
     for job in queue.jobs.all():
         latest = (
@@ -174,15 +160,15 @@ def _score_queue_jobs(queue: LabelingQueue, run: TrainingRun) -> bool:
         ).first()
         if latest is None:
             try:
-                latest = training_services.reward_scoring_create(reward_run=run, job=job)
-            except training_services.RunError as exc:
+                latest = scorings.reward_scoring_create(reward_run=run, job=job)
+            except runs.RunError as exc:
                 raise AssistError(str(exc)) from None
         status = latest.status
         if status == RewardScoring.Status.QUEUED:
-            status = training_services.reward_scoring_execute(scoring_id=latest.pk)
-        if status == RewardScoring.Status.FAILED:
+            status = scorings.reward_scoring_execute(scoring_id=latest.pk)
+        if status in RewardScoring.RESUMABLE:
             error = RewardScoring.objects.filter(pk=latest.pk).values_list("error", flat=True)
-            raise AssistError(f"scoring {job} with {run.name} failed: {error.first() or '?'}")
+            raise AssistError(f"scoring {job} with {run.name} {status}: {error.first() or '?'}")
         if status != RewardScoring.Status.SUCCEEDED:
             ready = False
     return ready
@@ -193,8 +179,6 @@ def _with_scores(
 ) -> str:
     """Run ``work`` once the queue's jobs are scored by the run: "waiting" while another
     worker scores, "failed" (with the reason in the queue's note), else what work returns."""
-    from training.models import TrainingRun
-
     queue = LabelingQueue.objects.filter(pk=queue_id).first()
     run = TrainingRun.objects.filter(pk=reward_run_id).first()
     if queue is None or run is None:
@@ -209,23 +193,25 @@ def _with_scores(
         return "failed"
 
 
-def labeling_queue_assist_finish(*, queue_id: int) -> str:
+def queue_assist_finish(*, queue_id: int) -> str:
     """After choosing a reward run: wait for its scorings, then compute the priorities.
 
     Returns "done", "waiting" (the task retries later), "failed" or "skipped" (the queue
     changed its reward run meanwhile, or is gone)."""
     reward_run_id = (
-        LabelingQueue.objects.filter(pk=queue_id).values_list("reward_run_id", flat=True).first()
+        QueueAssistance.objects.filter(queue_id=queue_id)
+        .values_list("reward_run_id", flat=True)
+        .first()
     )
     if reward_run_id is None:
         return "skipped"
 
     def compute(queue: LabelingQueue, run: TrainingRun) -> str:
         with transaction.atomic():
-            queue = LabelingQueue.objects.select_for_update().get(pk=queue.pk)
-            if queue.reward_run_id != run.pk:
+            assist = QueueAssistance.objects.select_for_update().get(queue=queue)
+            if assist.reward_run_id != run.pk:
                 return "skipped"
-            scored = labeling_queue_priorities_compute(queue=queue)
+            scored = queue_priorities_compute(queue=queue)
             _note(queue.pk, _priorities_note(queue, run, scored))
         return "done"
 
@@ -258,29 +244,27 @@ def ai_labeler_user(*, reward_run: TrainingRun) -> AbstractBaseUser:
 
 
 @transaction.atomic
-def labeling_queue_ai_label_start(
-    *, queue: LabelingQueue, user: AbstractBaseUser | None = None
-) -> None:
+def queue_ai_label_start(*, queue: LabelingQueue, user: AbstractBaseUser | None = None) -> None:
     """Queue the AI labeler for the queue's reward run on the training queue."""
-    run = queue.reward_run
+    run = selectors.queue_assistance_run(queue=queue)
     if run is None:
         raise AssistError("choose a reward run for this queue first")
     _check_reward_run(run)
     queue_id, run_id = queue.pk, run.pk
     _note(queue_id, f"AI labeler ({run.name}) queued.")
-    from labeling.tasks import labeling_queue_ai_label
+    from training.tasks import queue_ai_label as queue_ai_label_task
 
-    transaction.on_commit(lambda: labeling_queue_ai_label.delay(queue_id, run_id))
+    transaction.on_commit(lambda: queue_ai_label_task.delay(queue_id, run_id))
 
 
-def labeling_queue_ai_label(*, queue_id: int, reward_run_id: int) -> str:
+def queue_ai_label(*, queue_id: int, reward_run_id: int) -> str:
     """Label every task of the queue with the reward model, as its AI labeler.
 
     Scores the queue's jobs first if needed. Each task whose completions all have a reward
-    gets a ranking, highest reward first, equal rewards tied, submitted with
-    ``services.ranking_submit`` on an assignment that does not count toward the overlap:
-    humans can still label every task. Running it again re-submits (an edit when the
-    rewards changed, else nothing). Returns "done", "waiting", "failed" or "skipped"."""
+    gets a ranking, highest reward first, equal rewards tied, submitted with labeling's
+    ``ranking_submit`` on an assignment that does not count toward the overlap: humans can
+    still label every task. Running it again re-submits (an edit when the rewards changed,
+    else nothing). Returns "done", "waiting", "failed" or "skipped"."""
 
     def label(queue: LabelingQueue, run: TrainingRun) -> str:
         labeled = _ai_label(queue, run)
@@ -296,27 +280,16 @@ def _ai_label(queue: LabelingQueue, run: TrainingRun) -> int:
     ai = ai_labeler_user(reward_run=run)
     rewards = selectors.queue_rewards(queue=queue, reward_run_id=run.pk)
     labeled = 0
-    for task_id, ids in selectors.queue_task_completions(queue=queue).items():
+    for task_id, ids in labeling_selectors.queue_task_completions(queue=queue).items():
         if not all(c in rewards for c in ids):
             continue
-        now = timezone.now()
-        assignment, created = Assignment.objects.get_or_create(
-            task_id=task_id,
-            annotator=ai,
-            defaults={
-                "claimed_at": now,
-                "expires_at": now + timedelta(seconds=queue.lease_seconds),
-                "counts_toward_overlap": False,
-            },
+        assignment = labeling_services.assignment_uncounted_open(
+            task_id=task_id, user=ai, lease_seconds=queue.lease_seconds
         )
-        if not created and assignment.status == Assignment.Status.ACTIVE:
-            Assignment.objects.filter(pk=assignment.pk).update(
-                expires_at=now + timedelta(seconds=queue.lease_seconds)
-            )
-        services.ranking_submit(
+        labeling_services.ranking_submit(
             assignment_id=assignment.pk,
             user=ai,
-            submission=services.Submission(
+            submission=labeling_services.Submission(
                 order=agreement.order_by_reward({c: rewards[c] for c in ids})
             ),
         )

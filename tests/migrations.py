@@ -1,0 +1,30 @@
+"""Helpers for the tests that migrate an existing database: move to a set of migrations and
+back to the latest schema afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.apps.registry import Apps
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+
+def migrate_to(targets: list[tuple[str, str]]) -> Apps:
+    """Migrate the test database to ``targets`` (forwards or backwards); the historical
+    models at that point."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.fixture
+def back_to_the_latest_schema(transactional_db: Any) -> Any:
+    """Whatever the test migrates to, the database ends on every app's latest migration, so
+    migrations added later are there for the tests that run next."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

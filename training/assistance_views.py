@@ -1,0 +1,80 @@
+"""A queue dashboard's reward-model assistance: its panel (through labeling's dashboard hook)
+and the two admin actions, served under the queue's labeling URLs."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_POST
+
+from config.roles import ADMIN, role_required, user_is_admin
+from labeling import selectors as labeling_selectors
+from labeling.models import LabelingQueue
+from labeling.services import LabelingError
+from training import assistance, selectors
+from training.forms import QueueAssistForm
+
+
+def queue_assistance_panel(request: HttpRequest, queue: LabelingQueue) -> SafeString:
+    """labeling's dashboard hook: the assistance section (admins only, as the dashboard)."""
+    if not user_is_admin(request.user):
+        return mark_safe("")
+    assist = selectors.queue_assistance_get(queue=queue)
+    form = QueueAssistForm(
+        initial={
+            "reward_run": assist.reward_run_id if assist else None,
+            "task_order": queue.task_order,
+        }
+    )
+    html = render_to_string(
+        "training/_queue_assistance.html",
+        {"queue": queue, "assistance": assist, "assist_form": form},
+        request=request,
+    )
+    return mark_safe(html)  # a rendered template: autoescaped already
+
+
+@role_required(ADMIN)
+@require_POST
+def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
+    """Choose the queue's assisting reward run and task order (scores the queue if needed)."""
+    queue = labeling_selectors.queue_get(user=request.user, pk=pk)
+    form = QueueAssistForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return redirect("labeling:queue-dashboard", pk=queue.pk)
+    try:
+        assist = assistance.queue_assistance_set(
+            queue=queue,
+            reward_run=form.cleaned_data["reward_run"],
+            task_order=form.cleaned_data["task_order"],
+            user=request.user,
+        )
+    except LabelingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, assist.note or "Reward-model assistance is off.")
+    return redirect("labeling:queue-dashboard", pk=queue.pk)
+
+
+@role_required(ADMIN)
+@require_POST
+def queue_ai_label(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue the AI labeler: the queue's reward model labels every task as an extra annotator."""
+    queue = labeling_selectors.queue_get(user=request.user, pk=pk)
+    try:
+        assistance.queue_ai_label_start(queue=queue, user=request.user)
+    except LabelingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"The AI labeler ({selectors.queue_assistance_run(queue=queue)}) will label this "
+            "queue on the worker.",
+        )
+    return redirect("labeling:queue-dashboard", pk=queue.pk)
