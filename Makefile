@@ -30,6 +30,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# mypy's Django plugin loads the settings, which need DEBUG=1 or a SECRET_KEY.
+	DEBUG=1 $(BIN)/mypy .
 	$(BIN)/lint-imports
 
 clean:

@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from rest_framework.authtoken.models import Token
 
 from accounts.tokens import token_expires_at, token_is_expired
 from config.roles import ADMIN, ANNOTATOR, RESEARCHER, user_roles
 
-User = get_user_model()
 
-
-def user_list() -> QuerySet[AbstractBaseUser]:
+def user_list() -> QuerySet[User]:
     """People who can sign in or could again (pseudo-users such as AI labelers and imported
     annotators, which have no usable password and never had a login, are left out)."""
     return (
@@ -27,7 +24,7 @@ def user_list() -> QuerySet[AbstractBaseUser]:
     )
 
 
-def user_role(user: AbstractBaseUser) -> str:
+def user_role(user: User) -> str:
     """The one role the admin pages show: the highest the user holds, or "" for none."""
     roles = user_roles(user)
     for role in (ADMIN, RESEARCHER, ANNOTATOR):
@@ -44,7 +41,7 @@ class TokenInfo:
     expired: bool
 
 
-def user_token(user: AbstractBaseUser) -> TokenInfo | None:
+def user_token(user: User) -> TokenInfo | None:
     token = Token.objects.filter(user=user).first()
     if token is None:
         return None

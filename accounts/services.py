@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.db import transaction
@@ -20,8 +18,6 @@ from rest_framework.authtoken.models import Token
 from accounts.tokens import token_is_expired
 from config.roles import ADMIN, ROLES
 
-User = get_user_model()
-
 
 class AccountError(Exception):
     """A request the accounts services refuse; ``field`` names the input at fault."""
@@ -32,7 +28,7 @@ class AccountError(Exception):
 
 
 @transaction.atomic
-def user_role_set(*, user: AbstractBaseUser, role: str) -> None:
+def user_role_set(*, user: User, role: str) -> None:
     """Give ``user`` exactly one role. Admins are staff (Django's admin opens for them);
     leaving the admin role takes staff status away, except from superusers."""
     if role not in ROLES:
@@ -49,9 +45,7 @@ def user_role_set(*, user: AbstractBaseUser, role: str) -> None:
 
 
 @transaction.atomic
-def user_create(
-    *, username: str, role: str, email: str = "", password: str | None = None
-) -> AbstractBaseUser:
+def user_create(*, username: str, role: str, email: str = "", password: str | None = None) -> User:
     """A new active user with one role. Without a password the account has an unusable one
     until its owner sets it through a one-time link (``user_password_link``)."""
     if User.objects.filter(username__iexact=username).exists():
@@ -67,9 +61,7 @@ def user_create(
 
 
 @transaction.atomic
-def user_set_active(
-    *, user: AbstractBaseUser, active: bool, by: AbstractBaseUser | None = None
-) -> None:
+def user_set_active(*, user: User, active: bool, by: User | None = None) -> None:
     """Deactivate (the user can no longer log in or use the API; their labels stay) or
     reactivate an account. Deactivating also revokes the API token."""
     if not active and by is not None and by.pk == user.pk:
@@ -80,7 +72,7 @@ def user_set_active(
         token_revoke(user=user)
 
 
-def user_set_password(*, user: AbstractBaseUser, password: str) -> None:
+def user_set_password(*, user: User, password: str) -> None:
     """Set a password (validated elsewhere, by the form or command). Existing sessions end
     because the session hash changes; the API token is revoked."""
     user.set_password(password)
@@ -88,7 +80,7 @@ def user_set_password(*, user: AbstractBaseUser, password: str) -> None:
     token_revoke(user=user)
 
 
-def user_password_link(*, user: AbstractBaseUser, base_url: str) -> str:
+def user_password_link(*, user: User, base_url: str) -> str:
     """A one-time link at which ``user`` sets a new password: Django's password-reset token,
     valid for ``PASSWORD_RESET_TIMEOUT`` seconds and spent once the password changes."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
@@ -97,7 +89,7 @@ def user_password_link(*, user: AbstractBaseUser, base_url: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def user_password_link_send(*, user: AbstractBaseUser, base_url: str) -> str:
+def user_password_link_send(*, user: User, base_url: str) -> str:
     """Mail the one-time link through Django's email backend; return it as well."""
     email = getattr(user, "email", "")
     if not email:
@@ -124,7 +116,7 @@ class IssuedToken:
 
 
 @transaction.atomic
-def token_issue(*, user: AbstractBaseUser, rotate: bool = False) -> IssuedToken:
+def token_issue(*, user: User, rotate: bool = False) -> IssuedToken:
     """The user's API token: the current one, or a new one when there is none, it expired,
     or ``rotate`` asks for a fresh key."""
     token = Token.objects.select_for_update().filter(user=user).first()
@@ -136,7 +128,7 @@ def token_issue(*, user: AbstractBaseUser, rotate: bool = False) -> IssuedToken:
     return IssuedToken(key=token.key, created=True)
 
 
-def token_revoke(*, user: AbstractBaseUser) -> bool:
+def token_revoke(*, user: User) -> bool:
     """Delete the user's API token; True when there was one."""
     deleted, _ = Token.objects.filter(user=user).delete()
     return deleted > 0

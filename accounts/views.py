@@ -7,7 +7,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import selectors, services
 from accounts.forms import TokenForm, UserCreateForm, UserUpdateForm
-from config.roles import ADMIN, role_required
+from config.roles import ADMIN, AuthenticatedRequest, role_required, signed_in_required
 
 User = get_user_model()
 
@@ -27,7 +26,7 @@ def _base_url(request: HttpRequest) -> str:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def user_list(request: HttpRequest) -> HttpResponse:
+def user_list(request: AuthenticatedRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -56,7 +55,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def user_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(selectors.user_list(), pk=pk)
     update_form = UserUpdateForm(
         initial={
@@ -119,9 +118,9 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "accounts/user_detail.html", context, status=400 if failed else 200)
 
 
-@login_required
+@signed_in_required
 @require_http_methods(["GET", "POST"])
-def me(request: HttpRequest) -> HttpResponse:
+def me(request: AuthenticatedRequest) -> HttpResponse:
     """Every signed-in user: change their password, see, create, rotate or revoke their token."""
     user = request.user
     password_form = PasswordChangeForm(user)  # type: ignore[arg-type]

@@ -109,7 +109,7 @@ def trl_arm(
     from training.core.hf import load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
-    rows = []
+    rows: list[dict[str, list[int]]] = []
     for g in groups:
         ids = [
             encode_completion(
@@ -153,10 +153,12 @@ def trl_arm(
     )
     # Loss over every pair at initialisation, through TRL's own collator and compute_loss.
     total, count = 0.0, 0
-    trainer.model.eval()
+    model = trainer.model
+    assert model is not None  # the trainer was given one
+    model.eval()
     with torch.inference_mode():
         for batch in trainer.get_eval_dataloader(dataset):
-            loss = trainer.compute_loss(trainer.model, batch)
+            loss = trainer.compute_loss(model, batch)
             n = int(batch["input_ids"].shape[0]) // 2
             total, count = total + float(loss) * n, count + n
     trainer.train()

@@ -10,7 +10,9 @@ def free_name(model: type[models.Model], base: str) -> str:
 
     Cut to fit the model's ``name`` field, the suffix included, so the result always saves.
     """
-    length = model._meta.get_field("name").max_length or len(base)
+    field = model._meta.get_field("name")
+    assert isinstance(field, models.Field)
+    length = field.max_length or len(base)
     base = base[:length]
     candidate, n = base, 2
     while model._default_manager.filter(name=candidate).exists():

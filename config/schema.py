@@ -14,14 +14,16 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
-from config.roles import IsPreflabAdmin, IsResearcher
+from config.roles import RolePermission
 
-_WHO = {
-    AllowAny: "anyone",
-    IsAuthenticated: "any signed-in user",
-    IsResearcher: "researchers and admins",
-    IsPreflabAdmin: "admins",
-}
+_WHO = {AllowAny: "anyone", IsAuthenticated: "any signed-in user"}
+
+
+def _who(permission: object) -> str:
+    if isinstance(permission, RolePermission):
+        return permission.who
+    kind = type(permission)
+    return _WHO.get(kind, (kind.__doc__ or kind.__name__).strip().rstrip("."))
 
 
 class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -55,7 +57,7 @@ class AutoSchema(SpectacularAutoSchema):
             return str(declared)
         permissions = self.view.get_permissions()
         names = [
-            _WHO.get(type(p), (type(p).__doc__ or type(p).__name__).strip().rstrip("."))
+            _who(p)
             for p in permissions
             if not (isinstance(p, IsAuthenticated) and len(permissions) > 1)
         ]

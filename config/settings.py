@@ -108,7 +108,7 @@ TEMPLATES = [
 ]
 
 
-def _database_config() -> dict[str, object]:
+def _database_config() -> dj_database_url.DBConfig:
     default_url = f"sqlite:///{VAR_DIR / 'preflab.sqlite3'}"
     url = env_str("DATABASE_URL") or default_url
     try:

@@ -10,17 +10,15 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from config.bounds import SEED_MAX
 from config.fields import IdField
 from config.jobs.api import JobActionAPIMixin
 from config.pagination import paginated_response
 from config.parsers import StrictJSONParser
-from config.roles import IsResearcher, user_is_admin
+from config.roles import ResearcherAPIView
 from generation import importers, selectors, services
 from generation.models import (
     Completion,
@@ -234,14 +232,6 @@ class JobImportSerializer(FileImportSerializer):
     )
 
 
-def _admin_only(request: Request) -> Response | None:
-    if not user_is_admin(request.user):
-        return Response(
-            {"detail": "Only admins can change this."}, status=status.HTTP_403_FORBIDDEN
-        )
-    return None
-
-
 def _import_error(exc: Exception) -> Response:
     line = getattr(exc, "line", None)
     return Response(
@@ -249,26 +239,12 @@ def _import_error(exc: Exception) -> Response:
     )
 
 
-class BaseAPIView(APIView):
-    permission_classes = [IsAuthenticated, IsResearcher]
-
-    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
-        # Annotators must not learn that generation objects exist: 404, not 403.
-        from django.http import Http404
-
-        if request.user and request.user.is_authenticated:
-            raise Http404
-        super().permission_denied(request, message, code)
-
-
-class PolicyModelListAPI(BaseAPIView):
+class PolicyModelListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         models = selectors.policy_model_list(user=request.user)
         return paginated_response(self, request, models, PolicyModelSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = PolicyModelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -278,20 +254,18 @@ class PolicyModelListAPI(BaseAPIView):
         return Response(PolicyModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
-class PolicyModelDetailAPI(BaseAPIView):
+class PolicyModelDetailAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         model = get_object_or_404(selectors.policy_model_list(user=request.user), pk=pk)
         return Response(PolicyModelSerializer(model).data)
 
 
-class PromptSetListAPI(BaseAPIView):
+class PromptSetListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         sets = selectors.prompt_set_list(user=request.user)
         return paginated_response(self, request, sets, PromptSetSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = PromptSetSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -302,25 +276,23 @@ class PromptSetListAPI(BaseAPIView):
         return Response(PromptSetSerializer(prompt_set).data, status=status.HTTP_201_CREATED)
 
 
-class PromptSetDetailAPI(BaseAPIView):
+class PromptSetDetailAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
         return Response(PromptSetSerializer(prompt_set).data)
 
 
-class PromptSetPromptsAPI(BaseAPIView):
+class PromptSetPromptsAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
         prompts = selectors.prompt_set_prompts(prompt_set=prompt_set)
         return paginated_response(self, request, prompts, PromptSerializer)
 
 
-class PromptSetImportAPI(BaseAPIView):
+class PromptSetImportAPI(ResearcherAPIView):
     parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request, pk: int) -> Response:
-        if denied := _admin_only(request):
-            return denied
         prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
         serializer = FileImportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -335,7 +307,7 @@ class PromptSetImportAPI(BaseAPIView):
         )
 
 
-class GenerationJobListAPI(BaseAPIView):
+class GenerationJobListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         jobs = selectors.generation_job_list(user=request.user)
         if job_status := request.query_params.get("status"):
@@ -343,8 +315,6 @@ class GenerationJobListAPI(BaseAPIView):
         return paginated_response(self, request, jobs, GenerationJobSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = GenerationJobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -354,12 +324,10 @@ class GenerationJobListAPI(BaseAPIView):
         return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class GenerationJobImportAPI(BaseAPIView):
+class GenerationJobImportAPI(ResearcherAPIView):
     parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = JobImportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data, fmt, filename = serializer.payload()
@@ -377,21 +345,19 @@ class GenerationJobImportAPI(BaseAPIView):
         return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class GenerationJobDetailAPI(BaseAPIView):
+class GenerationJobDetailAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
         return Response(GenerationJobSerializer(job).data)
 
 
-class GenerationJobActionAPI(JobActionAPIMixin, BaseAPIView):
+class GenerationJobActionAPI(JobActionAPIMixin, ResearcherAPIView):
     lifecycle = services.job_lifecycle
     job_serializer = GenerationJobSerializer
-
-    def get_job(self, request: Request, pk: int) -> GenerationJob:
-        return get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
+    job_list = staticmethod(selectors.generation_job_list)
 
 
-class GenerationJobCompletionsAPI(BaseAPIView):
+class GenerationJobCompletionsAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         job = get_object_or_404(selectors.generation_job_list(user=request.user), pk=pk)
         completions = selectors.generation_job_completions(job=job)

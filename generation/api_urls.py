@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from config.jobs.urls import job_action_urls
 from generation import api, api_schema  # noqa: F401 - api_schema documents the views
 
 urlpatterns = [
@@ -22,16 +23,7 @@ urlpatterns = [
     path("jobs/", api.GenerationJobListAPI.as_view(), name="api-job-list"),
     path("jobs/import/", api.GenerationJobImportAPI.as_view(), name="api-job-import"),
     path("jobs/<int:pk>/", api.GenerationJobDetailAPI.as_view(), name="api-job-detail"),
-    path(
-        "jobs/<int:pk>/cancel/",
-        api.GenerationJobActionAPI.as_view(action="cancel"),
-        name="api-job-cancel",
-    ),
-    path(
-        "jobs/<int:pk>/resume/",
-        api.GenerationJobActionAPI.as_view(action="resume"),
-        name="api-job-resume",
-    ),
+    *job_action_urls("jobs/<int:pk>/", api.GenerationJobActionAPI, "api-job"),
     path(
         "jobs/<int:pk>/completions/",
         api.GenerationJobCompletionsAPI.as_view(),

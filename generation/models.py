@@ -130,6 +130,8 @@ class GenerationJob(BackgroundJob):
 
     STALE_AFTER_SETTING = "GENERATION_STALE_AFTER_S"
     STALE_HINT = "Completions written so far are kept; resume the job to generate the rest."
+    CANCELLING = "Cancelling after the current batch."
+    RESUMED = "Resumed: only the missing completions will be generated."
 
     class Source(models.TextChoices):
         MODEL = "model", "sampled from a model"
@@ -199,6 +201,7 @@ class GenerationShard(BackgroundJob):
     it again while another worker is still on the job); the completions it wrote stay.
     """
 
+    NOUN = "shard"
     STALE_AFTER_SETTING = "GENERATION_STALE_AFTER_S"
     STALE_HINT = "Completions written so far are kept; resume the job to generate the rest."
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F, QuerySet, Sum
 from django.utils import timezone
@@ -119,7 +119,7 @@ def policy_model_create(
     tensor_parallel_size: int = 1,
     description: str = "",
     parent: PolicyModel | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> PolicyModel:
     extra_server_urls = list(extra_server_urls)
     policy_model_validate(
@@ -174,9 +174,7 @@ def text_check_storable(**fields: str) -> None:
 
 
 @transaction.atomic
-def prompt_set_create(
-    *, name: str, description: str = "", user: AbstractBaseUser | None = None
-) -> PromptSet:
+def prompt_set_create(*, name: str, description: str = "", user: User | None = None) -> PromptSet:
     name = name.strip()
     if not name:
         raise GenerationError("a prompt set needs a name")
@@ -291,7 +289,7 @@ def generation_job_create(
     batch_size: int = 8,
     batches_per_shard: int = 32,
     name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Queue a job sampling ``k`` completions per prompt, split into shards of
     ``batches_per_shard`` batches; workers start on them after the commit."""
@@ -323,7 +321,7 @@ def generation_job_create(
         created_by=user,
     )
     generation_job_split(job=job)
-    _enqueue(job)
+    job_lifecycle.enqueue(job)
     return job
 
 
@@ -354,15 +352,6 @@ def generation_job_split(*, job: GenerationJob) -> list[GenerationShard]:
     return GenerationShard.objects.bulk_create(shards)
 
 
-def _enqueue(job: GenerationJob) -> None:
-    """One task per queued shard: as many workers as there are shards can join in."""
-    from generation.tasks import generation_job_run
-
-    job_id = job.pk
-    count = max(1, job.shards.filter(status=GenerationShard.Status.QUEUED).count())
-    transaction.on_commit(lambda: [generation_job_run.delay(job_id) for _ in range(count)])
-
-
 @transaction.atomic
 def generation_job_import(
     *,
@@ -371,7 +360,7 @@ def generation_job_import(
     name: str,
     source_name: str = "",
     prompt_set: PromptSet | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """Fill a job from completions someone already has (JSONL or HH-RLHF), atomically.
 
@@ -429,7 +418,7 @@ def generation_job_create_imported(
     source_name: str,
     k: int,
     prompts: int,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> GenerationJob:
     """A finished job that holds completions brought in from a file (the caller adds them)."""
     now = timezone.now()
@@ -458,6 +447,12 @@ class GenerationJobLifecycle(Lifecycle[GenerationJob]):
         if job.source == GenerationJob.Source.IMPORTED:
             raise GenerationError("an imported job has nothing to generate")
 
+    def enqueue(self, job: GenerationJob) -> None:
+        """One task per queued shard: as many workers as there are shards can join in."""
+        count = job.shards.filter(status=GenerationShard.Status.QUEUED).count()
+        for _ in range(max(1, count)):
+            super().enqueue(job)
+
     @transaction.atomic
     def cancel(self, job: GenerationJob) -> GenerationJob:
         job = super().cancel(job)
@@ -481,27 +476,10 @@ class GenerationJobLifecycle(Lifecycle[GenerationJob]):
 
 job_lifecycle = GenerationJobLifecycle(
     GenerationJob,
-    noun="job",
-    error=GenerationError,
-    expected_errors=(BackendError,),
-    enqueue=_enqueue,
+    errors=(GenerationError, BackendError),
+    task="generation.tasks.generation_job_run",
     related=("model", "prompt_set"),
 )
-
-
-def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
-    """A queued job stops at once; a running one at its next batch boundary."""
-    return job_lifecycle.cancel(job)
-
-
-def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
-    """Queue a failed or cancelled job again; it generates only what is missing."""
-    return job_lifecycle.resume(job)
-
-
-def generation_jobs_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running jobs whose worker stopped sending heartbeats as failed. Returns count."""
-    return job_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a job (called by the Celery task) --------------------------------------------------
@@ -550,11 +528,7 @@ class GenerationShardLifecycle(Lifecycle[GenerationShard]):
 
 
 shard_lifecycle = GenerationShardLifecycle(
-    GenerationShard,
-    noun="shard",
-    error=GenerationError,
-    expected_errors=(BackendError,),
-    related=("job",),
+    GenerationShard, errors=(GenerationError, BackendError), related=("job",)
 )
 
 

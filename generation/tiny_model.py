@@ -124,7 +124,7 @@ def build_tiny_model(path: str | Path, spec: TinyModelSpec | None = None) -> Pat
         eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
         pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        dtype="float32",
     )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config)
@@ -162,7 +162,7 @@ def build_tiny_encoder(
     """
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import AutoConfig, AutoModel, BertTokenizerFast
+    from transformers import AutoConfig, AutoModel, BertTokenizer  # the fast one in v5
 
     if model_type not in TINY_ENCODER_TYPES:
         raise ValueError(f"model_type must be one of {', '.join(TINY_ENCODER_TYPES)}")
@@ -184,7 +184,7 @@ def build_tiny_encoder(
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
     )
-    tokenizer = BertTokenizerFast(
+    tokenizer = BertTokenizer(
         tokenizer_object=wordpiece,
         unk_token="[UNK]",
         sep_token="[SEP]",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from config.jobs.urls import job_action_urls
 from generation import views
 
 app_name = "generation"
@@ -13,6 +14,5 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/import/", views.job_import, name="job-import"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
-    path("jobs/<int:pk>/cancel/", views.job_action, {"action": "cancel"}, name="job-cancel"),
-    path("jobs/<int:pk>/resume/", views.job_action, {"action": "resume"}, name="job-resume"),
+    *job_action_urls("jobs/<int:pk>/", views.job_action, "job"),
 ]

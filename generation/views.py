@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
-from config.jobs.views import job_action_response
-from config.roles import ADMIN, RESEARCHER, role_required, user_is_admin
+from config.jobs.views import job_action_view
+from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required, user_is_admin
 from generation import importers, selectors, services
 from generation.forms import (
     CompletionImportForm,
@@ -29,13 +31,11 @@ def _format(form_format: str, filename: str) -> str:
 # --- models -----------------------------------------------------------------------------------
 
 
-@role_required(RESEARCHER)
+@role_required(RESEARCHER, write=ADMIN)
 @require_http_methods(["GET", "POST"])
-def model_list(request: HttpRequest) -> HttpResponse:
+def model_list(request: AuthenticatedRequest) -> HttpResponse:
     form = PolicyModelForm(request.POST or None)
     if request.method == "POST":
-        if not user_is_admin(request.user):
-            return HttpResponse("Only admins can register models.", status=403)
         if form.is_valid():
             try:
                 model = services.policy_model_create(user=request.user, **form.cleaned_data)
@@ -50,7 +50,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def model_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     models = selectors.policy_model_list(user=request.user).select_related(
         "training_run__snapshot", "training_run__base_model"
     )
@@ -62,13 +62,11 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 # --- prompt sets ------------------------------------------------------------------------------
 
 
-@role_required(RESEARCHER)
+@role_required(RESEARCHER, write=ADMIN)
 @require_http_methods(["GET", "POST"])
-def promptset_list(request: HttpRequest) -> HttpResponse:
+def promptset_list(request: AuthenticatedRequest) -> HttpResponse:
     form = PromptSetForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        if not user_is_admin(request.user):
-            return HttpResponse("Only admins can create prompt sets.", status=403)
         if form.is_valid():
             prompt_set = _create_set_with_import(request, form)
             if prompt_set is not None:
@@ -77,7 +75,7 @@ def promptset_list(request: HttpRequest) -> HttpResponse:
     return render(request, "generation/promptset_list.html", {"sets": sets, "form": form})
 
 
-def _create_set_with_import(request: HttpRequest, form: PromptSetForm) -> PromptSet | None:
+def _create_set_with_import(request: AuthenticatedRequest, form: PromptSetForm) -> PromptSet | None:
     from django.db import transaction
 
     data = form.cleaned_data
@@ -107,14 +105,12 @@ def _import_message(result: services.ImportResult) -> str:
     )
 
 
-@role_required(RESEARCHER)
+@role_required(RESEARCHER, write=ADMIN)
 @require_http_methods(["GET", "POST"])
-def promptset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def promptset_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     prompt_set = get_object_or_404(selectors.prompt_set_list(user=request.user), pk=pk)
     form = PromptImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        if not user_is_admin(request.user):
-            return HttpResponse("Only admins can import prompts.", status=403)
         if form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -138,9 +134,9 @@ def promptset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 # --- jobs -------------------------------------------------------------------------------------
 
 
-@role_required(RESEARCHER)
+@role_required(RESEARCHER, write=ADMIN)
 @require_http_methods(["GET", "POST"])
-def job_list(request: HttpRequest) -> HttpResponse:
+def job_list(request: AuthenticatedRequest) -> HttpResponse:
     initial = {}
     if "prompt_set" in request.GET:
         initial["prompt_set"] = request.GET["prompt_set"]
@@ -148,8 +144,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
         initial["model"] = request.GET["model"]
     form = GenerationJobForm(request.POST or None, initial=initial)
     if request.method == "POST":
-        if not user_is_admin(request.user):
-            return HttpResponse("Only admins can launch jobs.", status=403)
         if form.is_valid():
             try:
                 job = services.generation_job_create(user=request.user, **form.cleaned_data)
@@ -174,7 +168,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def job_import(request: HttpRequest) -> HttpResponse:
+def job_import(request: AuthenticatedRequest) -> HttpResponse:
     form = CompletionImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
@@ -203,7 +197,7 @@ def _job_for(request: HttpRequest, pk: int) -> GenerationJob:
 
 @role_required(RESEARCHER)
 @require_GET
-def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def job_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     job = _job_for(request, pk)
     if request.htmx:  # type: ignore[attr-defined]
         if request.GET.get("poll") and not job.is_active:
@@ -220,17 +214,11 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "generation/job_detail.html", {"job": job, "page": page})
 
 
-@role_required(ADMIN)
-@require_POST
-def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a job's page."""
-    return job_action_response(
-        request,
-        _job_for(request, pk),
-        lifecycle=services.job_lifecycle,
-        action=action,
-        stopping="Cancelling after the current batch.",
-        resumed="Resumed: only the missing completions will be generated.",
-        fragment="generation/_job_progress.html",
-        context=lambda job: {"job": job},
-    )
+def _job(job: GenerationJob) -> dict[str, Any]:
+    return {"job": job}
+
+
+# The cancel and resume buttons of a job's page.
+job_action = role_required(ADMIN)(
+    job_action_view(services.job_lifecycle, _job_for, "generation/_job_progress.html", _job)
+)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from config.roles import ADMIN, ANNOTATOR, role_required
+from config.roles import ADMIN, ANNOTATOR, AuthenticatedRequest, role_required
 from labeling import selectors, services
 
 
@@ -37,7 +37,7 @@ class QueueAnnotatorsForm(forms.Form):
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def queue_annotators(request: HttpRequest, pk: int) -> HttpResponse:
+def queue_annotators(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     # An empty POST (nobody ticked) is still a submission: it opens the queue to everyone.
     form = QueueAnnotatorsForm(

@@ -10,10 +10,15 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 Label = int
+U = TypeVar("U", bound=Hashable)  # a unit
+A = TypeVar("A", bound=Hashable)  # an annotator
+B = TypeVar("B", bound=Hashable)  # a bucket (a day, say)
+T = TypeVar("T", bound=Hashable)  # a task
 # unit -> {annotator: label}
-Units = Mapping[Hashable, Mapping[Hashable, Label]]
+Units = Mapping[U, Mapping[A, Label]]
 
 
 def preference_labels(order: Sequence[Sequence[int]]) -> dict[tuple[int, int], Label]:
@@ -25,7 +30,7 @@ def preference_labels(order: Sequence[Sequence[int]]) -> dict[tuple[int, int], L
     return labels
 
 
-def pairwise_agreement(units: Units) -> float | None:
+def pairwise_agreement(units: Units[U, A]) -> float | None:
     """Share of annotator pairs that gave a unit the same label, over all units.
 
     None when no unit has two labels.
@@ -38,14 +43,14 @@ def pairwise_agreement(units: Units) -> float | None:
     return agree / total if total else None
 
 
-def krippendorff_alpha_nominal(units: Units) -> float | None:
+def krippendorff_alpha_nominal(units: Units[U, A]) -> float | None:
     """Krippendorff's alpha for nominal data (Krippendorff 2011, "Computing Krippendorff's
     Alpha-Reliability", section C): 1 - D_o / D_e from the coincidence matrix.
 
     Units with fewer than two labels are not pairable and are ignored. None when nothing
     is pairable or when every label is the same value (no variation to agree on).
     """
-    coincidence: Counter[tuple[Label, Label]] = Counter()
+    coincidence: defaultdict[tuple[Label, Label], float] = defaultdict(float)
     for labels in units.values():
         values = list(labels.values())
         m = len(values)
@@ -55,7 +60,7 @@ def krippendorff_alpha_nominal(units: Units) -> float | None:
             coincidence[(values[i], values[j])] += 1.0 / (m - 1)
     if not coincidence:
         return None
-    n_c: Counter[Label] = Counter()
+    n_c: defaultdict[Label, float] = defaultdict(float)
     for (c, _k), weight in coincidence.items():
         n_c[c] += weight
     n = sum(n_c.values())
@@ -66,19 +71,19 @@ def krippendorff_alpha_nominal(units: Units) -> float | None:
     return 1.0 - observed / expected
 
 
-def agreement_with_majority(units: Units) -> dict[Hashable, tuple[int, int]]:
+def agreement_with_majority(units: Units[U, A]) -> dict[A, tuple[int, int]]:
     """For each annotator: (agreeing, counted) against the strict majority of the *other*
     annotators on each unit. Units where the others have no strict majority don't count."""
     return {who: counts for (who, _), counts in agreement_with_majority_by(units).items()}
 
 
 def agreement_with_majority_by(
-    units: Units, bucket_of: Mapping[tuple[Hashable, Hashable], Hashable] | None = None
-) -> dict[tuple[Hashable, Hashable], tuple[int, int]]:
+    units: Units[U, A], bucket_of: Mapping[tuple[U, A], B] | None = None
+) -> dict[tuple[A, B | None], tuple[int, int]]:
     """As :func:`agreement_with_majority`, split by bucket: (annotator, bucket) -> (agreeing,
     counted), where ``bucket_of[(unit, annotator)]`` says which bucket (a day, say) that
     annotator's label on that unit falls in; without ``bucket_of``, one bucket (None)."""
-    result: dict[tuple[Hashable, Hashable], list[int]] = defaultdict(lambda: [0, 0])
+    result: dict[tuple[A, B | None], list[int]] = defaultdict(lambda: [0, 0])
     for unit, labels in units.items():
         for annotator, label in labels.items():
             others = Counter(v for who, v in labels.items() if who != annotator)
@@ -94,14 +99,14 @@ def agreement_with_majority_by(
 
 
 def gold_accuracy(
-    gold: Mapping[Hashable, Sequence[Sequence[int]]],
-    rankings: Sequence[tuple[Hashable, Hashable, Sequence[Sequence[int]]]],
-) -> dict[Hashable, tuple[int, int]]:
+    gold: Mapping[T, Sequence[Sequence[int]]],
+    rankings: Sequence[tuple[A, T, Sequence[Sequence[int]]]],
+) -> dict[A, tuple[int, int]]:
     """For each annotator: (pairs matching the gold order, pairs judged) on gold tasks.
 
     ``gold`` maps task -> gold order; ``rankings`` holds (annotator, task, order).
     """
-    result: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
+    result: dict[A, list[int]] = defaultdict(lambda: [0, 0])
     gold_labels = {task: preference_labels(order) for task, order in gold.items()}
     for annotator, task, order in rankings:
         expected = gold_labels.get(task)

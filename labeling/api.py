@@ -11,7 +11,7 @@ from django.http import FileResponse, Http404, HttpResponse, StreamingHttpRespon
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,21 +20,17 @@ from config.bounds import ID_MAX, SEED_MAX, query_id
 from config.pagination import paginated_response
 from config.parsers import StrictJSONParser
 from config.roles import (
+    CanLabel,
+    CanReadQueues,
+    HiddenFromNonAdmins,
     IsPreflabAdmin,
     IsResearcher,
     user_is_admin,
-    user_is_annotator,
-    user_is_researcher,
 )
 from generation import importers
 from labeling import record, selectors, services, snapshots
 from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
 from labeling.preference_import import preferences_import
-
-
-class CanLabel(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_is_annotator(request.user) or user_is_admin(request.user)
 
 
 class QueueSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -207,11 +203,6 @@ class LabelingAPIView(APIView):
         return selectors.queue_get(user=request.user, pk=pk)
 
 
-class CanReadQueues(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_is_annotator(request.user) or user_is_researcher(request.user)
-
-
 class QueueListAPI(LabelingAPIView):
     """Annotators list the queues they may label; researchers and admins list every queue
     (read-only for researchers: the snapshot form names them)."""
@@ -282,11 +273,9 @@ class UndoAPI(LabelingAPIView):
 class GoldAPI(APIView):
     """Admins mark a task as gold with its known order; annotators' accuracy on it is tracked."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, HiddenFromNonAdmins]
 
     def post(self, request: Request, pk: int) -> Response:
-        if not user_is_admin(request.user):
-            raise Http404
         task = LabelingTask.objects.filter(pk=pk).first()
         if task is None:
             raise Http404

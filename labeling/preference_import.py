@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -31,7 +31,7 @@ from labeling.models import (
 from labeling.services import LabelingError
 
 
-def _pseudo_annotator(source: str) -> AbstractBaseUser:
+def _pseudo_annotator(source: str) -> User:
     """An inactive account that stands for the dataset's original annotators."""
     return pseudo_user_get_or_create(username=f"import-{slugify(source)}"[:150] or "import")
 
@@ -43,7 +43,7 @@ def preferences_import(
     format: str,
     name: str,
     source_name: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> LabelingQueue:
     """Store every pair of the file as a labeled comparison, in a new (inactive) queue."""
     records = importers.parse_preferences(data, format=format)

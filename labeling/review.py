@@ -9,9 +9,9 @@ changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
@@ -19,6 +19,17 @@ from django.utils import timezone
 from labeling.models import LabelingQueue, LabelReview, Ranking
 
 REASON_MAX = 2000
+
+
+class ReviewAnnotations(TypedDict):
+    review_status: str | None
+    review_reason: str | None
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    ReviewedRanking = WithAnnotations[Ranking, ReviewAnnotations]
 
 
 class ReviewError(ValueError):
@@ -38,14 +49,14 @@ def _latest_review(field: str) -> Subquery:
     )
 
 
-def rankings_with_review(rankings: QuerySet[Ranking]) -> QuerySet[Ranking]:
+def rankings_with_review(rankings: QuerySet[Ranking]) -> QuerySet[ReviewedRanking]:
     """``rankings`` annotated with ``review_status`` and ``review_reason`` (None: unreviewed)."""
     return rankings.annotate(
         review_status=_latest_review("status"), review_reason=_latest_review("reason")
     )
 
 
-def rejected_labels(rankings: QuerySet[Ranking]) -> QuerySet[Ranking]:
+def rejected_labels(rankings: QuerySet[Ranking]) -> QuerySet[ReviewedRanking]:
     """The rankings among ``rankings`` whose current version's latest review rejects it."""
     return rankings_with_review(rankings).filter(review_status=LabelReview.Status.REJECTED)
 
@@ -56,7 +67,7 @@ def label_review(
     ranking: Ranking,
     status: str,
     reason: str = "",
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     version: int | None = None,
 ) -> LabelReview:
     """Accept or reject ``ranking`` as it stands. A rejection needs a reason.
@@ -98,7 +109,7 @@ REVIEW_FILTERS = {
 }
 
 
-def review_queue_labels(*, queue: LabelingQueue, show: str = "all") -> QuerySet[Ranking]:
+def review_queue_labels(*, queue: LabelingQueue, show: str = "all") -> QuerySet[ReviewedRanking]:
     """The queue's current labels for the review page, with their review, newest first."""
     labels = rankings_with_review(
         Ranking.objects.filter(task__queue=queue).select_related("task__prompt", "annotator")
@@ -122,14 +133,12 @@ class Rejection:
     at: Any
 
 
-def annotator_rejected_count(*, user: AbstractBaseUser) -> int:
+def annotator_rejected_count(*, user: User) -> int:
     """How many of the annotator's current labels a lead has rejected (no cap)."""
     return rejected_labels(Ranking.objects.filter(annotator=user)).count()
 
 
-def annotator_rejections(
-    *, user: AbstractBaseUser, queue: LabelingQueue | None = None
-) -> list[Rejection]:
+def annotator_rejections(*, user: User, queue: LabelingQueue | None = None) -> list[Rejection]:
     """The annotator's current labels that a lead rejected, with the reason, newest first."""
     rankings = Ranking.objects.filter(annotator=user).select_related("task__prompt", "task__queue")
     if queue is not None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from config.roles import ADMIN, ANNOTATOR, role_required
+from config.roles import ADMIN, ANNOTATOR, AuthenticatedRequest, role_required
 from labeling import review, search, services
 from labeling.models import LabelingQueue, Ranking
 
@@ -27,7 +27,7 @@ def _row(label: Ranking) -> dict[str, object]:
 
 @role_required(ADMIN)
 @require_GET
-def review_page(request: HttpRequest, pk: int) -> HttpResponse:
+def review_page(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = get_object_or_404(LabelingQueue, pk=pk)
     show = request.GET.get("show", "all")
     if show not in review.REVIEW_FILTERS:
@@ -50,7 +50,7 @@ def review_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def review_label(request: HttpRequest, pk: int, ranking_id: int) -> HttpResponse:
+def review_label(request: AuthenticatedRequest, pk: int, ranking_id: int) -> HttpResponse:
     """Accept or reject one label (htmx swaps its row; a plain form returns to the page)."""
     queue = get_object_or_404(LabelingQueue, pk=pk)
     ranking = get_object_or_404(Ranking, pk=ranking_id, task__queue=queue)
@@ -86,7 +86,7 @@ def review_label(request: HttpRequest, pk: int, ranking_id: int) -> HttpResponse
 
 @role_required(ANNOTATOR, ADMIN)
 @require_GET
-def my_rejections(request: HttpRequest) -> HttpResponse:
+def my_rejections(request: AuthenticatedRequest) -> HttpResponse:
     """The annotator's labels a lead rejected, with the reasons."""
     rejections = review.annotator_rejections(user=request.user)  # type: ignore[arg-type]
     return render(request, "labeling/rejections.html", {"rejections": rejections})
@@ -94,7 +94,7 @@ def my_rejections(request: HttpRequest) -> HttpResponse:
 
 @role_required(ANNOTATOR, ADMIN)
 @require_POST
-def relabel(request: HttpRequest, ranking_id: int) -> HttpResponse:
+def relabel(request: AuthenticatedRequest, ranking_id: int) -> HttpResponse:
     """Take back one's own rejected (or any current) label and label the task again."""
     assignment = services.ranking_take_back(ranking_id=ranking_id, user=request.user)  # type: ignore[arg-type]
     if assignment is None:

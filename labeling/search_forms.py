@@ -46,7 +46,9 @@ class SearchForm(forms.Form):
             .order_by("username")
             .values_list("username", flat=True)
         )
-        self.fields["annotator"].choices = [("", "any"), *((n, n) for n in names)]
+        annotator = self.fields["annotator"]
+        assert isinstance(annotator, forms.ChoiceField)
+        annotator.choices = [("", "any"), *((n, n) for n in names)]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

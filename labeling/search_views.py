@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from config.roles import RESEARCHER, role_required
+from config.roles import RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import Prompt
 from labeling import search
 from labeling.search_forms import SearchForm
@@ -17,28 +19,31 @@ PAGE_SIZE = 50
 
 @role_required(RESEARCHER)
 @require_GET
-def search_page(request: HttpRequest) -> HttpResponse:
+def search_page(request: AuthenticatedRequest) -> HttpResponse:
     form = SearchForm(request.GET or None)
     context: dict[str, object] = {"form": form, "kind": "labels"}
     if form.is_bound and form.is_valid():
         kind = form.cleaned_data.get("kind") or "labels"
+        number = request.GET.get("page")
+        page: Page[Any]
         if kind == "prompts":
-            results = search.prompt_search(text=form.cleaned_data.get("q") or "")
+            prompts = search.prompt_search(text=form.cleaned_data.get("q") or "")
+            page = Paginator(prompts, PAGE_SIZE).get_page(number)
         else:
-            results = search.label_search(spec=form.label_filter())
-        page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+            labels = search.label_search(spec=form.label_filter())
+            label_page = Paginator(labels, PAGE_SIZE).get_page(number)
+            context["rows"] = [search.label_view(label) for label in label_page.object_list]
+            page = label_page
         params = request.GET.copy()
         params.pop("page", None)
         context.update(kind=kind, page=page, page_query=params.urlencode())
-        if kind == "labels":
-            context["rows"] = [search.label_view(label) for label in page.object_list]
     template = "labeling/_search_results.html" if request.htmx else "labeling/search.html"  # type: ignore[attr-defined]
     return render(request, template, context)
 
 
 @role_required(RESEARCHER)
 @require_GET
-def prompt_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def prompt_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     prompt = get_object_or_404(Prompt.objects.select_related("prompt_set"), pk=pk)
     record = search.prompt_record(prompt=prompt)
     tasks = [

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from config.roles import user_is_admin, user_is_annotator, user_is_researcher
+from config.roles import AnyUser, user_is_admin, user_is_annotator, user_is_researcher
 from labeling import agreement, hooks
 from labeling.models import (
     AI_LABELER_GROUP,
@@ -26,8 +26,6 @@ from labeling.models import (
     RankingVersion,
     TaskCompletion,
 )
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 
 def queue_list(*, user: AnyUser) -> QuerySet[LabelingQueue]:
@@ -58,7 +56,7 @@ def queue_get(*, user: AnyUser, pk: int) -> LabelingQueue:
     return queue
 
 
-def assignment_get(*, user: AnyUser, pk: int) -> Assignment:
+def assignment_get(*, user: User, pk: int) -> Assignment:
     """An annotator's own assignment; anyone else's is a 404."""
     assignment = (
         Assignment.objects.select_related("task__queue").filter(pk=pk, annotator=user).first()
@@ -100,7 +98,7 @@ def queue_progress(*, queue: LabelingQueue, user: AnyUser) -> Progress:
     )
 
 
-def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Ranking]:
+def ranking_list(*, user: User, queue: LabelingQueue | None = None) -> QuerySet[Ranking]:
     rankings = Ranking.objects.select_related("task__queue", "annotator").prefetch_related(
         "task__slots"
     )
@@ -111,7 +109,7 @@ def ranking_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QueryS
     return rankings.order_by("-created_at")
 
 
-def comparison_list(*, user: AnyUser, queue: LabelingQueue | None = None) -> QuerySet[Comparison]:
+def comparison_list(*, user: User, queue: LabelingQueue | None = None) -> QuerySet[Comparison]:
     comparisons = Comparison.objects.select_related("annotator").prefetch_related(
         "ranking__task__slots"
     )
@@ -253,7 +251,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     units: dict[Any, dict[str, int]] = defaultdict(dict)
     ai_units: dict[str, dict[Any, int]] = defaultdict(dict)
     per_task: dict[int, int] = defaultdict(int)
-    by_annotator: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_annotator: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     hours: dict[int, int] = defaultdict(int)
     day_of: dict[tuple[Any, str], date] = {}
     for r in rankings:
@@ -293,9 +291,13 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     board.reward, by_reward = _reward_agreement(queue, ai_names)
     if board.reward is not None:
         board.reward.ai_vs_humans = [(name, majority[name]) for name in sorted(ai_units)]
-    gold_tasks = dict(
-        LabelingTask.objects.filter(queue=queue, is_gold=True).values_list("id", "gold_order")
-    )
+    gold_tasks = {
+        task_id: order
+        for task_id, order in LabelingTask.objects.filter(queue=queue, is_gold=True).values_list(
+            "id", "gold_order"
+        )
+        if order is not None  # a gold task always has its order (labeling_task_set_gold)
+    }
     gold = agreement.gold_accuracy(
         gold_tasks, [(r["annotator__username"], r["task_id"], r["order"]) for r in rankings]
     )
@@ -387,7 +389,7 @@ class AnnotatorDay:
 
 
 def _annotator_days(
-    rows: list[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     units: Mapping[Any, Mapping[str, int]],
     day_of: Mapping[tuple[Any, str], date],
 ) -> list[AnnotatorDay]:

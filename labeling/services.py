@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -92,7 +92,7 @@ def _pick_pairs(
 
 @transaction.atomic
 def labeling_queue_create(
-    *, jobs: Sequence[GenerationJob], settings: QueueSettings, user: AbstractBaseUser | None = None
+    *, jobs: Sequence[GenerationJob], settings: QueueSettings, user: User | None = None
 ) -> LabelingQueue:
     """Build a queue and all its tasks from finished generation jobs.
 
@@ -200,13 +200,13 @@ CLAIM_BATCH = 3
 
 
 @transaction.atomic
-def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[AbstractBaseUser]) -> None:
+def queue_annotators_set(*, queue: LabelingQueue, annotators: Sequence[User]) -> None:
     """Restrict ``queue`` to ``annotators``; an empty list opens it to every annotator.
     Claims already made stay valid until they are submitted or their lease ends."""
     queue.annotators.set(annotators)
 
 
-def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
+def queue_may_label(*, queue: LabelingQueue, user: User) -> bool:
     """Admins label any queue; annotators an open one, or a restricted one that names them."""
     if user_is_admin(user):
         return True
@@ -215,7 +215,7 @@ def queue_may_label(*, queue: LabelingQueue, user: AbstractBaseUser) -> bool:
 
 
 @transaction.atomic
-def task_claim_next(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+def task_claim_next(*, queue: LabelingQueue, user: User) -> Assignment | None:
     """The annotator's current claim in ``queue``, or a new one on the next open task.
 
     Concurrency-safe: open tasks are locked with ``FOR UPDATE SKIP LOCKED`` and their
@@ -321,9 +321,7 @@ def task_priorities_set(*, queue: LabelingQueue, priorities: Mapping[int, float 
     return sum(1 for t in tasks if t.priority is not None)
 
 
-def assignment_uncounted_open(
-    *, task_id: int, user: AbstractBaseUser, lease_seconds: int
-) -> Assignment:
+def assignment_uncounted_open(*, task_id: int, user: User, lease_seconds: int) -> Assignment:
     """An assignment of the task to an extra labeler (an AI) that never takes one of the
     task's overlap slots: the existing one (its lease renewed while active) or a new one.
     The labeler submits on it with ``ranking_submit``, as a human would."""
@@ -475,14 +473,14 @@ class Submission:
     demonstration: str = ""
 
 
-def _last_version(task: LabelingTask, user: AbstractBaseUser) -> RankingVersion | None:
+def _last_version(task: LabelingTask, user: User) -> RankingVersion | None:
     return RankingVersion.objects.filter(task=task, annotator=user).order_by("-version").first()
 
 
 def _write_version(
     *,
     task: LabelingTask,
-    user: AbstractBaseUser,
+    user: User,
     action: str,
     now: Any,
     ranking: Ranking | None = None,
@@ -509,9 +507,7 @@ def _write_version(
 
 
 @transaction.atomic
-def ranking_submit(
-    *, assignment_id: int, user: AbstractBaseUser, submission: Submission
-) -> Ranking:
+def ranking_submit(*, assignment_id: int, user: User, submission: Submission) -> Ranking:
     """Store a ranking and its comparisons in one transaction, and append a version.
 
     A repeated identical submit returns the stored ranking (idempotent); a different one on
@@ -605,7 +601,7 @@ def ranking_submit(
     return ranking
 
 
-def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) -> None:
+def _store_demonstration(task: LabelingTask, user: User, text: str) -> None:
     """The current demonstration of (task, annotator); its versions are in RankingVersion."""
     existing = Demonstration.objects.filter(task=task, annotator=user).first()
     if not text:
@@ -620,7 +616,7 @@ def _store_demonstration(task: LabelingTask, user: AbstractBaseUser, text: str) 
 
 
 @transaction.atomic
-def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assignment | None:
+def ranking_undo_last(*, queue: LabelingQueue, user: User) -> Assignment | None:
     """Take back the annotator's latest submission or edit in ``queue``: a tombstone version
     is appended, the current ranking, comparisons and demonstration go, and the task is
     theirs again with a fresh lease. Earlier versions stay in the record."""
@@ -636,7 +632,7 @@ def ranking_undo_last(*, queue: LabelingQueue, user: AbstractBaseUser) -> Assign
 
 
 @transaction.atomic
-def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment | None:
+def ranking_take_back(*, ranking_id: int, user: User) -> Assignment | None:
     """Take back one of the annotator's current labels (to label that task again, as after
     a rejection in review): the same tombstone and fresh lease as an undo. None when the
     label is not theirs or is gone."""
@@ -651,9 +647,7 @@ def ranking_take_back(*, ranking_id: int, user: AbstractBaseUser) -> Assignment 
     return _ranking_take_back(ranking=ranking, queue=ranking.task.queue, user=user)
 
 
-def _ranking_take_back(
-    *, ranking: Ranking, queue: LabelingQueue, user: AbstractBaseUser
-) -> Assignment:
+def _ranking_take_back(*, ranking: Ranking, queue: LabelingQueue, user: User) -> Assignment:
     assignment = ranking.assignment
     now = timezone.now()
     _write_version(task=ranking.task, user=user, action=RankingVersion.Action.UNDONE, now=now)

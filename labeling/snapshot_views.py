@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.roles import RESEARCHER, role_required
+from config.roles import RESEARCHER, AuthenticatedRequest, role_required
 from labeling import record, snapshots
 from labeling.models import DatasetSnapshot, SnapshotRow
 from labeling.snapshot_forms import SnapshotForm
@@ -15,7 +15,7 @@ from labeling.snapshot_forms import SnapshotForm
 
 @role_required(RESEARCHER)
 @require_http_methods(["GET", "POST"])
-def snapshot_list(request: HttpRequest) -> HttpResponse:
+def snapshot_list(request: AuthenticatedRequest) -> HttpResponse:
     form = SnapshotForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -34,7 +34,7 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     sample = SnapshotRow.objects.filter(snapshot=snapshot).select_related(
         "prompt", "chosen", "rejected"
@@ -46,7 +46,7 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -63,7 +63,7 @@ def snapshot_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     try:
         split = snapshots.snapshot_split(request.GET.get("split"))
@@ -80,7 +80,7 @@ def snapshot_export_parquet(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_export_extra(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> HttpResponseBase:
     """The listwise rankings or the demonstrations (SFT) of a snapshot, as JSONL."""
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     content = (
@@ -95,7 +95,7 @@ def snapshot_export_extra(request: HttpRequest, pk: int, kind: str) -> HttpRespo
 
 @role_required(RESEARCHER)
 @require_GET
-def label_versions_export(request: HttpRequest) -> HttpResponse:
+def label_versions_export(request: AuthenticatedRequest) -> HttpResponseBase:
     """Every version of every annotator's label, raw, with times (``?queue=<id>``)."""
     raw = request.GET.getlist("queue")
     if not all(q.isdigit() for q in raw):
@@ -110,7 +110,7 @@ def label_versions_export(request: HttpRequest) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def snapshot_card(request: HttpRequest, pk: int) -> HttpResponse:
+def snapshot_card(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     response = HttpResponse(
         snapshots.snapshot_data_card(snapshot), content_type="text/markdown; charset=utf-8"

@@ -6,14 +6,14 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.rendering import render_markdown
-from config.roles import ADMIN, ANNOTATOR, role_required
+from config.roles import ADMIN, ANNOTATOR, AuthenticatedRequest, role_required
 from labeling import hooks, review, selectors, services
 from labeling.forms import LabelingQueueForm, SubmissionForm
 from labeling.models import Assignment, LabelingQueue
@@ -21,7 +21,7 @@ from labeling.models import Assignment, LabelingQueue
 
 @role_required(ANNOTATOR, ADMIN)
 @require_GET
-def queue_index(request: HttpRequest) -> HttpResponse:
+def queue_index(request: AuthenticatedRequest) -> HttpResponse:
     queues = selectors.queue_counts(
         queues=selectors.queue_list(user=request.user), user=request.user
     )
@@ -31,7 +31,7 @@ def queue_index(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def queue_create(request: HttpRequest) -> HttpResponse:
+def queue_create(request: AuthenticatedRequest) -> HttpResponse:
     initial = {"jobs": request.GET.getlist("job")} if "job" in request.GET else {}
     form = LabelingQueueForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -59,7 +59,7 @@ def queue_create(request: HttpRequest) -> HttpResponse:
     return render(request, "labeling/queue_form.html", {"form": form})
 
 
-def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, object]:
+def _task_context(request: AuthenticatedRequest, queue: LabelingQueue) -> dict[str, object]:
     assignment = services.task_claim_next(queue=queue, user=request.user)
     context: dict[str, object] = {
         "queue": queue,
@@ -86,7 +86,7 @@ def _task_context(request: HttpRequest, queue: LabelingQueue) -> dict[str, objec
 
 @role_required(ANNOTATOR, ADMIN)
 @require_GET
-def label(request: HttpRequest, pk: int) -> HttpResponse:
+def label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     context = _task_context(request, queue)
     if request.htmx:  # type: ignore[attr-defined]
@@ -111,9 +111,9 @@ def _order_from_post(
             "both_bad": ([[a, b]], True),
         }[choice]
     aliases = dict(zip(services.ALIASES, candidates, strict=False))
-    if "order" in data and data["order"]:
+    if order := data.get("order"):
         try:
-            groups = json.loads(data["order"])
+            groups = json.loads(order)
             return [[aliases[a] for a in group] for group in groups], False
         except (json.JSONDecodeError, KeyError, TypeError):
             raise services.LabelingError("the ranking could not be read") from None
@@ -143,7 +143,7 @@ def _scores_from_post(data: QueryDict, candidates: list[int]) -> dict[str, int]:
 
 @role_required(ANNOTATOR, ADMIN)
 @require_POST
-def submit(request: HttpRequest, pk: int) -> HttpResponse:
+def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     form = SubmissionForm(request.POST)
     if not form.is_valid():
@@ -179,7 +179,7 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ANNOTATOR, ADMIN)
 @require_POST
-def undo(request: HttpRequest, pk: int) -> HttpResponse:
+def undo(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     if services.ranking_undo_last(queue=queue, user=request.user) is None:
         return _after_action(request, queue, error="There is nothing to undo.")
@@ -187,7 +187,7 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _after_action(
-    request: HttpRequest, queue: LabelingQueue, *, error: str = "", info: str = ""
+    request: AuthenticatedRequest, queue: LabelingQueue, *, error: str = "", info: str = ""
 ) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         context = _task_context(request, queue)
@@ -217,7 +217,7 @@ def _agreement_trend(days: list[selectors.AnnotatorDay]) -> dict[str, object]:
 
 @role_required(ADMIN)
 @require_GET
-def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+def dashboard(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_get(user=request.user, pk=pk)
     board = selectors.queue_dashboard(queue=queue, user=request.user)
     chart = {

@@ -9,16 +9,14 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from config.bounds import SEED_MAX, query_id, query_int
 from config.fields import IdField
 from config.jobs.api import JobActionAPIMixin
 from config.pagination import paginated_response
-from config.roles import IsResearcher, user_is_admin
+from config.roles import ResearcherAPIView
 from generation.models import GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot
 from training import evaluations, runs, scorings, selectors
@@ -101,14 +99,6 @@ class RewardScoringCreateSerializer(serializers.Serializer):  # type: ignore[typ
     job = IdField(queryset=GenerationJob.objects.all())
 
 
-def _admin_only(request: Request) -> Response | None:
-    if not user_is_admin(request.user):
-        return Response(
-            {"detail": "Only admins can change this."}, status=status.HTTP_403_FORBIDDEN
-        )
-    return None
-
-
 def _run_error(exc: runs.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     """``{"detail": message, "field": name}``, and ``{name: [message]}`` as DRF writes it."""
     body: dict[str, Any] = {"detail": str(exc), "field": exc.field or None}
@@ -117,19 +107,7 @@ def _run_error(exc: runs.RunError, code: int = status.HTTP_400_BAD_REQUEST) -> R
     return Response(body, status=code)
 
 
-class BaseAPIView(APIView):
-    permission_classes = [IsAuthenticated, IsResearcher]
-
-    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
-        # Annotators must not learn that training runs exist: 404, not 403.
-        from django.http import Http404
-
-        if request.user and request.user.is_authenticated:
-            raise Http404
-        super().permission_denied(request, message, code)
-
-
-class TrainingRunListAPI(BaseAPIView):
+class TrainingRunListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         runs = selectors.training_run_list(user=request.user)
         if kind := request.query_params.get("kind"):
@@ -139,8 +117,6 @@ class TrainingRunListAPI(BaseAPIView):
         return paginated_response(self, request, runs, TrainingRunSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -150,24 +126,24 @@ class TrainingRunListAPI(BaseAPIView):
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-class TrainingRunDetailAPI(BaseAPIView):
+class TrainingRunDetailAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
         return Response(TrainingRunSerializer(run).data)
 
 
-class TrainingRunActionAPI(JobActionAPIMixin, BaseAPIView):
-    lifecycle = runs.run_lifecycle
-    job_serializer = TrainingRunSerializer
-
-    def get_job(self, request: Request, pk: int) -> TrainingRun:
-        return get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
-
+class _JobActionAPI(JobActionAPIMixin, ResearcherAPIView):
     def job_action_error(self, exc: Exception) -> Response:
         return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
 
 
-class TrainingRunMetricsAPI(BaseAPIView):
+class TrainingRunActionAPI(_JobActionAPI):
+    lifecycle = runs.run_lifecycle
+    job_serializer = TrainingRunSerializer
+    job_list = staticmethod(selectors.training_run_list)
+
+
+class TrainingRunMetricsAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         run = get_object_or_404(selectors.training_run_list(user=request.user), pk=pk)
         after = query_int(request.query_params, "after", default=-1, minimum=-1, maximum=2**62)
@@ -175,7 +151,7 @@ class TrainingRunMetricsAPI(BaseAPIView):
         return Response({"run": run.pk, "status": run.status, "step": run.step, **curves})
 
 
-class RewardScoringListAPI(BaseAPIView):
+class RewardScoringListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         scorings = selectors.reward_scoring_list(user=request.user)
         if (job := query_id(request.query_params, "job")) is not None:
@@ -183,8 +159,6 @@ class RewardScoringListAPI(BaseAPIView):
         return paginated_response(self, request, scorings, RewardScoringSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = RewardScoringCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -194,15 +168,10 @@ class RewardScoringListAPI(BaseAPIView):
         return Response(RewardScoringSerializer(scoring).data, status=status.HTTP_201_CREATED)
 
 
-class RewardScoringActionAPI(JobActionAPIMixin, BaseAPIView):
+class RewardScoringActionAPI(_JobActionAPI):
     lifecycle = scorings.scoring_lifecycle
     job_serializer = RewardScoringSerializer
-
-    def get_job(self, request: Request, pk: int) -> RewardScoring:
-        return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
-
-    def job_action_error(self, exc: Exception) -> Response:
-        return _run_error(exc, status.HTTP_409_CONFLICT)  # type: ignore[arg-type]
+    job_list = staticmethod(selectors.reward_scoring_list)
 
 
 # --- evaluations --------------------------------------------------------------------------------
@@ -314,13 +283,11 @@ def leaderboard_payload(
     }
 
 
-class EvaluationListAPI(BaseAPIView):
+class EvaluationListAPI(ResearcherAPIView):
     def get(self, request: Request) -> Response:
         return paginated_response(self, request, _evaluations(request), EvaluationSerializer)
 
     def post(self, request: Request) -> Response:
-        if denied := _admin_only(request):
-            return denied
         serializer = EvaluationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -333,14 +300,14 @@ class EvaluationListAPI(BaseAPIView):
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
 
 
-class EvaluationDetailAPI(BaseAPIView):
+class EvaluationDetailAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         evaluation = get_object_or_404(_evaluations(request), pk=pk)
         evaluation = evaluations.evaluation_advance(evaluation=evaluation)
         return Response(EvaluationSerializer(evaluation).data)
 
 
-class EvaluationLeaderboardAPI(BaseAPIView):
+class EvaluationLeaderboardAPI(ResearcherAPIView):
     def get(self, request: Request, pk: int) -> Response:
         evaluation = get_object_or_404(_evaluations(request), pk=pk)
         evaluation = evaluations.evaluation_advance(evaluation=evaluation)

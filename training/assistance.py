@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from config.roles import pseudo_user_get_or_create
@@ -54,7 +54,7 @@ def _note(queue_id: int, text: str) -> None:
 # --- choosing a reward run ------------------------------------------------------------------
 
 
-def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: AbstractBaseUser | None) -> int:
+def _start_scorings(queue: LabelingQueue, run: TrainingRun, user: User | None) -> int:
     """Queue a scoring of every job of the queue that ``run`` has not scored (or whose last
     scoring failed). Returns how many jobs are not scored yet."""
     pending = 0
@@ -80,7 +80,7 @@ def queue_assistance_set(
     queue: LabelingQueue,
     reward_run: TrainingRun | None,
     task_order: str = LabelingQueue.TaskOrder.POSITION,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> QueueAssistance:
     """Choose the queue's assisting reward run (or none) and its task order.
 
@@ -232,7 +232,7 @@ def ai_labeler_username(run: TrainingRun) -> str:
     return name[: _USERNAME_LENGTH - len(suffix)] + suffix
 
 
-def ai_labeler_user(*, reward_run: TrainingRun) -> AbstractBaseUser:
+def ai_labeler_user(*, reward_run: TrainingRun) -> User:
     """The reward run's pseudo-user: inactive, no usable password, in the ai-labeler group,
     holding no role (it never signs in, claims or sees a page)."""
     user = pseudo_user_get_or_create(
@@ -244,7 +244,7 @@ def ai_labeler_user(*, reward_run: TrainingRun) -> AbstractBaseUser:
 
 
 @transaction.atomic
-def queue_ai_label_start(*, queue: LabelingQueue, user: AbstractBaseUser | None = None) -> None:
+def queue_ai_label_start(*, queue: LabelingQueue, user: User | None = None) -> None:
     """Queue the AI labeler for the queue's reward run on the training queue."""
     run = selectors.queue_assistance_run(queue=queue)
     if run is None:

@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from config.roles import ADMIN, role_required, user_is_admin
+from config.roles import ADMIN, AuthenticatedRequest, role_required, user_is_admin
 from labeling import selectors as labeling_selectors
 from labeling.models import LabelingQueue
 from labeling.services import LabelingError
@@ -39,7 +39,7 @@ def queue_assistance_panel(request: HttpRequest, queue: LabelingQueue) -> SafeSt
 
 @role_required(ADMIN)
 @require_POST
-def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
+def queue_assist(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Choose the queue's assisting reward run and task order (scores the queue if needed)."""
     queue = labeling_selectors.queue_get(user=request.user, pk=pk)
     form = QueueAssistForm(request.POST)
@@ -64,7 +64,7 @@ def queue_assist(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def queue_ai_label(request: HttpRequest, pk: int) -> HttpResponse:
+def queue_ai_label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Queue the AI labeler: the queue's reward model labels every task as an extra annotator."""
     queue = labeling_selectors.queue_get(user=request.user, pk=pk)
     try:

@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.roles import ADMIN, RESEARCHER, role_required, user_is_admin
-from training import evaluations, selectors
+from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required, user_is_admin
+from training import evaluations, rounds, selectors
 from training.forms import CompareWithParentForm, EvaluationForm, NextRoundForm
 from training.models import Evaluation, TrainingRun
 from training.runs import RunError
@@ -28,15 +27,13 @@ def _add_error(form: Any, exc: RunError) -> None:
 # --- evaluations --------------------------------------------------------------------------------
 
 
-@role_required(RESEARCHER)
+@role_required(RESEARCHER, write=ADMIN)
 @require_http_methods(["GET", "POST"])
-def evaluation_list(request: HttpRequest) -> HttpResponse:
+def evaluation_list(request: AuthenticatedRequest) -> HttpResponse:
     """The evaluations, and (admins) the form that creates one."""
     form: EvaluationForm | None = None
     status = 200
     if request.method == "POST":
-        if not user_is_admin(request.user):
-            raise PermissionDenied
         form = EvaluationForm(request.POST)
         if form.is_valid():
             try:
@@ -67,7 +64,7 @@ def _detail_context(evaluation: Evaluation) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def evaluation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def evaluation_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     evaluation = get_object_or_404(selectors.evaluation_list(user=request.user), pk=pk)
     # The beat task advances evaluations every 30 s; the page need not wait for it.
     evaluation = evaluations.evaluation_advance(evaluation=evaluation)
@@ -92,14 +89,14 @@ def _policy_run(request: HttpRequest, pk: int) -> TrainingRun:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def run_next_round(request: HttpRequest, pk: int) -> HttpResponse:
+def run_next_round(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _policy_run(request, pk)
-    defaults = evaluations.round_defaults(run=run)
+    defaults = rounds.round_defaults(run=run)
     if request.method == "POST":
         form = NextRoundForm(request.POST)
         if form.is_valid():
             try:
-                evaluations.round_create(run=run, user=request.user, **form.cleaned_data)
+                rounds.round_create(run=run, user=request.user, **form.cleaned_data)
             except RunError as exc:
                 _add_error(form, exc)
             else:
@@ -126,7 +123,7 @@ def run_next_round(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
-def run_compare_parent(request: HttpRequest, pk: int) -> HttpResponse:
+def run_compare_parent(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _policy_run(request, pk)
     form = CompareWithParentForm(request.POST)
     if not form.is_valid():
@@ -150,7 +147,7 @@ def run_compare_parent(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def round_list(request: HttpRequest) -> HttpResponse:
+def round_list(request: AuthenticatedRequest) -> HttpResponse:
     """The rounds timeline; advances rounds and evaluations whose jobs have finished."""
-    evaluations.loops_advance()
+    rounds.loops_advance()
     return render(request, "training/round_list.html", {"timeline": selectors.rounds_timeline()})

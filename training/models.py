@@ -25,8 +25,11 @@ class TrainingRun(BackgroundJob):
         KTO = "kto", "KTO (good/bad answers)"
         GRPO = "grpo", "GRPO / RLOO (critic-free RLHF)"
 
+    NOUN = "run"
     STALE_AFTER_SETTING = "TRAINING_STALE_AFTER_S"
     STALE_HINT = "Resume the run to go on from its last checkpoint."
+    CANCELLING = "Cancelling at the next step."
+    RESUMED = "Resumed from the last checkpoint."
 
     POLICY_KINDS = (Kind.DPO, Kind.PPO, Kind.SFT, Kind.KTO, Kind.GRPO)
     # Kinds that sample rollouts and learn from a reward run's scores.
@@ -111,8 +114,11 @@ class TrainingMetric(models.Model):
 class RewardScoring(BackgroundJob):
     """A finished reward run scoring every completion of a generation job."""
 
+    NOUN = "scoring"
     STALE_AFTER_SETTING = "TRAINING_STALE_AFTER_S"
     STALE_HINT = "Resume the scoring to score the job again."
+    CANCELLING = "Cancelling after the current chunk."
+    RESUMED = "Resumed: the job is scored again."
 
     reward_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="scorings")
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="reward_scorings")

@@ -13,12 +13,11 @@ import logging
 import re
 import traceback
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -191,7 +190,7 @@ def training_run_create(
     reward_run: TrainingRun | None = None,
     name: str = "",
     notes: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> TrainingRun:
     """Validate and queue a run of ``kind``; a worker starts it after the commit.
 
@@ -230,15 +229,8 @@ def training_run_create(
     )
     run.artifacts_dir = str(_free_artifacts_dir(run.pk))
     run.save(update_fields=["artifacts_dir"])
-    _enqueue_run(run)
+    run_lifecycle.enqueue(run)
     return run
-
-
-def _enqueue_run(run: TrainingRun) -> None:
-    from training.tasks import training_run_execute
-
-    run_id = run.pk
-    transaction.on_commit(lambda: training_run_execute.delay(run_id))
 
 
 class RunLifecycle(Lifecycle[TrainingRun]):
@@ -263,27 +255,10 @@ class RunLifecycle(Lifecycle[TrainingRun]):
 
 run_lifecycle = RunLifecycle(
     TrainingRun,
-    noun="run",
-    error=RunError,
-    expected_errors=(TrainingError, ConfigError),
-    enqueue=_enqueue_run,
+    errors=(RunError, TrainingError, ConfigError),
+    task="training.tasks.training_run_execute",
     related=("base_model", "snapshot", "reward_run"),
 )
-
-
-def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
-    """A queued run stops at once; a running one at its next step, saving a checkpoint."""
-    return run_lifecycle.cancel(run)
-
-
-def training_run_resume(*, run: TrainingRun) -> TrainingRun:
-    """Queue a failed or cancelled run again; it goes on from its latest checkpoint."""
-    return run_lifecycle.resume(run)
-
-
-def training_runs_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running runs whose worker stopped sending heartbeats as failed. Returns count."""
-    return run_lifecycle.fail_stale(stale_after=stale_after)
 
 
 # --- running a run (called by the Celery task) ------------------------------------------------

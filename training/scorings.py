@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Avg, F
 from django.utils import timezone
@@ -35,16 +34,11 @@ def _check_not_scoring(
 ) -> None:
     active = RewardScoring.objects.filter(
         reward_run=reward_run, job=job, status__in=RewardScoring.ACTIVE
-    ).exclude(pk=other_than)
+    )
+    if other_than is not None:
+        active = active.exclude(pk=other_than)
     if active.exists():
         raise RunError(f"{reward_run.name!r} is already scoring job {job}", field="job")
-
-
-def _enqueue_scoring(scoring: RewardScoring) -> None:
-    from training.tasks import reward_scoring_execute
-
-    scoring_id = scoring.pk
-    transaction.on_commit(lambda: reward_scoring_execute.delay(scoring_id))
 
 
 class ScoringLifecycle(Lifecycle[RewardScoring]):
@@ -55,17 +49,15 @@ class ScoringLifecycle(Lifecycle[RewardScoring]):
 
 scoring_lifecycle = ScoringLifecycle(
     RewardScoring,
-    noun="scoring",
-    error=RunError,
-    expected_errors=(TrainingError,),
-    enqueue=_enqueue_scoring,
+    errors=(RunError, TrainingError),
+    task="training.tasks.reward_scoring_execute",
     related=("reward_run__base_model", "job"),
 )
 
 
 @transaction.atomic
 def reward_scoring_create(
-    *, reward_run: TrainingRun, job: GenerationJob, user: AbstractBaseUser | None = None
+    *, reward_run: TrainingRun, job: GenerationJob, user: User | None = None
 ) -> RewardScoring:
     """Queue scoring every completion of ``job`` with the reward model of ``reward_run``."""
     reward_run_check_finished(reward_run)
@@ -80,21 +72,6 @@ def reward_scoring_create(
     )
     scoring_lifecycle.enqueue(scoring)
     return scoring
-
-
-def reward_scoring_cancel(*, scoring: RewardScoring) -> RewardScoring:
-    """A queued scoring stops at once; a running one after its current chunk."""
-    return scoring_lifecycle.cancel(scoring)
-
-
-def reward_scoring_resume(*, scoring: RewardScoring) -> RewardScoring:
-    """Queue a failed or cancelled scoring again; it scores the whole job again."""
-    return scoring_lifecycle.resume(scoring)
-
-
-def reward_scorings_fail_stale(*, stale_after: timedelta | None = None) -> int:
-    """Mark running scorings whose worker stopped sending heartbeats as failed."""
-    return scoring_lifecycle.fail_stale(stale_after=stale_after)
 
 
 def _completion_chunks(job_id: int, size: int) -> Iterator[list[tuple[int, Any, str]]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from config.roles import user_is_researcher
@@ -35,7 +35,7 @@ from training.models import (
 Curves = dict[str, Any]
 
 
-def training_run_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[TrainingRun]:
+def training_run_list(*, user: User | AnonymousUser) -> QuerySet[TrainingRun]:
     """Every run for researchers and admins; nothing for anyone else (annotators label blind)."""
     if not user_is_researcher(user):
         return TrainingRun.objects.none()
@@ -121,7 +121,7 @@ def reward_runs_finished() -> QuerySet[TrainingRun]:
     )
 
 
-def reward_scoring_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[RewardScoring]:
+def reward_scoring_list(*, user: User | AnonymousUser) -> QuerySet[RewardScoring]:
     if not user_is_researcher(user):
         return RewardScoring.objects.none()
     return RewardScoring.objects.select_related("reward_run", "job")
@@ -170,7 +170,7 @@ def queue_reference_scores(queue: LabelingQueue) -> ReferenceScores | None:
     return ReferenceScores(name=run.name, scores=queue_rewards(queue=queue, reward_run_id=run.pk))
 
 
-def evaluation_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Evaluation]:
+def evaluation_list(*, user: User | AnonymousUser) -> QuerySet[Evaluation]:
     """Every evaluation for researchers and admins; nothing for anyone else (annotators
     never learn which models they are comparing)."""
     if not user_is_researcher(user):

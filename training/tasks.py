@@ -26,9 +26,9 @@ def reward_scoring_execute(scoring_id: int) -> str:
 def loops_advance() -> int:
     """Every 30 s: open the labeling queue of each evaluation and next round whose generation
     jobs have all finished (or mark it failed)."""
-    from training import evaluations
+    from training import rounds
 
-    return evaluations.loops_advance()
+    return rounds.loops_advance()
 
 
 # Reward-model assistance runs on the ``training`` queue, beside the scorings it waits for.

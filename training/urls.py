@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from config.jobs.urls import job_action_urls
 from training import evaluation_views, views
 
 app_name = "training"
@@ -11,21 +12,9 @@ urlpatterns = [
     path("runs/compare/", views.run_compare, name="run-compare"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
     path("runs/<int:pk>/metrics.json", views.run_metrics, name="run-metrics"),
-    path("runs/<int:pk>/cancel/", views.run_action, {"action": "cancel"}, name="run-cancel"),
-    path("runs/<int:pk>/resume/", views.run_action, {"action": "resume"}, name="run-resume"),
+    *job_action_urls("runs/<int:pk>/", views.run_action, "run"),
     path("scorings/", views.scoring_create, name="scoring-create"),
-    path(
-        "scorings/<int:pk>/cancel/",
-        views.scoring_action,
-        {"action": "cancel"},
-        name="scoring-cancel",
-    ),
-    path(
-        "scorings/<int:pk>/resume/",
-        views.scoring_action,
-        {"action": "resume"},
-        name="scoring-resume",
-    ),
+    *job_action_urls("scorings/<int:pk>/", views.scoring_action, "scoring"),
     path("runs/<int:pk>/next-round/", evaluation_views.run_next_round, name="run-next-round"),
     path(
         "runs/<int:pk>/compare-parent/",

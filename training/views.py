@@ -10,10 +10,10 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from config.jobs.views import job_action_response
-from config.roles import ADMIN, RESEARCHER, role_required
+from config.jobs.views import job_action_view
+from config.roles import ADMIN, RESEARCHER, AuthenticatedRequest, role_required
 from generation.models import GenerationJob, PromptSet
 from training import runs, scorings, selectors
 from training.forms import (
@@ -22,7 +22,7 @@ from training.forms import (
     kind_or_default,
     run_filter_choices,
 )
-from training.models import TrainingRun
+from training.models import RewardScoring, TrainingRun
 
 COMPARE_MAX_RUNS = 6
 # The loss gets its own chart; other metrics are grouped by the prefix before "/".
@@ -38,7 +38,7 @@ def _run_for(request: HttpRequest, pk: int) -> TrainingRun:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: AuthenticatedRequest) -> HttpResponse:
     runs = selectors.training_run_list(user=request.user).select_related(
         "base_model", "output_model", "snapshot"
     )
@@ -61,7 +61,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def run_create(request: HttpRequest) -> HttpResponse:
+def run_create(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         form = TrainingRunForm(request.POST, kind=kind_or_default(request.POST.get("kind")))
         if form.is_valid():
@@ -159,7 +159,7 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def run_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     run = _run_for(request, pk)
     context = _status_context(run)
     if request.htmx:  # type: ignore[attr-defined]
@@ -182,7 +182,7 @@ def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+def run_metrics(request: AuthenticatedRequest, pk: int) -> JsonResponse:
     run = _run_for(request, pk)
     try:
         after = int(request.GET.get("after", -1))
@@ -191,20 +191,10 @@ def run_metrics(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(_curves_payload(run, after_step=after))
 
 
-@role_required(ADMIN)
-@require_POST
-def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a run's page."""
-    return job_action_response(
-        request,
-        _run_for(request, pk),
-        lifecycle=runs.run_lifecycle,
-        action=action,
-        stopping="Cancelling at the next step.",
-        resumed="Resumed from the last checkpoint.",
-        fragment="training/_run_status.html",
-        context=_status_context,
-    )
+# The cancel and resume buttons of a run's page.
+run_action = role_required(ADMIN)(
+    job_action_view(runs.run_lifecycle, _run_for, "training/_run_status.html", _status_context)
+)
 
 
 # --- compare ------------------------------------------------------------------------------------
@@ -212,7 +202,7 @@ def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_GET
-def run_compare(request: HttpRequest) -> HttpResponse:
+def run_compare(request: AuthenticatedRequest) -> HttpResponse:
     try:
         ids = list(dict.fromkeys(int(i) for i in request.GET.getlist("runs")))
     except ValueError:
@@ -248,7 +238,7 @@ def compare_charts(runs: list[TrainingRun]) -> list[dict[str, Any]]:
 
 @role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
-def scoring_create(request: HttpRequest) -> HttpResponse:
+def scoring_create(request: AuthenticatedRequest) -> HttpResponse:
     """GET ``?job=``: the job's scorings and the form (htmx: the fragment the job page loads);
     POST: score the job with a finished reward run, then go back to the job."""
     if request.method == "POST":
@@ -289,21 +279,24 @@ def _int_or_404(value: str | None) -> int:
         raise Http404("no such job") from None
 
 
-@role_required(ADMIN)
-@require_POST
-def scoring_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    """The cancel and resume buttons of a scoring, on its job's page."""
-    return job_action_response(
-        request,
-        get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk),
-        lifecycle=scorings.scoring_lifecycle,
-        action=action,
-        stopping="Cancelling after the current chunk.",
-        resumed="Resumed: the job is scored again.",
-        fragment="training/_job_scorings.html",
-        context=lambda scoring: _job_scorings_context(scoring.job),
+def _scoring_for(request: AuthenticatedRequest, pk: int) -> RewardScoring:
+    return get_object_or_404(selectors.reward_scoring_list(user=request.user), pk=pk)
+
+
+def _scorings_of_job(scoring: RewardScoring) -> dict[str, Any]:
+    return _job_scorings_context(scoring.job)
+
+
+# The cancel and resume buttons of a scoring, on its job's page.
+scoring_action = role_required(ADMIN)(
+    job_action_view(
+        scorings.scoring_lifecycle,
+        _scoring_for,
+        "training/_job_scorings.html",
+        _scorings_of_job,
         back=lambda scoring: scoring.job.get_absolute_url(),
     )
+)
 
 
 def _job_scorings_context(job: GenerationJob) -> dict[str, Any]:

@@ -2,39 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.jobs.lifecycle import Lifecycle
-from config.roles import user_is_admin
 
 
 class JobActionAPIMixin:
     """``POST .../cancel/`` and ``.../resume/`` on one row: ``as_view(action="cancel")``.
 
-    A kind's view sets ``lifecycle`` and ``job_serializer`` and says how a user reaches a
-    row (:meth:`get_job`, a 404 for a row they may not see). Admins only (403 for others);
-    a state the action does not apply to is a 409 with the reason.
+    A kind's view sets ``lifecycle``, ``job_serializer`` and ``job_list``, the selector of
+    the rows a user may see (``job_list(user=...)``: a 404 for others). Who may act is
+    declared by the view's permission classes (``config.roles.ResearcherAPIView``: admins
+    only, 403 for researchers); a state the action does not apply to is a 409 with the reason.
     """
 
     action: str = ""
     lifecycle: Lifecycle[Any]
     job_serializer: type[serializers.BaseSerializer]  # type: ignore[type-arg]
+    job_list: Callable[..., QuerySet[Any]]
 
     def get_job(self, request: Request, pk: int) -> Any:
-        raise NotImplementedError
+        return get_object_or_404(type(self).job_list(user=request.user), pk=pk)
 
     def job_action_error(self, exc: Exception) -> Response:
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
 
     def post(self, request: Request, pk: int) -> Response:
-        if not user_is_admin(request.user):
-            return Response(
-                {"detail": "Only admins can change this."}, status=status.HTTP_403_FORBIDDEN
-            )
         job = self.get_job(request, pk)
         try:
             job = self.lifecycle.act(self.action, job)

@@ -3,7 +3,7 @@
 A kind of job declares one :class:`Lifecycle` (or a subclass, for its resume checks and
 failure details) beside its other services::
 
-    job_lifecycle = Lifecycle(GenerationJob, noun="job", error=GenerationError, enqueue=...)
+    job_lifecycle = Lifecycle(GenerationJob, errors=(GenerationError,), task=...)
     job_lifecycle.execute(job_id, run_batches, heartbeat_interval=5.0)
 
 Every transition is a guarded write: a claim is a conditional UPDATE from ``queued`` (zero
@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from config.heartbeat import Heartbeat
 from config.jobs.models import BackgroundJob, JobStatus
@@ -44,30 +45,28 @@ class JobLost(Exception):
 class Lifecycle(Generic[J]):
     """The lifecycle services of one kind of background job (``model``).
 
-    ``noun`` names a row in messages ("a succeeded run cannot be resumed"), ``error`` is the
-    kind's user-facing error (raised by cancel and resume; views show it as is),
-    ``expected_errors`` are failures whose message is enough (others are logged with their
-    traceback), ``enqueue`` starts a worker on a queued row after the commit, and
-    ``related`` is what ``execute`` and ``resume`` load with the row.
+    ``errors`` are the failures whose message says enough (others are logged with their
+    traceback); the first is the kind's user-facing error, raised by cancel and resume and
+    shown as is. ``task`` is the dotted path of the Celery task (taking the row's id) that a
+    queued row is sent to after the commit, and ``related`` what ``execute`` and ``resume``
+    load with it. Messages name a row by the model's ``NOUN``.
     """
 
     def __init__(
         self,
         model: type[J],
         *,
-        noun: str,
-        error: type[Exception] = ValueError,
-        expected_errors: tuple[type[Exception], ...] = (),
-        enqueue: Callable[[J], None] | None = None,
+        errors: tuple[type[Exception], ...] = (ValueError,),
+        task: str = "",
         related: Sequence[str] = (),
     ) -> None:
         self.model = model
         # The first lifecycle declared for a model is the one the watchdog uses.
         _declared.setdefault(model, self)
-        self.noun = noun
-        self.error = error
-        self.expected_errors = (error, *expected_errors)
-        self._enqueue = enqueue
+        self.noun = model.NOUN
+        self.error = errors[0]
+        self.expected_errors = errors
+        self.task = task
         self.related = tuple(related)
 
     def __repr__(self) -> str:
@@ -258,9 +257,11 @@ class Lifecycle(Generic[J]):
         return {}
 
     def enqueue(self, job: J) -> None:
-        """Start a worker on the queued row once the transaction commits."""
-        if self._enqueue is not None:
-            self._enqueue(job)
+        """Send the queued row to its worker once the transaction commits."""
+        if not self.task:
+            return
+        task, pk = import_string(self.task), job.pk
+        transaction.on_commit(lambda: task.delay(pk))
 
     def act(self, action: str, job: J) -> J:
         """``cancel`` or ``resume`` by name (what the API and the pages post)."""
@@ -306,4 +307,4 @@ def background_jobs_fail_stale() -> dict[str, int]:
 def lifecycle_of(model: type[J]) -> Lifecycle[J]:
     """The lifecycle a kind declared in its services (its own ``fail_stale``, say), else a
     plain one."""
-    return _declared.get(model) or Lifecycle(model, noun=str(model._meta.verbose_name))
+    return _declared.get(model) or Lifecycle(model)

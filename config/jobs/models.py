@@ -31,10 +31,15 @@ class BackgroundJob(models.Model):
         JobStatus.CANCELLED,
     )
     RESUMABLE: ClassVar[tuple[str, ...]] = (JobStatus.FAILED, JobStatus.CANCELLED)
+    # What a row is called in messages ("a succeeded run cannot be resumed").
+    NOUN: ClassVar[str] = "job"
     # Seconds without a heartbeat after which the watchdog fails a running row.
     STALE_AFTER_SETTING: ClassVar[str] = "TRAINING_STALE_AFTER_S"
     # The watchdog's error ends with this: what is kept and how to go on.
     STALE_HINT: ClassVar[str] = "Resume it to go on."
+    # What the cancel button says while a running row winds down, and the resume button.
+    CANCELLING: ClassVar[str] = "Cancelling at the next step."
+    RESUMED: ClassVar[str] = "Resumed."
 
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     cancel_requested = models.BooleanField(default=False)

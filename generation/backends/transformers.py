@@ -79,7 +79,8 @@ class TransformersBackend:
             self.model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype)
         except (OSError, ValueError, KeyError) as exc:
             raise BackendError(f"cannot load model {spec.source!r}: {exc}") from exc
-        self.model.to(self.device).eval()
+        # transformers wraps .to() in a decorator typed without binding self.
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.tokenizer.padding_side = "left"
         eos = self.model.generation_config.eos_token_id
         if eos is None:
@@ -171,7 +172,8 @@ class TransformersBackend:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if self.ignore_eos:
             kwargs["min_new_tokens"] = params.max_new_tokens
-        output = self.model.generate(
+        # transformers types from_pretrained's model as a class generate() won't take as self.
+        output = self.model.generate(  # type: ignore[misc]
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
             **kwargs,
@@ -203,6 +205,7 @@ class TransformersBackend:
             skip_special_tokens=True,
             clean_up_tokenization_spaces=False,
         )
+        assert isinstance(text, str)  # one sequence decodes to one string
         text, stopped = truncate_at_stop(text, params.stop)
         completion_tokens = len(tokens)
         if stopped:

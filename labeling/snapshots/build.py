@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
@@ -696,7 +696,7 @@ def snapshot_build(
     eval_fraction: float = 0.1,
     seed: int = 0,
     description: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> DatasetSnapshot:
     """Freeze the labels that ``spec`` selects into a new snapshot, with every export.
 
@@ -878,7 +878,7 @@ def snapshot_build(
 
 
 def snapshot_build_from_data(
-    *, data: dict[str, Any], queue_ids: Sequence[int], user: AbstractBaseUser | None
+    *, data: dict[str, Any], queue_ids: Sequence[int], user: User | None
 ) -> DatasetSnapshot:
     """:func:`snapshot_build` from a validated form or serializer (the same field names)."""
     return snapshot_build(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.cache import cache
@@ -11,6 +12,9 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
 from tests.factories import PASSWORD
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse  # the test client's response type
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +27,7 @@ def _fresh_throttle_and_lockouts() -> None:
     AccessAttempt.objects.all().delete()
 
 
-def _token(username: str, password: str = PASSWORD) -> object:
+def _token(username: str, password: str = PASSWORD) -> _MonkeyPatchedWSGIResponse:
     return APIClient().post("/api/token/", {"username": username, "password": password})
 
 

@@ -42,7 +42,12 @@ def page(browser):  # type: ignore[no-untyped-def]
     page = context.new_page()
     page.set_default_timeout(15_000)
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog):  # type: ignore[no-untyped-def]
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.dialogs = dialogs  # type: ignore[attr-defined]
     # Every journey doubles as a check of the Content-Security-Policy: nothing it loads or
     # runs may be blocked (the pages have no inline scripts or styles).

@@ -49,6 +49,7 @@ def test_it_shows_the_leaderboard_of_a_labeled_evaluation(  # type: ignore[no-un
         order = strong_first(ids)
         return order[::-1] if Completion.objects.get(pk=ids[0]).prompt.position == 0 else order
 
+    assert evaluation.queue is not None
     evaluation.queue.overlap = 2
     evaluation.queue.save(update_fields=["overlap"])
     label_queue(evaluation.queue, UserFactory(username="ann", roles=["annotator"]), strong_first)

@@ -31,7 +31,7 @@ def test_it_serves_a_favicon(client: Client) -> None:
     assert response.status_code == 301
     icon = client.get(response["Location"])
     assert icon.status_code == 200
-    assert b"".join(icon.streaming_content)[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    assert icon.getvalue()[:4] == b"\x00\x00\x01\x00"  # an ICO header
 
 
 def test_it_prints_every_demo_login_at_start_up() -> None:

@@ -6,9 +6,10 @@ import factory
 
 from generation.importers import exact_hash
 from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+from tests.factories import ModelFactory
 
 
-class PolicyModelFactory(factory.django.DjangoModelFactory):
+class PolicyModelFactory(ModelFactory[PolicyModel]):
     class Meta:
         model = PolicyModel
 
@@ -17,14 +18,14 @@ class PolicyModelFactory(factory.django.DjangoModelFactory):
     source = "/nonexistent/model"
 
 
-class PromptSetFactory(factory.django.DjangoModelFactory):
+class PromptSetFactory(ModelFactory[PromptSet]):
     class Meta:
         model = PromptSet
 
     name = factory.Sequence(lambda n: f"prompt set {n}")
 
 
-class PromptFactory(factory.django.DjangoModelFactory):
+class PromptFactory(ModelFactory[Prompt]):
     class Meta:
         model = Prompt
 
@@ -36,7 +37,7 @@ class PromptFactory(factory.django.DjangoModelFactory):
     exact_hash = factory.LazyAttribute(lambda p: exact_hash(p.text, p.messages))
 
 
-class GenerationJobFactory(factory.django.DjangoModelFactory):
+class GenerationJobFactory(ModelFactory[GenerationJob]):
     class Meta:
         model = GenerationJob
 
@@ -46,7 +47,7 @@ class GenerationJobFactory(factory.django.DjangoModelFactory):
     max_new_tokens = 8
 
 
-class CompletionFactory(factory.django.DjangoModelFactory):
+class CompletionFactory(ModelFactory[Completion]):
     class Meta:
         model = Completion
 

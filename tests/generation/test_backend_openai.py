@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from generation.backends import BackendError, BackendSpec, SamplingParams
+from generation.backends.base import PromptInput
 from generation.backends.openai import OpenAIBackend
 from tests.generation.conftest import SERVED_MODEL, free_port
 
@@ -41,7 +42,7 @@ def test_it_completes_and_chats_against_a_real_vllm_server(
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     backend = _backend(vllm_server)
     assert backend.wait_until_ready(timeout=5) == [SERVED_MODEL]
-    prompts = ["Once upon a time, in a land far away,", CONVERSATION, "Hello"]
+    prompts: list[PromptInput] = ["Once upon a time, in a land far away,", CONVERSATION, "Hello"]
     params = SamplingParams(max_new_tokens=8, seed=5)
     result = backend.generate(prompts, 3, params)
     assert [len(group) for group in result] == [3, 3, 3]

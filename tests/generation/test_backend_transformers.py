@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from generation.backends import BackendError, BackendSpec, SamplingParams, backend_for
+from generation.backends.base import PromptInput
 from generation.backends.prompting import encode_prompt, render_prompt
 from generation.backends.transformers import TransformersBackend, truncate_at_stop
 from generation.tiny_model import EOS, PAD
@@ -23,7 +24,7 @@ def backend(tiny_model_path: Path) -> TransformersBackend:
 
 
 def test_it_returns_k_samples_per_prompt(backend: TransformersBackend) -> None:
-    prompts = ["Once upon a", CONVERSATION, "Hello"]
+    prompts: list[PromptInput] = ["Once upon a", CONVERSATION, "Hello"]
     result = backend.generate(prompts, 4, SamplingParams(max_new_tokens=6, seed=1))
     assert [len(group) for group in result] == [4, 4, 4]
     for group in result:
@@ -68,7 +69,7 @@ def test_it_wraps_a_plain_prompt_when_the_model_wants_the_chat_template(
 
 
 def test_it_is_reproducible_for_a_seed(backend: TransformersBackend) -> None:
-    prompts = ["Once upon a", CONVERSATION]
+    prompts: list[PromptInput] = ["Once upon a", CONVERSATION]
     params = SamplingParams(max_new_tokens=8, seed=7)
     first = backend.generate(prompts, 3, params)
     again = backend.generate(prompts, 3, params)
@@ -85,7 +86,7 @@ def test_it_leaves_the_global_torch_rng_alone(backend: TransformersBackend) -> N
 
 
 def test_it_keeps_prompt_order_while_batching_by_length(tiny_model_path: Path) -> None:
-    prompts = ["a b c d e f g h i j", "a", CONVERSATION, "a b c", "a b c d e"]
+    prompts: list[PromptInput] = ["a b c d e f g h i j", "a", CONVERSATION, "a b c", "a b c d e"]
     expected = [len(encode_prompt(_tokenizer(tiny_model_path), p, False)) for p in prompts]
     params = SamplingParams(max_new_tokens=3, seed=0)
     for batch_size in (1, 2, 8):
@@ -122,7 +123,9 @@ def test_it_generates_to_the_limit_when_told_to_ignore_eos(tiny_model_path: Path
 def test_it_counts_tokens_up_to_and_including_eos(backend: TransformersBackend) -> None:
     tok = backend.tokenizer
     words = tok("Once upon a time", add_special_tokens=False)["input_ids"]
-    eos, pad = tok.convert_tokens_to_ids([EOS, PAD])
+    ids = tok.convert_tokens_to_ids([EOS, PAD])
+    assert isinstance(ids, list)  # a list of tokens gives a list of ids
+    eos, pad = ids
     params = SamplingParams(max_new_tokens=len(words) + 3)
     # A row that ended early is padded up to the batch's longest row.
     ended = backend._sample([*words, eos, pad, pad], prompt_tokens=5, params=params)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from generation.backends import BackendSpec, SamplingParams
+from generation.backends.base import PromptInput
 from generation.backends.prompting import encode_prompt
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def vllm_backend(tiny_model_path: Path, vllm_env: None) -> Iterator[VLLMBackend]
 
 
 def test_it_samples_k_completions_per_prompt(vllm_backend: VLLMBackend) -> None:
-    prompts = ["Once upon a", "Write a haiku about the sea.", CONVERSATION]
+    prompts: list[PromptInput] = ["Once upon a", "Write a haiku about the sea.", CONVERSATION]
     result = vllm_backend.generate(prompts, 4, SamplingParams(max_new_tokens=8, seed=3))
     assert [len(group) for group in result] == [4, 4, 4]
     for group in result:

@@ -132,10 +132,15 @@ def test_it_takes_the_shared_turns_as_prompt_when_an_hh_row_diverges_early(
 
 def test_it_splits_every_hh_row_so_that_it_joins_back_byte_for_byte(hh_bytes: bytes) -> None:
     raw = [json.loads(line) for line in gzip.decompress(hh_bytes).decode("utf-8").splitlines()]
-    for groups in (
+    both: list[list[tuple[PromptRecord, str, str]]] = [
         [(r.prompt, r.chosen, r.rejected) for r in parse_preferences(hh_bytes, format="hh")],
-        [(g.prompt, *g.completions) for g in parse_imported_completions(hh_bytes, format="hh")],
-    ):
+        [
+            (g.prompt, chosen, rejected)
+            for g in parse_imported_completions(hh_bytes, format="hh")
+            for chosen, rejected in [g.completions]
+        ],
+    ]
+    for groups in both:
         assert len(groups) == HH_ROWS
         for row, (prompt, chosen, rejected) in zip(raw, groups, strict=True):
             assert prompt.messages is not None

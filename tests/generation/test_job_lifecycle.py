@@ -18,6 +18,7 @@ from generation import services
 from generation.models import Completion, GenerationJob, PolicyModel
 from tests.conftest import wait_for
 from tests.generation.factories import prompt_set_with_prompts
+from tests.queries import first_row
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def test_it_fills_a_job_with_k_completions_per_prompt(celery_worker, tiny_policy
     assert Completion.objects.filter(job=job).count() == 20
     assert _per_prompt_counts(done) == {4}
     assert done.tokens_generated > 0 and done.tokens_per_second
-    first = Completion.objects.filter(job=job).first()
+    first = first_row(Completion.objects.filter(job=job))
     assert first.model == tiny_policy and first.params["max_new_tokens"] == 8
     assert first.completion_tokens is not None and first.finish_reason in {"stop", "length"}
 
@@ -74,14 +75,14 @@ def test_it_cancels_between_batches_and_resumes_without_duplicates(
         prompt_set=prompt_set, model=tiny_policy, k=2, max_new_tokens=48, batch_size=1
     )
     wait_for(lambda: _job(job.pk).prompts_done >= 2, 120, interval=0.02)
-    services.generation_job_cancel(job=_job(job.pk))
+    services.job_lifecycle.cancel(_job(job.pk))
     cancelled = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 60)
     assert cancelled.status == GenerationJob.Status.CANCELLED
     partial = Completion.objects.filter(job=job).count()
     assert 0 < partial < 80
     assert partial == 2 * cancelled.prompts_done
 
-    services.generation_job_resume(job=cancelled)
+    services.job_lifecycle.resume(cancelled)
     done = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 180)
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert Completion.objects.filter(job=job).count() == 80
@@ -136,13 +137,13 @@ def test_it_resumes_a_job_whose_worker_was_killed(tiny_policy, request) -> None:
     assert written == 2 * stuck.prompts_done  # whole batches only
     assert _per_prompt_counts(stuck) == {2}
 
-    assert services.generation_jobs_fail_stale(stale_after=timedelta(seconds=0)) == 1
+    assert services.job_lifecycle.fail_stale(stale_after=timedelta(seconds=0)) == 1
     failed = _job(job.pk)
     assert failed.status == GenerationJob.Status.FAILED
     assert "heartbeat" in failed.error
 
     request.getfixturevalue("celery_worker")
-    services.generation_job_resume(job=failed)
+    services.job_lifecycle.resume(failed)
     done = wait_for(lambda: _job(job.pk).status in GenerationJob.FINISHED and _job(job.pk), 240)
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert Completion.objects.filter(job=job).count() == 120

@@ -11,6 +11,7 @@ from generation import importers, services
 from generation.models import Completion, GenerationJob, Prompt, PromptSet
 from tests.generation.factories import prompt_set_with_prompts
 from tests.paths import HH_FILE
+from tests.queries import first_row
 
 HH_ROWS = 2312
 
@@ -88,8 +89,8 @@ def test_it_imports_the_hh_file_as_conversations(db, hh_bytes: bytes) -> None:  
     result = services.prompt_set_import(prompt_set=prompt_set, data=hh_bytes, format="hh")
     assert result.created + result.skipped_duplicates == HH_ROWS
     assert prompt_set.prompts.count() == result.created
-    first = prompt_set.prompts.order_by("position").first()
-    assert first.messages[-1]["role"] == "user"
+    first = first_row(prompt_set.prompts.order_by("position"))
+    assert first.messages is not None and first.messages[-1]["role"] == "user"
 
 
 @pytest.mark.slow
@@ -112,6 +113,7 @@ def test_it_imports_every_hh_completion_byte_for_byte(db, hh_bytes: bytes) -> No
     rebuilt = []
     for prompt in prompts:
         texts = completions[prompt.pk]
+        assert prompt.messages is not None  # HH prompts are conversations
         for chosen, rejected in zip(texts[::2], texts[1::2], strict=True):
             rebuilt.append(
                 (

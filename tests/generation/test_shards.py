@@ -153,7 +153,7 @@ def test_it_fails_a_job_that_no_worker_is_left_on_and_resumes_it(served: PolicyM
     assert job.status == shard.status == Status.FAILED
     assert "heartbeat" in job.error and "resume the job" in shard.error
 
-    services.generation_job_resume(job=job)
+    services.job_lifecycle.resume(job)
     assert set(job.shards.values_list("status", flat=True)) == {Status.QUEUED}
     assert services.generation_job_execute(job_id=job.pk) == Status.SUCCEEDED
     job.refresh_from_db()
@@ -163,7 +163,7 @@ def test_it_fails_a_job_that_no_worker_is_left_on_and_resumes_it(served: PolicyM
 
 def test_it_cancels_the_shards_of_a_queued_job(served: PolicyModel) -> None:
     job = _job(served, prompts=10)
-    services.generation_job_cancel(job=job)
+    services.job_lifecycle.cancel(job)
     assert set(job.shards.values_list("status", flat=True)) == {Status.CANCELLED}
     assert services.generation_job_execute(job_id=job.pk) == "skipped"
     assert not Completion.objects.filter(job=job).exists()

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import User
 
 from generation.models import Completion, GenerationJob
 from labeling import services
-from labeling.models import LabelingQueue
+from labeling.models import Assignment, LabelingQueue
 from tests.generation.factories import GenerationJobFactory, prompt_set_with_prompts
 
 
@@ -32,26 +35,38 @@ def make_queue(
     )
 
 
+def claim_next(queue: LabelingQueue, user: User) -> Assignment:
+    """``user``'s next task in ``queue``, which the test expects there to be."""
+    assignment = services.task_claim_next(queue=queue, user=user)
+    assert assignment is not None, f"no task left for {user} in {queue}"
+    return assignment
+
+
+def display_order(ids: list[int]) -> list[list[int]]:
+    """Each completion ranked where it was shown: the first shown is the best."""
+    return [[i] for i in ids]
+
+
 def label_queue(
     queue: LabelingQueue,
-    user: object,
-    order: Callable[[list[int]], list[list[int]]] = lambda ids: [[i] for i in ids],
+    user: User,
+    order: Callable[[list[int]], list[list[int]]] = display_order,
     scores_from: Callable[[list[int]], dict[str, int]] | None = None,
-    **submission: object,
+    **submission: Any,
 ) -> int:
     """``user`` labels every task they can claim; ``order`` turns the display order of a
     task's completion ids into the submitted ranking (default: display order is best
     first). Returns how many tasks were labeled."""
     done = 0
-    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:  # type: ignore[arg-type]
+    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:
         ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
         services.ranking_submit(
             assignment_id=claim.pk,
-            user=user,  # type: ignore[arg-type]
+            user=user,
             submission=services.Submission(
                 order=order(ids),
                 scores=scores_from(ids) if scores_from else None,
-                **submission,  # type: ignore[arg-type]
+                **submission,
             ),
         )
         done += 1

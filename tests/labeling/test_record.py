@@ -26,12 +26,13 @@ from labeling.models import (
 )
 from labeling.snapshots import build
 from tests.factories import UserFactory
-from tests.labeling.factories import label_queue, make_queue
+from tests.labeling.factories import claim_next, label_queue, make_queue
+from tests.queries import first_row
 from training import datasets
 
 
 def _claim_submit(queue: LabelingQueue, user, order_of, **kwargs):  # type: ignore[no-untyped-def]
-    claim = services.task_claim_next(queue=queue, user=user)
+    claim = claim_next(queue, user)
     ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
     order = order_of(ids)
     scores = kwargs.pop("scores_of", None)
@@ -448,12 +449,12 @@ def test_it_writes_canonical_json_lines(db, conversational: bool) -> None:  # ty
     from generation.models import Prompt
 
     queue = make_queue(mode="ranking", prompts=2, k=3, ask_scores=True)
-    first = Prompt.objects.order_by("position").first()
+    first = first_row(Prompt.objects.order_by("position"))
     first.text = 'Tab\t "quote" \\ \u00e9 \U0001f600 </script>'
     if conversational:
         first.messages = [{"role": "user", "content": first.text}]
     first.save()
-    Completion.objects.filter(pk=Completion.objects.order_by("pk").first().pk).update(
+    Completion.objects.filter(pk=first_row(Completion.objects.order_by("pk")).pk).update(
         text="line\nbreak \u2028 \x01"
     )
     label_queue(

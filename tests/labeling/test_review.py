@@ -15,6 +15,7 @@ from labeling.models import (
     SnapshotRow,
 )
 from tests.labeling.factories import label_queue, make_queue
+from tests.queries import first_row
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def build(queue, name: str):  # type: ignore[no-untyped-def]
 
 
 def test_it_keeps_every_review_and_the_latest_counts(queue, alice, carol) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     review.label_review(ranking=label, status="rejected", reason="A is off-topic", reviewer=carol)
     assert review.rejected_labels(Ranking.objects.all()).get() == label
     review.label_review(ranking=label, status="accepted", reviewer=carol)
@@ -40,7 +41,7 @@ def test_it_keeps_every_review_and_the_latest_counts(queue, alice, carol) -> Non
 
 
 def test_it_needs_a_reason_to_reject_and_bounds_it(queue, alice, carol) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     for reason, message in (
         ("", "say why"),
         ("   ", "say why"),
@@ -55,7 +56,7 @@ def test_it_needs_a_reason_to_reject_and_bounds_it(queue, alice, carol) -> None:
 
 
 def test_it_refuses_a_review_of_a_version_the_lead_did_not_see(queue, alice, carol) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     with pytest.raises(review.ReviewError, match="changed this label"):
         review.label_review(
             ranking=label, status="accepted", reviewer=carol, version=label.version + 1
@@ -68,7 +69,7 @@ def test_it_leaves_rejected_labels_and_their_demonstrations_out_of_new_snapshots
     before = build(queue, "before review")
     card_before = snapshots.snapshot_data_card(before)
     assert SnapshotRow.objects.filter(snapshot=before, annotator="alice").count() == 2
-    rejected = Ranking.objects.filter(annotator=alice).order_by("pk").first()
+    rejected = first_row(Ranking.objects.filter(annotator=alice).order_by("pk"))
     review.label_review(ranking=rejected, status="rejected", reason="guessing", reviewer=carol)
     after = build(queue, "after review")
     rows = SnapshotRow.objects.filter(snapshot=after)
@@ -88,7 +89,7 @@ def test_it_leaves_rejected_labels_and_their_demonstrations_out_of_new_snapshots
 
 
 def test_it_reviews_a_changed_label_afresh(queue, alice, carol) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).order_by("pk").first()
+    label = first_row(Ranking.objects.filter(annotator=alice).order_by("pk"))
     review.label_review(ranking=label, status="rejected", reason="guessing", reviewer=carol)
     assignment = services.ranking_take_back(ranking_id=label.pk, user=alice)
     assert assignment is not None and assignment.status == "active"
@@ -104,7 +105,7 @@ def test_it_reviews_a_changed_label_afresh(queue, alice, carol) -> None:  # type
 
 
 def test_it_takes_back_only_ones_own_label(queue, alice, bob) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     assert services.ranking_take_back(ranking_id=label.pk, user=bob) is None
     assert Ranking.objects.filter(pk=label.pk).exists()
 
@@ -116,7 +117,7 @@ def test_the_review_page_is_for_admins(client: Client, queue, alice, dave) -> No
     for user in (alice, dave):
         client.force_login(user)
         assert client.get(f"/labeling/queues/{queue.pk}/review/").status_code == 403
-    label = Ranking.objects.first()
+    label = first_row(Ranking.objects.all())
     response = client.post(
         f"/labeling/queues/{queue.pk}/labels/{label.pk}/review/",
         {"status": "rejected", "reason": "no"},
@@ -128,7 +129,7 @@ def test_a_lead_rejects_and_accepts_in_place(client: Client, queue, alice, carol
     client.force_login(carol)
     page = client.get(f"/labeling/queues/{queue.pk}/review/")
     assert page.status_code == 200 and page.content.decode().count('class="card review-row') == 4
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     url = f"/labeling/queues/{queue.pk}/labels/{label.pk}/review/"
     assert client.get(url).status_code == 405
     hx = {"HX-Request": "true"}
@@ -157,7 +158,7 @@ def test_a_lead_rejects_and_accepts_in_place(client: Client, queue, alice, carol
 
 
 def test_an_annotator_sees_why_and_labels_again(client: Client, queue, alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
-    label = Ranking.objects.filter(annotator=alice).first()
+    label = first_row(Ranking.objects.filter(annotator=alice))
     review.label_review(
         ranking=label, status="rejected", reason="A ignores the question", reviewer=carol
     )

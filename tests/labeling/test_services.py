@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from labeling import services
 from labeling.models import Assignment, Comparison, Demonstration, LabelingTask, Ranking
-from tests.labeling.factories import finished_job, make_queue
+from tests.labeling.factories import claim_next, finished_job, make_queue
 
 
 def _ids(task: LabelingTask) -> list[int]:
@@ -65,7 +65,7 @@ def test_it_refuses_unfinished_jobs(db) -> None:  # type: ignore[no-untyped-def]
 
 def test_it_expands_a_full_ranking_of_four_into_six_comparisons(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=4)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     a, b, c, d = _ids(assignment.task)
     ranking = _submit(assignment, [[c], [a], [d], [b]])
     pairs = {(x.chosen_id, x.rejected_id, x.margin, x.is_tie) for x in ranking.comparisons.all()}
@@ -82,7 +82,7 @@ def test_it_expands_a_full_ranking_of_four_into_six_comparisons(alice) -> None: 
 
 def test_it_stores_ties_and_keeps_rank_gap_and_score_difference_apart(carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3, ask_scores=True)
-    assignment = services.task_claim_next(queue=queue, user=carol)
+    assignment = claim_next(queue, carol)
     a, b, c = _ids(assignment.task)
     ranking = _submit(assignment, [[a, b], [c]], scores={str(a): 6, str(b): 6, str(c): 2})
     rows = {
@@ -99,7 +99,7 @@ def test_it_stores_ties_and_keeps_rank_gap_and_score_difference_apart(carol) -> 
 def test_it_measures_margin_in_rank_steps_whether_or_not_scored(carol) -> None:  # type: ignore[no-untyped-def]
     # The case: A>B scored 7 vs 1 and A>C unscored used to give margins 6 and 2.
     queue = make_queue(mode="ranking", k=3, ask_scores=True)
-    assignment = services.task_claim_next(queue=queue, user=carol)
+    assignment = claim_next(queue, carol)
     a, b, c = _ids(assignment.task)
     ranking = _submit(assignment, [[a], [b], [c]], scores={str(a): 7, str(b): 1})
     rows = {
@@ -110,7 +110,7 @@ def test_it_measures_margin_in_rank_steps_whether_or_not_scored(carol) -> None: 
 
 def test_it_rejects_scores_that_contradict_the_ranking(carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3, ask_scores=True)
-    assignment = services.task_claim_next(queue=queue, user=carol)
+    assignment = claim_next(queue, carol)
     a, b, c = _ids(assignment.task)  # displayed as A, B, C
     with pytest.raises(
         services.LabelingError, match=r"A is ranked above C but scored lower \(3 < 6\)"
@@ -124,7 +124,7 @@ def test_it_rejects_scores_that_contradict_the_ranking(carol) -> None:  # type: 
 
 def test_it_gives_one_comparison_for_a_pairwise_choice(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", k=2)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     left, right = _ids(assignment.task)
     ranking = _submit(assignment, [[right], [left]])
     assert [(x.chosen_id, x.rejected_id) for x in ranking.comparisons.all()] == [(right, left)]
@@ -136,7 +136,7 @@ def test_it_gives_one_comparison_for_a_pairwise_choice(alice) -> None:  # type: 
 )
 def test_it_rejects_malformed_orders(alice, order, message: str) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     with pytest.raises(services.LabelingError, match=message):
         _submit(assignment, order)
     assert not Ranking.objects.exists() and not Comparison.objects.exists()
@@ -144,7 +144,7 @@ def test_it_rejects_malformed_orders(alice, order, message: str) -> None:  # typ
 
 def test_it_requires_every_completion_once(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     a, b, c = _ids(assignment.task)
     with pytest.raises(services.LabelingError, match="rank every completion"):
         _submit(assignment, [[a], [b]])
@@ -154,7 +154,7 @@ def test_it_requires_every_completion_once(alice) -> None:  # type: ignore[no-un
 
 def test_it_treats_a_double_submit_as_one(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     a, b, c = _ids(assignment.task)
     first = _submit(assignment, [[a], [b], [c]])
     again = _submit(assignment, [[a], [b], [c]])
@@ -164,7 +164,7 @@ def test_it_treats_a_double_submit_as_one(alice) -> None:  # type: ignore[no-unt
 
 def test_it_replaces_comparisons_when_a_submission_is_edited(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=3)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     a, b, c = _ids(assignment.task)
     _submit(assignment, [[a], [b], [c]])
     _submit(assignment, [[c], [b], [a]])
@@ -178,7 +178,7 @@ def test_it_replaces_comparisons_when_a_submission_is_edited(alice) -> None:  # 
 
 def test_it_refuses_a_submit_after_the_lease_expired(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=2)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     Assignment.objects.filter(pk=assignment.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -190,7 +190,7 @@ def test_it_refuses_a_submit_after_the_lease_expired(alice) -> None:  # type: ig
 
 def test_it_refuses_another_annotators_assignment(alice, bob) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", k=2)
-    assignment = services.task_claim_next(queue=queue, user=alice)
+    assignment = claim_next(queue, alice)
     a, b = _ids(assignment.task)
     with pytest.raises(services.LabelingError, match="not assigned to you"):
         services.ranking_submit(
@@ -200,8 +200,8 @@ def test_it_refuses_another_annotators_assignment(alice, bob) -> None:  # type: 
 
 def test_it_gives_each_task_to_overlap_annotators_and_nobody_twice(alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="pairwise", prompts=1, k=2, overlap=2)
-    first = services.task_claim_next(queue=queue, user=alice)
-    second = services.task_claim_next(queue=queue, user=bob)
+    first = claim_next(queue, alice)
+    second = claim_next(queue, bob)
     assert first.task_id == second.task_id
     assert services.task_claim_next(queue=queue, user=carol) is None  # full
     a, b = _ids(first.task)
@@ -211,44 +211,44 @@ def test_it_gives_each_task_to_overlap_annotators_and_nobody_twice(alice, bob, c
 
 def test_it_returns_the_same_claim_until_submitted(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=3)
-    first = services.task_claim_next(queue=queue, user=alice)
-    assert services.task_claim_next(queue=queue, user=alice).pk == first.pk
+    first = claim_next(queue, alice)
+    assert claim_next(queue, alice).pk == first.pk
 
 
 def test_it_returns_abandoned_tasks_to_the_pool(alice, bob) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=1, k=2)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     assert services.task_claim_next(queue=queue, user=bob) is None
     Assignment.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.task_claim_next(queue=queue, user=bob).task_id == claim.task_id
+    assert claim_next(queue, bob).task_id == claim.task_id
 
 
 def test_it_frees_the_slot_of_a_skipped_task(alice, bob) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=1, k=2)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     services.task_skip(assignment=claim)
     assert services.task_claim_next(queue=queue, user=alice) is None
-    assert services.task_claim_next(queue=queue, user=bob).task_id == claim.task_id
+    assert claim_next(queue, bob).task_id == claim.task_id
 
 
 def test_it_undoes_the_last_submission(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=2, k=3)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     a, b, c = _ids(claim.task)
     _submit(claim, [[a], [b], [c]], demonstration="A better answer.")
     assert Demonstration.objects.get().text == "A better answer."
     services.task_claim_next(queue=queue, user=alice)  # moved on to the next task
     undone = services.ranking_undo_last(queue=queue, user=alice)
-    assert undone.pk == claim.pk and undone.status == "active"
+    assert undone is not None and undone.pk == claim.pk and undone.status == "active"
     assert not Ranking.objects.exists() and not Comparison.objects.exists()
     assert not Demonstration.objects.exists()
-    assert services.task_claim_next(queue=queue, user=alice).pk == claim.pk
+    assert claim_next(queue, alice).pk == claim.pk
     assert services.ranking_undo_last(queue=queue, user=alice) is None
 
 
 def test_it_counts_submissions_on_the_task(alice, bob) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="ranking", prompts=1, k=2, overlap=2)
-    claims = [services.task_claim_next(queue=queue, user=u) for u in (alice, bob)]
+    claims = [claim_next(queue, u) for u in (alice, bob)]
     for claim in claims:
         a, b = _ids(claim.task)
         _submit(claim, [[a], [b]])

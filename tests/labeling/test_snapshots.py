@@ -14,7 +14,8 @@ from labeling.models import (
 )
 from labeling.snapshots import export
 from tests.factories import UserFactory
-from tests.labeling.factories import label_queue, make_queue
+from tests.labeling.factories import claim_next, label_queue, make_queue
+from tests.queries import first_row
 
 
 def _label(
@@ -211,7 +212,7 @@ def test_it_exports_mixed_prompts_in_one_conversational_form(db) -> None:  # typ
     from generation.models import Prompt
 
     queue = make_queue(mode="pairwise", prompts=2, k=2)
-    first = Prompt.objects.order_by("position").first()
+    first = first_row(Prompt.objects.order_by("position"))
     first.messages = [{"role": "user", "content": first.text}]
     first.save()
     _label(queue, UserFactory(username="ann", roles=["annotator"]), "first")
@@ -237,7 +238,7 @@ def test_it_exports_rankings_listwise_and_demonstrations_as_sft(db) -> None:  # 
 
     queue = make_queue(mode="ranking", prompts=2, k=3, ask_scores=True)
     user = UserFactory(username="ann", roles=["annotator"])
-    claim = services.task_claim_next(queue=queue, user=user)
+    claim = claim_next(queue, user)
     a, b, c = claim.task.slots.order_by("slot").values_list("completion_id", flat=True)
     services.ranking_submit(
         assignment_id=claim.pk,
@@ -260,7 +261,7 @@ def test_it_exports_rankings_listwise_and_demonstrations_as_sft(db) -> None:  # 
     assert sft["messages"][-1] == {"role": "assistant", "content": "Ideal."}
     assert sft["messages"][0]["role"] == "user"
     # Frozen: a later demonstration is not in this snapshot.
-    claim2 = services.task_claim_next(queue=queue, user=user)
+    claim2 = claim_next(queue, user)
     ids = list(claim2.task.slots.order_by("slot").values_list("completion_id", flat=True))
     services.ranking_submit(
         assignment_id=claim2.pk,
@@ -275,7 +276,7 @@ def test_it_writes_the_same_records_on_every_path(voted_queue, conversational: b
     from generation.models import Prompt
 
     if conversational:
-        first = Prompt.objects.order_by("position").first()
+        first = first_row(Prompt.objects.order_by("position"))
         first.messages = [{"role": "user", "content": "Hi <b>\\n \u00e9"}]
         first.save()
     snap = _build(voted_queue, aggregation="all", eval_fraction=0.5)

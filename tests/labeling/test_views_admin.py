@@ -4,7 +4,7 @@ from django.test import Client
 
 from labeling import services
 from labeling.models import LabelingQueue
-from tests.labeling.factories import finished_job, make_queue
+from tests.labeling.factories import claim_next, finished_job, make_queue
 
 
 def test_it_creates_a_queue_from_the_form(client: Client, carol) -> None:  # type: ignore[no-untyped-def]
@@ -45,7 +45,7 @@ def test_it_shows_agreement_on_the_dashboard(client: Client, alice, bob, carol) 
     queue = make_queue(mode="pairwise", prompts=2, k=2, overlap=2)
     for user, pick in ((alice, 0), (bob, 0)):
         for _ in range(2):
-            claim = services.task_claim_next(queue=queue, user=user)
+            claim = claim_next(queue, user)
             ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
             services.ranking_submit(
                 assignment_id=claim.pk,

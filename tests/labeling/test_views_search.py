@@ -32,8 +32,8 @@ def labeled(db, alice, bob):  # type: ignore[no-untyped-def]
     return first, second
 
 
-def results(client: Client, **params: object) -> list[Ranking]:
-    response = client.get("/labeling/search/", params)
+def results(client: Client, **params: str | float) -> list[Ranking]:
+    response = client.get("/labeling/search/", {name: str(value) for name, value in params.items()})
     assert response.status_code == 200
     return [row.label for row in response.context["rows"]]
 

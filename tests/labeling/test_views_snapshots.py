@@ -50,11 +50,11 @@ def test_it_lets_a_researcher_build_and_download_a_snapshot(client: Client, dave
     assert snapshot.content_hash in page and "Download train" in page
     download = client.get(f"/labeling/snapshots/{snapshot.pk}/export.jsonl?split=train")
     assert download["Content-Disposition"] == 'attachment; filename="round-1-train.jsonl"'
-    lines = b"".join(download.streaming_content).decode().splitlines()
+    lines = download.getvalue().decode().splitlines()
     assert len(lines) == snapshot.train_count
     assert {json.loads(line)["snapshot"] for line in lines} == {"round 1"}
     parquet = client.get(f"/labeling/snapshots/{snapshot.pk}/export.parquet?split=train")
-    assert b"".join(parquet.streaming_content)[:4] == b"PAR1"
+    assert parquet.getvalue()[:4] == b"PAR1"
     card = client.get(f"/labeling/snapshots/{snapshot.pk}/README.md").content.decode()
     assert snapshot.content_hash in card
 
@@ -143,7 +143,7 @@ def test_it_imports_preferences_and_serves_parquet_over_the_api(carol, dave, ali
         format="json",
     ).json()
     parquet = api.get(f"/api/labeling/snapshots/{snap['id']}/export.parquet")
-    assert b"".join(parquet.streaming_content)[:4] == b"PAR1"
+    assert parquet.getvalue()[:4] == b"PAR1"
     annotator = APIClient()
     annotator.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
     assert (

@@ -11,7 +11,7 @@ import factory
 from generation.models import PolicyModel
 from labeling import snapshots
 from labeling.models import DatasetSnapshot
-from tests.factories import UserFactory
+from tests.factories import ModelFactory, UserFactory
 from tests.generation.factories import PolicyModelFactory
 from tests.labeling.factories import label_queue, make_queue
 from training.models import TrainingRun
@@ -59,7 +59,7 @@ def tiny_policy(path: Path, **kwargs: Any) -> PolicyModel:
     )
 
 
-class TrainingRunFactory(factory.django.DjangoModelFactory):
+class TrainingRunFactory(ModelFactory[TrainingRun]):
     """A run row in any state, without validation or a worker (for lifecycle guards)."""
 
     class Meta:

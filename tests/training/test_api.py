@@ -169,3 +169,32 @@ def test_it_queues_and_lists_reward_scorings(carol, dave, base, snapshot, tmp_pa
         "/api/training/scorings/", {"reward_run": dpo.pk, "job": job.pk}, format="json"
     )
     assert bad.status_code == 400 and bad.json()["field"] == "reward_run"
+
+
+def test_it_cancels_and_resumes_a_reward_scoring_for_an_admin(  # type: ignore[no-untyped-def]
+    alice, carol, dave, base, snapshot, tmp_path
+) -> None:
+    final = tmp_path / "final"
+    final.mkdir()
+    reward = TrainingRunFactory(
+        kind="reward", base_model=base, snapshot=snapshot, status="succeeded", final_dir=final
+    )
+    scoring = RewardScoring.objects.create(
+        reward_run=reward, job=finished_job(prompts=1, k=2), status="running", total=2
+    )
+    url = f"/api/training/scorings/{scoring.pk}/"
+    assert _client(alice).post(f"{url}cancel/").status_code == 404
+    assert _client(dave).post(f"{url}cancel/").status_code == 403
+    api = _client(carol)
+    assert api.get(f"{url}cancel/").status_code == 405
+    flagged = api.post(f"{url}cancel/")
+    assert flagged.status_code == 200 and flagged.json()["cancel_requested"] is True
+    conflict = api.post(f"{url}resume/")
+    assert (
+        conflict.status_code == 409
+        and "a running scoring cannot be resumed" in conflict.json()["detail"]
+    )
+    RewardScoring.objects.filter(pk=scoring.pk).update(status="cancelled", cancel_requested=False)
+    resumed = api.post(f"{url}resume/")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    assert api.post("/api/training/scorings/999999/cancel/").status_code == 404

@@ -24,6 +24,7 @@ from labeling.models import (
 )
 from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
+from tests.queries import first_row
 from tests.training.factories import TrainingRunFactory, tiny_policy
 from training import assistance
 from training.models import CompletionReward, QueueAssistance, RewardScoring, TrainingRun
@@ -41,7 +42,7 @@ def reward_run(db, tmp_path: Path) -> TrainingRun:  # type: ignore[no-untyped-de
 
 def _note(queue: LabelingQueue) -> str:
     """The queue's assistance note ("" before any assistance)."""
-    assist = QueueAssistance.objects.filter(queue=queue).first()
+    assist = first_row(QueueAssistance.objects.filter(queue=queue))
     return assist.note if assist else ""
 
 
@@ -121,7 +122,7 @@ def test_it_serves_the_least_certain_pairs_first(reward_run, alice) -> None:  # 
     ).delete()
     assistance.queue_assistance_set(queue=queue, reward_run=reward_run, task_order="uncertainty")
 
-    served = []
+    served: list[float] = []
     while (claim := services.task_claim_next(queue=queue, user=alice)) is not None:
         served.append(claim.task_id)
         a, b = _slots(claim.task)
@@ -389,7 +390,8 @@ def test_admins_choose_the_reward_run_and_order_on_the_dashboard(
     assert response["Location"] == f"/labeling/queues/{queue.pk}/dashboard/"
     queue.refresh_from_db()
     assert (queue.assistance.reward_run, queue.task_order) == (reward_run, "uncertainty")
-    assert sorted(queue.tasks.values_list("priority", flat=True)) == [0.25, 0.5]
+    priorities = [p for p in queue.tasks.values_list("priority", flat=True) if p is not None]
+    assert len(priorities) == 2 and sorted(priorities) == [0.25, 0.5]
     page = client.get(response["Location"]).content.decode()
     assert "Priorities from rm-hand: 2 of 2 tasks scored." in page
     bad = client.post(url, {"reward_run": "", "task_order": "uncertainty"}, follow=True)
@@ -474,7 +476,7 @@ def test_the_ai_labeler_scores_and_labels_with_a_real_reward_model(
         str(reward_model_dir), [(c.prompt.text, c.text) for c in completions]
     )
     assert [rewards[c.pk] for c in completions] == pytest.approx(expected, abs=1e-5)
-    ai = Ranking.objects.filter(task__queue=queue).first().annotator
+    ai = first_row(Ranking.objects.filter(task__queue=queue)).annotator
     assert ai.username == "ai:rm-tiny"
     for task in queue.tasks.all():
         ranking = Ranking.objects.get(task=task, annotator=ai)
@@ -486,8 +488,9 @@ def test_the_ai_labeler_scores_and_labels_with_a_real_reward_model(
         assert Comparison.objects.filter(ranking=ranking).count() == 3  # 3 choose 2
         assert task.priority == pytest.approx(agreement.reward_gap([rewards[c] for c in ids]))
     # The humans still get every task, in uncertainty order.
-    served = []
+    served: list[float] = []
     while (claim := services.task_claim_next(queue=queue, user=alice)) is not None:
+        assert claim.task.priority is not None
         served.append(claim.task.priority)
         ids = _slots(claim.task)
         services.ranking_submit(

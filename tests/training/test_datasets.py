@@ -12,7 +12,7 @@ from tests.factories import UserFactory
 from tests.labeling.factories import label_queue, make_queue
 from tests.training.factories import labeled_snapshot
 from training import datasets
-from training.core.data import PreferenceData, PromptData, SFTData
+from training.core.data import PreferenceData, PromptData, SFTData, UnpairedExample
 
 
 def _texts() -> dict[int, str]:
@@ -188,7 +188,9 @@ def test_it_unpairs_the_pairs_into_good_and_bad_answers_for_kto(db) -> None:  # 
     for row in rows:
         prompt = row.prompt.text
         expected += [(prompt, texts[row.chosen_id], True), (prompt, texts[row.rejected_id], False)]
-    assert [(e.prompt, e.completion, e.desirable) for e in data.train] == expected
+    unpaired = [e for e in data.train if isinstance(e, UnpairedExample)]
+    assert len(unpaired) == len(data.train)
+    assert [(e.prompt, e.completion, e.desirable) for e in unpaired] == expected
 
 
 def test_it_reads_each_rankings_scores_for_score_regression(db) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def model_of(completion_id: int) -> int:
 
 
 def prefer(
-    ranks: dict[int, int], ties: set[frozenset[int]] = frozenset()
+    ranks: dict[int, int], ties: AbstractSet[frozenset[int]] = frozenset()
 ) -> Callable[[list[int]], list[list[int]]]:  # type: ignore[assignment]
     """A labeling order: the completion of the model with the lower rank wins; a pair of
     models in ``ties`` is a tie."""
@@ -93,6 +94,7 @@ def labeled_evaluation(
     order = prefer(ranks, ties={frozenset((models[1].pk, models[2].pk))})
     for name in ("ann", "ben"):
         user = UserFactory(username=name, roles=["annotator"])
+        assert evaluation.queue is not None
         label_queue(evaluation.queue, user, order)
     return evaluation, models
 
@@ -204,7 +206,7 @@ def test_it_lets_every_pair_of_models_meet_on_every_prompt(db, tmp_path: Path, p
     evaluation = evaluations.evaluation_advance(evaluation=evaluation)
     assert evaluation.queue is not None
     assert evaluation.queue.pairs_per_prompt == comb(4, 2)
-    met: dict[int, set[frozenset[int]]] = {}
+    met: dict[int, set[frozenset[int | None]]] = {}
     for task in LabelingTask.objects.filter(queue=evaluation.queue):
         pair = frozenset(c.job.model_id for c in task.completions.select_related("job"))
         met.setdefault(task.prompt_id, set()).add(pair)
@@ -297,8 +299,9 @@ def test_it_orders_the_leaderboard_by_bradley_terry_rating(db, tmp_path: Path, p
     for row in board:
         assert row.low <= row.rating <= row.high
     # The matrix is in leaderboard order: the winner's row is all 100%.
-    assert [cell.rate for cell in results.matrix[0][1:]] == [1.0, 1.0]
-    assert results.matrix[0][0] is None and results.matrix[1][0].rate == 0.0
+    winner, below = results.matrix[0], results.matrix[1][0]
+    assert [cell.rate if cell is not None else None for cell in winner[1:]] == [1.0, 1.0]
+    assert winner[0] is None and below is not None and below.rate == 0.0
     # Seeded bootstrap: the same page twice shows the same intervals.
     again = selectors.evaluation_results(evaluation=evaluation, bootstrap_rounds=200)
     assert [(r.low, r.high) for r in again.leaderboard] == [(r.low, r.high) for r in board]
@@ -306,11 +309,13 @@ def test_it_orders_the_leaderboard_by_bradley_terry_rating(db, tmp_path: Path, p
 
 def test_it_leaves_the_ai_labeler_out_of_the_results(db, tmp_path: Path, prompts) -> None:  # type: ignore[no-untyped-def]
     evaluation, (strong, middle, weak) = labeled_evaluation(tmp_path, prompts)
+    assert evaluation.queue is not None
     evaluation.queue.overlap = 3
     evaluation.queue.save(update_fields=["overlap"])
     robot = UserFactory(username="rm-judge", roles=["annotator"])
     robot.groups.add(Group.objects.get_or_create(name=AI_LABELER_GROUP)[0])
     reversed_order = prefer({weak.pk: 0, middle.pk: 1, strong.pk: 2})
+    assert evaluation.queue is not None
     assert label_queue(evaluation.queue, robot, reversed_order) == 9
     assert Comparison.objects.filter(queue=evaluation.queue).count() == 27
     results = selectors.evaluation_results(evaluation=evaluation, bootstrap_rounds=100)
@@ -458,6 +463,7 @@ def test_it_escapes_model_names(client: Client, carol, tmp_path: Path, prompts) 
     finish_jobs(evaluation)
     evaluations.evaluation_advance(evaluation=evaluation)
     evaluation.refresh_from_db()
+    assert evaluation.queue is not None
     label_queue(evaluation.queue, UserFactory(username="ann", roles=["annotator"]))
     client.force_login(carol)
     for url in ["/training/evaluations/", evaluation.get_absolute_url()]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.core.hacking import reward_hacking_check
+from training.core.hacking import HackingCheck, reward_hacking_check
 
 STEPS = list(range(1, 21))
 # 20 rollouts: baseline = the first 4 (20%), recent = the last 4.
@@ -12,7 +12,7 @@ STEADY_LENGTH = [10.0, 11.0, 9.0, 10.0] * 5
 STEADY_KL = [0.0, 0.5, 1.0, 1.5] + [2.0] * 16
 
 
-def _check(score: list[float], kl: list[float], length: list[float]) -> object:
+def _check(score: list[float], kl: list[float], length: list[float]) -> HackingCheck:
     return reward_hacking_check(
         STEPS, {"score": score, "kl": kl, "response_length": length}, kl_target=6.0
     )

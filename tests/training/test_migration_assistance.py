@@ -5,6 +5,8 @@ training's runs that labeling's 0005 used to add, and the plain id it adds now."
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import connection, models
 
@@ -32,7 +34,7 @@ def _columns(table: str) -> set[str]:
 
 def _as_the_old_foreign_key(apps) -> None:  # type: ignore[no-untyped-def]
     """Turn the queue's ``reward_run_id`` into the foreign key the old 0005 created."""
-    Queue = apps.get_model("labeling", "LabelingQueue")
+    Queue: Any = apps.get_model("labeling", "LabelingQueue")  # the old fields
     old = Queue._meta.get_field("reward_run")
     fk = models.ForeignKey(
         apps.get_model("training", "TrainingRun"),
@@ -58,7 +60,7 @@ def test_it_moves_each_queues_assistance_to_training(column, back_to_the_latest_
     Job = apps.get_model("generation", "GenerationJob")
     PolicyModel = apps.get_model("generation", "PolicyModel")
     Snapshot = apps.get_model("labeling", "DatasetSnapshot")
-    Queue = apps.get_model("labeling", "LabelingQueue")
+    Queue: Any = apps.get_model("labeling", "LabelingQueue")  # the old fields
     Task = apps.get_model("labeling", "LabelingTask")
     Run = apps.get_model("training", "TrainingRun")
 
@@ -114,7 +116,7 @@ def test_it_moves_each_queues_assistance_to_training(column, back_to_the_latest_
     assert not {"reward_run_id", "assist_note"} & _columns(QUEUE_TABLE)
 
     # Unapplied, the assistance goes back to the queues.
-    old = migrate_to(BEFORE).get_model("labeling", "LabelingQueue")
+    old: Any = migrate_to(BEFORE).get_model("labeling", "LabelingQueue")  # the old fields
     back = {q.name: (q.reward_run, q.assist_note) for q in old.objects.all()}
     assert back == {
         "assisted": (run.pk, "Priorities from rm-old: 1 of 1 tasks scored."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -14,12 +15,12 @@ from labeling.models import LabelingQueue
 from tests.generation.factories import PolicyModelFactory, prompt_set_with_prompts
 from tests.labeling.factories import label_queue, make_queue
 from tests.training.factories import TrainingRunFactory, labeled_snapshot, tiny_policy
-from training import evaluations, runs, selectors
+from training import evaluations, rounds, runs, selectors
 from training.models import Evaluation, Round, TrainingRun
 from training.runs import RunError
 
 FEW_STEPS = {"max_steps": 2, "logging_steps": 1, "max_length": 64, "batch_size": 2}
-PREVIOUS = {
+PREVIOUS: dict[str, Any] = {
     "mode": "ranking",
     "ask_scores": True,
     "overlap": 2,
@@ -101,7 +102,7 @@ def test_it_runs_the_next_round_end_to_end(  # type: ignore[no-untyped-def]
     assert completions.count() == 4
     assert {c.model for c in completions} == {run.output_model}
     assert queue.tasks.count() == 2  # ranking mode: one task per prompt
-    assert evaluations.round_advance(round=next_round).queue == queue  # idempotent
+    assert rounds.round_advance(round=next_round).queue == queue  # idempotent
 
     # The timeline: the base model, then the DPO model with its run, data and next round.
     html = client.get("/training/rounds/").content.decode()
@@ -142,6 +143,7 @@ def test_it_compares_the_new_model_with_its_parent(  # type: ignore[no-untyped-d
         first = Completion.objects.get(pk=ids[0])
         return [[ids[0]], [ids[1]]] if first.model == new_model else [[ids[1]], [ids[0]]]
 
+    assert evaluation.queue is not None and new_model is not None
     assert label_queue(evaluation.queue, bob, prefer_new) == 2
     rate, found = selectors.models_win_rate(model=new_model, other=run.base_model)
     assert found == evaluation and (rate.wins, rate.losses, rate.rate) == (2, 0, 1.0)
@@ -193,7 +195,7 @@ def test_it_refuses_a_next_round_without_a_policy_model(db, tmp_path: Path) -> N
     jobs = GenerationJob.objects.count()  # the snapshots' labeled jobs
     for run in (reward, running):
         with pytest.raises(RunError):
-            evaluations.round_create(run=run, prompt_set=prompts)
+            rounds.round_create(run=run, prompt_set=prompts)
         with pytest.raises(RunError):
             evaluations.evaluation_create_for_run(run=run, prompt_set=prompts)
     assert not Round.objects.exists() and not Evaluation.objects.exists()
@@ -204,19 +206,19 @@ def test_it_checks_k_and_the_prompt_set(db, tmp_path: Path) -> None:  # type: ig
     model = tiny_policy(tmp_path, name="trained")
     run = TrainingRunFactory(kind="dpo", status="succeeded", output_model=model)
     # The factory's snapshot names a queue whose job has 2 completions per prompt.
-    defaults = evaluations.round_defaults(run=run)
+    defaults = rounds.round_defaults(run=run)
     assert defaults["k"] == 2 and defaults["prompt_set"] is not None
     with pytest.raises(RunError) as caught:
-        evaluations.round_create(run=run, k=1)
+        rounds.round_create(run=run, k=1)
     assert caught.value.field == "k"
     run.snapshot.filters = {"queues": []}
     run.snapshot.save(update_fields=["filters"])
     with pytest.raises(RunError) as caught:
-        evaluations.round_create(run=run)
+        rounds.round_create(run=run)
     assert caught.value.field == "prompt_set"
     # Without a previous queue, the queue takes the default settings.
     prompts = prompt_set_with_prompts(2)
-    next_round = evaluations.round_create(run=run, prompt_set=prompts, k=3, max_new_tokens=8)
+    next_round = rounds.round_create(run=run, prompt_set=prompts, k=3, max_new_tokens=8)
     assert next_round.previous_queue is None
     assert next_round.queue_settings["mode"] == "pairwise"
     # Named without the model's name: annotators see queue names, and rounds are blind.
@@ -226,9 +228,9 @@ def test_it_checks_k_and_the_prompt_set(db, tmp_path: Path) -> None:  # type: ig
 def test_it_fails_the_round_when_its_job_failed(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = tiny_policy(tmp_path, name="trained")
     run = TrainingRunFactory(kind="dpo", status="succeeded", output_model=model)
-    next_round = evaluations.round_create(run=run)
+    next_round = rounds.round_create(run=run)
     GenerationJob.objects.filter(pk=next_round.job_id).update(status="cancelled")
-    next_round = evaluations.round_advance(round=next_round)
+    next_round = rounds.round_advance(round=next_round)
     assert next_round.status == "failed" and "cancelled" in next_round.error
     assert next_round.queue is None
 
@@ -263,8 +265,8 @@ def test_it_copies_the_human_queue_not_the_paused_import_queue(db, tmp_path: Pat
     # The import queue comes first in the snapshot's filter, as the demo's snapshot has it.
     run.snapshot.filters = {"queues": [imported.pk, human.pk]}
     run.snapshot.save(update_fields=["filters"])
-    assert evaluations.run_previous_queue(run=run) == human
-    next_round = evaluations.round_create(run=run)
+    assert rounds.run_previous_queue(run=run) == human
+    next_round = rounds.round_create(run=run)
     assert next_round.previous_queue == human
     assert next_round.queue_settings["mode"] == "ranking"
     assert next_round.queue_settings["overlap"] == 2
@@ -274,5 +276,5 @@ def test_it_copies_the_human_queue_not_the_paused_import_queue(db, tmp_path: Pat
 
 def test_it_names_a_round_after_a_round_without_nesting(db) -> None:  # type: ignore[no-untyped-def]
     first = make_queue(prompts=1, k=2, name="Next round · chat")
-    assert evaluations.next_round_queue_name(first) == "Next round · chat (2)"
-    assert evaluations.next_round_queue_name(None) == "Next round · labeling"
+    assert rounds.next_round_queue_name(first) == "Next round · chat (2)"
+    assert rounds.next_round_queue_name(None) == "Next round · labeling"

@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from generation.backends import BackendSpec, SamplingParams, backend_for
+from generation.backends import SamplingParams, backend_for
 from generation.models import PolicyModel
+from generation.services import policy_model_backend_spec
 from labeling.models import DatasetSnapshot
 from tests.conftest import wait_for
 from tests.labeling.factories import finished_job
@@ -97,9 +98,7 @@ def _assert_trained(run: TrainingRun, base_dir: Path) -> None:
 
 def _assert_samples(model: PolicyModel) -> None:
     backend = backend_for(
-        BackendSpec(
-            kind=model.backend, source=model.source, use_chat_template=model.use_chat_template
-        ),
+        policy_model_backend_spec(model),
         reuse=False,
     )
     try:
@@ -206,7 +205,7 @@ def test_it_cancels_a_running_run_with_a_checkpoint_and_resumes_it(
         kind="sft", base_model=base, snapshot=snapshot, config=MANY_STEPS
     )
     wait_for(lambda: _run(run.pk).step >= 1, 180, 0.05)
-    runs.training_run_cancel(run=_run(run.pk))
+    runs.run_lifecycle.cancel(_run(run.pk))
     cancelled = _finished(run, 120)
     assert cancelled.status == TrainingRun.Status.CANCELLED, cancelled.error
     assert 0 < cancelled.step < MANY_STEPS["max_steps"]
@@ -214,7 +213,7 @@ def test_it_cancels_a_running_run_with_a_checkpoint_and_resumes_it(
     assert cancelled.checkpoint_dir.endswith(f"checkpoint-{cancelled.step}")
     assert cancelled.output_model is None and not cancelled.final_dir
 
-    runs.training_run_resume(run=cancelled)
+    runs.run_lifecycle.resume(cancelled)
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"
     assert done.attempts == 2
@@ -280,7 +279,7 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     stuck = _run(run.pk)
     assert stuck.status == TrainingRun.Status.RUNNING  # nobody told the database
     assert stuck.step < MANY_STEPS["max_steps"]
-    assert runs.training_runs_fail_stale(stale_after=timedelta(seconds=0)) == 1
+    assert runs.run_lifecycle.fail_stale(stale_after=timedelta(seconds=0)) == 1
     failed = _run(run.pk)
     assert failed.status == TrainingRun.Status.FAILED
     assert "heartbeat" in failed.error and "checkpoint" in failed.error
@@ -288,7 +287,7 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     assert set(PolicyModel.objects.values_list("pk", flat=True)) == models_before
 
     request.getfixturevalue("celery_worker")
-    resumed = runs.training_run_resume(run=failed)
+    resumed = runs.run_lifecycle.resume(failed)
     assert resumed.checkpoint_dir and Path(resumed.checkpoint_dir).is_dir()
     done = _finished(run, 300)
     assert done.status == TrainingRun.Status.SUCCEEDED, f"{done.error}\n{done.log_tail}"

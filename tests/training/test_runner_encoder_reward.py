@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def run(model_path: Path, output_dir: Path, cfg: RewardConfig) -> tuple[RunResul
     return run_training(spec, PreferenceData(train=GROUPS, eval=GROUPS[:1]), reporter), reporter
 
 
-def forward_alone(model_path: Path, items: list[tuple[object, str]]) -> list[float]:
+def forward_alone(model_path: Path, items: Sequence[tuple[object, str]]) -> list[float]:
     """Each item's score from the classifier's own forward, one unpadded sequence at a time."""
     tokenizer = load_tokenizer(str(model_path))
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1).eval()

@@ -128,6 +128,7 @@ def test_it_resumes_exactly_where_an_uninterrupted_run_would_be(
     spec = _spec(tiny_model_path, reward_model_path, tmp_path / "b", **options)
     stopped = run_grpo(spec, data, ListReporter(stop_at_step=1))
     assert stopped.status == "cancelled" and stopped.steps == 1
+    assert stopped.checkpoint_dir is not None
     assert json.loads((stopped.checkpoint_dir / "ppo_state.json").read_text())["rollout"] == 1
     resumed = ListReporter()
     run_grpo(dataclasses.replace(spec, resume_from=stopped.checkpoint_dir), data, resumed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -146,7 +147,7 @@ def test_on_pairs_it_equals_the_pairwise_loss(
         record("nice", NICE, ("No.",), ("Thank you!",)),
     ]
     data = PreferenceData(train=ranking_groups(pairs))
-    common = {
+    common: dict[str, Any] = {
         "learning_rate": 1e-3,
         "batch_size": 2,
         "max_steps": 2,
@@ -158,8 +159,8 @@ def test_on_pairs_it_equals_the_pairwise_loss(
 
     _, listwise = run(
         kind, tiny_model_path, tmp_path / "pl", config_class(loss="plackett_luce", **common), data
-    )  # type: ignore[arg-type]
-    _, pairwise = run(kind, tiny_model_path, tmp_path / "bt", config_class(**common), data)  # type: ignore[arg-type]
+    )
+    _, pairwise = run(kind, tiny_model_path, tmp_path / "bt", config_class(**common), data)
 
     assert losses(listwise) == pytest.approx(losses(pairwise), abs=1e-5)
 

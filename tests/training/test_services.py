@@ -161,13 +161,13 @@ def test_it_trains_sft_on_demonstrations_even_without_pairs(base) -> None:  # ty
 
 
 def test_it_cancels_a_queued_run_at_once_and_a_running_one_by_flag(db) -> None:  # type: ignore[no-untyped-def]
-    queued = runs.training_run_cancel(run=TrainingRunFactory())
+    queued = runs.run_lifecycle.cancel(TrainingRunFactory())
     assert queued.status == TrainingRun.Status.CANCELLED and queued.finished_at
-    running = runs.training_run_cancel(run=TrainingRunFactory(status=TrainingRun.Status.RUNNING))
+    running = runs.run_lifecycle.cancel(TrainingRunFactory(status=TrainingRun.Status.RUNNING))
     assert running.status == TrainingRun.Status.RUNNING and running.cancel_requested
     for status in TrainingRun.FINISHED:
         with pytest.raises(RunError, match=f"a {status} run cannot be cancelled"):
-            runs.training_run_cancel(run=TrainingRunFactory(status=status))
+            runs.run_lifecycle.cancel(TrainingRunFactory(status=status))
 
 
 def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
@@ -186,7 +186,7 @@ def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
         finished_at=timezone.now(),
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        resumed = runs.training_run_resume(run=run)
+        resumed = runs.run_lifecycle.resume(run)
     assert len(callbacks) == 1
     assert resumed.status == TrainingRun.Status.QUEUED
     assert resumed.error == "" and resumed.finished_at is None
@@ -195,14 +195,14 @@ def test_it_resumes_a_failed_run_from_its_latest_checkpoint(
 
 def test_it_resumes_only_failed_or_cancelled_runs(base) -> None:  # type: ignore[no-untyped-def]
     cancelled = TrainingRunFactory(base_model=base, status=TrainingRun.Status.CANCELLED)
-    assert runs.training_run_resume(run=cancelled).status == TrainingRun.Status.QUEUED
+    assert runs.run_lifecycle.resume(cancelled).status == TrainingRun.Status.QUEUED
     for status in (
         TrainingRun.Status.QUEUED,
         TrainingRun.Status.RUNNING,
         TrainingRun.Status.SUCCEEDED,
     ):
         with pytest.raises(RunError, match=f"a {status} run cannot be resumed"):
-            runs.training_run_resume(run=TrainingRunFactory(base_model=base, status=status))
+            runs.run_lifecycle.resume(TrainingRunFactory(base_model=base, status=status))
 
 
 def test_it_cannot_resume_a_run_whose_base_model_is_gone(db) -> None:  # type: ignore[no-untyped-def]
@@ -211,7 +211,7 @@ def test_it_cannot_resume_a_run_whose_base_model_is_gone(db) -> None:  # type: i
         status=TrainingRun.Status.FAILED,
     )
     with pytest.raises(RunError, match="are gone"):
-        runs.training_run_resume(run=run)
+        runs.run_lifecycle.resume(run)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
 
@@ -223,7 +223,7 @@ def test_it_fails_only_running_runs_whose_heartbeat_is_stale(db) -> None:  # typ
     queued = TrainingRunFactory(heartbeat_at=old)
     done = TrainingRunFactory(status=TrainingRun.Status.SUCCEEDED, heartbeat_at=old)
 
-    assert runs.training_runs_fail_stale(stale_after=timedelta(minutes=5)) == 1
+    assert runs.run_lifecycle.fail_stale(stale_after=timedelta(minutes=5)) == 1
     stale.refresh_from_db()
     assert stale.status == TrainingRun.Status.FAILED and stale.finished_at
     assert "stopped sending heartbeats" in stale.error and "last checkpoint" in stale.error
@@ -237,9 +237,9 @@ def test_the_watchdog_uses_the_configured_staleness(db, settings) -> None:  # ty
     TrainingRunFactory(
         status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=30)
     )
-    assert runs.training_runs_fail_stale() == 0
+    assert runs.run_lifecycle.fail_stale() == 0
     settings.TRAINING_STALE_AFTER_S = 10
-    assert runs.training_runs_fail_stale() == 1
+    assert runs.run_lifecycle.fail_stale() == 1
 
 
 # --- executing (without training: claims, failures, registration) --------------------------------

@@ -582,6 +582,40 @@ def test_it_scores_a_job_with_a_reward_run(  # type: ignore[no-untyped-def]
     assert bad.status_code == 400 and "valid choice" in bad.content.decode()
 
 
+def test_it_cancels_and_resumes_a_scoring_from_the_job_page(
+    client: Client, carol, dave, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    job = finished_job(prompts=1, k=2)
+    scoring = RewardScoring.objects.create(
+        reward_run=reward_run(tmp_path, name="rm-3"), job=job, status="running", total=2
+    )
+    cancel, resume = (
+        f"/training/scorings/{scoring.pk}/{action}/" for action in ("cancel", "resume")
+    )
+    client.force_login(dave)
+    assert client.post(cancel).status_code == 403
+    client.force_login(carol)
+    fragment = client.get(f"/training/scorings/?job={job.pk}", headers=HX).content.decode()
+    assert f'hx-post="{cancel}"' in fragment and 'hx-target="#job-scorings"' in fragment
+    assert client.get(cancel).status_code == 405
+    flagged = client.post(cancel, headers=HX).content.decode()
+    assert '<section id="job-scorings"' in flagged and "<html" not in flagged
+    scoring.refresh_from_db()
+    assert scoring.cancel_requested and scoring.status == "running"
+    # A running scoring cannot be resumed: the reason is shown on the job's page.
+    page = client.post(resume, follow=True)
+    assert page.redirect_chain[-1][0] == job.get_absolute_url()
+    assert "a running scoring cannot be resumed" in page.content.decode()
+    RewardScoring.objects.filter(pk=scoring.pk).update(status="failed", error="worker died")
+    fragment = client.get(f"/training/scorings/?job={job.pk}", headers=HX).content.decode()
+    assert f'hx-post="{resume}"' in fragment and "worker died" in fragment
+    response = client.post(resume)
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    scoring.refresh_from_db()
+    assert (scoring.status, scoring.error) == ("queued", "")
+    assert client.post("/training/scorings/999999/cancel/").status_code == 404
+
+
 def test_it_offers_scoring_on_a_finished_reward_run(client: Client, carol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     reward = reward_run(tmp_path, name="rm-2")
     job = finished_job(prompts=1, k=2)

@@ -370,7 +370,7 @@ def _evaluate(trainer: Any, groups: Sequence[EncodedGroup], pad_id: int) -> dict
     model.eval()
     outputs: dict[str, list[Any]] = {}
     winners, losers, pair_group, margins = [], [], [], []
-    rankings: list[tuple[Any, Any, Any]] = []
+    rankings: list[tuple[torch.Tensor, ...]] = []
     offset = group_offset = 0
     any_margins = False
     try:
