@@ -1,8 +1,9 @@
-"""Agreement between annotators: pure functions over pairwise preference labels.
+"""Agreement between annotators: pure functions over preference labels.
 
 A *unit* is one pair of completions in one task; each annotator who ranked the task gives
 it a label: ``1`` (the first completion is preferred), ``-1`` (the second) or ``0`` (a
-tie). Django-free.
+tie). On a single-answer task the unit is the answer, labeled ``1`` (good) or ``-1``
+(bad). Django-free.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ def preference_labels(order: Sequence[Sequence[int]]) -> dict[tuple[int, int], L
     return labels
 
 
+# The unit key of a single answer's verdict within its task (beside pairs of ids).
+VERDICT_UNIT = "verdict"
+VERDICT_LABELS = {"good": 1, "bad": -1}
+
+
+def label_units(order: Sequence[Sequence[int]], verdict: str = "") -> dict[Hashable, Label]:
+    """The units one label gives its task: the verdict on a single answer (``"good"`` 1,
+    ``"bad"`` -1) as one unit, else the pairs its best-first ranking implies."""
+    if verdict:
+        return {VERDICT_UNIT: VERDICT_LABELS[verdict]}
+    return dict(preference_labels(order))
+
+
 def pairwise_agreement(units: Units[U, A]) -> float | None:
     """Share of annotator pairs that gave a unit the same label, over all units.
 
@@ -43,14 +57,10 @@ def pairwise_agreement(units: Units[U, A]) -> float | None:
     return agree / total if total else None
 
 
-def krippendorff_alpha_nominal(units: Units[U, A]) -> float | None:
-    """Krippendorff's alpha for nominal data (Krippendorff 2011, "Computing Krippendorff's
-    Alpha-Reliability", section C): 1 - D_o / D_e from the coincidence matrix.
-
-    Units with fewer than two labels are not pairable and are ignored. None when nothing
-    is pairable or when every label is the same value (no variation to agree on).
-    """
-    coincidence: defaultdict[tuple[Label, Label], float] = defaultdict(float)
+def _coincidences(units: Units[U, A]) -> Counter[tuple[Label, Label]]:
+    """The coincidence matrix o_ck: each ordered pair of values within a unit, weighted
+    1 / (m_u - 1); units with fewer than two labels are not pairable and add nothing."""
+    coincidence: Counter[tuple[Label, Label]] = Counter()
     for labels in units.values():
         values = list(labels.values())
         m = len(values)
@@ -58,17 +68,56 @@ def krippendorff_alpha_nominal(units: Units[U, A]) -> float | None:
             continue
         for i, j in itertools.permutations(range(m), 2):
             coincidence[(values[i], values[j])] += 1.0 / (m - 1)
+    return coincidence
+
+
+def _alpha(units: Units[U, A], metric: str) -> float | None:
+    """alpha = 1 - D_o / D_e = 1 - (n - 1) sum o_ck d_ck / sum n_c n_k d_ck, where d_ck is
+    the squared difference of the ``metric`` (Krippendorff 2011, sections C and E)."""
+    coincidence = _coincidences(units)
     if not coincidence:
         return None
     n_c: defaultdict[Label, float] = defaultdict(float)
     for (c, _k), weight in coincidence.items():
         n_c[c] += weight
     n = sum(n_c.values())
-    observed = sum(w for (c, k), w in coincidence.items() if c != k)
-    expected = sum(n_c[c] * n_c[k] for c in n_c for k in n_c if c != k) / (n - 1)
+    if metric == "nominal":
+
+        def delta(c: Label, k: Label) -> float:
+            return 0.0 if c == k else 1.0
+
+    else:  # ordinal: the values' ranks, with the marginals of the values between them
+        values = sorted(n_c)
+        rank = {v: i for i, v in enumerate(values)}
+        cumulative = list(itertools.accumulate(n_c[v] for v in values))
+
+        def delta(c: Label, k: Label) -> float:
+            low, high = sorted((rank[c], rank[k]))
+            between = cumulative[high] - (cumulative[low - 1] if low else 0.0)
+            return (between - (n_c[c] + n_c[k]) / 2) ** 2 if c != k else 0.0
+
+    observed = sum(w * delta(c, k) for (c, k), w in coincidence.items())
+    expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in n_c for k in n_c) / (n - 1)
     if expected == 0:
         return None
     return 1.0 - observed / expected
+
+
+def krippendorff_alpha_nominal(units: Units[U, A]) -> float | None:
+    """Krippendorff's alpha for nominal data (Krippendorff 2011, "Computing Krippendorff's
+    Alpha-Reliability", section C): 1 - D_o / D_e from the coincidence matrix.
+
+    Units with fewer than two labels are not pairable and are ignored. None when nothing
+    is pairable or when every label is the same value (no variation to agree on).
+    """
+    return _alpha(units, "nominal")
+
+
+def krippendorff_alpha_ordinal(units: Units[U, A]) -> float | None:
+    """Krippendorff's alpha for ordinal data (Krippendorff 2011, section E.3), for scores
+    such as 1-7: the distance between two values counts the labels whose values lie between
+    them, ``(sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``. None as for the nominal alpha."""
+    return _alpha(units, "ordinal")
 
 
 def agreement_with_majority(units: Units[U, A]) -> dict[A, tuple[int, int]]:

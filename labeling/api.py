@@ -29,7 +29,14 @@ from config.roles import (
 )
 from generation import importers
 from labeling import record, selectors, services, snapshots
-from labeling.models import Comparison, DatasetSnapshot, LabelingQueue, LabelingTask, Ranking
+from labeling.models import (
+    Comparison,
+    DatasetSnapshot,
+    LabelingQueue,
+    LabelingTask,
+    Ranking,
+    Verdict,
+)
 from labeling.preference_import import preferences_import
 
 
@@ -76,6 +83,7 @@ class RankingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "order",
             "scores",
             "both_bad",
+            "verdict",
             "time_spent_ms",
             "comment",
             "flags",
@@ -142,6 +150,12 @@ class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
         default=dict,
     )
     both_bad = serializers.BooleanField(default=False)
+    # Single-answer queues: the verdict on the task's one answer, and its optional score
+    # (the same as ``scores: {"A": n}``).
+    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False, default="")
+    score = serializers.IntegerField(
+        min_value=services.SCORE_RANGE[0], max_value=services.SCORE_RANGE[1], required=False
+    )
     comment = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=services.COMMENT_MAX_LENGTH
     )
@@ -160,8 +174,10 @@ class SubmitSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs["skip"] and not attrs.get("order"):
-            raise serializers.ValidationError("send an order (best first, tie groups) or skip")
+        # What a submit must hold depends on the queue's mode: the view checks it (an order,
+        # or a single answer's verdict) and names the missing field.
+        if "score" in attrs and attrs["scores"]:
+            raise serializers.ValidationError({"score": "send score or scores, not both"})
         return attrs
 
 
@@ -238,7 +254,25 @@ class SubmitAPI(LabelingAPIView):
             if data["skip"]:
                 services.task_skip(assignment=assignment)
                 return Response({"skipped": True})
-            order, scores = _from_aliases(assignment.task, data["order"], data["scores"])
+            given_order = data.get("order")
+            given_scores = data["scores"]
+            if queue.mode == LabelingQueue.Mode.SINGLE:
+                # The task's one answer is its alias "A"; the service asks for the verdict.
+                given_order = given_order or [[services.ALIASES[0]]]
+                if "score" in data:
+                    given_scores = {services.ALIASES[0]: data["score"]}
+            elif "score" in data:
+                raise services.LabelingError(
+                    "score: only single-answer queues take one score; send scores by answer",
+                    field="score",
+                )
+            elif not given_order:
+                raise services.LabelingError(
+                    f"order: this is a {queue.mode} queue; send an order (best first, tie "
+                    "groups of answer letters) or skip",
+                    field="order",
+                )
+            order, scores = _from_aliases(assignment.task, given_order, given_scores)
             ranking = services.ranking_submit(
                 assignment_id=assignment.pk,
                 user=request.user,
@@ -250,12 +284,16 @@ class SubmitAPI(LabelingAPIView):
                     flags=tuple(data["flags"]),
                     time_spent_ms=data["time_spent_ms"],
                     demonstration=data["demonstration"],
+                    verdict=data["verdict"],
                 ),
             )
         except services.LeaseExpired as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except services.LabelingError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            body = {"detail": str(exc)}
+            if exc.field:
+                body["field"] = exc.field
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
         body = RankingSerializer(ranking, context={"aliases": True}).data
         body["comparisons"] = ranking.comparisons.count()
         return Response(body, status=status.HTTP_201_CREATED)
@@ -386,6 +424,25 @@ class SnapshotDetailAPI(APIView):
     def get(self, request: Request, pk: int) -> Response:
         snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
         return Response(SnapshotSerializer(snapshot).data)
+
+
+class SnapshotUnpairedExportAPI(APIView):
+    """The single-answer labels in TRL's unpaired format (KTO), streamed; ``?split=train|eval``."""
+
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
+        snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
+        try:
+            split = snapshots.snapshot_split(request.query_params.get("split"))
+        except snapshots.SnapshotError as exc:
+            return Response(
+                {"detail": str(exc), "field": "split"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return StreamingHttpResponse(
+            snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split),
+            content_type="application/jsonl; charset=utf-8",
+        )
 
 
 class SnapshotExportAPI(APIView):

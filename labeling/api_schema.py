@@ -35,6 +35,7 @@ for view in (
     api.SnapshotListAPI,
     api.SnapshotDetailAPI,
     api.SnapshotExportAPI,
+    api.SnapshotUnpairedExportAPI,
     api.SnapshotParquetAPI,
     api.SnapshotCardAPI,
     api.LabelVersionsExportAPI,
@@ -68,6 +69,11 @@ extend_schema_view(
 extend_schema_view(
     post=extend_schema(
         summary="Submit (or skip) a claimed task",
+        description=(
+            "Pairwise and ranking queues take an `order` (tie groups of answer aliases, best "
+            "first); single-answer queues take a `verdict` (`good` or `bad`) and an optional "
+            "`score` (1-7). A 400 names the field at fault (`field`)."
+        ),
         request=api.SubmitSerializer,
         responses={
             201: api.RankingSerializer,
@@ -129,6 +135,15 @@ extend_schema_view(
         responses={(200, "application/jsonl"): OpenApiTypes.STR},
     ),
 )(api.SnapshotExportAPI)
+extend_schema_view(
+    get=extend_schema(
+        summary="Export the single-answer labels as TRL unpaired JSON lines (KTO)",
+        description="`prompt`, `completion`, `label` (true: good), `score`, `votes`, "
+        "`agreement`, `annotator`, `queue`, `snapshot`.",
+        parameters=[SPLIT],
+        responses={(200, "application/jsonl"): OpenApiTypes.STR},
+    ),
+)(api.SnapshotUnpairedExportAPI)
 extend_schema_view(
     get=extend_schema(
         summary="Export as Parquet",

@@ -22,6 +22,11 @@ urlpatterns = [
         api.SnapshotParquetAPI.as_view(),
         name="api-snapshot-parquet",
     ),
+    path(
+        "snapshots/<int:pk>/unpaired.jsonl",
+        api.SnapshotUnpairedExportAPI.as_view(),
+        name="api-snapshot-unpaired",
+    ),
     path("snapshots/<int:pk>/README.md", api.SnapshotCardAPI.as_view(), name="api-snapshot-card"),
     path("preferences/import/", api.PreferenceImportAPI.as_view(), name="api-preference-import"),
     path("labels/export.jsonl", api.LabelVersionsExportAPI.as_view(), name="api-label-versions"),

@@ -39,12 +39,13 @@ class LabelingQueueForm(forms.Form):
 
 
 class SubmissionForm(forms.Form):
-    """What the labeling page posts. ``choice`` (pairwise buttons) or ``rank_<id>`` fields."""
+    """What the labeling page posts. ``choice`` (pairwise buttons, or good/bad on a single
+    answer) or ``rank_<alias>`` fields."""
 
     assignment = forms.IntegerField(min_value=1, max_value=ID_MAX)
     choice = forms.ChoiceField(
         required=False,
-        choices=[(c, c) for c in ("a", "b", "tie", "both_bad", "skip", "rank")],
+        choices=[(c, c) for c in ("a", "b", "tie", "both_bad", "skip", "rank", "good", "bad")],
     )
     comment = forms.CharField(required=False, max_length=COMMENT_MAX_LENGTH)
     flags = forms.MultipleChoiceField(required=False, choices=[(f, f) for f in FLAGS])

@@ -12,12 +12,20 @@ from generation.models import Completion, GenerationJob, Prompt
 AI_LABELER_GROUP = "ai-labeler"
 
 
+class Verdict(models.TextChoices):
+    """A single-answer label: the answer is good (desirable) or bad (undesirable)."""
+
+    GOOD = "good"
+    BAD = "bad"
+
+
 class LabelingQueue(models.Model):
     """Tasks built from one or more generation jobs; several models in one queue are blind."""
 
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise (A or B)"
         RANKING = "ranking", "Full ranking of all k"
+        SINGLE = "single", "Single answer (good or bad)"
 
     class TaskOrder(models.TextChoices):
         POSITION = "position", "In order (shuffled once at creation)"
@@ -160,11 +168,14 @@ class Ranking(models.Model):
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings"
     )
-    # [[best ids...], [next ids...], ...]: ids in one inner list are tied.
+    # [[best ids...], [next ids...], ...]: ids in one inner list are tied. A single-answer
+    # label holds its one answer: [[id]].
     order = models.JSONField()
     # {"<completion id>": 1..7}
     scores = models.JSONField(default=dict, blank=True)
     both_bad = models.BooleanField(default=False)
+    # Single-answer queues: "good" or "bad"; empty in pairwise and ranking queues.
+    verdict = models.CharField(max_length=4, choices=Verdict.choices, blank=True, default="")
     time_spent_ms = models.PositiveIntegerField(default=0)
     comment = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
@@ -207,6 +218,7 @@ class RankingVersion(models.Model):
     order = models.JSONField(default=list)
     scores = models.JSONField(default=dict, blank=True)
     both_bad = models.BooleanField(default=False)
+    verdict = models.CharField(max_length=4, choices=Verdict.choices, blank=True, default="")
     comment = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
     demonstration = models.TextField(blank=True)
@@ -422,6 +434,43 @@ class SnapshotRanking(models.Model):
 
     def __str__(self) -> str:
         return f"listwise {self.pk} of snapshot {self.snapshot_id}"
+
+
+class SnapshotSingle(models.Model):
+    """One single-answer label of a snapshot (after its filters and aggregation), frozen:
+    an answer judged good or bad, exported in TRL's unpaired preference format (KTO)."""
+
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="singles", db_index=False
+    )
+    # No database constraint, as on SnapshotRow.
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    completion = models.ForeignKey(
+        Completion, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    # True: good (desirable); TRL's `label`.
+    label = models.BooleanField()
+    # The 1-7 score (the mean over the agreeing votes when aggregated); null: not scored.
+    score = models.FloatField(null=True, blank=True)
+    # The annotator under `all`; empty when the row aggregates several annotators' votes.
+    annotator = models.CharField(max_length=150, blank=True)
+    queue_name = models.CharField(max_length=200, blank=True)
+    votes = models.PositiveIntegerField(default=1)
+    # The share of the answer's votes with this verdict.
+    agreement = models.FloatField(default=1.0)
+    split = models.CharField(
+        max_length=5, choices=SnapshotRow.Split.choices, default=SnapshotRow.Split.TRAIN
+    )
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["snapshot_id", "id"]
+        indexes = [models.Index(fields=["snapshot", "split", "id"])]
+
+    def __str__(self) -> str:
+        return f"{'good' if self.label else 'bad'} {self.completion_id} ({self.split})"
 
 
 class SnapshotDemonstration(models.Model):

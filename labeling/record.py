@@ -46,6 +46,7 @@ def _version_record(v: RankingVersion, slots: list[tuple[int, str]], latest: int
         "order": v.order,
         "scores": v.scores,
         "both_bad": v.both_bad,
+        "verdict": v.verdict,
         "flags": v.flags,
         "comment": v.comment,
         "demonstration": v.demonstration,
@@ -59,7 +60,7 @@ def label_versions_export_jsonl(*, queue_ids: Sequence[int] | None = None) -> It
     """JSON lines, one per version: queue, task, prompt, the answers (id, alias, text),
     annotator, version, action (submitted, edited, undone, resubmitted), whether it is the
     current label, order (tie groups of completion ids, best first; empty on an undo),
-    scores, both_bad, flags, comment, demonstration, time spent, first-submitted and
+    scores, both_bad, verdict (single answers: good or bad; else empty), flags, comment, demonstration, time spent, first-submitted and
     version times."""
     versions = label_versions(queue_ids=queue_ids).select_related(
         "task__prompt", "task__queue", "annotator"

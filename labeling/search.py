@@ -35,6 +35,8 @@ class LabelFilter:
     queue: LabelingQueue | None = None
     annotator: str = ""
     flagged: bool | None = None
+    # Single answers only: "good" or "bad".
+    verdict: str = ""
     min_score: int | None = None
     max_score: int | None = None
     min_agreement: float | None = None
@@ -65,6 +67,8 @@ def label_search(*, spec: LabelFilter) -> QuerySet[Ranking]:
         labels = labels.exclude(flags=[])
     elif spec.flagged is False:
         labels = labels.filter(flags=[])
+    if spec.verdict:
+        labels = labels.filter(verdict=spec.verdict)
     if spec.since is not None:
         labels = labels.filter(created_at__date__gte=spec.since)
     if spec.until is not None:
@@ -92,13 +96,14 @@ def _ids_with_scores(labels: QuerySet[Ranking], low: int | None, high: int | Non
 
 
 def tasks_agreement(*, task_ids: Any) -> dict[int, float]:
-    """Each task's pairwise agreement among its annotators' current labels (tasks labeled
-    by two or more people only)."""
+    """Each task's pairwise agreement among its annotators' current labels (on the pairs of
+    answers, or a single answer's good/bad verdict; tasks labeled by two or more people
+    only)."""
     units: dict[int, dict[Any, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
-    for task_id, annotator_id, order in Ranking.objects.filter(task_id__in=task_ids).values_list(
-        "task_id", "annotator_id", "order"
-    ):
-        for pair, label in agreement.preference_labels(order).items():
+    for task_id, annotator_id, order, verdict in Ranking.objects.filter(
+        task_id__in=task_ids
+    ).values_list("task_id", "annotator_id", "order", "verdict"):
+        for pair, label in agreement.label_units(order, verdict).items():
             units[task_id][pair][annotator_id] = label
     result = {}
     for task_id, task_units in units.items():
@@ -186,7 +191,8 @@ def task_letters(task: LabelingTask) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class LabelView:
-    """A label as pages show it: its ranking and scores by the letters annotators saw."""
+    """A label as pages show it: its ranking (a single answer's verdict: "A good") and
+    scores by the letters annotators saw."""
 
     label: Ranking
     order: str
@@ -197,6 +203,10 @@ def label_view(label: Ranking, letters: dict[int, str] | None = None) -> LabelVi
     letters = letters if letters is not None else task_letters(label.task)
     return LabelView(
         label=label,
-        order=order_in_letters(label.order, letters),
+        order=(
+            f"{order_in_letters(label.order, letters)} {label.verdict}"
+            if label.verdict
+            else order_in_letters(label.order, letters)
+        ),
         scores={letters.get(int(c), "?"): s for c, s in (label.scores or {}).items()},
     )

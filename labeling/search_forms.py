@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from labeling.models import LabelingQueue, Ranking
+from labeling.models import LabelingQueue, Ranking, Verdict
 from labeling.search import LabelFilter
 
 SCORE_MIN, SCORE_MAX = 1, 7
@@ -29,6 +29,12 @@ class SearchForm(forms.Form):
     )
     annotator = forms.ChoiceField(required=False)
     flagged = forms.ChoiceField(choices=FLAGGED, required=False)
+    verdict = forms.ChoiceField(
+        label="Single answer",
+        choices=[("", "any"), *Verdict.choices],
+        required=False,
+        help_text="Good or bad (single-answer queues).",
+    )
     min_score = forms.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX, required=False)
     max_score = forms.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX, required=False)
     min_agreement = forms.FloatField(
@@ -67,6 +73,7 @@ class SearchForm(forms.Form):
             queue=data.get("queue"),
             annotator=data.get("annotator") or "",
             flagged={"yes": True, "no": False}.get(data.get("flagged") or ""),
+            verdict=data.get("verdict") or "",
             min_score=data.get("min_score"),
             max_score=data.get("max_score"),
             min_agreement=data.get("min_agreement"),

@@ -199,8 +199,11 @@ class Dashboard:
     annotators: list[AnnotatorStats] = field(default_factory=list)
     median_seconds: float | None = None
     per_hour: list[tuple[int, int]] = field(default_factory=list)  # (unix hour, submissions)
+    # Over the units of the labels: pairs of answers, or single answers' good/bad verdicts.
     pairwise_agreement: float | None = None
     alpha: float | None = None
+    # Krippendorff's ordinal alpha on the 1-7 scores, per answer (None: nothing to pair).
+    score_alpha: float | None = None
     overlapping_tasks: int = 0
     comparisons: int = 0
     flagged: int = 0
@@ -239,7 +242,16 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     rankings = list(
         Ranking.objects.filter(task__queue=queue)
         .select_related("annotator")
-        .values("task_id", "annotator__username", "order", "time_spent_ms", "created_at", "flags")
+        .values(
+            "task_id",
+            "annotator__username",
+            "order",
+            "verdict",
+            "scores",
+            "time_spent_ms",
+            "created_at",
+            "flags",
+        )
     )
     board = Dashboard(progress=queue_progress(queue=queue, user=user))
     board.comparisons = Comparison.objects.filter(queue=queue).count()
@@ -249,6 +261,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     # Human agreement, throughput and overlap leave the AI labeler out; it is compared
     # with the humans on its own below.
     units: dict[Any, dict[str, int]] = defaultdict(dict)
+    score_units: dict[Any, dict[str, int]] = defaultdict(dict)
     ai_units: dict[str, dict[Any, int]] = defaultdict(dict)
     per_task: dict[int, int] = defaultdict(int)
     by_annotator: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -257,7 +270,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     for r in rankings:
         who = r["annotator__username"]
         by_annotator[who].append(r)
-        pair_labels = agreement.preference_labels(r["order"]).items()
+        pair_labels = agreement.label_units(r["order"], r["verdict"]).items()
         if who in ai_names:
             for pair, label in pair_labels:
                 ai_units[who][(r["task_id"], pair)] = label
@@ -268,9 +281,12 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
         for pair, label in pair_labels:
             units[(r["task_id"], pair)][who] = label
             day_of[((r["task_id"], pair), who)] = day
+        for completion_id, score in (r["scores"] or {}).items():
+            score_units[(r["task_id"], completion_id)][who] = score
     board.overlapping_tasks = sum(1 for n in per_task.values() if n > 1)
     board.pairwise_agreement = agreement.pairwise_agreement(units)
     board.alpha = agreement.krippendorff_alpha_nominal(units)
+    board.score_alpha = agreement.krippendorff_alpha_ordinal(score_units)
     times = [
         r["time_spent_ms"] / 1000
         for r in rankings

@@ -27,6 +27,7 @@ from labeling.models import (
     Ranking,
     RankingVersion,
     TaskCompletion,
+    Verdict,
 )
 
 FLAGS = ("unsafe", "broken", "off-topic")
@@ -38,7 +39,14 @@ MAX_CANDIDATES = 16
 
 
 class LabelingError(ValueError):
-    """A request that cannot be carried out; the message is shown to the annotator as is."""
+    """A request that cannot be carried out; the message is shown to the annotator as is.
+
+    ``field`` names the submitted field at fault, when one is (the API reports it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class LeaseExpired(LabelingError):
@@ -97,7 +105,8 @@ def labeling_queue_create(
     """Build a queue and all its tasks from finished generation jobs.
 
     Ranking mode makes one task per prompt with all its completions; pairwise mode draws
-    ``pairs_per_prompt`` pairs per prompt. Display order is shuffled (seeded) so that
+    ``pairs_per_prompt`` pairs per prompt; single mode makes one task per completion (one
+    answer to judge good or bad). Display order is shuffled (seeded) so that
     position says nothing about the model or the sample index.
     """
     if not jobs:
@@ -116,7 +125,11 @@ def labeling_queue_create(
 
     rng = random.Random(settings.seed)
     candidates: list[list[Completion]] = []
+    single = settings.mode == LabelingQueue.Mode.SINGLE
     for group in _groups_by_prompt(jobs):
+        if single:
+            candidates.extend([completion] for completion in group)
+            continue
         if len(group) < 2:
             continue
         if settings.mode == LabelingQueue.Mode.RANKING:
@@ -126,6 +139,8 @@ def labeling_queue_create(
             for a, b in _pick_pairs(group, max(1, settings.pairs_per_prompt), rng):
                 candidates.append([a, b] if rng.random() < 0.5 else [b, a])
     if not candidates:
+        if single:
+            raise LabelingError("the jobs have no completions")
         raise LabelingError("the jobs have no prompt with at least two completions")
     rng.shuffle(candidates)
 
@@ -390,7 +405,7 @@ def _validate_scores(
     if not scores:
         return {}
     if not queue.ask_scores:
-        raise LabelingError("this queue does not ask for scores")
+        raise LabelingError("this queue does not ask for scores", field="scores")
     ids = set(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))
     clean: dict[str, int] = {}
     low, high = SCORE_RANGE
@@ -402,7 +417,7 @@ def _validate_scores(
         if completion_id not in ids:
             raise LabelingError(f"completion {completion_id} is not part of this task")
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise LabelingError(f"scores run from {low} to {high}")
+            raise LabelingError(f"scores run from {low} to {high}", field="scores")
         clean[str(completion_id)] = value
     aliases = task_aliases(task=task)
     for i, better in enumerate(order):
@@ -471,6 +486,30 @@ class Submission:
     flags: tuple[str, ...] = ()
     time_spent_ms: int = 0
     demonstration: str = ""
+    # Single-answer queues: "good" or "bad" (``order`` is then the one answer, [[id]]).
+    verdict: str = ""
+
+
+def _validate_verdict(queue: LabelingQueue, verdict: Any, both_bad: bool) -> str:
+    """The verdict a single-answer queue needs, and no verdict anywhere else."""
+    if queue.mode != LabelingQueue.Mode.SINGLE:
+        if verdict:
+            raise LabelingError(
+                f"verdict: this is a {queue.mode} queue; send an order, not a verdict",
+                field="verdict",
+            )
+        return ""
+    if not verdict:
+        raise LabelingError(
+            "verdict: this queue asks whether the answer is good or bad", field="verdict"
+        )
+    if verdict not in Verdict.values:
+        raise LabelingError(
+            f"verdict: {verdict!r} is not one of {', '.join(Verdict.values)}", field="verdict"
+        )
+    if both_bad:
+        raise LabelingError("both_bad: a single answer is judged by its verdict", field="both_bad")
+    return str(verdict)
 
 
 def _last_version(task: LabelingTask, user: User) -> RankingVersion | None:
@@ -497,6 +536,7 @@ def _write_version(
         order=ranking.order if ranking else [],
         scores=ranking.scores if ranking else {},
         both_bad=ranking.both_bad if ranking else False,
+        verdict=ranking.verdict if ranking else "",
         comment=ranking.comment if ranking else "",
         flags=ranking.flags if ranking else [],
         demonstration=demonstration,
@@ -527,6 +567,7 @@ def ranking_submit(*, assignment_id: int, user: User, submission: Submission) ->
     queue = task.queue
     order = _validate_order(task, submission.order)
     scores = _validate_scores(queue, task, submission.scores, order)
+    verdict = _validate_verdict(queue, submission.verdict, submission.both_bad)
     flags = sorted(set(submission.flags))
     if unknown := [f for f in flags if f not in FLAGS]:
         raise LabelingError(f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}")
@@ -537,12 +578,20 @@ def ranking_submit(*, assignment_id: int, user: User, submission: Submission) ->
     if assignment.status == Assignment.Status.SUBMITTED:
         ranking = assignment.ranking
         last = _last_version(task, user)
-        same = (ranking.order, ranking.scores, ranking.both_bad, ranking.comment, ranking.flags)
-        if same == (order, scores, submission.both_bad, submission.comment, flags) and (
+        same = (
+            ranking.order,
+            ranking.scores,
+            ranking.both_bad,
+            ranking.verdict,
+            ranking.comment,
+            ranking.flags,
+        )
+        if same == (order, scores, submission.both_bad, verdict, submission.comment, flags) and (
             last is None or last.demonstration == demonstration
         ):
             return ranking
         ranking.order, ranking.scores, ranking.both_bad = order, scores, submission.both_bad
+        ranking.verdict = verdict
         ranking.comment, ranking.flags = submission.comment, flags
         version = _write_version(
             task=task,
@@ -575,6 +624,7 @@ def ranking_submit(*, assignment_id: int, user: User, submission: Submission) ->
         order=order,
         scores=scores,
         both_bad=submission.both_bad,
+        verdict=verdict,
         time_spent_ms=time_spent_ms,
         comment=submission.comment,
         flags=flags,
@@ -681,6 +731,7 @@ def ranking_versions_record_imported(*, rankings: Sequence[Ranking], now: Any) -
                 order=r.order,
                 scores=r.scores or {},
                 both_bad=r.both_bad,
+                verdict=r.verdict,
                 comment=r.comment,
                 flags=r.flags or [],
                 first_submitted_at=now,

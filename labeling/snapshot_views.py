@@ -26,7 +26,11 @@ def snapshot_list(request: AuthenticatedRequest) -> HttpResponse:
         except snapshots.SnapshotError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Froze {snapshot.row_count} rows into {snapshot.name}.")
+            singles = snapshot.stats.get("single_answers", 0)
+            also = f" and {singles} single answers" if singles else ""
+            messages.success(
+                request, f"Froze {snapshot.row_count} rows{also} into {snapshot.name}."
+            )
             return redirect("labeling:snapshot-detail", pk=snapshot.pk)
     context = {"snapshots": DatasetSnapshot.objects.all(), "form": form}
     return render(request, "labeling/snapshot_list.html", context)
@@ -81,15 +85,24 @@ def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpRespo
 @role_required(RESEARCHER)
 @require_GET
 def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> HttpResponseBase:
-    """The listwise rankings or the demonstrations (SFT) of a snapshot, as JSONL."""
+    """The listwise rankings, the demonstrations (SFT) or the single-answer labels (TRL's
+    unpaired format, ``?split=train|eval``) of a snapshot, as JSONL."""
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    content = (
-        snapshots.snapshot_export_rankings_jsonl(snapshot)
-        if kind == "rankings"
-        else snapshots.snapshot_export_sft_jsonl(snapshot)
-    )
+    suffix = ""
+    if kind == "unpaired":
+        try:
+            split = snapshots.snapshot_split(request.GET.get("split"))
+        except snapshots.SnapshotError as exc:
+            return HttpResponse(str(exc), status=400)
+        suffix = f"-{split}" if split else ""
+        content = snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split)
+    elif kind == "rankings":
+        content = snapshots.snapshot_export_rankings_jsonl(snapshot)
+    else:
+        content = snapshots.snapshot_export_sft_jsonl(snapshot)
     response = StreamingHttpResponse(content, content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_slug(snapshot.name)}-{kind}.jsonl"'
+    filename = f"{_slug(snapshot.name)}-{kind}{suffix}.jsonl"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

@@ -48,5 +48,11 @@ urlpatterns = [
         {"kind": "sft"},
         name="snapshot-export-sft",
     ),
+    path(
+        "snapshots/<int:pk>/unpaired.jsonl",
+        snapshot_views.snapshot_export_extra,
+        {"kind": "unpaired"},
+        name="snapshot-export-unpaired",
+    ),
     path("snapshots/<int:pk>/README.md", snapshot_views.snapshot_card, name="snapshot-card"),
 ]

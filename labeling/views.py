@@ -16,7 +16,7 @@ from config.rendering import render_markdown
 from config.roles import ADMIN, ANNOTATOR, AuthenticatedRequest, role_required
 from labeling import hooks, review, selectors, services
 from labeling.forms import LabelingQueueForm, SubmissionForm
-from labeling.models import Assignment, LabelingQueue
+from labeling.models import Assignment, LabelingQueue, Verdict
 
 
 @role_required(ANNOTATOR, ADMIN)
@@ -157,7 +157,15 @@ def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             services.task_skip(assignment=assignment)
         else:
             candidates = [c.pk for c in selectors.task_candidates(task=assignment.task)]
-            order, both_bad = _order_from_post(request.POST, candidates, choice)
+            verdict = ""
+            if choice in Verdict.values:
+                order, both_bad, verdict = [candidates], False, choice
+            elif queue.mode == LabelingQueue.Mode.SINGLE:
+                raise services.LabelingError(
+                    "verdict: say whether the answer is good or bad", field="verdict"
+                )
+            else:
+                order, both_bad = _order_from_post(request.POST, candidates, choice)
             elapsed = timezone.now() - assignment.claimed_at
             services.ranking_submit(
                 assignment_id=assignment.pk,
@@ -170,6 +178,7 @@ def submit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                     flags=tuple(form.cleaned_data["flags"]),
                     time_spent_ms=int(elapsed.total_seconds() * 1000),
                     demonstration=form.cleaned_data["demonstration"],
+                    verdict=verdict,
                 ),
             )
     except services.LabelingError as exc:

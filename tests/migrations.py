@@ -20,11 +20,16 @@ def migrate_to(targets: list[tuple[str, str]]) -> Apps:
     return executor.loader.project_state(targets).apps
 
 
+def migrate_to_latest() -> None:
+    """Migrate the test database to every app's latest migration."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.fixture
 def back_to_the_latest_schema(transactional_db: Any) -> Any:
     """Whatever the test migrates to, the database ends on every app's latest migration, so
     migrations added later are there for the tests that run next."""
     yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to_latest()

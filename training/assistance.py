@@ -246,6 +246,11 @@ def ai_labeler_user(*, reward_run: TrainingRun) -> User:
 @transaction.atomic
 def queue_ai_label_start(*, queue: LabelingQueue, user: User | None = None) -> None:
     """Queue the AI labeler for the queue's reward run on the training queue."""
+    if queue.mode == LabelingQueue.Mode.SINGLE:
+        raise AssistError(
+            "the reward-model AI labeler ranks a task's answers; a single-answer queue has "
+            "one answer per task and asks for good or bad"
+        )
     run = selectors.queue_assistance_run(queue=queue)
     if run is None:
         raise AssistError("choose a reward run for this queue first")

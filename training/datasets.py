@@ -2,7 +2,8 @@
 
 Reward and DPO runs train on the snapshot's non-tie pairs, grouped by prompt, or, with a
 listwise loss (Plackett-Luce, score regression), on the listwise records it froze; KTO on
-its pairs' answers, unpaired into good and bad; SFT on the
+its single-answer labels (good/bad) and its pairs' answers, unpaired into good and bad; SFT
+on the
 demonstrations frozen with it (or, when it has none, each prompt's best completion); PPO
 and GRPO on its distinct prompts. A reward model's scores are normalised on the
 snapshot's reference answers. The held-out split is the snapshot's: by prompt, so no prompt
@@ -19,7 +20,7 @@ from django.db.models import Q, QuerySet
 from generation.backends import PromptInput
 from generation.models import Completion, Prompt
 from labeling.models import DatasetSnapshot, SnapshotDemonstration, SnapshotRow
-from labeling.snapshots import snapshot_rankings
+from labeling.snapshots import snapshot_rankings, snapshot_singles
 from training.core.data import (
     PairRecord,
     PreferenceData,
@@ -201,12 +202,18 @@ def snapshot_sft_data(*, snapshot: DatasetSnapshot) -> SFTData:
 
 
 def snapshot_unpaired_data(*, snapshot: DatasetSnapshot) -> UnpairedData:
-    """KTO data: each non-tie pair's chosen answer as desirable and its rejected answer as
-    undesirable (TRL's ``unpair_preference_dataset``), by split, in the snapshot's order."""
+    """KTO data, by split: the single-answer labels the snapshot froze (good: desirable),
+    then each non-tie pair's chosen answer as desirable and its rejected answer as
+    undesirable (TRL's ``unpair_preference_dataset``), each in the snapshot's order."""
+    examples: dict[str, list[UnpairedExample]] = {TRAIN: [], EVAL: []}
+    singles = snapshot_singles(snapshot=snapshot).values_list(
+        "label", "split", "completion__text", "prompt__text", "prompt__messages"
+    )
+    for label, split, text, prompt_text, messages in singles:
+        examples[split].append(UnpairedExample(prompt_input(prompt_text, messages), text, label))
     rows = _rows(snapshot).filter(is_tie=False)
     prompts = _prompts_of(rows)
     texts = _texts_of(rows)
-    examples: dict[str, list[UnpairedExample]] = {TRAIN: [], EVAL: []}
     for prompt_id, chosen_id, rejected_id, split in rows.order_by("id").values_list(
         "prompt_id", "chosen_id", "rejected_id", "split"
     ):

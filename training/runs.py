@@ -25,6 +25,7 @@ from config.jobs.lifecycle import Lifecycle
 from config.naming import free_name
 from generation.models import PolicyModel
 from labeling.models import DatasetSnapshot, SnapshotRow
+from labeling.snapshots import snapshot_singles
 from training import datasets
 from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
@@ -139,7 +140,18 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
                 "train split (the Plackett-Luce loss trains on whole rankings)",
                 field="snapshot",
             )
-    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO, TrainingRun.Kind.KTO):
+    elif kind == TrainingRun.Kind.KTO:
+        # Pairs give one good and one bad answer each; single answers must hold both kinds.
+        singles = snapshot_singles(snapshot=snapshot, split=SnapshotRow.Split.TRAIN)
+        if not train.filter(is_tie=False).exists() and not (
+            singles.filter(label=True).exists() and singles.filter(label=False).exists()
+        ):
+            raise RunError(
+                f"snapshot {snapshot.name!r} has neither preference pairs nor both good and "
+                "bad single answers in its train split (KTO needs both kinds of label)",
+                field="snapshot",
+            )
+    elif kind in (TrainingRun.Kind.REWARD, TrainingRun.Kind.DPO):
         if not train.filter(is_tie=False).exists():
             raise RunError(
                 f"snapshot {snapshot.name!r} has no preference pairs (other than ties) in its "

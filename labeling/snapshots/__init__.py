@@ -25,9 +25,11 @@ from labeling.snapshots.export import (
     snapshot_export_sft_jsonl,
     snapshot_export_trl_jsonl,
     snapshot_export_trl_parquet,
+    snapshot_export_unpaired_jsonl,
     snapshot_is_conversational,
     snapshot_parquet_file,
     snapshot_rankings,
+    snapshot_singles,
     snapshot_split,
 )
 from labeling.snapshots.lines import snapshot_lines_digest
@@ -46,10 +48,12 @@ __all__ = [
     "snapshot_export_sft_jsonl",
     "snapshot_export_trl_jsonl",
     "snapshot_export_trl_parquet",
+    "snapshot_export_unpaired_jsonl",
     "snapshot_is_conversational",
     "snapshot_lines_digest",
     "snapshot_parquet_file",
     "snapshot_rankings",
+    "snapshot_singles",
     "snapshot_split",
     "snapshot_split_of",
 ]

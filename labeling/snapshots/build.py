@@ -35,7 +35,9 @@ from labeling.models import (
     SnapshotDemonstration,
     SnapshotRanking,
     SnapshotRow,
+    SnapshotSingle,
     TaskCompletion,
+    Verdict,
 )
 from labeling.review import rejected_labels
 from labeling.snapshots.lines import snapshot_lines_digest
@@ -89,6 +91,8 @@ class _Label:
     both_bad: bool
     prompt_id: int
     queue_id: int
+    # Single answers: "good" or "bad"; empty on rankings and pairs.
+    verdict: str = ""
     # Its listwise group under `all`.
     group: tuple[str, int] = ("", 0)
 
@@ -173,7 +177,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
         Ranking.objects.filter(task__queue_id__in=spec.queues), spec, date_field="created_at"
     )
     labels: dict[int, _Label] = {}
-    for pk, who, scores, flags, both_bad, prompt_id, queue_id in rankings.values_list(
+    for pk, who, scores, flags, both_bad, prompt_id, queue_id, verdict in rankings.values_list(
         "id",
         "annotator__username",
         _as_text("scores"),
@@ -181,6 +185,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
         "both_bad",
         "task__prompt_id",
         "task__queue_id",
+        "verdict",
     ).iterator(chunk_size=5000):
         if pk in rejected or (spec.exclude_flags and _excluded(_parsed(flags), spec)):
             continue
@@ -193,6 +198,7 @@ def _labels(spec: SnapshotFilter, *, rejected: Container[int] = ()) -> dict[int,
             both_bad,
             prompt_id,
             queue_id,
+            verdict,
         )
     return labels
 
@@ -313,6 +319,73 @@ def _aggregate(pairs: dict[tuple[int, int, int], list[_Row]], rule: str) -> list
     return rows
 
 
+@dataclass(slots=True)
+class _Single:
+    prompt_id: int
+    completion_id: int
+    label: bool
+    score: float | None
+    annotator: str
+    queue_id: int
+    votes: int
+    agreement: float
+    split: str = SnapshotRow.Split.TRAIN
+    line: str = ""
+
+
+def _singles(labels: dict[int, _Label], rule: str) -> list[_Single]:
+    """The single-answer labels among ``labels`` under the aggregation rule: every label
+    under `all`; otherwise one row per prompt and answer with the majority verdict (its
+    score the mean of the agreeing votes), contested answers (as many good as bad) left
+    out. A mean of +1/-1 votes has the majority's sign, so `mean-margin` keeps the same
+    rows as `majority`. ``agreement`` is the share of the answer's votes with the row's
+    verdict (under `all`, the majority verdict's share)."""
+    single_ids = sorted(pk for pk, label in labels.items() if label.verdict)
+    answer_of: dict[int, int] = {}
+    for chunk in _in_chunks(single_ids):
+        for pk, order in Ranking.objects.filter(pk__in=chunk).values_list("pk", "order"):
+            answer_of[pk] = order[0][0]
+    votes: dict[tuple[int, int], list[_Label]] = defaultdict(list)
+    for pk in single_ids:
+        votes[(labels[pk].prompt_id, answer_of[pk])].append(labels[pk])
+    rows: list[_Single] = []
+    for (prompt_id, completion_id), given in votes.items():
+        good = sum(1 for label in given if label.verdict == Verdict.GOOD)
+        if rule == DatasetSnapshot.Aggregation.ALL:
+            agreement = max(good, len(given) - good) / len(given)
+            rows.extend(
+                _Single(
+                    prompt_id,
+                    completion_id,
+                    label.verdict == Verdict.GOOD,
+                    label.scores.get(completion_id),
+                    label.annotator,
+                    label.queue_id,
+                    1,
+                    agreement,
+                )
+                for label in given
+            )
+            continue
+        if 2 * good == len(given):
+            continue  # contested: no majority
+        verdict = 2 * good > len(given)
+        agreeing = [label for label in given if (label.verdict == Verdict.GOOD) == verdict]
+        rows.append(
+            _Single(
+                prompt_id,
+                completion_id,
+                verdict,
+                _mean(label.scores.get(completion_id) for label in agreeing),
+                "",
+                agreeing[0].queue_id,
+                len(given),
+                len(agreeing) / len(given),
+            )
+        )
+    return rows
+
+
 def snapshot_split_of(prompt_hash: str, seed: int, eval_fraction: float) -> str:
     """Held-out split by prompt: every row of a prompt lands in the same split.
 
@@ -421,6 +494,19 @@ class _Writer:
             f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
             f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
             f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
+        )
+
+    def single(self, row: _Single, queue: str) -> str:
+        """TRL's unpaired preference record of ``row`` (``prompt``, ``completion``,
+        ``label``: what ``KTOTrainer`` reads) with its score, votes, agreement and
+        provenance."""
+        return (
+            f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
+            f'"completion": {self.answer_json[row.completion_id]}, '
+            f'"label": {"true" if row.label else "false"}, "score": {_number(row.score)}, '
+            f'"votes": {row.votes}, "agreement": {_number(row.agreement)}, '
+            f'"annotator": {self.quoted[row.annotator]}, "queue": {self.quoted[queue]}, '
+            f'"snapshot": {self._name_json}}}'
         )
 
     def listwise(
@@ -703,7 +789,9 @@ def snapshot_build(
     ``aggregation``: ``all`` keeps every comparison; ``majority`` keeps one row per prompt
     and pair in the majority direction and drops contested pairs; ``mean-margin`` orients
     each pair by the mean signed rank gap of its votes. Ties are dropped or kept; whole
-    pairs whose agreement is below ``spec.min_agreement`` are dropped. The listwise
+    pairs whose agreement is below ``spec.min_agreement`` are dropped. Single-answer labels
+    (good/bad) are aggregated per answer by the same rule and agreement threshold
+    (:func:`_singles`) and frozen as unpaired records. The listwise
     records come from the rows that remain; the demonstrations follow the same filter.
     Every exported line (texts, names and metadata included) is stored with the snapshot,
     and ``content_hash`` is the sha256 of all of them. Returns the snapshot.
@@ -737,13 +825,15 @@ def snapshot_build(
         for r in rows
         if r.agreement >= spec.min_agreement and (ties == DatasetSnapshot.Ties.KEEP or not r.is_tie)
     ]
-    if not rows:
+    singles = [s for s in _singles(labels, aggregation) if s.agreement >= spec.min_agreement]
+    if not rows and not singles:
         raise SnapshotError("no comparison matches this filter")
     prompts = _queue_prompts(spec.queues)
     texts = _queue_completion_texts(spec.queues)
+    prompt_ids = {r.prompt_id for r in rows} | {s.prompt_id for s in singles}
     writer = _Writer(
         name=name,
-        conversational=any(prompts[p][1] for p in {r.prompt_id for r in rows}),
+        conversational=any(prompts[p][1] for p in prompt_ids),
         prompts=prompts,
         texts=texts,
     )
@@ -756,6 +846,11 @@ def snapshot_build(
             )
         r.split = split
         r.line = writer.pair(r, queue_names[r.queue_id])
+    for x in singles:
+        if x.prompt_id not in splits:
+            splits[x.prompt_id] = snapshot_split_of(prompts[x.prompt_id][2], seed, eval_fraction)
+        x.split = splits[x.prompt_id]
+        x.line = writer.single(x, queue_names[x.queue_id])
     listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
@@ -773,18 +868,22 @@ def snapshot_build(
             (r.line for r in rows if not r.is_tie),
             (x.line for x in listwise),
             (d.line for d in demos),
+            (x.line for x in singles),
         ),
         hash_scheme=2,
         row_count=len(rows),
         train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
         eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
-        prompt_count=len({r.prompt_id for r in rows}),
+        prompt_count=len(prompt_ids),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
             "both_bad": sum(1 for r in rows if r.both_bad),
             # Current labels of these queues left out because a lead rejected them.
             "rejected_labels": len(rejected),
-            "mean_agreement": sum(r.agreement for r in rows) / len(rows),
+            "mean_agreement": sum(r.agreement for r in rows) / len(rows) if rows else 0.0,
+            # Single-answer labels frozen as unpaired records, and how many say good.
+            "single_answers": len(singles),
+            "single_good": sum(1 for x in singles if x.label),
             "annotators": sorted({r.annotator for r in rows if r.annotator}),
             "built_at": timezone.now().isoformat(),
         },
@@ -874,6 +973,25 @@ def snapshot_build(
     for d in demos:
         d.snapshot = snapshot
     SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
+    SnapshotSingle.objects.bulk_create(
+        [
+            SnapshotSingle(
+                snapshot=snapshot,
+                prompt_id=x.prompt_id,
+                completion_id=x.completion_id,
+                label=x.label,
+                score=x.score,
+                annotator=x.annotator,
+                queue_name=queue_names[x.queue_id],
+                votes=x.votes,
+                agreement=x.agreement,
+                split=x.split,
+                line=x.line,
+            )
+            for x in singles
+        ],
+        batch_size=2000,
+    )
     return snapshot
 
 

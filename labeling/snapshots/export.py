@@ -1,5 +1,6 @@
 """Exports of a frozen dataset snapshot: TRL pairs (JSON lines, Parquet), listwise
-rankings, SFT demonstrations and the data card.
+rankings, SFT demonstrations, single-answer labels (TRL's unpaired format) and the data
+card.
 
 Every export streams the lines frozen at build (:mod:`labeling.snapshots.build`): the bytes
 never change, whatever happens to labels, queue or user names afterwards, on SQLite and
@@ -16,7 +17,13 @@ from typing import Any
 from django.db import connection
 from django.db.models import QuerySet
 
-from labeling.models import DatasetSnapshot, SnapshotDemonstration, SnapshotRanking, SnapshotRow
+from labeling.models import (
+    DatasetSnapshot,
+    SnapshotDemonstration,
+    SnapshotRanking,
+    SnapshotRow,
+    SnapshotSingle,
+)
 from labeling.snapshots.build import SnapshotError
 from labeling.snapshots.lines import lines_joined, snapshot_lines_digest
 
@@ -175,6 +182,29 @@ def snapshot_export_sft_jsonl(snapshot: DatasetSnapshot) -> Iterator[bytes]:
     )
 
 
+def snapshot_export_unpaired_jsonl(
+    snapshot: DatasetSnapshot, *, split: str | None = None, chunk_size: int = EXPORT_CHUNK
+) -> Iterator[bytes]:
+    """The single-answer labels in TRL's unpaired preference format (``prompt``,
+    ``completion``, ``label``: true for good; what ``KTOTrainer`` takes), with ``score``
+    (1-7 or null), ``votes``, ``agreement``, ``annotator``, ``queue`` and ``snapshot``."""
+    yield from lines_joined(
+        snapshot_singles(snapshot=snapshot, split=split)
+        .values_list("line", flat=True)
+        .iterator(chunk_size=chunk_size),
+        chunk_size,
+    )
+
+
+def snapshot_singles(
+    *, snapshot: DatasetSnapshot, split: str | None = None
+) -> QuerySet[SnapshotSingle]:
+    """The snapshot's frozen single-answer labels (prompt, completion, label, score,
+    split), in build order, for exports and training readers."""
+    singles = SnapshotSingle.objects.filter(snapshot=snapshot).order_by("id")
+    return singles.filter(split=split) if split else singles
+
+
 def snapshot_rankings(*, snapshot: DatasetSnapshot) -> QuerySet[SnapshotRanking]:
     """The snapshot's frozen listwise records (prompt, completion_ids best first, ranks,
     scores, both_bad, split), for training readers."""
@@ -195,6 +225,7 @@ def snapshot_export_digest(snapshot: DatasetSnapshot) -> str:
         lines(snapshot_export_trl_jsonl(snapshot)),
         lines(snapshot_export_rankings_jsonl(snapshot)),
         lines(snapshot_export_sft_jsonl(snapshot)),
+        lines(snapshot_export_unpaired_jsonl(snapshot)),
     )
 
 
@@ -204,8 +235,24 @@ def snapshot_data_card(snapshot: DatasetSnapshot) -> str:
     stats = snapshot.stats or {}
     listwise = SnapshotRanking.objects.filter(snapshot=snapshot).count()
     demos = SnapshotDemonstration.objects.filter(snapshot=snapshot).count()
+    # Only snapshots holding single-answer labels describe them; older cards keep their bytes.
+    singles = stats.get("single_answers", 0)
+    singles_line = (
+        f"\n| single answers (KTO) | {singles} ({stats.get('single_good', 0)} good) |"
+        if singles
+        else ""
+    )
+    singles_format = (
+        "\nSingle-answer labels (`unpaired.jsonl`) are in TRL's unpaired preference format: "
+        "`prompt`, `completion`, `label` (true: good), plus `score` (1–7 or null), `votes`, "
+        "`agreement`, `annotator`, `queue`, `snapshot`; `KTOTrainer` takes them as is.\n"
+        if singles
+        else ""
+    )
     covers = (
-        "every export (TRL pairs, listwise, SFT)"
+        "every export (TRL pairs, listwise, SFT, unpaired)"
+        if stats.get("single_answers")
+        else "every export (TRL pairs, listwise, SFT)"
         if snapshot.hash_scheme >= 2
         else "the pair rows only (built before frozen exports)"
     )
@@ -232,7 +279,7 @@ Preference data exported from Preflab.
 | mean agreement | {stats.get("mean_agreement", 0):.3f} |
 | held-out split | by prompt, {snapshot.eval_fraction:.0%}, seed {snapshot.seed} |
 | rankings (listwise) | {listwise} |
-| demonstrations (SFT) | {demos} |
+| demonstrations (SFT) | {demos} |{singles_line}
 
 Filters:
 
@@ -256,5 +303,5 @@ lists of `{{role, content}}` messages when the prompt is a conversation), plus:
 Load with `datasets.load_dataset("json", data_files=...)`; `DPOTrainer` and `RewardTrainer`
 take it as is. Every export of this snapshot was frozen when it was built: re-exporting
 gives the same bytes, and `content_hash` is their sha256.
-{snapshot.description}
+{singles_format}{snapshot.description}
 """

@@ -21,13 +21,22 @@ def lines_joined(lines: Iterable[str], chunk_size: int) -> Iterator[bytes]:
 
 
 def snapshot_lines_digest(
-    pair_lines: Iterable[str], listwise: Iterable[str], sft: Iterable[str]
+    pair_lines: Iterable[str],
+    listwise: Iterable[str],
+    sft: Iterable[str],
+    unpaired: Iterable[str] = (),
 ) -> str:
     """sha256 over every export's bytes: the TRL lines (ties have none), then the listwise
-    lines, then the SFT lines, each section headed by its name."""
+    lines, then the SFT lines, each section headed by its name; then, when the snapshot
+    froze single-answer labels, the unpaired (KTO) lines under their own heading (absent
+    when there are none, so snapshots without them keep the hash they always had)."""
     digest = hashlib.sha256()
     for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
         digest.update(f"{name}\n".encode())
         for chunk in lines_joined(lines, 2000):
             digest.update(chunk)
+    for i, chunk in enumerate(lines_joined(unpaired, 2000)):
+        if i == 0:
+            digest.update(b"unpaired\n")
+        digest.update(chunk)
     return digest.hexdigest()

@@ -1,5 +1,6 @@
 // Keyboard-first labeling: pairwise keys, ranking by drag and by number keys (a number
-// moves the answer to that place; "=" or "t" ties it with the one above).
+// moves the answer to that place; "=" or "t" ties it with the one above), and on a single
+// answer "g"/"b" for good/bad with digits for its score.
 (function () {
   "use strict";
 
@@ -152,6 +153,14 @@
       else if (key === "2" || key === "ArrowRight") handled = click("b");
       else if (key === "t") handled = click("tie");
       else if (key === "b") handled = click("both_bad");
+    } else if (mode === "single") {
+      const score = document.querySelector('#task select[name^="score_"]');
+      if (key === "g") handled = click("good");
+      else if (key === "b") handled = click("bad");
+      else if (score && /^[0-7]$/.test(key)) {
+        score.value = key === "0" ? "" : key;
+        handled = true;
+      }
     } else {
       const focused = document.activeElement && document.activeElement.closest("#ranking > li");
       const all = items();

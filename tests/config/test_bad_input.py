@@ -269,3 +269,46 @@ def test_it_rejects_lone_surrogates_and_nul_anywhere_in_json(carol, alice) -> No
     )
     _field_error(response, "scores")
     assert not Ranking.objects.exists()
+
+
+# --- single-answer labels -----------------------------------------------------------------------
+
+
+def test_it_names_the_field_of_a_bad_single_answer_label(alice) -> None:  # type: ignore[no-untyped-def]
+    single = make_queue(mode="single", k=1, ask_scores=True)
+    api = _api(alice)
+    task = _claim(api, single)
+    url = f"/api/labeling/queues/{single.pk}/submit/"
+    base = {"assignment": task["assignment"]}
+    _field_error(api.post(url, base | {"verdict": "good", "score": 0}, format="json"), "score")
+    _field_error(api.post(url, base | {"verdict": "good", "score": 8}, format="json"), "score")
+    _field_error(api.post(url, base | {"verdict": "good", "score": "x"}, format="json"), "score")
+    _field_error(
+        api.post(url, base | {"verdict": "good", "scores": {"A": 9}}, format="json"), "scores"
+    )
+    _field_error(api.post(url, base | {"verdict": "meh"}, format="json"), "verdict")
+    _field_error(api.post(url, base | {"verdict": ""}, format="json"), "verdict")
+    _field_error(api.post(url, base | {"order": [["A"]]}, format="json"), "verdict")
+    _field_error(api.post(url, base, format="json"), "verdict")  # nothing at all
+    _field_error(
+        api.post(url, base | {"verdict": "bad", "both_bad": True}, format="json"), "both_bad"
+    )
+    assert not Ranking.objects.exists()
+    ok = api.post(url, base | {"verdict": "good", "score": 7}, format="json")
+    assert ok.status_code == 201, ok.content
+
+
+def test_it_names_the_field_of_a_label_in_the_wrong_mode(alice) -> None:  # type: ignore[no-untyped-def]
+    pairwise = make_queue(mode="pairwise", k=2, ask_scores=True)
+    api = _api(alice)
+    task = _claim(api, pairwise)
+    url = f"/api/labeling/queues/{pairwise.pk}/submit/"
+    base = {"assignment": task["assignment"]}
+    _field_error(api.post(url, base | {"verdict": "good"}, format="json"), "order")
+    _field_error(api.post(url, base, format="json"), "order")
+    order = [["A"], ["B"]]
+    _field_error(
+        api.post(url, base | {"order": order, "verdict": "good"}, format="json"), "verdict"
+    )
+    _field_error(api.post(url, base | {"order": order, "score": 3}, format="json"), "score")
+    assert not Ranking.objects.exists()

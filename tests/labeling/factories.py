@@ -71,3 +71,32 @@ def label_queue(
         )
         done += 1
     return done
+
+
+def judge_queue(
+    queue: LabelingQueue,
+    user: object,
+    verdict_of: Callable[[int, str], str] = lambda i, text: "good",
+    score_of: Callable[[str], int | None] = lambda verdict: None,
+    **submission: object,
+) -> int:
+    """``user`` judges every answer of a single-answer queue they can claim: ``verdict_of``
+    (the task's position in the claims, the answer's text) says good or bad, ``score_of``
+    the optional score. Returns how many were judged."""
+    done = 0
+    while (claim := services.task_claim_next(queue=queue, user=user)) is not None:  # type: ignore[arg-type]
+        completion = claim.task.slots.get().completion
+        verdict = verdict_of(done, completion.text)
+        score = score_of(verdict)
+        services.ranking_submit(
+            assignment_id=claim.pk,
+            user=user,  # type: ignore[arg-type]
+            submission=services.Submission(
+                order=[[completion.pk]],
+                verdict=verdict,
+                scores={str(completion.pk): score} if score is not None else None,
+                **submission,  # type: ignore[arg-type]
+            ),
+        )
+        done += 1
+    return done

@@ -77,3 +77,28 @@ def test_agreement_with_the_majority_splits_by_bucket() -> None:
     assert result[("c", "d1")] == (1, 1) and result[("c", "d2")] == (0, 1)
     # On u2, a's others are b (1) and c (-1): no strict majority, so it does not count.
     assert result[("a", "d1")] == (1, 1) and ("a", "d2") not in result
+
+
+def test_it_computes_ordinal_alpha_by_hand() -> None:
+    # Coincidences o_11 = 2, o_23 = o_32 = 1, o_33 = 2; n_1 = 2, n_2 = 1, n_3 = 3, n = 6.
+    # d_12 = (2 + 1 - 1.5)^2 = 2.25, d_23 = (1 + 3 - 2)^2 = 4, d_13 = (6 - 2.5)^2 = 12.25.
+    # D_o sum = 2 * 4 = 8; D_e sum = 2 * (2 * 2.25 + 3 * 4 + 6 * 12.25) = 180.
+    units = {"u1": {"a": 1, "b": 1}, "u2": {"a": 2, "b": 3}, "u3": {"a": 3, "b": 3}}
+    assert agreement.krippendorff_alpha_ordinal(units) == pytest.approx(1 - 5 * 8 / 180)
+    # Nominal counts the 2-vs-3 disagreement in full: 1 - 5 * 2 / 22.
+    assert agreement.krippendorff_alpha_nominal(units) == pytest.approx(1 - 5 * 2 / 22)
+
+
+def test_its_ordinal_alpha_equals_the_nominal_one_on_two_values() -> None:
+    units = {1: {"a": 1, "b": 1, "c": 7}, 2: {"a": 7, "b": 7}, 3: {"a": 1, "b": 7}}
+    assert agreement.krippendorff_alpha_ordinal(units) == pytest.approx(
+        agreement.krippendorff_alpha_nominal(units)
+    )
+
+
+def test_it_labels_a_verdict_as_one_unit() -> None:
+    assert agreement.label_units([[5]], "good") == {agreement.VERDICT_UNIT: 1}
+    assert agreement.label_units([[5]], "bad") == {agreement.VERDICT_UNIT: -1}
+    assert agreement.label_units([[5], [3]]) == {(3, 5): -1}
+    units = {1: {"a": 1, "b": 1}, 2: {"a": -1, "b": 1}}
+    assert agreement.krippendorff_alpha_nominal(units) == pytest.approx(0.0)

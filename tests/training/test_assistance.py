@@ -531,3 +531,11 @@ def test_it_names_the_ai_labeler_after_its_run_within_the_username_length() -> N
     long_b = assistance.ai_labeler_username(TrainingRun(pk=42, name="x" * 200))
     assert len(long_a) == 150 and long_a.startswith("ai:xxx") and long_a.endswith("~41")
     assert long_a != long_b
+
+
+def test_it_keeps_the_reward_model_labeler_off_single_answer_queues(reward_run) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(mode="single", prompts=1, k=2)
+    assistance.queue_assistance_set(queue=queue, reward_run=reward_run)
+    with pytest.raises(assistance.AssistError, match="single-answer queue"):
+        assistance.queue_ai_label_start(queue=queue)
+    assert not Ranking.objects.filter(task__queue=queue).exists()

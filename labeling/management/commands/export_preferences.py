@@ -12,7 +12,8 @@ from labeling.models import DatasetSnapshot, LabelingQueue
 
 class Command(BaseCommand):
     help = (
-        "Write a snapshot as TRL preference JSONL (and its listwise, SFT and data card) to a "
+        "Write a snapshot as TRL preference JSONL (and its listwise, SFT, unpaired single-answer "
+        "labels and data card) to a "
         "folder or stdout; or, with --labels, every version of every annotator's label."
     )
 
@@ -21,11 +22,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--out",
             type=Path,
-            help="Folder for train/eval.jsonl, rankings.jsonl, sft.jsonl and README.md "
+            help="Folder for train/eval.jsonl, rankings.jsonl, sft.jsonl, unpaired.jsonl "
+            "(single-answer labels, TRL's unpaired format) and README.md "
             "(with --labels: labels.jsonl); stdout if omitted.",
         )
         parser.add_argument(
             "--split", choices=["train", "eval"], help="Only this split (stdout mode)."
+        )
+        parser.add_argument(
+            "--unpaired",
+            action="store_true",
+            help="Stdout mode: the single-answer labels (TRL's unpaired format, for KTO) "
+            "instead of the pairs.",
         )
         parser.add_argument(
             "--labels",
@@ -71,7 +79,12 @@ class Command(BaseCommand):
             raise CommandError(f"no snapshot named {key!r}")
         out: Path | None = options["out"]
         if out is None:
-            for chunk in snapshots.snapshot_export_trl_jsonl(snapshot, split=options["split"]):
+            export = (
+                snapshots.snapshot_export_unpaired_jsonl
+                if options["unpaired"]
+                else snapshots.snapshot_export_trl_jsonl
+            )
+            for chunk in export(snapshot, split=options["split"]):
                 sys.stdout.buffer.write(chunk)
             return
         out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +95,7 @@ class Command(BaseCommand):
         for filename, chunks in (
             ("rankings.jsonl", snapshots.snapshot_export_rankings_jsonl(snapshot)),
             ("sft.jsonl", snapshots.snapshot_export_sft_jsonl(snapshot)),
+            ("unpaired.jsonl", snapshots.snapshot_export_unpaired_jsonl(snapshot)),
         ):
             with (out / filename).open("wb") as handle:
                 for chunk in chunks:
