@@ -62,7 +62,8 @@ def test_it_shares_a_job_between_two_workers_and_hands_on_a_killed_ones_shard(
         running = GenerationShard.objects.filter(job=job, status=Status.RUNNING)
 
         def both_at_work() -> set[str] | None:
-            names = set(running.values_list("worker", flat=True))
+            # Both generating (past loading the model), so both heartbeat steadily.
+            names = set(running.filter(prompts_done__gt=0).values_list("worker", flat=True))
             return names if len(names) == 2 else None
 
         wait_for(both_at_work, 90, interval=0.05)
@@ -77,11 +78,12 @@ def test_it_shares_a_job_between_two_workers_and_hands_on_a_killed_ones_shard(
         # The watchdog (Celery beat runs it every minute; here with a short patience) hands
         # the dead worker's shard to the job's other worker, which is still at work on it.
         def handed_on() -> bool:
-            services.shard_lifecycle.fail_stale(stale_after=timedelta(seconds=3))
+            # Heartbeats every second; 8 s of silence is a dead worker even on a busy machine.
+            services.shard_lifecycle.fail_stale(stale_after=timedelta(seconds=8))
             shard.refresh_from_db()
             return shard.status != Status.RUNNING or shard.worker.endswith(survivor)
 
-        wait_for(handed_on, 60, interval=0.5)
+        wait_for(handed_on, 90, interval=0.5)
 
         def finished() -> GenerationJob | None:
             current = GenerationJob.objects.get(pk=job.pk)
