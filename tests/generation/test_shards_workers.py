@@ -107,7 +107,7 @@ def test_it_shares_a_job_between_two_workers_and_hands_on_a_killed_ones_shard(
     assert done.status == Status.SUCCEEDED, done.error
     shard.refresh_from_db()
     assert shard.status == Status.SUCCEEDED and shard.attempts == 2
-    assert shard.worker.endswith(survivor) and "stopped sending heartbeats" in shard.error
+    assert shard.worker.endswith(survivor)  # (its claim cleared the hand-over note)
     shards = GenerationShard.objects.filter(job=job)
     assert set(shards.values_list("status", flat=True)) == {Status.SUCCEEDED}
     assert any(w.endswith(survivor) for w in shards.values_list("worker", flat=True))
