@@ -107,12 +107,13 @@ def _fill(rows: int) -> int:
                 copy.write_row((p + 1, p + 1, user.pk, "submitted", now, now, now, True))
         with cur.copy(
             'COPY labeling_ranking (id, assignment_id, task_id, annotator_id, "order", scores,'
-            " both_bad, time_spent_ms, comment, flags, created_at, updated_at, version) FROM STDIN"
+            " both_bad, time_spent_ms, comment, flags, created_at, updated_at, version, verdict)"
+            " FROM STDIN"
         ) as copy:
             for p in range(prompts):
                 order = "[" + ", ".join(f"[{p * 4 + k + 1}]" for k in range(4)) + "]"
                 copy.write_row(
-                    (p + 1, p + 1, p + 1, user.pk, order, "{}", False, 0, "", "[]", now, now, 1)
+                    (p + 1, p + 1, p + 1, user.pk, order, "{}", False, 0, "", "[]", now, now, 1, "")
                 )
         with cur.copy(
             "COPY labeling_comparison (id, ranking_id, queue_id, prompt_id, chosen_id, rejected_id,"

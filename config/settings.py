@@ -349,6 +349,13 @@ GENERATION_HEARTBEAT_S = env_int("GENERATION_HEARTBEAT_S", 5, minimum=1)
 # The same for training runs and reward scorings (their heartbeat thread beats every 5 s,
 # whatever a training step takes).
 TRAINING_STALE_AFTER_S = env_int("TRAINING_STALE_AFTER_S", 300, minimum=10)
+# Multi-process training runs (training/distributed.py). Whether the training workers have
+# CUDA GPUs, which DeepSpeed needs: "auto" asks torch on the machine that validates the run
+# (the web server), "1" or "0" say so for workers on other machines.
+TRAINING_CUDA = env_str("PREFLAB_TRAINING_CUDA", "auto") or "auto"
+# host:port of the torchrun rendezvous for runs on several machines (num_nodes > 1); the
+# worker that takes such a run is on that host.
+TRAINING_RDZV_ENDPOINT = env_str("PREFLAB_TRAINING_RDZV_ENDPOINT", "") or ""
 
 LOGGING = {
     "version": 1,

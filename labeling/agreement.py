@@ -57,10 +57,10 @@ def pairwise_agreement(units: Units[U, A]) -> float | None:
     return agree / total if total else None
 
 
-def _coincidences(units: Units[U, A]) -> Counter[tuple[Label, Label]]:
+def _coincidences(units: Units[U, A]) -> defaultdict[tuple[Label, Label], float]:
     """The coincidence matrix o_ck: each ordered pair of values within a unit, weighted
     1 / (m_u - 1); units with fewer than two labels are not pairable and add nothing."""
-    coincidence: Counter[tuple[Label, Label]] = Counter()
+    coincidence: defaultdict[tuple[Label, Label], float] = defaultdict(float)
     for labels in units.values():
         values = list(labels.values())
         m = len(values)

@@ -360,12 +360,18 @@ class SnapshotRow(models.Model):
 
     # Few indexes, since each slows a big snapshot's build: (snapshot, split, id) serves the
     # exports and training, prompt the prompt's record ("the snapshots holding it").
-    # The pointers to prompts, completions and queues have no database constraint: its
-    # deferred checks took longer than the rest of a big build. The rows are written from
-    # ids read in the same transaction, prompts and completions are never deleted, PROTECT
-    # still stops any deletion through Django, and the exports hold their own frozen lines.
+    # The pointers to the snapshot, prompts, completions and queues have no database
+    # constraint: its deferred checks took longer than the rest of a big build (about 1 s of
+    # the server's time for 100k rows). The rows are written in the transaction that creates
+    # their snapshot, from ids read in it; prompts and completions are never deleted, PROTECT
+    # still stops any deletion through Django, deleting a snapshot deletes its rows through
+    # Django's CASCADE, and the exports hold their own frozen lines.
     snapshot = models.ForeignKey(
-        DatasetSnapshot, on_delete=models.CASCADE, related_name="rows", db_index=False
+        DatasetSnapshot,
+        on_delete=models.CASCADE,
+        related_name="rows",
+        db_index=False,
+        db_constraint=False,
     )
     prompt = models.ForeignKey(
         Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False

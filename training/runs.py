@@ -26,7 +26,7 @@ from config.naming import free_name
 from generation.models import PolicyModel
 from labeling.models import DatasetSnapshot, SnapshotRow
 from labeling.snapshots import snapshot_singles
-from training import datasets
+from training import datasets, distributed
 from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
 from training.core.scoring import RewardStats
@@ -174,7 +174,9 @@ def _check_data(kind: str, snapshot: DatasetSnapshot, config: Mapping[str, Any])
 
 def _validated_config(kind: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
     try:
-        return from_dict(kind, dict(config or {})).to_dict()
+        validated = from_dict(kind, dict(config or {}))
+        distributed.config_check_deployment(validated)
+        return validated.to_dict()
     except ConfigError as exc:
         raise RunError(str(exc), field=exc.field) from exc
 
@@ -312,8 +314,6 @@ def run_spec(run: TrainingRun, *, resume_from: Path | None = None) -> RunSpec:
 
 
 def _train(run: TrainingRun) -> None:
-    from training.core.runners import run_training
-
     if not run.artifacts_dir:
         raise RunError("the run has no artifacts folder")
     _check_trainable(run.base_model)
@@ -345,7 +345,7 @@ def _train(run: TrainingRun) -> None:
             kind=run.kind,
             listwise=getattr(spec.config, "loss", "pairwise") != "pairwise",
         )
-        result = run_training(spec, data, reporter)
+        result = distributed.run_train(spec, data, reporter)
         stats: dict[str, Any] = {}
         if run.kind == TrainingRun.Kind.REWARD and result.final_dir is not None:
             stats = _reward_stats_or_empty(run, result.final_dir, reporter)

@@ -110,7 +110,8 @@ def test_it_lets_only_one_of_two_claims_win(kind: Kind) -> None:
 def test_it_claims_each_queued_row_of_a_queue_once(kind: Kind) -> None:
     first, second = kind.make(), kind.make()
     kind.make(status=JobStatus.FAILED)
-    claimed = [kind.lifecycle.claim_next(), kind.lifecycle.claim_next()]
+    claims = (kind.lifecycle.claim_next(), kind.lifecycle.claim_next())
+    claimed = [row for row in claims if row is not None]
     assert [row.pk for row in claimed] == [first.pk, second.pk]
     assert all(row.status == JobStatus.RUNNING for row in claimed)
     assert kind.lifecycle.claim_next() is None
@@ -124,7 +125,8 @@ def test_it_runs_the_next_queued_row_of_a_queue(kind: Kind) -> None:
         kind.lifecycle.finish(job.pk, JobStatus.SUCCEEDED)
 
     ended = [kind.lifecycle.execute_next(rows, work, heartbeat_interval=60) for _ in range(3)]
-    assert [(row.pk, row.status) for row in ended[:2]] == [
+    done = [row for row in ended[:2] if row is not None]
+    assert [(row.pk, row.status) for row in done] == [
         (first.pk, JobStatus.SUCCEEDED),
         (second.pk, JobStatus.SUCCEEDED),
     ]

@@ -33,7 +33,7 @@ from tests.factories import UserFactory
 from tests.generation.factories import GenerationJobFactory, PolicyModelFactory
 from tests.labeling.factories import make_queue
 from tests.training.factories import TrainingRunFactory
-from training.models import Evaluation, EvaluationEntry
+from training.models import Evaluation, EvaluationEntry, RewardScoring
 
 # Reachable without signing in, on purpose (by URL name, or by route when unnamed).
 PUBLIC = {
@@ -191,6 +191,7 @@ def _existing_objects() -> dict[str, int]:
     job = GenerationJobFactory(model=model, status="failed")
     queue = make_queue(prompts=1, k=2)
     run = TrainingRunFactory(status="failed")
+    scoring = RewardScoring.objects.create(reward_run=run, job=job, total=1, status="failed")
     evaluation = Evaluation.objects.create(
         name="perms", prompt_set=job.prompt_set, status=Evaluation.Status.FAILED
     )
@@ -208,6 +209,7 @@ def _existing_objects() -> dict[str, int]:
         "jobs": job.pk,
         "tasks": queue.tasks.get().pk,  # type: ignore[attr-defined]
         "runs": run.pk,
+        "scorings": scoring.pk,
         "evaluations": evaluation.pk,
     }
 

@@ -14,7 +14,7 @@ from labeling.models import (
     Ranking,
     RankingVersion,
 )
-from tests.labeling.factories import finished_job, make_queue
+from tests.labeling.factories import claim_next, finished_job, make_queue
 
 
 def _answer(task: LabelingTask) -> int:
@@ -57,7 +57,7 @@ def test_it_takes_a_prompt_with_a_single_answer(db) -> None:  # type: ignore[no-
 
 def test_it_stores_a_verdict_and_score_without_comparisons(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="single", prompts=1, k=2, ask_scores=True)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     answer = _answer(claim.task)
 
     ranking = _judge(claim, "bad", scores={str(answer): 2}, comment="rude")
@@ -77,7 +77,7 @@ def test_it_stores_a_verdict_and_score_without_comparisons(alice) -> None:  # ty
 
 def test_it_keeps_every_version_through_edit_undo_and_resubmit(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="single", prompts=1, k=1)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
 
     _judge(claim, "good")
     assert _judge(claim, "good").version == 1  # the same label again changes nothing
@@ -102,8 +102,8 @@ def test_it_keeps_every_version_through_edit_undo_and_resubmit(alice) -> None:  
 def test_it_honours_the_overlap_and_the_leases(alice, bob, carol) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="single", prompts=1, k=1, overlap=2)
 
-    first = services.task_claim_next(queue=queue, user=alice)
-    second = services.task_claim_next(queue=queue, user=bob)
+    first = claim_next(queue, alice)
+    second = claim_next(queue, bob)
     assert first.task_id == second.task_id
     assert services.task_claim_next(queue=queue, user=carol) is None  # both slots held
     _judge(first, "good")
@@ -121,7 +121,7 @@ def test_it_honours_the_overlap_and_the_leases(alice, bob, carol) -> None:  # ty
 )
 def test_it_refuses_a_missing_or_misplaced_verdict(alice, mode, verdict, message) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode=mode, prompts=1, k=2)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     ids = list(claim.task.slots.order_by("slot").values_list("completion_id", flat=True))
 
     with pytest.raises(services.LabelingError, match=message) as error:
@@ -136,7 +136,7 @@ def test_it_refuses_a_missing_or_misplaced_verdict(alice, mode, verdict, message
 
 def test_it_refuses_scores_out_of_range_on_a_single_answer(alice) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(mode="single", prompts=1, k=1, ask_scores=True)
-    claim = services.task_claim_next(queue=queue, user=alice)
+    claim = claim_next(queue, alice)
     answer = _answer(claim.task)
 
     for bad in (0, 8):

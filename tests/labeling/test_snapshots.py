@@ -371,3 +371,16 @@ def test_it_writes_every_export_line_as_the_standard_encoder_would(
         assert record["completions"] == [answer(texts[c]) for c in ranking.completion_ids]
         assert (record["ranks"], record["scores"]) == (ranking.ranks, ranking.scores)
     assert [r["messages"][-1]["content"] for r in records] == [_TRICKY[1]] * 2
+
+
+def test_it_deletes_a_snapshots_rows_with_it(voted_queue) -> None:  # type: ignore[no-untyped-def]
+    """SnapshotRow.snapshot has no database constraint (it made big builds slow): deleting a
+    snapshot through Django must still take its rows along, and leave other snapshots whole."""
+    kept = _build(voted_queue, name="kept")
+    gone = _build(voted_queue, name="gone")
+    kept_rows = SnapshotRow.objects.filter(snapshot=kept).count()
+    assert kept_rows > 0 and SnapshotRow.objects.filter(snapshot=gone).count() == kept_rows
+    gone_id = gone.pk
+    gone.delete()
+    assert not SnapshotRow.objects.filter(snapshot_id=gone_id).exists()
+    assert SnapshotRow.objects.filter(snapshot=kept).count() == kept_rows

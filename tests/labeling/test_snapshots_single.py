@@ -141,7 +141,7 @@ def test_it_exports_single_answers_from_the_page_the_api_and_the_command(
     page = client.get(f"/labeling/snapshots/{snapshot.pk}/").content.decode()
     assert f"/labeling/snapshots/{snapshot.pk}/unpaired.jsonl" in page
     download = client.get(f"/labeling/snapshots/{snapshot.pk}/unpaired.jsonl")
-    assert b"".join(download.streaming_content) == frozen
+    assert download.getvalue() == frozen
     assert (
         client.get(f"/labeling/snapshots/{snapshot.pk}/unpaired.jsonl?split=x").status_code == 400
     )

@@ -6,7 +6,7 @@ from django.test import Client
 
 from labeling import services
 from labeling.models import Assignment, LabelingQueue, Ranking
-from tests.labeling.factories import finished_job, make_queue
+from tests.labeling.factories import claim_next, finished_job, make_queue
 
 
 def _page(client: Client, queue, **headers) -> str:  # type: ignore[no-untyped-def]
@@ -121,7 +121,7 @@ def test_it_shows_agreement_on_good_and_bad(client: Client, alice, bob, carol) -
     verdicts = {alice: ["good", "bad"], bob: ["good", "good"]}
     for user, given in verdicts.items():
         for verdict in given:
-            claim = services.task_claim_next(queue=queue, user=user)
+            claim = claim_next(queue, user)
             services.ranking_submit(
                 assignment_id=claim.pk,
                 user=user,

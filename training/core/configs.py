@@ -44,6 +44,7 @@ RolloutBackend = Literal["transformers", "vllm"]
 AdvantageEstimator = Literal["grpo", "rloo"]
 RankingLoss = Literal["pairwise", "plackett_luce"]
 RewardLoss = Literal["pairwise", "plackett_luce", "score_regression"]
+Parallelism = Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,8 @@ BUDGET_LIMITS: dict[str, int | float] = {
     "max_new_tokens": 8192,
     "ppo_epochs": 100,
     "minibatch_size": 4096,
+    "num_processes": 64,
+    "num_nodes": 64,
 }
 """Upper bounds on the training budget (epochs, steps, batch sizes, lengths), per field."""
 
@@ -136,6 +139,32 @@ class CommonConfig:
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them:
     activation memory of one layer instead of all, for about a third more compute."""
+
+    num_processes: int = 1
+    """Training processes started together by torchrun on the worker's machine (one per GPU,
+    or several on a CPU); the batch_size is split among all processes, so any number trains
+    on the same global batch, and batch_size must be a multiple of their number."""
+
+    num_nodes: int = 1
+    """Machines taking part, each running num_processes processes (above 1, the worker's
+    settings name a rendezvous endpoint, and the other machines start their share: see the
+    README)."""
+
+    parallelism: Parallelism = "ddp"
+    """How several processes share the work, as the Trainer's own settings: "ddp" (each
+    holds the whole model, gradients are averaged), "fsdp" (PyTorch FSDP: parameters,
+    gradients and optimizer state sharded), "deepspeed_zero2" or "deepspeed_zero3"
+    (DeepSpeed ZeRO stage 2 or 3; needs CUDA and the deepspeed package)."""
+
+    parallelism_config: str = ""
+    """Path, on the workers, of a JSON file used instead of the preset: the Trainer's
+    fsdp_config (with fsdp) or a DeepSpeed config (with a deepspeed option); empty uses the
+    preset."""
+
+    @property
+    def world_size(self) -> int:
+        """All processes of the run: ``num_processes * num_nodes``."""
+        return self.num_processes * self.num_nodes
 
     def errors(self) -> list[ConfigError]:
         """Every problem with this config, in field order; empty when it is valid."""
@@ -200,6 +229,29 @@ class CommonConfig:
             yield ConfigError("logging_steps", "must be >= 1")
         if self.save_steps < 0:
             yield ConfigError("save_steps", "must be >= 0 (0 saves only at the end)")
+        yield from self._parallel_errors()
+
+    def _parallel_errors(self) -> Iterator[ConfigError]:
+        if self.num_processes < 1:
+            yield ConfigError("num_processes", "must be >= 1")
+        if self.num_nodes < 1:
+            yield ConfigError("num_nodes", "must be >= 1")
+        if self.num_processes < 1 or self.num_nodes < 1:
+            return
+        if self.batch_size % self.world_size:
+            yield ConfigError(
+                "batch_size",
+                f"must be a multiple of the number of processes ({self.world_size}): "
+                "each process takes an equal share of the batch",
+            )
+        if self.parallelism == "ddp" and self.parallelism_config.strip():
+            yield ConfigError("parallelism_config", "is read only with fsdp or deepspeed")
+        if self.use_lora and self.parallelism in ("fsdp", "deepspeed_zero3"):
+            yield ConfigError(
+                "use_lora",
+                f"LoRA is not supported with {self.parallelism} yet (the final model merges "
+                "the adapters into weights that are sharded): use ddp or deepspeed_zero2",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -417,6 +469,15 @@ class RLConfig(CommonConfig):
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             yield ConfigError("vllm_gpu_memory_utilization", "must be in (0, 1]")
 
+    def _parallel_errors(self) -> Iterator[ConfigError]:
+        # PPO and GRPO are this project's own loop, not a Trainer: one process for now.
+        if self.num_processes != 1:
+            yield ConfigError("num_processes", "PPO and GRPO run in one process (for now)")
+        if self.num_nodes != 1:
+            yield ConfigError("num_nodes", "PPO and GRPO run on one machine (for now)")
+        if self.parallelism != "ddp" or self.parallelism_config.strip():
+            yield ConfigError("parallelism", "PPO and GRPO run in one process (for now)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class PPOConfig(RLConfig):
@@ -511,6 +572,13 @@ class KTOConfig(CommonConfig):
         yield from super()._value_errors()
         if self.batch_size < 2:
             yield ConfigError("batch_size", "must be >= 2 (KTO's KL estimate needs a batch)")
+        elif self.num_processes >= 1 and self.num_nodes >= 1 and self.world_size > 1:
+            if self.batch_size < 2 * self.world_size:
+                yield ConfigError(
+                    "batch_size",
+                    f"must be >= 2 per process ({2 * self.world_size} for {self.world_size}): "
+                    "KTO's KL estimate needs a batch in every process",
+                )
         if not self.beta > 0:
             yield ConfigError("beta", "must be > 0")
         if not self.desirable_weight > 0:

@@ -46,6 +46,8 @@ __all__ = [
     "load_causal_lm",
     "load_reward_model",
     "load_tokenizer",
+    "mean_over_processes",
+    "parallel_wrapper",
     "ENCODER_POOLING",
     "pad_right",
     "resolve_device",
@@ -295,9 +297,43 @@ def apply_lora(model: Any, config: CommonConfig, *, task: str) -> Any:
 
 
 def unwrap_model(model: Any) -> Any:
-    """The ``transformers`` model inside a peft wrapper (adapters stay injected), or itself."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+    """The ``transformers`` model inside a peft wrapper (adapters stay injected) and inside
+    a DDP, FSDP or DeepSpeed wrapper (:func:`parallel_wrapper`), or itself."""
+    inner = model.module if parallel_wrapper(model) else model
+    get_base = getattr(inner, "get_base_model", None)
+    return get_base() if callable(get_base) else inner
+
+
+def parallel_wrapper(model: Any) -> bool:
+    """Whether ``model`` is a multi-process wrapper (DDP, FSDP, a DeepSpeed engine) whose
+    ``module`` is the model: its forward must be called for gradients to be averaged (DDP)
+    or parameters gathered (FSDP, ZeRO-3)."""
+    import torch
+
+    inner = getattr(model, "module", None)
+    return isinstance(model, torch.nn.Module) and isinstance(inner, torch.nn.Module)
+
+
+def _through_wrapper(wrapper: Any, compute: Any) -> Any:
+    """``compute()``, run as the forward of ``wrapper.module`` by calling ``wrapper()``.
+
+    A computation that reads a model's parts (its backbone, then its head at chosen
+    positions) rather than calling the model must still pass through the DDP/FSDP/DeepSpeed
+    wrapper's forward, which arms the gradient all-reduce or gathers sharded parameters.
+    The module's forward is replaced for this one call: the replacement puts the real one
+    back before computing, so ``compute`` may call the module itself.
+    """
+    module = wrapper.module
+
+    def forward_once(*args: Any, **kwargs: Any) -> Any:
+        del module.forward
+        return compute()
+
+    module.forward = forward_once
+    try:
+        return wrapper()
+    finally:
+        module.__dict__.pop("forward", None)
 
 
 def pad_right(
@@ -331,6 +367,10 @@ def reward_scores(
     """
     import torch
 
+    if parallel_wrapper(model):
+        return _through_wrapper(
+            model, lambda: reward_scores(model.module, input_ids, attention_mask)
+        )
     inner = unwrap_model(model)
     if _encoder_head(inner) is not None:
         logits = inner(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -356,20 +396,26 @@ def training_arguments(
     Checkpoints go to ``output_dir/checkpoints/checkpoint-<step>`` with the optimizer,
     scheduler and RNG state, so a resumed run continues where it stopped. ``save_steps=0``
     saves no periodic checkpoint (a stop request still saves one); ``max_grad_norm=0``
-    turns clipping off; bf16 mixed precision only on a CUDA device with bf16.
+    turns clipping off; bf16 mixed precision only on a CUDA device with bf16. Under
+    torchrun, ``config.batch_size`` is split evenly among the ``config.world_size``
+    processes (each takes its share of every global batch) and ``config.parallelism``
+    becomes the Trainer's FSDP or DeepSpeed settings.
     ``arguments_class``: a ``TrainingArguments`` subclass (a TRL trainer's config) to build
     instead, with its own fields among ``overrides``.
     """
     from transformers import TrainingArguments
 
+    from training.core.launch import parallelism_arguments
+
     periodic = config.save_steps > 0
+    per_device = config.batch_size // config.world_size
     kwargs: dict[str, Any] = {
         "output_dir": str(Path(output_dir) / CHECKPOINTS),
         "learning_rate": config.learning_rate,
         "num_train_epochs": config.num_epochs,
         "max_steps": config.max_steps if config.max_steps > 0 else -1,
-        "per_device_train_batch_size": config.batch_size,
-        "per_device_eval_batch_size": config.batch_size,
+        "per_device_train_batch_size": per_device,
+        "per_device_eval_batch_size": per_device,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "max_grad_norm": config.max_grad_norm if config.max_grad_norm > 0 else 0.0,
         "seed": config.seed,
@@ -388,6 +434,7 @@ def training_arguments(
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": device != "cpu",
+        **parallelism_arguments(config),
     }
     kwargs.update(overrides)
     return (arguments_class or TrainingArguments)(**kwargs)  # type: ignore[no-any-return]
@@ -486,6 +533,18 @@ def save_final(model: Any, tokenizer: Any, path: Path) -> Path:
     return path
 
 
+def mean_over_processes(trainer: Any, values: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over the processes of a multi-process run (itself in one process).
+
+    A collective: every process must call it at the same point, as the Trainer's ``log``
+    is called on every process after the same steps.
+    """
+    if trainer.accelerator.num_processes == 1:
+        return values
+    averaged = trainer.accelerator.reduce(values.to(trainer.args.device), reduction="mean")
+    return averaged.cpu()  # type: ignore[no-any-return]
+
+
 def run_cancelled(output_dir: Path, steps: int) -> RunResult:
     """The result of a Trainer run stopped at ``steps``: its latest checkpoint, no model."""
     return RunResult(
@@ -508,7 +567,19 @@ def run_finished(
     """Save a finished Trainer run's model in ``output_dir/final`` and say it succeeded."""
     final_dir = Path(output_dir) / FINAL
     reporter.log(f"saving the trained model to {final_dir}")
-    save_final(trainer.model, tokenizer, final_dir)
+    accelerator = trainer.accelerator
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # Sharded weights: gathered by every rank, written by rank 0.
+        state = accelerator.get_state_dict(trainer.model_wrapped)
+        if accelerator.is_main_process:
+            final_dir.mkdir(parents=True, exist_ok=True)
+            unwrap_model(trainer.model).save_pretrained(
+                str(final_dir), state_dict=state, safe_serialization=True
+            )
+            tokenizer.save_pretrained(str(final_dir))
+    elif accelerator.is_main_process:
+        save_final(trainer.model, tokenizer, final_dir)
+    accelerator.wait_for_everyone()
     return RunResult(
         status="succeeded",
         steps=steps,

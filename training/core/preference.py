@@ -350,11 +350,16 @@ def _make_trainer_class() -> type:
             """Add the window's averaged pair metrics to the Trainer's training log entry."""
             import torch
 
+            from training.core.hf import mean_over_processes
+
             if "loss" in logs and self._window:
-                for name in self._window[0]:
-                    if name != "loss":
-                        values = torch.stack([m[name].float() for m in self._window])
-                        logs[name] = float(values.mean())
+                names = [name for name in self._window[0] if name != "loss"]
+                means = torch.stack(
+                    [torch.stack([m[name].float() for m in self._window]).mean() for name in names]
+                )
+                # Every process logs after the same steps: one all-reduce for all metrics.
+                means = mean_over_processes(self, means.detach())
+                logs.update(zip(names, means.tolist(), strict=True))
                 self._window.clear()
             super().log(logs, start_time)
 

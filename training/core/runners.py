@@ -18,6 +18,7 @@ Nothing here imports Django; torch, transformers, peft and TRL are imported when
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,12 @@ def run_training(spec: RunSpec, data: RunData, reporter: ProgressReporter) -> Ru
     environment failure and propagates as is.
     """
     spec.config.validate()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if spec.config.world_size != world_size:
+        raise TrainingError(
+            f"this run asks for {spec.config.world_size} processes but runs in {world_size}: "
+            "start it with training.core.launch.run_launched"
+        )
     if spec.kind in ("reward", "dpo"):
         from training.core.preference import run_preference
 
