@@ -10,7 +10,8 @@ pairs trained per second over the Trainer's own ``train_runtime`` of each run (a
 loading and, for two processes, the launch are left out; rank 0 measures the group's).
 
 Generation: the same job served by one and by two generation workers
-(:func:`generation_throughput`, written with the sharded generation jobs).
+(``bench/generation_workers.py``): tokens/s, with a check that both runs wrote exactly k
+completions per prompt, none twice, and the same texts (``gen_same_texts``).
 
 On 2 CPU cores the speed-up is small or negative (two processes share the cores the one
 process already used, and add an all-reduce per step); what the numbers must show is that
@@ -19,7 +20,8 @@ the results agree and nothing is lost.
     .venv/bin/python bench/distributed.py [--quick] [--hidden 256] [--layers 4]
 
 Prints the headline last:
-``procs=2 max_loss_diff=… single_pairs_s=… multi_pairs_s=… gen_single_tok_s=… gen_multi_tok_s=…``
+``procs=2 max_loss_diff=… single_pairs_s=… multi_pairs_s=… gen_single_tok_s=… gen_multi_tok_s=…
+gen_same_texts=…``
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.generation_workers import generation_throughput
 from bench.preference_common import build_bench_model, synthetic_rankings
 from training.core.configs import RewardConfig
 from training.core.data import PreferenceData
@@ -96,19 +99,8 @@ def training_comparison(
     )
 
 
-def generation_throughput(quick: bool) -> tuple[float | None, float | None]:
-    """Tokens generated per second by one job served by 1 and by 2 generation workers.
-
-    Filled in with the sharded generation jobs: run the same job (same prompts, k, seed)
-    with one worker and with two, check that both end with exactly k completions per
-    prompt and no duplicates, and return (single tok/s, multi tok/s). None until then,
-    printed as ``n/a``.
-    """
-    return None, None
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
+def _number(value: float) -> str:
+    return f"{value:.1f}"
 
 
 def main() -> None:
@@ -146,11 +138,11 @@ def main() -> None:
         max_length=args.max_length,
     )
     diff, single_pairs_s, multi_pairs_s = training_comparison(work / "rm-init", data, config, work)
-    gen_single, gen_multi = generation_throughput(args.quick)
+    gen_single, gen_multi, same_texts = generation_throughput(args.quick)
     print(
         f"procs={PROCESSES} max_loss_diff={diff:.2e} single_pairs_s={single_pairs_s:.1f} "
         f"multi_pairs_s={multi_pairs_s:.1f} gen_single_tok_s={_number(gen_single)} "
-        f"gen_multi_tok_s={_number(gen_multi)}"
+        f"gen_multi_tok_s={_number(gen_multi)} gen_same_texts={same_texts}"
     )
 
 

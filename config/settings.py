@@ -344,6 +344,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A running job's worker writes a heartbeat every few seconds; past this many seconds
 # without one, the watchdog marks the job failed so it can be resumed.
 GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 300, minimum=10)
+# How often a generation worker writes that heartbeat (for its job and for its shard).
+GENERATION_HEARTBEAT_S = env_int("GENERATION_HEARTBEAT_S", 5, minimum=1)
 # The same for training runs and reward scorings (their heartbeat thread beats every 5 s,
 # whatever a training step takes).
 TRAINING_STALE_AFTER_S = env_int("TRAINING_STALE_AFTER_S", 300, minimum=10)

@@ -20,11 +20,39 @@ from config.pagination import paginated_response
 from config.parsers import StrictJSONParser
 from config.roles import ResearcherAPIView
 from generation import importers, selectors, services
-from generation.models import Completion, GenerationJob, PolicyModel, Prompt, PromptSet
+from generation.models import (
+    Completion,
+    GenerationJob,
+    GenerationShard,
+    PolicyModel,
+    Prompt,
+    PromptSet,
+)
 
 
 class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     serializer_related_field = IdField
+    # Checked by the service (bare cluster host names are fine: http://gpu1:8000/v1).
+    server_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text=PolicyModel._meta.get_field("server_url").help_text,
+    )
+    extra_server_urls = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=list,
+        max_length=services.MAX_SERVERS - 1,
+        help_text=PolicyModel._meta.get_field("extra_server_urls").help_text,
+    )
+    tensor_parallel_size = serializers.IntegerField(
+        min_value=1,
+        max_value=services.MAX_GPUS,
+        default=1,
+        help_text=PolicyModel._meta.get_field("tensor_parallel_size").help_text,
+    )
 
     class Meta:
         model = PolicyModel
@@ -35,8 +63,10 @@ class PolicyModelSerializer(serializers.ModelSerializer):  # type: ignore[type-a
             "backend",
             "source",
             "server_url",
+            "extra_server_urls",
             "server_model",
             "use_chat_template",
+            "tensor_parallel_size",
             "parent",
             "description",
             "created_at",
@@ -59,8 +89,31 @@ class PromptSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         fields = ["id", "position", "text", "messages"]
 
 
+class GenerationShardSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = GenerationShard
+        fields = [
+            "index",
+            "position_from",
+            "position_to",
+            "status",
+            "worker",
+            "prompts_total",
+            "prompts_done",
+            "tokens_generated",
+            "tokens_per_second",
+            "attempts",
+            "error",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
 class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     progress_percent = serializers.IntegerField(read_only=True)
+    shards = GenerationShardSerializer(many=True, read_only=True)
 
     class Meta:
         model = GenerationJob
@@ -78,6 +131,8 @@ class GenerationJobSerializer(serializers.ModelSerializer):  # type: ignore[type
             "seed",
             "stop",
             "batch_size",
+            "batches_per_shard",
+            "shards",
             "status",
             "cancel_requested",
             "prompts_total",
@@ -111,6 +166,12 @@ class GenerationJobCreateSerializer(serializers.Serializer):  # type: ignore[typ
         max_length=16,
     )
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=8)
+    batches_per_shard = serializers.IntegerField(
+        min_value=1,
+        max_value=services.MAX_BATCHES_PER_SHARD,
+        default=32,
+        help_text=GenerationJob._meta.get_field("batches_per_shard").help_text,
+    )
 
 
 class CompletionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

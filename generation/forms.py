@@ -5,7 +5,13 @@ from typing import Any
 from django import forms
 
 from config.bounds import SEED_MAX
-from generation.models import PolicyModel, PromptSet
+from generation.models import GenerationJob, PolicyModel, PromptSet
+from generation.services import (
+    MAX_BATCHES_PER_SHARD,
+    MAX_GPUS,
+    GenerationError,
+    server_url_check,
+)
 
 IMPORT_FORMATS = [
     ("auto", "Detect from the file name"),
@@ -22,11 +28,27 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
 class PolicyModelForm(forms.ModelForm):  # type: ignore[type-arg]
-    # Inference servers usually listen on plain HTTP inside a cluster.
-    server_url = forms.URLField(
+    # Not a URLField: Django's URL check wants a dotted host name, and inference servers
+    # are often a bare host inside a cluster (http://gpu1:8000/v1).
+    server_url = forms.CharField(
         required=False,
-        assume_scheme="http",
+        max_length=200,
         help_text=PolicyModel._meta.get_field("server_url").help_text,
+    )
+
+    extra_server_urls = forms.CharField(
+        required=False,
+        label="More servers",
+        help_text="Further servers of the same model, one base URL per line: a job spreads "
+        "its requests over all of them.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    tensor_parallel_size = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_GPUS,
+        initial=1,
+        help_text=PolicyModel._meta.get_field("tensor_parallel_size").help_text,
     )
 
     class Meta:
@@ -36,12 +58,35 @@ class PolicyModelForm(forms.ModelForm):  # type: ignore[type-arg]
             "backend",
             "source",
             "server_url",
+            "extra_server_urls",
             "server_model",
             "use_chat_template",
+            "tensor_parallel_size",
             "parent",
             "description",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_server_url(self) -> str:
+        url = self.cleaned_data.get("server_url") or ""
+        return _server_url(url) if url else ""
+
+    def clean_extra_server_urls(self) -> list[str]:
+        raw = self.cleaned_data.get("extra_server_urls") or ""
+        return [_server_url(line.strip()) for line in raw.splitlines() if line.strip()]
+
+    def clean_tensor_parallel_size(self) -> int:
+        return self.cleaned_data.get("tensor_parallel_size") or 1
+
+
+def _server_url(url: str) -> str:
+    # Inference servers usually listen on plain HTTP inside a cluster.
+    if "://" not in url:
+        url = f"http://{url}"
+    try:
+        return server_url_check(url)
+    except GenerationError as exc:
+        raise forms.ValidationError(str(exc)) from None
 
 
 class PromptSetForm(forms.Form):
@@ -81,6 +126,16 @@ class GenerationJobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=8)
+    batches_per_shard = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCHES_PER_SHARD,
+        initial=32,
+        help_text=GenerationJob._meta.get_field("batches_per_shard").help_text,
+    )
+
+    def clean_batches_per_shard(self) -> int:
+        return self.cleaned_data.get("batches_per_shard") or 32
 
     def clean_stop(self) -> list[str]:
         raw = self.cleaned_data.get("stop") or ""

@@ -20,11 +20,26 @@ class PolicyModel(models.Model):
         max_length=500, blank=True, help_text="Local folder or hub id of the weights."
     )
     backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.TRANSFORMERS)
-    server_url = models.URLField(
-        blank=True, help_text="Base URL of an OpenAI-compatible server, e.g. http://gpu1:8000/v1"
+    # Not a URLField: Django's URL check wants a dotted host name, and an inference server is
+    # often a bare host inside a cluster. services.server_url_check checks it instead.
+    server_url = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Base URL of an OpenAI-compatible server, e.g. http://gpu1:8000/v1",
+    )
+    extra_server_urls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Further base URLs of servers serving the same model (several `vllm serve` "
+        "instances): a job spreads its requests over all of them.",
     )
     server_model = models.CharField(
         max_length=300, blank=True, help_text="Model name the server expects."
+    )
+    tensor_parallel_size = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="vLLM in the worker: GPUs the engine splits the model over (vLLM's "
+        "tensor_parallel_size). For data parallelism run several generation workers.",
     )
     use_chat_template = models.BooleanField(
         default=False, help_text="Render prompts with the tokenizer's chat template."
@@ -46,6 +61,11 @@ class PolicyModel(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("generation:model-detail", args=[self.pk])
+
+    @property
+    def server_urls(self) -> list[str]:
+        """Every server of an OpenAI-compatible model, the first one first."""
+        return [self.server_url, *self.extra_server_urls] if self.server_url else []
 
 
 class PromptSet(models.Model):
@@ -131,6 +151,12 @@ class GenerationJob(BackgroundJob):
     seed = models.BigIntegerField(default=0)
     stop = models.JSONField(default=list, blank=True)
     batch_size = models.PositiveIntegerField(default=8)
+    batches_per_shard = models.PositiveIntegerField(
+        default=32,
+        help_text="The job is split into shards of this many batches, which any number of "
+        "generation workers take one at a time. Whole batches, so the samples are the same "
+        "however many workers share the job.",
+    )
 
     prompts_total = models.PositiveIntegerField(default=0)
     prompts_done = models.PositiveIntegerField(default=0)
@@ -165,6 +191,46 @@ class GenerationJob(BackgroundJob):
             "seed": self.seed,
             "stop": list(self.stop or []),
         }
+
+
+class GenerationShard(BackgroundJob):
+    """A slice of a job's prompts (a range of positions) that one generation worker claims
+    and runs, with its own heartbeat; the job's progress is the sum of its shards'.
+
+    A worker that dies mid-shard leaves it to the job's other workers (the watchdog queues
+    it again while another worker is still on the job); the completions it wrote stay.
+    """
+
+    NOUN = "shard"
+    STALE_AFTER_SETTING = "GENERATION_STALE_AFTER_S"
+    STALE_HINT = "Completions written so far are kept; resume the job to generate the rest."
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    position_from = models.PositiveIntegerField(help_text="First prompt position, inclusive.")
+    position_to = models.PositiveIntegerField(help_text="Last prompt position, inclusive.")
+    prompts_total = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    tokens_generated = models.BigIntegerField(default=0)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid of the worker that claimed it last."
+    )
+
+    class Meta:
+        ordering = ["job_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="generation_shard_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} of {self.job}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.prompts_total:
+            return 0
+        return int(100 * self.prompts_done / self.prompts_total)
 
 
 class Completion(models.Model):

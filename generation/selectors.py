@@ -32,7 +32,7 @@ def prompt_set_prompts(*, prompt_set: PromptSet) -> QuerySet[Prompt]:
 
 def generation_job_list(*, user: User | AnonymousUser) -> QuerySet[GenerationJob]:
     _require_reader(user)
-    return GenerationJob.objects.select_related("model", "prompt_set")
+    return GenerationJob.objects.select_related("model", "prompt_set").prefetch_related("shards")
 
 
 def generation_job_completions(*, job: GenerationJob) -> QuerySet[Completion]:

@@ -51,6 +51,8 @@ def model_check_can_generate(model: PolicyModel, field: str) -> None:
             source=model.source,
             server_url=model.server_url,
             server_model=model.server_model,
+            extra_server_urls=model.extra_server_urls,
+            tensor_parallel_size=model.tensor_parallel_size,
         )
     except GenerationError as exc:
         raise RunError(f"{model.name!r} cannot generate: {exc}", field=field) from exc

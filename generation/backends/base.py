@@ -52,8 +52,14 @@ class BackendSpec:
     source: str = ""  # local folder or hub id (transformers, vllm)
     use_chat_template: bool = False
     server_url: str = ""  # openai: base URL ending in /v1
+    extra_server_urls: tuple[str, ...] = ()  # openai: more servers of the same model
     server_model: str = ""  # openai: the served model's name
+    tensor_parallel_size: int = 1  # vllm: GPUs the engine splits the model over
     options: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        return (self.server_url, *self.extra_server_urls) if self.server_url else ()
 
 
 class GenerationBackend(Protocol):

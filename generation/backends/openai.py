@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,26 +13,54 @@ from generation.backends.base import BackendError, BackendSpec, PromptInput, Sam
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # A Retry-After longer than this is not waited out; the job fails and can be retried later.
 MAX_RETRY_AFTER_S = 60.0
+# The longest a failing server is passed over while another can take its requests.
+MAX_REST_S = 30.0
+
+
+class _Server:
+    """One server of the model: its HTTP client and how busy and healthy it looks."""
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float, connections: int) -> None:
+        import httpx
+
+        if not url.startswith(("http://", "https://")):
+            raise BackendError(f"server URL {url!r} must start with http:// or https://")
+        base = url.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        self.base_url = base
+        self.client = httpx.Client(
+            base_url=base,
+            headers=headers,
+            # A dead host should fail in seconds; a slow generation may take the full timeout.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=connections),
+        )
+        self.in_flight = 0
+        self.failures = 0  # in a row; an answer resets it
+        self.resting_until = 0.0  # monotonic time before which others go first
+        self.answered = 0  # requests answered with 200
 
 
 class OpenAIBackend:
     """``/v1/completions`` for plain prompts, ``/v1/chat/completions`` for conversations.
 
+    A model may name several servers (``spec.server_urls``, e.g. several ``vllm serve``
+    instances): each request goes to the least-loaded one (fewest requests in flight; ties
+    go round the list), and a request that fails on one server is tried on the next at once.
+    A server that failed rests (``backoff * 2**failures`` seconds in a row, at most
+    ``MAX_REST_S``) while others are there to take its requests, then gets them again.
+
     Options (``spec.options``): ``timeout`` seconds per request (120), ``max_retries`` (3)
-    after the first attempt, on connection errors, timeouts, 429 and 5xx, waiting
-    ``backoff * 2**attempt`` seconds (``backoff`` 0.5) or the server's Retry-After;
-    ``concurrency`` requests in flight, one per prompt (4); ``api_key`` (a bearer token).
+    rounds after the first over the servers, on connection errors, timeouts, 429 and 5xx,
+    waiting ``backoff * 2**round`` seconds (``backoff`` 0.5) or the server's Retry-After
+    between rounds; ``concurrency`` requests in flight per server, one per prompt (4);
+    ``api_key`` (a bearer token, the same for every server).
     """
 
     def __init__(self, spec: BackendSpec) -> None:
-        import httpx
-
-        if not spec.server_url or not spec.server_model:
+        if not spec.server_urls or not spec.server_model:
             raise BackendError("the openai backend needs a server URL and a model name")
-        if not spec.server_url.startswith(("http://", "https://")):
-            raise BackendError(
-                f"server URL {spec.server_url!r} must start with http:// or https://"
-            )
         self.spec = spec
         options = spec.options or {}
         self.max_retries = max(0, int(options.get("max_retries", 3)))  # type: ignore[call-overload]
@@ -41,59 +70,69 @@ class OpenAIBackend:
         headers = {}
         if api_key := options.get("api_key"):
             headers["Authorization"] = f"Bearer {api_key}"
-        base = spec.server_url.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        self.base_url = base
-        self.client = httpx.Client(
-            base_url=base,
-            headers=headers,
-            # A dead host should fail in seconds; a slow generation may take the full timeout.
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=self.concurrency),
-        )
+        self.servers = [
+            _Server(url, headers, timeout, self.concurrency) for url in spec.server_urls
+        ]
+        self._lock = threading.Lock()
+        self._turn = 0
+
+    @property
+    def base_url(self) -> str:
+        return self.servers[0].base_url
+
+    @property
+    def client(self) -> Any:
+        return self.servers[0].client
 
     def wait_until_ready(self, timeout: float, interval: float = 1.0) -> list[str]:
-        """Poll ``/v1/models`` until the server answers 200; BackendError after ``timeout``.
+        """Poll ``/v1/models`` on every server until each answers 200; BackendError naming
+        the first that did not answer within ``timeout``.
 
-        Returns the ids of the served models.
+        Returns the ids of the models the first server serves.
         """
         import httpx
 
         deadline = time.monotonic() + timeout
-        last = "no answer"
-        while True:
-            try:
-                response = self.client.get("/models", timeout=min(5.0, timeout))
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        return [str(m.get("id")) for m in response.json().get("data", [])]
-                    except (ValueError, AttributeError):
-                        return []
-                last = f"HTTP {response.status_code}"
-            if time.monotonic() + interval > deadline:
-                raise BackendError(
-                    f"{self.base_url}/models did not answer within {timeout:.0f} s ({last})"
-                )
-            time.sleep(interval)
+        served: list[str] | None = None
+        for server in self.servers:
+            last = "no answer"
+            while True:
+                try:
+                    response = server.client.get("/models", timeout=min(5.0, timeout))
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.status_code == 200:
+                        try:
+                            ids = [str(m.get("id")) for m in response.json().get("data", [])]
+                        except (ValueError, AttributeError):
+                            ids = []
+                        served = ids if served is None else served
+                        break
+                    last = f"HTTP {response.status_code}"
+                if time.monotonic() + interval > deadline:
+                    raise BackendError(
+                        f"{server.base_url}/models did not answer within {timeout:.0f} s ({last})"
+                    )
+                time.sleep(interval)
+        return served or []
 
     def generate(
         self, prompts: list[PromptInput], n: int, params: SamplingParams
     ) -> list[list[Sample]]:
-        """``n`` samples per prompt, in prompt order; one request per prompt, several at once."""
+        """``n`` samples per prompt, in prompt order; one request per prompt, several at once,
+        spread over the servers."""
         if n < 1:
             raise BackendError("n must be >= 1")
         if not prompts:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
+        workers = min(self.concurrency * len(self.servers), len(prompts))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(self._one, p, n, params) for p in prompts]
             try:
                 return [f.result() for f in futures]
             except BaseException:
-                # One prompt failed for good: don't send the rest to a failing server.
+                # One prompt failed for good: don't send the rest to failing servers.
                 for future in futures:
                     future.cancel()
                 raise
@@ -142,39 +181,90 @@ class OpenAIBackend:
         ]
         return samples * (n // asked)
 
+    def _pick(self, tried: set[int]) -> int:
+        """The server for the next attempt: untried by this request this round, not resting,
+        fewest requests in flight, then round the list. Counts it as busy."""
+        with self._lock:
+            now = time.monotonic()
+            count = len(self.servers)
+            order = [(self._turn + i) % count for i in range(count)]
+            self._turn = (self._turn + 1) % count
+            index = min(
+                (i for i in order if i not in tried),
+                key=lambda i: (self.servers[i].resting_until > now, self.servers[i].in_flight),
+            )
+            self.servers[index].in_flight += 1
+            return index
+
+    def _done(self, index: int, *, failed: bool, answered: bool = False) -> None:
+        with self._lock:
+            server = self.servers[index]
+            server.in_flight -= 1
+            server.answered += answered
+            if failed:
+                server.failures += 1
+                rest = min(self.backoff * 2**server.failures, MAX_REST_S)
+                server.resting_until = time.monotonic() + rest
+            else:
+                server.failures = 0
+                server.resting_until = 0.0
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; the parsed JSON body of the 200 answer."""
+        """POST to one server after another, in rounds with backoff; the parsed JSON body of
+        the first 200 answer. A refused request (4xx) is refused everywhere: no retry."""
         import httpx
 
-        attempt = 0
-        while True:
+        problems: dict[int, str] = {}
+        for attempt in range(self.max_retries + 1):
             wait = self.backoff * 2**attempt
-            try:
-                response = self.client.post(path, json=body)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
+            tried: set[int] = set()
+            while len(tried) < len(self.servers):
+                index = self._pick(tried)
+                tried.add(index)
+                server = self.servers[index]
+                try:
+                    response = server.client.post(path, json=body)
+                except httpx.HTTPError as exc:
+                    self._done(index, failed=True)
+                    problems[index] = f"{type(exc).__name__}: {exc}"
+                    continue
+                ok = response.status_code == 200
+                # A refused request (4xx) says nothing about the server's health.
+                self._done(index, failed=response.status_code in RETRY_STATUS, answered=ok)
+                if ok:
                     try:
                         data = response.json()
                     except ValueError as exc:
-                        raise BackendError(f"{self.base_url}{path} answered non-JSON") from exc
+                        raise BackendError(f"{server.base_url}{path} answered non-JSON") from exc
                     if not isinstance(data, dict):
-                        raise BackendError(f"{self.base_url}{path} answered {type(data).__name__}")
+                        raise BackendError(
+                            f"{server.base_url}{path} answered {type(data).__name__}"
+                        )
                     return data
-                problem = f"HTTP {response.status_code}: {response.text[:300]}"
+                problems[index] = f"HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code not in RETRY_STATUS:
-                    raise BackendError(f"{self.base_url}{path} refused the request ({problem})")
+                    raise BackendError(
+                        f"{server.base_url}{path} refused the request ({problems[index]})"
+                    )
                 wait = max(wait, _retry_after(response.headers.get("retry-after")))
-            if attempt >= self.max_retries:
-                raise BackendError(
-                    f"{self.base_url}{path} failed after {attempt + 1} attempts ({problem})"
-                )
-            time.sleep(wait)
-            attempt += 1
+            if attempt < self.max_retries:
+                time.sleep(wait)
+        attempts = self.max_retries + 1
+        if len(self.servers) == 1:
+            server = self.servers[0]
+            raise BackendError(
+                f"{server.base_url}{path} failed after {attempts} attempts ({problems[0]})"
+            )
+        reasons = "; ".join(
+            f"{self.servers[i].base_url}{path}: {problems[i]}" for i in sorted(problems)
+        )
+        raise BackendError(
+            f"all {len(self.servers)} servers failed after {attempts} attempts each ({reasons})"
+        )
 
     def close(self) -> None:
-        self.client.close()
+        for server in self.servers:
+            server.client.close()
 
 
 def _choice_text(choice: dict[str, Any], chat: bool) -> str:

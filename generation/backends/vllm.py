@@ -27,10 +27,31 @@ def _cuda_available() -> bool:
         return False
 
 
+def vllm_engine_kwargs(spec: BackendSpec, *, on_gpu: bool) -> dict[str, Any]:
+    """The ``vllm.LLM`` arguments (vLLM's EngineArgs) for ``spec``."""
+    options = spec.options or {}
+    kwargs: dict[str, Any] = {
+        "model": spec.source,
+        "dtype": options.get("dtype") or ("auto" if on_gpu else "float32"),
+        "max_model_len": int(options.get("max_model_len", 1024)),  # type: ignore[call-overload]
+        "enforce_eager": bool(options.get("enforce_eager", not on_gpu)),
+        "seed": 0,
+    }
+    if spec.tensor_parallel_size == 1:
+        # One worker in this process: no Ray, no extra processes to clean up.
+        kwargs["distributed_executor_backend"] = "uni"
+    else:
+        kwargs["tensor_parallel_size"] = spec.tensor_parallel_size
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = float(options.get("gpu_memory_utilization", 0.85))  # type: ignore[arg-type]
+    return kwargs
+
+
 class VLLMBackend:
     """Options (``spec.options``): ``max_model_len`` (1024), ``gpu_memory_utilization`` (0.85),
-    ``dtype`` (auto on GPU, float32 on CPU), ``tensor_parallel_size`` (1), ``enforce_eager``
-    (True on CPU, False on GPU), ``ignore_eos`` (False; benchmarks use it for equal work)."""
+    ``dtype`` (auto on GPU, float32 on CPU), ``enforce_eager`` (True on CPU, False on GPU),
+    ``ignore_eos`` (False; benchmarks use it for equal work). ``spec.tensor_parallel_size``
+    is vLLM's own: the GPUs one engine splits the model over."""
 
     def __init__(self, spec: BackendSpec) -> None:
         self.spec = spec
@@ -48,21 +69,7 @@ class VLLMBackend:
                 f"or use the transformers backend ({exc})"
             ) from exc
         self.ignore_eos = bool(options.get("ignore_eos", False))
-        tensor_parallel = int(options.get("tensor_parallel_size", 1))  # type: ignore[call-overload]
-        kwargs: dict[str, Any] = {
-            "model": spec.source,
-            "dtype": options.get("dtype") or ("auto" if on_gpu else "float32"),
-            "max_model_len": int(options.get("max_model_len", 1024)),  # type: ignore[call-overload]
-            "enforce_eager": bool(options.get("enforce_eager", not on_gpu)),
-            "seed": 0,
-        }
-        if tensor_parallel == 1:
-            # One worker in this process: no Ray, no extra processes to clean up.
-            kwargs["distributed_executor_backend"] = "uni"
-        else:
-            kwargs["tensor_parallel_size"] = tensor_parallel
-        if on_gpu:
-            kwargs["gpu_memory_utilization"] = float(options.get("gpu_memory_utilization", 0.85))  # type: ignore[arg-type]
+        kwargs = vllm_engine_kwargs(spec, on_gpu=on_gpu)
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types while loading; keep the cause

@@ -21,7 +21,7 @@ from django.utils import timezone
 from config.jobs.lifecycle import JobLost, Lifecycle, background_job_models
 from config.jobs.models import BackgroundJob, JobStatus
 from config.tasks import background_jobs_watchdog
-from generation.models import GenerationJob
+from generation.models import GenerationJob, GenerationShard
 from generation.services import job_lifecycle
 from tests.generation.factories import GenerationJobFactory, PromptSetFactory
 from tests.training.factories import TrainingRunFactory, tiny_policy
@@ -91,7 +91,12 @@ def _reload(row: BackgroundJob) -> BackgroundJob:
 
 
 def test_every_kind_of_background_job_is_known_to_the_watchdog() -> None:
-    assert set(background_job_models()) == {GenerationJob, TrainingRun, RewardScoring}
+    assert set(background_job_models()) == {
+        GenerationJob,
+        GenerationShard,
+        TrainingRun,
+        RewardScoring,
+    }
 
 
 def test_it_lets_only_one_of_two_claims_win(kind: Kind) -> None:
@@ -228,12 +233,14 @@ def test_the_watchdog_task_fails_stale_rows_of_every_kind(db, tmp_path: Path, se
 
     assert background_jobs_watchdog() == {
         "generation.GenerationJob": 1,
+        "generation.GenerationShard": 0,
         "training.TrainingRun": 1,
         "training.RewardScoring": 1,
     }
     assert {_reload(row).status for row in rows} == {JobStatus.FAILED}
     assert background_jobs_watchdog() == {
         "generation.GenerationJob": 0,
+        "generation.GenerationShard": 0,
         "training.TrainingRun": 0,
         "training.RewardScoring": 0,
     }

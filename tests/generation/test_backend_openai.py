@@ -102,6 +102,13 @@ def peer() -> Iterator[Callable[[Handler], tuple[str, list[dict[str, Any]]]]]:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_GET(self) -> None:
+                payload = json.dumps({"data": [{"id": SERVED_MODEL}]}).encode()
+                self.send_response(200 if self.path == "/v1/models" else 404)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -238,3 +245,108 @@ def test_it_needs_a_server_url_and_model() -> None:
         OpenAIBackend(BackendSpec(kind="openai", server_url="", server_model=""))
     with pytest.raises(BackendError, match="must start with http"):
         OpenAIBackend(BackendSpec(kind="openai", server_url="localhost:8000", server_model="m"))
+
+
+# --- several servers behind one model -------------------------------------------------------
+
+
+def _tiny_completions(tiny_model_path: Path) -> Handler:
+    """``/v1/completions`` answered by the tiny model through the transformers backend: a
+    real, if small, OpenAI-compatible server (two vLLM servers are too heavy for CI)."""
+    from generation.backends.transformers import TransformersBackend
+
+    model = TransformersBackend(BackendSpec(kind="transformers", source=str(tiny_model_path)))
+    lock = threading.Lock()
+
+    def handler(request: http.server.BaseHTTPRequestHandler, body: dict[str, Any]):  # type: ignore[no-untyped-def]
+        params = SamplingParams(
+            temperature=body["temperature"],
+            top_p=body["top_p"],
+            max_new_tokens=body["max_tokens"],
+            seed=body.get("seed"),
+        )
+        with lock:  # one generate at a time: the seed applies to the process's RNG
+            samples = model.generate([body["prompt"]], body["n"], params)[0]
+        choices = [
+            {"index": i, "text": s.text, "finish_reason": s.finish_reason}
+            for i, s in enumerate(samples)
+        ]
+        usage = {
+            "prompt_tokens": samples[0].prompt_tokens,
+            "completion_tokens": sum(s.completion_tokens or 0 for s in samples),
+        }
+        return 200, {"choices": choices, "usage": usage}
+
+    return handler
+
+
+def _spec(urls: list[str], **options: object) -> BackendSpec:
+    return BackendSpec(
+        kind="openai",
+        server_url=urls[0],
+        extra_server_urls=tuple(urls[1:]),
+        server_model=SERVED_MODEL,
+        options=options,
+    )
+
+
+@pytest.mark.slow
+def test_it_spreads_a_batch_over_two_servers_of_the_tiny_model(peer, tiny_model_path) -> None:  # type: ignore[no-untyped-def]
+    handler = _tiny_completions(tiny_model_path)
+    first, first_received = peer(handler)
+    second, second_received = peer(handler)
+    backend = OpenAIBackend(_spec([first, second], concurrency=2))
+    prompts: list[Any] = [f"Tell me about the number {i}." for i in range(8)]
+    params = SamplingParams(max_new_tokens=6, seed=7)
+    result = backend.generate(prompts, 2, params)
+    counts = [server.answered for server in backend.servers]
+    backend.close()
+
+    assert len(first_received) + len(second_received) == 8
+    assert counts == [len(first_received), len(second_received)]
+    assert min(counts) >= 2, counts  # both servers took a share
+    # Whichever server answered, each prompt got what the model samples for its seed.
+    alone = OpenAIBackend(_spec([first]))
+    assert [[s.text for s in g] for g in result] == [
+        [s.text for s in g] for g in alone.generate(prompts, 2, params)
+    ]
+    alone.close()
+    assert all(len(group) == 2 and group[0].completion_tokens for group in result)
+
+
+def test_it_takes_a_failing_servers_requests_to_the_other(peer) -> None:  # type: ignore[no-untyped-def]
+    broken, broken_received = peer(lambda request, body: (503, {"error": "overloaded"}))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    alive, alive_received = peer(_echo)
+    backend = OpenAIBackend(_spec([broken, dead, alive], max_retries=0, backoff=5))
+    start = time.monotonic()
+    result = backend.generate([f"prompt {i}" for i in range(6)], 1, SamplingParams())
+    backend.close()
+    assert [g[0].text for g in result] == [f"prompt {i}#0" for i in range(6)]
+    assert len(alive_received) == 6
+    # Each failure sends the request on at once (no backoff), and the failed server rests.
+    assert time.monotonic() - start < 3
+    assert len(broken_received) < 6
+
+
+def test_it_names_every_server_when_all_of_them_fail(peer) -> None:  # type: ignore[no-untyped-def]
+    first, first_received = peer(lambda request, body: (500, {"error": "the GPU caught fire"}))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    backend = OpenAIBackend(_spec([first, dead], max_retries=1, backoff=0.01))
+    with pytest.raises(BackendError) as failure:
+        backend.generate(["hi"], 1, SamplingParams())
+    backend.close()
+    message = str(failure.value)
+    assert message.startswith("all 2 servers failed after 2 attempts each")
+    assert f"{first}/completions: HTTP 500" in message and "caught fire" in message
+    assert f"{dead}/completions: ConnectError" in message
+    assert len(first_received) == 2
+
+
+def test_it_waits_for_every_server(peer) -> None:  # type: ignore[no-untyped-def]
+    first, _ = peer(_echo)
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    backend = OpenAIBackend(_spec([first, dead]))
+    with pytest.raises(BackendError, match=f"{dead}/models did not answer within 1 s"):
+        backend.wait_until_ready(timeout=1, interval=0.2)
+    backend.close()
