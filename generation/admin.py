@@ -33,7 +33,8 @@ class PolicyModelAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         extra = data.get("extra_server_urls") or []
         if not isinstance(extra, list) or not all(isinstance(url, str) for url in extra):
             self.add_error("extra_server_urls", "a list of server URLs")
