@@ -13,11 +13,15 @@ from django.db.migrations.executor import MigrationExecutor
 
 def migrate_to(targets: list[tuple[str, str]]) -> Apps:
     """Migrate the test database to ``targets`` (forwards or backwards); the historical
-    models at that point."""
+    models of every migration then applied. The other apps stay where they were (their latest
+    migrations, say), so their models are theirs too, not those of the targets' ancestors
+    only: a column added by another app's later migration must be in the models that write
+    rows."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    loader = MigrationExecutor(connection).loader
+    return loader.project_state(list(loader.applied_migrations)).apps
 
 
 def migrate_to_latest() -> None:
