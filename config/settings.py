@@ -349,6 +349,9 @@ GENERATION_HEARTBEAT_S = env_int("GENERATION_HEARTBEAT_S", 5, minimum=1)
 # The same for training runs and reward scorings (their heartbeat thread beats every 5 s,
 # whatever a training step takes).
 TRAINING_STALE_AFTER_S = env_int("TRAINING_STALE_AFTER_S", 300, minimum=10)
+# How often a training run writes its progress (step, metrics, log, heartbeat) and reads its
+# cancel flag, in milliseconds: a cancelled run stops within about this long.
+TRAINING_PROGRESS_MS = env_int("TRAINING_PROGRESS_MS", 2000, minimum=50)
 # Multi-process training runs (training/distributed.py). Whether the training workers have
 # CUDA GPUs, which DeepSpeed needs: "auto" asks torch on the machine that validates the run
 # (the web server), "1" or "0" say so for workers on other machines.

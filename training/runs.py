@@ -322,7 +322,7 @@ def _train(run: TrainingRun) -> None:
     resume_from = latest_checkpoint(output_dir)
     # Points past the checkpoint belong to the attempt that died; this one redoes them.
     TrainingMetric.objects.filter(run=run, step__gt=_checkpoint_step(resume_from)).delete()
-    reporter = RunReporter(run.pk)
+    reporter = RunReporter(run.pk, interval=settings.TRAINING_PROGRESS_MS / 1000)
     if resume_from is not None:
         reporter.log(f"attempt {run.attempts}: resuming from {resume_from.name}")
     try:

@@ -35,13 +35,16 @@ PPO_STEPS = {
     "ppo_epochs": 1,
     "max_new_tokens": 8,
 }
-# Long enough to be caught running, short enough to finish after a resume.
-MANY_STEPS = {"max_steps": 2000, "logging_steps": 1, "max_length": 32, "batch_size": 1}
+# Long enough to be caught running, short enough to finish after a resume: with progress
+# written and the cancel flag read every PROGRESS_MS, a cancel lands within a few steps.
+MANY_STEPS = {"max_steps": 200, "logging_steps": 1, "max_length": 32, "batch_size": 1}
+PROGRESS_MS = 100
 
 
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     settings.PREFLAB_DATA_DIR = tmp_path / "data"
+    settings.TRAINING_PROGRESS_MS = PROGRESS_MS
     return settings.PREFLAB_DATA_DIR
 
 
@@ -241,13 +244,14 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_model_then_it_resumes(
     on from the last checkpoint."""
     models_before = set(PolicyModel.objects.values_list("pk", flat=True))
     run = runs.training_run_create(
-        kind="sft", base_model=base, snapshot=snapshot, config={**MANY_STEPS, "save_steps": 100}
+        kind="sft", base_model=base, snapshot=snapshot, config={**MANY_STEPS, "save_steps": 20}
     )
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "PREFLAB_VAR_DIR": str(settings.VAR_DIR),
         "PREFLAB_DATA_DIR": str(data_dir),
+        "TRAINING_PROGRESS_MS": str(PROGRESS_MS),
     }
     worker = subprocess.Popen(
         [
