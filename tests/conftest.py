@@ -31,6 +31,15 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_reward_model_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LM with a seeded score head, saved as a reward run leaves it; built once per
+    session for the PPO and GRPO tests that only read it."""
+    from tests.training.test_runner_ppo import _build_reward_model
+
+    return _build_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "reward")
+
+
 @pytest.fixture
 def alice(db):  # type: ignore[no-untyped-def]
     from tests.factories import UserFactory

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reward_model_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ppo._build_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "reward")
+def reward_model_path(tiny_reward_model_path: Path) -> Path:
+    return tiny_reward_model_path
 
 
 def run_kind(

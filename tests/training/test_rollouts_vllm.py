@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import skip_or_fail_without_vllm
 from tests.training.test_runner_grpo import GRPO_FAST
 from tests.training.test_runner_grpo import SHARED_METRICS as GRPO_METRICS
-from tests.training.test_runner_ppo import FAST, METRICS, PROMPTS, _build_reward_model
+from tests.training.test_runner_ppo import FAST, METRICS, PROMPTS
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
 from training.core.reporting import ListReporter
@@ -48,8 +48,8 @@ def sampler(tiny_model_path: Path) -> Iterator[VLLMRolloutSampler]:
 
 
 @pytest.fixture(scope="module")
-def reward_model_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "reward")
+def reward_model_path(tiny_reward_model_path: Path) -> Path:
+    return tiny_reward_model_path
 
 
 def _base_model(tiny_model_path: Path) -> Any:

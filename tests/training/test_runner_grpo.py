@@ -13,7 +13,6 @@ import pytest
 from tests.training.test_runner_ppo import (
     FAST,
     PROMPTS,
-    _build_reward_model,
     _build_reward_model_for_a_direction,
     _state,
 )
@@ -49,8 +48,8 @@ SHARED_METRICS = (
 
 
 @pytest.fixture(scope="module")
-def reward_model_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "reward")
+def reward_model_path(tiny_reward_model_path: Path) -> Path:
+    return tiny_reward_model_path
 
 
 def _spec(
