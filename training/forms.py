@@ -91,6 +91,22 @@ def config_form_field(field: ConfigField) -> forms.Field:
     return form_field
 
 
+class BaseModelSelect(forms.Select):
+    """The base-model choice; each option that recommends settings says for which kinds
+    (``data-recommends="reward dpo"``), so the page asks for the settings only when choosing
+    it changes them (static/js/app.js)."""
+
+    recommends: dict[int, list[str]]
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        value = getattr(option["value"], "value", option["value"])
+        kinds = getattr(self, "recommends", {}).get(value if isinstance(value, int) else -1)
+        if kinds:
+            option["attrs"]["data-recommends"] = " ".join(kinds)
+        return option
+
+
 def trainable_models() -> Any:
     return PolicyModel.objects.filter(backend__in=TRAINABLE_BACKENDS).order_by("name")
 
@@ -105,6 +121,7 @@ class TrainingRunForm(forms.Form):
     kind = forms.ChoiceField(choices=TrainingRun.Kind.choices)
     base_model = forms.ModelChoiceField(
         queryset=PolicyModel.objects.none(),
+        widget=BaseModelSelect,
         help_text="The model to start from (and the frozen reference for DPO, PPO and GRPO).",
     )
     snapshot = forms.ModelChoiceField(
@@ -134,6 +151,12 @@ class TrainingRunForm(forms.Form):
         self.fields["kind"].initial = self.run_kind
         self.fields["base_model"].queryset = trainable_models()  # type: ignore[attr-defined]
         # Choosing a base model fills in its recommended settings (the kind's fields swap).
+        recommends: dict[int, list[str]] = {}
+        for model_id, recommended_kind in RecommendedSettings.objects.values_list(
+            "base_model_id", "kind"
+        ).order_by("kind"):
+            recommends.setdefault(model_id, []).append(recommended_kind)
+        self.fields["base_model"].widget.recommends = recommends  # type: ignore[attr-defined]
         self.fields["base_model"].widget.attrs.update(
             {
                 "hx-get": reverse("training:run-create"),
@@ -142,6 +165,7 @@ class TrainingRunForm(forms.Form):
                 "hx-params": "not csrfmiddlewaretoken",
                 "hx-target": "#kind-fields",
                 "hx-swap": "outerHTML",
+                "data-recommended-settings": "true",
             }
         )
         if self.run_kind in TrainingRun.RL_KINDS:

@@ -345,6 +345,10 @@ def test_it_swaps_in_the_recommendations_when_the_base_model_changes(
     select = field_block(page, "base_model")
     assert 'hx-get="/training/runs/new/"' in select and 'hx-target="#kind-fields"' in select
     assert 'hx-params="not csrfmiddlewaretoken"' in select
+    # The options say which kinds a model recommends settings for (the page asks for the
+    # settings only when they change); the other models' options say nothing.
+    assert f'<option value="{encoder.pk}" data-recommends="reward">' in select
+    assert f'<option value="{model.pk}">' in select
     # htmx sends the whole form: the values shown so far, then the new model.
     shown = {"kind": "reward", "learning_rate": "1e-05", "num_epochs": "1", "seed": "7"}
     picked = client.get(
