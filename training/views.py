@@ -179,6 +179,8 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
         context["hacking"] = selectors.training_run_hacking_check(run=run)
         if run.reward_run is not None:
             context["reward_accuracy"] = selectors.reward_run_heldout_accuracy(run=run.reward_run)
+    if run.kind == TrainingRun.Kind.REWARD:
+        context["heldout"] = selectors.reward_run_heldout_interval(run=run)
     if run.kind == TrainingRun.Kind.REWARD and run.status == TrainingRun.Status.SUCCEEDED:
         context["score_jobs"] = GenerationJob.objects.filter(
             status=GenerationJob.Status.SUCCEEDED

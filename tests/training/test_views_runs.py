@@ -569,6 +569,36 @@ def test_it_shows_a_finished_run_with_its_model(client: Client, carol, model, sn
     assert 'id="model-lineage"' not in client.get(model.get_absolute_url()).content.decode()
 
 
+@pytest.mark.parametrize(
+    ("eval_pairs", "accuracy", "shown", "chance"),
+    [
+        # 7 of 20: Wilson's 95% interval is 18-57%, which holds 50%.
+        (20, 0.35, "<strong>35%</strong> of the 20 held-out pairs (95% interval 18–57%)", True),
+        # 180 of 300: 54-65%, clear of chance.
+        (300, 0.6, "<strong>60%</strong> of the 300 held-out pairs (95% interval 54–65%)", False),
+    ],
+)
+def test_it_shows_a_reward_runs_held_out_accuracy_with_its_interval(
+    client: Client, carol, model, tmp_path, eval_pairs, accuracy, shown, chance
+) -> None:  # type: ignore[no-untyped-def]
+    pairs = labeled_snapshot(prompts=2, k=2, mode="pairwise", name="pairs")
+    type(pairs).objects.filter(pk=pairs.pk).update(eval_count=eval_pairs)
+    run = reward_run(
+        tmp_path,
+        snapshot=pairs,
+        base_model=model,
+        eval_metrics={"eval/loss": 0.69, "eval/rewards/accuracies": accuracy},
+    )
+    client.force_login(carol)
+    body = client.get(run.get_absolute_url()).content.decode()
+    line = body.split('id="heldout-accuracy">', 1)[1].split("</p>", 1)[0]
+    assert shown in line
+    assert ("too few pairs to tell this model from chance" in line) is chance
+    # A DPO run's page says nothing of the kind.
+    dpo = reward_run(tmp_path, kind="dpo", snapshot=pairs, eval_metrics=run.eval_metrics)
+    assert "heldout-accuracy" not in client.get(dpo.get_absolute_url()).content.decode()
+
+
 def test_it_shows_why_a_run_failed_and_offers_resume(
     client: Client, carol, model, snapshot
 ) -> None:  # type: ignore[no-untyped-def]
