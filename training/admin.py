@@ -82,9 +82,10 @@ class RecommendedSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         data = self.cleaned_data
-        if "kind" in data and "values" in data:
+        kind = data.get("kind", self.instance.kind)  # read-only (not in the form) on edits
+        if kind and "values" in data:
             try:
-                data["values"] = recommended_values_check(kind=data["kind"], values=data["values"])
+                data["values"] = recommended_values_check(kind=kind, values=data["values"])
             except RecommendationError as exc:
                 self.add_error("kind" if exc.field == "kind" else "values", str(exc))
         return cleaned
@@ -98,10 +99,14 @@ class RecommendedSettingsAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["base_model", "kind", "values", "updated_at"]
     list_filter = ["kind"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # One row per (model, kind): an edit changes the values, not what they are for.
+        return ["base_model", "kind"] if obj is not None else []
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         saved = recommended_settings_set(
-            model=form.cleaned_data["base_model"],
-            kind=form.cleaned_data["kind"],
+            model=obj.base_model,
+            kind=obj.kind,
             values=form.cleaned_data["values"],
             note=form.cleaned_data.get("note", ""),
             user=request.user if request.user.is_authenticated else None,  # type: ignore[arg-type]

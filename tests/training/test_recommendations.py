@@ -92,3 +92,23 @@ def test_a_run_takes_the_models_recommendations_for_what_it_leaves_out(model) ->
     # Another kind from the same model: nothing recommended, the kind's defaults.
     dpo = runs.training_run_create(kind="dpo", base_model=model, snapshot=snapshot)
     assert dpo.config["learning_rate"] == 1e-5 and dpo.config["batch_size"] == 4
+
+
+def test_the_admin_page_refuses_what_the_service_refuses(admin_client, model) -> None:  # type: ignore[no-untyped-def]
+    url = "/admin/training/recommendedsettings/add/"
+    form = {"base_model": model.pk, "kind": "reward", "note": "measured"}
+    bad = admin_client.post(url, form | {"values": '{"beta": 0.1}'})
+    assert bad.status_code == 200 and "unknown field" in bad.content.decode()
+    assert not RecommendedSettings.objects.exists()
+    good = admin_client.post(url, form | {"values": '{"learning_rate": 5e-5, "num_epochs": 3.0}'})
+    assert good.status_code == 302
+    saved = RecommendedSettings.objects.get()
+    assert saved.values == {"learning_rate": 5e-5, "num_epochs": 3}
+    assert saved.note == "measured" and saved.updated_by is not None
+    # An edit changes the values of that model and kind, checked the same way.
+    change = f"/admin/training/recommendedsettings/{saved.pk}/change/"
+    refused = admin_client.post(change, {"values": '{"batch_size": 0}', "note": ""})
+    assert refused.status_code == 200 and "batch_size" in refused.content.decode()
+    assert admin_client.post(change, {"values": '{"batch_size": 8}', "note": ""}).status_code == 302
+    saved.refresh_from_db()
+    assert saved.values == {"batch_size": 8} and RecommendedSettings.objects.count() == 1
