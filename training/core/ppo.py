@@ -99,7 +99,7 @@ from generation.backends.base import PromptInput
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
 from training.core.reporting import ProgressReporter
-from training.core.rl import RLTrainer, mix_seed, run_rl
+from training.core.rl import RLTrainer, run_rl
 from training.core.runners import RunResult, RunSpec
 
 __all__ = ["run_ppo"]
@@ -142,9 +142,8 @@ class _PPOTrainer(RLTrainer):
         from training.core.losses import gae, masked_whiten, shaped_rewards
 
         config = self.config
-        batch, scores = self.sample_and_score(
-            prompts, prompt_ids, n=config.rollout_k, seed=mix_seed(config.seed, 1, index)
-        )
+        # The whole rollout's, when several processes each sampled their share of it.
+        batch, scores = self.experience(index, prompts, prompt_ids)
         assert batch.values is not None
         task = self.task_rewards(scores, batch)
         mask = batch.response_mask
