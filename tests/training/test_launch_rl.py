@@ -16,6 +16,7 @@ losses and KLs of order 0.01-1) move by far less than 1e-4. A real fault moves t
 more: a rank that samples the other's prompts or its own seed (scores change by 0.1 or
 more), advantages whitened over half the rollout, gradients not summed (the second rollout's
 ``kl`` and losses differ from 1e-3 on), or a KL coefficient adapted to one rank's KL.
+Measured here: the largest difference of any metric was 1.3e-7.
 """
 
 from __future__ import annotations
@@ -83,8 +84,6 @@ def test_it_trains_in_two_processes_along_the_one_process_run(
     assert two.status == one.status == "succeeded" and two.steps == 2
     expected, got = _per_rollout(single), _per_rollout(multi)
     assert list(got) == list(expected) == [1, 2]
-    for step, metrics in expected.items():
-        print("DEBUG", step, {n: (v, got[step].get(n)) for n, v in metrics.items()})
     for step, metrics in expected.items():
         assert set(got[step]) == set(metrics)
         for name, value in metrics.items():
