@@ -18,6 +18,7 @@ from training.core.configs import (
     KTOConfig,
     PPOConfig,
     RewardConfig,
+    RLConfig,
     SFTConfig,
     config_fields,
     from_dict,
@@ -159,7 +160,8 @@ def test_it_refuses_an_rl_run_in_processes_it_cannot_share(
     kind: str, config: dict[str, Any], field: str, message: str
 ) -> None:
     # Valid in 4 processes: 8 prompts (2 each), minibatches of 8 micro-batches of 1.
-    four = CONFIG_CLASSES[kind](num_processes=4, batch_size=1, minibatch_size=8)
+    rl: type[RLConfig] = PPOConfig if kind == "ppo" else GRPOConfig
+    four = rl(num_processes=4, batch_size=1, minibatch_size=8)
     assert four.validate() is four
     # batch_size is each process's micro-batch here, not a global batch to split.
     assert dataclasses.replace(four, batch_size=2, minibatch_size=8).validate()

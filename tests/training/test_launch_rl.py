@@ -118,9 +118,7 @@ def test_it_stops_every_rank_with_a_checkpoint_and_resumes_from_it(
     done = run_launched(dataclasses.replace(spec, resume_from=checkpoint), DATA, resumed)
     assert done.status == "succeeded" and done.steps == 4
     assert list(_per_rollout(resumed)) == list(range(stopped.steps + 1, 5))
-    assert _per_rollout(resumed)[stopped.steps + 1]["kl_coef"] == pytest.approx(
-        state["kl_coef"]
-    )
+    assert _per_rollout(resumed)[stopped.steps + 1]["kl_coef"] == pytest.approx(state["kl_coef"])
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
 

@@ -69,6 +69,9 @@ Design choices:
 - **Stopping.** ``reporter.should_stop()`` is asked before each rollout and after each PPO
   epoch; a stop in the middle of a rollout skips its remaining epochs (the rollout counts
   as done). Either way a checkpoint is saved and the run returns ``"cancelled"``.
+- **Several processes.** With ``num_processes > 1`` each rank samples and scores its share
+  of the rollout's prompts; GAE, the whitening and the metrics are computed on the gathered
+  rollout, so over all ranks' completions (:mod:`training.core.rl.distributed`).
 - **Lengths.** A completion that reaches ``max_new_tokens`` without EOS is scored as it
   is (the scorer appends the EOS the reward model was trained with). Prompts keep their
   last ``max_length - max_new_tokens`` tokens.

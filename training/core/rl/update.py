@@ -40,7 +40,10 @@ class RLTrainer(RLExperience):
         should_stop: Callable[[], bool],
     ) -> dict[str, float]:
         """Sample, score and optimise on rollout ``index`` (0-based); returns its metrics,
-        ``kl`` among them (the controller adapts beta to it).
+        ``kl`` among them (the controller adapts beta to it): the whole rollout's.
+
+        ``prompts`` and ``prompt_ids`` are this process's share of the rollout's prompts (all
+        of them in one process); :meth:`experience` gathers the other processes' shares.
 
         ``should_stop`` is asked after each epoch over the rollout: a stop ends it early.
         """
