@@ -68,6 +68,69 @@ def _per_rollout(reporter: ListReporter) -> dict[int, dict[str, float]]:
     return {r.step: r.metrics for r in reporter.reports if "score" in r.metrics}
 
 
+# --- the pieces, in one process ----------------------------------------------------------
+
+
+def test_it_samples_a_share_of_a_rollout_as_the_whole_rollout_samples_it(
+    tiny_model_path: Path,
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from training.core.hf import load_tokenizer
+    from training.core.rollouts import TransformersRolloutSampler
+
+    tokenizer = load_tokenizer(str(tiny_model_path))
+    sampler = TransformersRolloutSampler(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path).eval(),
+        eos_ids=[tokenizer.eos_token_id],
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+        batch_size=4,
+    )
+    prompts = [tokenizer(text)["input_ids"] for text in PROMPTS[1:5]]
+    kw = {"n": 2, "max_new_tokens": 6, "temperature": 1.0, "seed": 11}
+
+    whole = sampler.sample(prompts, **kw)  # type: ignore[arg-type]
+    second_half = sampler.sample(prompts[2:], first_row=4, **kw)  # type: ignore[arg-type]
+    as_if_first = sampler.sample(prompts[2:], **kw)  # type: ignore[arg-type]
+
+    assert second_half == whole[4:]
+    assert as_if_first != second_half  # the position, not the call, seeds a row
+
+
+def test_it_merges_the_ranks_rollouts_into_the_one_process_rollout() -> None:
+    import torch
+
+    from training.core.rl.experience import Rollout, merge_rollouts, pack_rollout
+
+    prompts = [[5, 6, 7], [8], [9, 9], [4, 3, 2, 1]]
+    responses = [[1], [2, 3, 4], [5, 6], [7]]
+
+    def rollout(rows: slice, entropy: float) -> tuple[Rollout, torch.Tensor]:
+        ids, attn, response_ids, mask = pack_rollout(prompts[rows], responses[rows], pad_id=0)
+        per_token = torch.where(mask, response_ids.float() / 10, 0.0)  # a value per token
+        scores = torch.tensor([float(len(r)) for r in responses[rows]])
+        values = 2 * per_token
+        batch = Rollout(
+            ids, attn, response_ids, mask, per_token, -per_token, values, torch.tensor(entropy)
+        )
+        return batch, scores
+
+    whole, whole_scores = rollout(slice(0, 4), 0.0)
+    # Rank 0's 4 completion tokens have mean entropy 1, rank 1's 3 tokens 2.
+    merged, scores = merge_rollouts([rollout(slice(0, 2), 1.0), rollout(slice(2, 4), 2.0)], 0)
+
+    for name in ("input_ids", "attention_mask", "response_ids", "response_mask", "logprobs"):
+        torch.testing.assert_close(getattr(merged, name), getattr(whole, name), msg=name)
+    torch.testing.assert_close(merged.ref_logprobs, whole.ref_logprobs)
+    torch.testing.assert_close(merged.values, whole.values)
+    torch.testing.assert_close(scores, whole_scores)
+    torch.testing.assert_close(merged.entropy, torch.tensor((4 * 1.0 + 3 * 2.0) / 7))
+
+
+# --- 2 ranks under torchrun ----------------------------------------------------------------
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "config"), [("ppo", PPO), ("grpo", GRPO)])
 def test_it_trains_in_two_processes_along_the_one_process_run(

@@ -121,20 +121,25 @@ def all_gather(value: T) -> list[T]:
 def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
     """Replace each parameter's gradient by its sum over the ranks.
 
-    A parameter without a gradient (its rank had no micro-batch this step) takes part with
-    zeros, so every rank ends with the same gradients. Summed in flat buffers, a few
-    collectives per step rather than one per tensor.
+    A parameter without a gradient on a rank (it had no micro-batch this step) takes part
+    with zeros; one without a gradient on any rank keeps none, as in one process (AdamW
+    skips it rather than stepping on a zero gradient). Every rank ends with the same
+    gradients. Summed in flat buffers, a few collectives per step rather than one per tensor.
     """
     import torch
     import torch.distributed as dist
 
     if world_size() == 1:
         return
-    params = [p for p in params if p.requires_grad]
-    for p in params:
+    trainable = [p for p in params if p.requires_grad]
+    flags = [p.grad is not None for p in trainable]
+    anywhere = torch.tensor(flags, dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(anywhere, op=dist.ReduceOp.MAX)
+    trainable = [p for p, has in zip(trainable, anywhere.tolist(), strict=True) if has]
+    for p in trainable:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    for bucket in _buckets(params):
+    for bucket in _buckets(trainable):
         grads = [p.grad for p in bucket if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
@@ -142,6 +147,14 @@ def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+
+def _collective_device() -> str:
+    """Where a tensor for a collective must be: the rank's GPU under NCCL, else the CPU."""
+    import torch
+    import torch.distributed as dist
+
+    return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
 
 
 def _buckets(params: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
