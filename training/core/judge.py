@@ -52,6 +52,7 @@ __all__ = [
     "principles_parse",
     "reply_log_odds",
     "score_pairs",
+    "score_pairs_served",
     "verdict_logps",
 ]
 
