@@ -290,3 +290,29 @@ def test_annotators_and_researchers_cannot_touch_the_constitution(
         start = f"/labeling/queues/{labeled_queue.pk}/constitution-label/"
         assert client.post(start, {"judge_model": 1}).status_code == 403
     assert not PrincipleSet.objects.exists()
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_the_constitution_labeler_runs_on_the_training_queue(
+    celery_worker,
+    peer,  # noqa: F811 - the fixture imported above
+    alice,
+) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    from tests.conftest import wait_for
+
+    assert settings.CELERY_TASK_ROUTES["training.tasks.constitution_label"] == {"queue": "training"}
+    queue = make_queue(mode="pairwise", prompts=2, k=2)
+    label_queue(queue, alice, FIRST)
+    url, _ = peer(_judge_server)
+    served = PolicyModelFactory(
+        name="served", backend="openai", server_url=url, server_model="tiny", source=""
+    )
+    constitution.principle_set_save(queue=queue, name="HHH", text=HELPFUL)
+
+    labeler = constitution.constitution_label_start(queue=queue, judge_model=served)
+
+    wait_for(lambda: ConstitutionLabeler.objects.filter(pk=labeler.pk, status="succeeded").exists())
+    assert Ranking.objects.filter(annotator=labeler.user).count() == 2
