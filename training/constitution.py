@@ -20,9 +20,11 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from generation import services as generation_services
 from generation.backends import BackendError, SamplingParams, backend_for
@@ -128,7 +130,7 @@ def constitution_label_start(
         defaults={"user": ai, "created_by": user},
     )
     if not created:
-        if labeler.status in ACTIVE:
+        if labeler.status in ACTIVE and not _stale(labeler):
             raise AssistError(f"{judge_model.name} is already labeling by {principle_set}")
         labeler.status = ConstitutionLabeler.Status.QUEUED
         labeler.error = ""
@@ -138,6 +140,15 @@ def constitution_label_start(
 
     transaction.on_commit(lambda: constitution_label_task.delay(labeler_id))
     return labeler
+
+
+def _stale(labeler: ConstitutionLabeler) -> bool:
+    """A running labeler that has not reported a task for ``TRAINING_STALE_AFTER_S``: its
+    worker is gone, and it may be started again."""
+    if labeler.status != ConstitutionLabeler.Status.RUNNING:
+        return False
+    age = (timezone.now() - labeler.updated_at).total_seconds()
+    return age > settings.TRAINING_STALE_AFTER_S
 
 
 # --- work on the training queue -------------------------------------------------------------
@@ -214,7 +225,12 @@ def constitution_label_execute(*, labeler_id: int) -> str:
     unparseable. Returns "succeeded" or "failed" (the reason in ``error``)."""
     claimed = ConstitutionLabeler.objects.filter(
         pk=labeler_id, status=ConstitutionLabeler.Status.QUEUED
-    ).update(status=ConstitutionLabeler.Status.RUNNING, labeled=0, unparseable=0)
+    ).update(
+        status=ConstitutionLabeler.Status.RUNNING,
+        labeled=0,
+        unparseable=0,
+        updated_at=timezone.now(),
+    )
     if not claimed:
         return "skipped"
     labeler = ConstitutionLabeler.objects.select_related(
@@ -238,8 +254,9 @@ def constitution_label_execute(*, labeler_id: int) -> str:
                         queue=queue, ai=labeler.user, task_id=task_id, order=order
                     )
                     labeled += 1
+                # Also its heartbeat: a labeler silent for long may be started again.
                 ConstitutionLabeler.objects.filter(pk=labeler_id).update(
-                    labeled=labeled, unparseable=unparseable
+                    labeled=labeled, unparseable=unparseable, updated_at=timezone.now()
                 )
         finally:
             close()

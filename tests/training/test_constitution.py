@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
 from generation.models import Completion, PolicyModel
 from labeling import selectors as labeling_selectors
@@ -195,6 +198,18 @@ def test_a_failing_judge_fails_the_labeler_with_the_reason(labeled_queue, tmp_pa
     constitution.constitution_label_start(queue=labeled_queue, judge_model=missing)
     with pytest.raises(AssistError, match="already labeling"):
         constitution.constitution_label_start(queue=labeled_queue, judge_model=missing)
+    # Nor while running; once its worker has been silent too long, it may start again.
+    running = ConstitutionLabeler.objects.filter(pk=labeler.pk)
+    running.update(status="running", updated_at=timezone.now())
+    with pytest.raises(AssistError, match="already labeling"):
+        constitution.constitution_label_start(queue=labeled_queue, judge_model=missing)
+    running.update(
+        updated_at=timezone.now() - timedelta(seconds=settings.TRAINING_STALE_AFTER_S + 1)
+    )
+    assert (
+        constitution.constitution_label_start(queue=labeled_queue, judge_model=missing).status
+        == "queued"
+    )
 
 
 # --- a served judge ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ correction, the ranking of k answers, and a served judge's replies."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,10 @@ def test_it_reads_the_log_odds_at_the_verdict_token() -> None:
 def test_a_served_judge_uses_log_probs_else_votes_else_gives_up() -> None:
     answers = {1: "kind", 2: "rude"}
 
-    def ask_with(replies: list[judge.Reply]) -> Any:
+    def ask_with(replies: Sequence[judge.Reply]) -> Any:
         def ask(texts: list[str]) -> list[judge.Reply]:
             assert len(texts) == 2 and "(A) kind" in texts[0] and "(A) rude" in texts[1]
-            return replies
+            return list(replies)
 
         return ask
 
