@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("generation", "0004_generation_shards"),
-        ("training", "0006_reward_scoring_lifecycle"),
+        ("training", "0007_constitution_labeler"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
