@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.training.test_runner_grpo import GRPO_FAST
-from tests.training.test_runner_ppo import FAST, PROMPTS, _build_reward_model
+from tests.training.test_runner_ppo import FAST, PROMPTS
 from training.core.configs import RLConfig
 from training.core.data import PromptData
 from training.core.launch import LaunchOptions, RankFailed, run_launched
@@ -49,8 +49,8 @@ FAST_POLL = LaunchOptions(poll_s=0.05)
 
 
 @pytest.fixture(scope="module")
-def reward_model_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "reward")
+def reward_model_path(tiny_reward_model_path: Path) -> Path:
+    return tiny_reward_model_path
 
 
 def _spec(kind: str, config: RLConfig, model: Path, reward: Path, out: Path) -> RunSpec:
