@@ -91,35 +91,17 @@ def _one_and_two(
 
 
 REWARD = RewardConfig(learning_rate=1e-3, batch_size=4, max_steps=4, logging_steps=1, max_length=64)
-REWARD_DATA = PreferenceData(train=REWARD_GROUPS, eval=REWARD_GROUPS[:2])
 DPO = DPOConfig(
     learning_rate=1e-3, beta=0.5, batch_size=2, max_steps=3, logging_steps=1, max_length=64
 )
 
 
-@pytest.fixture(scope="module")
-def one_process_reward(
-    tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[RunResult, ListReporter]:
-    """The one-process reward run the two-process ones are held against, trained once for
-    the module (the held-out pairs are scored after the last step: the training curve is
-    the same with or without them)."""
-    single = ListReporter()
-    out = tmp_path_factory.mktemp("one") / "one"
-    one = run_training(_spec("reward", REWARD, tiny_model_path, out), REWARD_DATA, single)
-    return one, single
-
-
 @pytest.mark.slow
 def test_it_trains_a_reward_model_in_two_processes_along_the_one_process_curve(
-    tiny_model_path: Path, tmp_path: Path, one_process_reward: tuple[RunResult, ListReporter]
+    tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    one, single = one_process_reward
-    multi = ListReporter()
-    two_config = dataclasses.replace(REWARD, num_processes=2)
-    two = run_launched(
-        _spec("reward", two_config, tiny_model_path, tmp_path / "two"), REWARD_DATA, multi
-    )
+    data = PreferenceData(train=REWARD_GROUPS, eval=REWARD_GROUPS[:2])
+    (one, single), (two, multi) = _one_and_two("reward", REWARD, data, tiny_model_path, tmp_path)
 
     assert two.status == "succeeded" and two.steps == one.steps == 4
     _assert_same_curve(_losses(single), _losses(multi))
@@ -153,7 +135,7 @@ def test_it_trains_dpo_in_two_processes_along_the_one_process_curve(
 
 @pytest.mark.slow
 def test_it_stops_every_rank_at_a_checkpoint_and_resumes_from_it(
-    tiny_model_path: Path, tmp_path: Path, one_process_reward: tuple[RunResult, ListReporter]
+    tiny_model_path: Path, tmp_path: Path
 ) -> None:
     """A stop requested before the group started stops both ranks after their first step
     (the first point where they ask), with a checkpoint of it (the model, the optimizer and
@@ -177,7 +159,8 @@ def test_it_stops_every_rank_at_a_checkpoint_and_resumes_from_it(
     spec = _spec("reward", config, tiny_model_path, out, resume_from=stopped.checkpoint_dir)
     done = run_launched(spec, data, resumed)
     assert done.status == "succeeded" and done.steps == 4
-    _, single = one_process_reward
+    single = ListReporter()
+    run_training(_spec("reward", REWARD, tiny_model_path, tmp_path / "one"), data, single)
     _assert_same_curve(_losses(single), {**_losses(stopping), **_losses(resumed)})
 
 
