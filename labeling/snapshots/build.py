@@ -40,7 +40,7 @@ from labeling.models import (
     Verdict,
 )
 from labeling.review import rejected_labels
-from labeling.snapshots.lines import snapshot_lines_digest
+from labeling.snapshots.lines import LinesDigest
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -123,7 +123,6 @@ class _Row:
     # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
     direction: int
     split: str = SnapshotRow.Split.TRAIN
-    line: str = ""
 
 
 def _within(qs: QuerySet[Any], spec: SnapshotFilter, *, date_field: str) -> QuerySet[Any]:
@@ -594,13 +593,13 @@ class _Listwise:
 
 def _listwise(
     rows: Sequence[_Row], labels: dict[int, _Label], writer: _Writer, queue_names: dict[int, str]
-) -> list[_Listwise]:
+) -> Iterator[_Listwise]:
     """Listwise records from the snapshot's own rows (so after its filters and
-    aggregation): one per ranking under `all`, one per prompt otherwise."""
+    aggregation): one per ranking under `all`, one per prompt otherwise; made one by one,
+    as they are stored."""
     groups: dict[tuple[Any, ...], list[_Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
-    out: list[_Listwise] = []
     for (kind, key), members in groups.items():
         ranked = _copeland(members)
         first = members[0]
@@ -622,30 +621,27 @@ def _listwise(
         completion_ids = [c for c, _ in ranked]
         ranks_json = _json_list([rank for _, rank in ranked])
         scores_json = _json_list(scores)
-        out.append(
-            _Listwise(
+        yield _Listwise(
+            prompt_id=first.prompt_id,
+            completion_ids=_json_list(completion_ids),
+            ranks=ranks_json,
+            scores=scores_json,
+            both_bad=both_bad,
+            annotator=annotator,
+            queue_name=queue,
+            votes=votes,
+            split=first.split,
+            line=writer.listwise(
                 prompt_id=first.prompt_id,
-                completion_ids=_json_list(completion_ids),
-                ranks=ranks_json,
-                scores=scores_json,
+                completion_ids=completion_ids,
+                ranks_json=ranks_json,
+                scores_json=scores_json,
                 both_bad=both_bad,
-                annotator=annotator,
-                queue_name=queue,
                 votes=votes,
-                split=first.split,
-                line=writer.listwise(
-                    prompt_id=first.prompt_id,
-                    completion_ids=completion_ids,
-                    ranks_json=ranks_json,
-                    scores_json=scores_json,
-                    both_bad=both_bad,
-                    votes=votes,
-                    annotator=annotator,
-                    queue=queue,
-                ),
-            )
+                annotator=annotator,
+                queue=queue,
+            ),
         )
-    return out
 
 
 def _demonstrations(
@@ -772,6 +768,99 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
         flush()
 
 
+_PAIR_COLUMNS = (
+    "snapshot_id",
+    "prompt_id",
+    "chosen_id",
+    "rejected_id",
+    "is_tie",
+    "margin",
+    "rank_gap",
+    "score_diff",
+    "score_chosen",
+    "score_rejected",
+    "both_bad",
+    "annotator",
+    "queue_id",
+    "votes",
+    "agreement",
+    "split",
+    "line",
+)
+
+
+def _pair_values(
+    snapshot_id: int,
+    rows: Iterable[_Row],
+    splits: dict[int, str],
+    writer: _Writer,
+    queue_names: dict[int, str],
+    digest: LinesDigest,
+) -> Iterator[tuple[Any, ...]]:
+    """The pair rows' column values (``_PAIR_COLUMNS``), each row's line written and hashed
+    on the way (a tie's line is stored but not exported, so not hashed); sets their split."""
+    for r in rows:
+        split = r.split = splits[r.prompt_id]
+        line = writer.pair(r, queue_names[r.queue_id])
+        if not r.is_tie:
+            digest.add(line)
+        yield (
+            snapshot_id,
+            r.prompt_id,
+            r.chosen_id,
+            r.rejected_id,
+            r.is_tie,
+            r.rank_gap,
+            r.rank_gap,
+            r.score_diff,
+            r.score_chosen,
+            r.score_rejected,
+            r.both_bad,
+            r.annotator,
+            r.queue_id,
+            r.votes,
+            r.agreement,
+            split,
+            line,
+        )
+
+
+_LISTWISE_COLUMNS = (
+    "snapshot_id",
+    "prompt_id",
+    "completion_ids",
+    "ranks",
+    "scores",
+    "both_bad",
+    "annotator",
+    "queue_name",
+    "votes",
+    "split",
+    "line",
+)
+
+
+def _listwise_values(
+    snapshot_id: int, records: Iterable[_Listwise], digest: LinesDigest
+) -> Iterator[tuple[Any, ...]]:
+    """The listwise records' column values (``_LISTWISE_COLUMNS``), their lines hashed."""
+    for x in records:
+        digest.add(x.line)
+        yield (
+            snapshot_id,
+            x.prompt_id,
+            x.completion_ids,
+            x.ranks,
+            x.scores,
+            x.both_bad,
+            x.annotator,
+            x.queue_name,
+            x.votes,
+            x.split,
+            x.line,
+        )
+
+
 @transaction.atomic
 def snapshot_build(
     *,
@@ -837,25 +926,18 @@ def snapshot_build(
         prompts=prompts,
         texts=texts,
     )
-    splits: dict[int, str] = {}
-    for r in rows:
-        split = splits.get(r.prompt_id)
-        if split is None:
-            split = splits[r.prompt_id] = snapshot_split_of(
-                prompts[r.prompt_id][2], seed, eval_fraction
-            )
-        r.split = split
-        r.line = writer.pair(r, queue_names[r.queue_id])
+    splits = {p: snapshot_split_of(prompts[p][2], seed, eval_fraction) for p in prompt_ids}
     for x in singles:
-        if x.prompt_id not in splits:
-            splits[x.prompt_id] = snapshot_split_of(prompts[x.prompt_id][2], seed, eval_fraction)
         x.split = splits[x.prompt_id]
         x.line = writer.single(x, queue_names[x.queue_id])
-    listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
     )
+    eval_count = sum(1 for r in rows if splits[r.prompt_id] == SnapshotRow.Split.EVAL)
 
+    # The snapshot comes first, its content hash last: its pair and listwise rows stream in
+    # as their lines are written and hashed (the server stores each batch while the next is
+    # made), never all held at once. One transaction: nobody sees it before the hash.
     snapshot = DatasetSnapshot.objects.create(
         name=name,
         description=description,
@@ -864,16 +946,11 @@ def snapshot_build(
         ties=ties,
         eval_fraction=eval_fraction,
         seed=seed,
-        content_hash=snapshot_lines_digest(
-            (r.line for r in rows if not r.is_tie),
-            (x.line for x in listwise),
-            (d.line for d in demos),
-            (x.line for x in singles),
-        ),
+        content_hash="",
         hash_scheme=2,
         row_count=len(rows),
-        train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
-        eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
+        train_count=len(rows) - eval_count,
+        eval_count=eval_count,
         prompt_count=len(prompt_ids),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
@@ -893,86 +970,35 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
-    snapshot_id = snapshot.pk
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # The commit does not wait for the server to flush the snapshot's write-ahead
+            # log to disk (tens of MB for a big one). Safe: a server crash right after the
+            # commit could lose this latest transaction (the snapshot is then simply not
+            # there, and the build can run again), never leave a part of it or break
+            # consistency. SET LOCAL: this transaction only.
+            cursor.execute("SET LOCAL synchronous_commit = off")
+    digest = LinesDigest()
+    digest.section("trl")
     _insert(
         SnapshotRow,
-        (
-            "snapshot_id",
-            "prompt_id",
-            "chosen_id",
-            "rejected_id",
-            "is_tie",
-            "margin",
-            "rank_gap",
-            "score_diff",
-            "score_chosen",
-            "score_rejected",
-            "both_bad",
-            "annotator",
-            "queue_id",
-            "votes",
-            "agreement",
-            "split",
-            "line",
-        ),
-        (
-            (
-                snapshot_id,
-                r.prompt_id,
-                r.chosen_id,
-                r.rejected_id,
-                r.is_tie,
-                r.rank_gap,
-                r.rank_gap,
-                r.score_diff,
-                r.score_chosen,
-                r.score_rejected,
-                r.both_bad,
-                r.annotator,
-                r.queue_id,
-                r.votes,
-                r.agreement,
-                r.split,
-                r.line,
-            )
-            for r in rows
-        ),
+        _PAIR_COLUMNS,
+        _pair_values(snapshot.pk, rows, splits, writer, queue_names, digest),
     )
+    digest.section("listwise")
     _insert(
         SnapshotRanking,
-        (
-            "snapshot_id",
-            "prompt_id",
-            "completion_ids",
-            "ranks",
-            "scores",
-            "both_bad",
-            "annotator",
-            "queue_name",
-            "votes",
-            "split",
-            "line",
-        ),
-        (
-            (
-                snapshot_id,
-                x.prompt_id,
-                x.completion_ids,
-                x.ranks,
-                x.scores,
-                x.both_bad,
-                x.annotator,
-                x.queue_name,
-                x.votes,
-                x.split,
-                x.line,
-            )
-            for x in listwise
-        ),
+        _LISTWISE_COLUMNS,
+        _listwise_values(snapshot.pk, _listwise(rows, labels, writer, queue_names), digest),
     )
+    digest.section("sft")
     for d in demos:
         d.snapshot = snapshot
+        digest.add(d.line)
     SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
+    digest.section("unpaired", optional=True)
+    for x in singles:
+        digest.add(x.line)
     SnapshotSingle.objects.bulk_create(
         [
             SnapshotSingle(
@@ -992,6 +1018,8 @@ def snapshot_build(
         ],
         batch_size=2000,
     )
+    snapshot.content_hash = digest.hexdigest()
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(content_hash=snapshot.content_hash)
     return snapshot
 
 
