@@ -9,10 +9,12 @@ frozen.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -861,6 +863,26 @@ def _listwise_values(
         )
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cycle collector off for the duration (back on after, if it was on).
+
+    A build allocates an object or more per vote, row and line and frees none until the
+    end, so the collector would traverse the whole growing heap again and again: about a
+    third of a big build's time in Python, for nothing, since the build's objects form no
+    cycles (reference counting frees them). Process-wide: a concurrent build only runs
+    with the collector on again sooner.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_cyclic_gc_paused()
 @transaction.atomic
 def snapshot_build(
     *,
