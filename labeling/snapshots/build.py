@@ -472,6 +472,7 @@ class _Writer:
         self.answer_json = _Encoded(lambda pk: self.encode(self.answer(texts[pk])))
         self.quoted = _Encoded(_quote)
         self._name_json = _quote(name)
+        self._pair_tails: dict[tuple[Any, ...], str] = {}
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -483,17 +484,50 @@ class _Writer:
 
     def pair(self, row: _Row, queue: str) -> str:
         """The TRL record of ``row`` in queue ``queue``."""
-        gap = _number(row.rank_gap)
+        # Everything after the texts, keyed by its values: a big snapshot's rows share a
+        # few dozen such tails (gaps, scores and agreements take few values).
+        key = (
+            row.rank_gap,
+            row.score_diff,
+            row.score_chosen,
+            row.score_rejected,
+            row.agreement,
+            row.both_bad,
+            row.votes,
+            row.annotator,
+            queue,
+        )
+        tail = self._pair_tails.get(key)
+        if tail is None:
+            tail = self._pair_tail(*key)
+            # 0.0 and -0.0 are equal keys with different JSON: zeros are never kept.
+            if 0 not in key[:5]:
+                self._pair_tails[key] = tail
         answers = self.answer_json
         return (
             f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
-            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, '
-            f'"margin": {gap}, "rank_gap": {gap}, '
-            f'"score_diff": {_number(row.score_diff)}, '
-            f'"score_chosen": {_number(row.score_chosen)}, '
-            f'"score_rejected": {_number(row.score_rejected)}, '
-            f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
+            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, {tail}'
+        )
+
+    def _pair_tail(
+        self,
+        rank_gap: float,
+        score_diff: float | None,
+        score_chosen: float | None,
+        score_rejected: float | None,
+        agreement: float,
+        both_bad: bool,
+        votes: int,
+        annotator: str,
+        queue: str,
+    ) -> str:
+        gap = _number(rank_gap)
+        return (
+            f'"margin": {gap}, "rank_gap": {gap}, "score_diff": {_number(score_diff)}, '
+            f'"score_chosen": {_number(score_chosen)}, '
+            f'"score_rejected": {_number(score_rejected)}, '
+            f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
+            f'"agreement": {_number(agreement)}, "annotator": {self.quoted[annotator]}, '
             f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
         )
 
