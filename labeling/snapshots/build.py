@@ -587,6 +587,11 @@ def _json_list(values: Sequence[float | int | None]) -> str:
     )
 
 
+def _int_list(values: Iterable[int]) -> str:
+    """A list of ints (ids, ranks) as the standard encoder writes it."""
+    return "[" + ", ".join(map(int.__repr__, values)) + "]"
+
+
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
@@ -594,20 +599,21 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
     """(completion id, rank) best first from a group's pairs: wins minus losses (Copeland),
     equal scores share a rank (dense: 1, 2, 2, 3). On a full ranking this is the ranking."""
     score: dict[int, int] = {}
+    get = score.get
     for r in rows:
-        score.setdefault(r.chosen_id, 0)
-        score.setdefault(r.rejected_id, 0)
-        if not r.is_tie:
-            score[r.chosen_id] += 1
-            score[r.rejected_id] -= 1
-    ordered = sorted(score, key=lambda c: (-score[c], c))
+        if r.is_tie:
+            score.setdefault(r.chosen_id, 0)
+            score.setdefault(r.rejected_id, 0)
+        else:
+            score[r.chosen_id] = get(r.chosen_id, 0) + 1
+            score[r.rejected_id] = get(r.rejected_id, 0) - 1
     ranks: list[tuple[int, int]] = []
     rank = 0
     previous: int | None = None
-    for c in ordered:
-        if score[c] != previous:
+    for c, points in sorted(score.items(), key=lambda item: (-item[1], item[0])):
+        if points != previous:
             rank += 1
-            previous = score[c]
+            previous = points
         ranks.append((c, rank))
     return ranks
 
@@ -636,6 +642,10 @@ def _listwise(
     groups: dict[tuple[Any, ...], list[_Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
+    # The JSON of rank and score lists, by value: a big snapshot's repeat a lot (zeros are
+    # never kept: 0.0 == -0.0, their JSON differs).
+    ranks_seen: dict[tuple[int, ...], str] = {}
+    scores_seen: dict[tuple[float | None, ...], str] = {}
     for (kind, key), members in groups.items():
         ranked = _copeland(members)
         first = members[0]
@@ -655,11 +665,19 @@ def _listwise(
             annotator, votes = "", max(r.votes for r in members)
         queue = queue_names[first.queue_id]
         completion_ids = [c for c, _ in ranked]
-        ranks_json = _json_list([rank for _, rank in ranked])
-        scores_json = _json_list(scores)
+        ranks = tuple([rank for _, rank in ranked])
+        ranks_json = ranks_seen.get(ranks)
+        if ranks_json is None:
+            ranks_json = ranks_seen[ranks] = _int_list(ranks)
+        scores_key = tuple(scores)
+        scores_json = scores_seen.get(scores_key)
+        if scores_json is None:
+            scores_json = _json_list(scores)
+            if 0 not in scores_key:
+                scores_seen[scores_key] = scores_json
         yield _Listwise(
             prompt_id=first.prompt_id,
-            completion_ids=_json_list(completion_ids),
+            completion_ids=_int_list(completion_ids),
             ranks=ranks_json,
             scores=scores_json,
             both_bad=both_bad,
