@@ -389,13 +389,19 @@ def test_it_writes_zero_and_minus_zero_as_the_standard_encoder_would() -> None:
 
 
 def test_it_deletes_a_snapshots_rows_with_it(voted_queue) -> None:  # type: ignore[no-untyped-def]
-    """SnapshotRow.snapshot has no database constraint (it made big builds slow): deleting a
-    snapshot through Django must still take its rows along, and leave other snapshots whole."""
+    """SnapshotRow.snapshot and SnapshotRanking.snapshot have no database constraint (it made
+    big builds slow): deleting a snapshot through Django must still take its rows and listwise
+    records along, and leave other snapshots whole."""
     kept = _build(voted_queue, name="kept")
     gone = _build(voted_queue, name="gone")
     kept_rows = SnapshotRow.objects.filter(snapshot=kept).count()
+    kept_listwise = SnapshotRanking.objects.filter(snapshot=kept).count()
     assert kept_rows > 0 and SnapshotRow.objects.filter(snapshot=gone).count() == kept_rows
+    assert kept_listwise > 0
+    assert SnapshotRanking.objects.filter(snapshot=gone).count() == kept_listwise
     gone_id = gone.pk
     gone.delete()
     assert not SnapshotRow.objects.filter(snapshot_id=gone_id).exists()
+    assert not SnapshotRanking.objects.filter(snapshot_id=gone_id).exists()
     assert SnapshotRow.objects.filter(snapshot=kept).count() == kept_rows
+    assert SnapshotRanking.objects.filter(snapshot=kept).count() == kept_listwise
