@@ -166,7 +166,21 @@ def run_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         return render(request, "training/_run_status.html", context)
     context["curves"] = _curves_payload(run, after_step=-1)
     context["config_rows"] = sorted(run.config.items()) if isinstance(run.config, dict) else []
+    context["processes"] = _processes_label(run.config if isinstance(run.config, dict) else {})
     return render(request, "training/run_detail.html", context)
+
+
+def _processes_label(config: dict[str, Any]) -> str:
+    """How a multi-process run is spread ("2 processes (ddp, torchrun)"); empty for one."""
+    try:
+        per_node = int(config.get("num_processes", 1))
+        nodes = int(config.get("num_nodes", 1))
+    except (TypeError, ValueError):
+        return ""
+    if per_node * nodes <= 1:
+        return ""
+    where = f" on each of {nodes} nodes" if nodes > 1 else ""
+    return f"{per_node} processes{where} ({config.get('parallelism', 'ddp')}, torchrun)"
 
 
 def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:
