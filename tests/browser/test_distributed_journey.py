@@ -1,15 +1,22 @@
-"""An admin launches a 2-process DPO run from the browser, watches it, cancels it at a
-checkpoint, resumes it, and it ends where the same run in one process ends."""
+"""Scale-out from the browser: an admin launches a 2-process DPO run, watches it, cancels it
+at a checkpoint, resumes it, and it ends where the same run in one process ends; and a
+generation job served by two real worker processes, cancelled and resumed, ends with
+exactly k completions per prompt."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+from django.db.models import Count
 
+from generation.models import Completion, GenerationJob, GenerationShard
 from tests.browser.conftest import login
 from tests.conftest import wait_for
 from tests.factories import PASSWORD
+from tests.generation.factories import prompt_set_with_prompts
+from tests.generation.test_shards_workers import _start_worker
 from tests.training.factories import labeled_snapshot, tiny_policy
 from tests.training.test_launch import LOSS_TOLERANCE
 from training import runs
@@ -97,3 +104,53 @@ def test_it_trains_dpo_in_two_processes_from_the_browser_through_a_cancel_and_a_
     assert set(run.metrics) == set(single.metrics)
     for name, value in single.metrics.items():
         assert run.metrics[name] == pytest.approx(value, abs=LOSS_TOLERANCE), name
+
+
+def test_it_serves_a_job_from_two_workers_through_a_cancel_and_a_resume(  # type: ignore[no-untyped-def]
+    page, live_server, carol, tiny_model_path: Path
+) -> None:
+    tiny_policy(tiny_model_path, name="tiny-gen")
+    prompt_set_with_prompts(24, name="Two dozen")
+    # Two real Celery worker processes on the generation queue (as in test_shards_workers).
+    workers = [_start_worker(name) for name in ("first", "second")]
+    try:
+        login(page, live_server, "carol", PASSWORD)
+        page.goto(f"{live_server.url}/generation/jobs/")
+        page.select_option("select[name=prompt_set]", label="Two dozen")
+        page.select_option("select[name=model]", label="tiny-gen")
+        for name, value in {
+            "k": "2",
+            "max_new_tokens": "24",
+            "batch_size": "1",
+            "batches_per_shard": "4",
+        }.items():
+            page.fill(f"input[name={name}]", value)
+        page.get_by_role("button", name="Launch").click()
+        page.wait_for_selector("#job-shards")
+        job = GenerationJob.objects.get()
+        assert GenerationShard.objects.filter(job=job).count() == 6
+
+        # Both workers take shards, and the page (htmx, every second) names them.
+        page.wait_for_selector("#job-workers:has-text('taken by 2 workers')", timeout=120_000)
+        names = page.inner_text("#job-workers")
+        assert "first@" in names and "second@" in names
+        page.get_by_role("button", name="Cancel").click()
+        page.wait_for_selector("#job-progress > p .badge.status-cancelled", timeout=60_000)
+        job.refresh_from_db()
+        assert job.prompts_done < 24, "the job ended before the cancel reached it"
+
+        page.get_by_role("button", name="Resume").click()
+        page.wait_for_selector("#job-progress > p .badge.status-succeeded", timeout=120_000)
+        assert "24 / 24 prompts" in page.inner_text("#job-progress")
+    finally:
+        for process in workers:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    rows = Completion.objects.filter(job=job)
+    per_prompt = rows.values("prompt").annotate(n=Count("id"))
+    assert len(per_prompt) == 24 and {row["n"] for row in per_prompt} == {2}
+    assert rows.count() == rows.values("prompt", "sample_index").distinct().count() == 48
