@@ -320,6 +320,7 @@ CELERY_TASK_ROUTES = {
     "training.tasks.reward_scoring_execute": {"queue": "training"},
     "training.tasks.queue_assist_finish": {"queue": "training"},
     "training.tasks.queue_ai_label": {"queue": "training"},
+    "training.tasks.constitution_label": {"queue": "training"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False

@@ -426,6 +426,14 @@ class SnapshotDetailAPI(APIView):
         return Response(SnapshotSerializer(snapshot).data)
 
 
+def split_param(request: Request) -> str | None | Response:
+    """``?split=train|eval`` of an export (None: both), or the 400 that names the field."""
+    try:
+        return snapshots.snapshot_split(request.query_params.get("split"))
+    except snapshots.SnapshotError as exc:
+        return Response({"detail": str(exc), "field": "split"}, status=status.HTTP_400_BAD_REQUEST)
+
+
 class SnapshotUnpairedExportAPI(APIView):
     """The single-answer labels in TRL's unpaired format (KTO), streamed; ``?split=train|eval``."""
 
@@ -433,12 +441,9 @@ class SnapshotUnpairedExportAPI(APIView):
 
     def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
         snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-        try:
-            split = snapshots.snapshot_split(request.query_params.get("split"))
-        except snapshots.SnapshotError as exc:
-            return Response(
-                {"detail": str(exc), "field": "split"}, status=status.HTTP_400_BAD_REQUEST
-            )
+        split = split_param(request)
+        if isinstance(split, Response):
+            return split
         return StreamingHttpResponse(
             snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split),
             content_type="application/jsonl; charset=utf-8",
@@ -452,10 +457,9 @@ class SnapshotExportAPI(APIView):
 
     def get(self, request: Request, pk: int) -> StreamingHttpResponse | Response:
         snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-        try:
-            split = snapshots.snapshot_split(request.query_params.get("split"))
-        except snapshots.SnapshotError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        split = split_param(request)
+        if isinstance(split, Response):
+            return split
         return StreamingHttpResponse(
             snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
             content_type="application/jsonl; charset=utf-8",
@@ -469,10 +473,9 @@ class SnapshotParquetAPI(APIView):
 
     def get(self, request: Request, pk: int) -> FileResponse | Response:
         snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-        try:
-            split = snapshots.snapshot_split(request.query_params.get("split"))
-        except snapshots.SnapshotError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        split = split_param(request)
+        if isinstance(split, Response):
+            return split
         return FileResponse(
             snapshots.snapshot_parquet_file(snapshot, split=split),
             as_attachment=True,

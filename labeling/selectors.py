@@ -299,11 +299,7 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
     )
 
     majority = agreement.agreement_with_majority(units)
-    for name, ai_labels in ai_units.items():
-        against_humans = {
-            unit: {**units[unit], name: label} for unit, label in ai_labels.items() if unit in units
-        }
-        majority[name] = agreement.agreement_with_majority(against_humans).get(name, (0, 0))
+    majority.update(_ai_against_humans(units, ai_units))
     board.reward, by_reward = _reward_agreement(queue, ai_names)
     if board.reward is not None:
         board.reward.ai_vs_humans = [(name, majority[name]) for name in sorted(ai_units)]
@@ -331,6 +327,38 @@ def queue_dashboard(*, queue: LabelingQueue, user: AnyUser) -> Dashboard:
             )
         )
     return board
+
+
+def _ai_against_humans(
+    units: Mapping[Any, Mapping[str, int]], ai_units: Mapping[str, Mapping[Any, int]]
+) -> dict[str, tuple[int, int]]:
+    """Each AI labeler's (agreeing, counted) against the strict majority of the humans on
+    the units they labeled too (the AIs never count in each other's majority)."""
+    result: dict[str, tuple[int, int]] = {}
+    for name, ai_labels in ai_units.items():
+        against_humans = {
+            unit: {**units[unit], name: label} for unit, label in ai_labels.items() if unit in units
+        }
+        result[name] = agreement.agreement_with_majority(against_humans).get(name, (0, 0))
+    return result
+
+
+def queue_ai_agreement(*, queue: LabelingQueue) -> dict[str, tuple[int, int]]:
+    """Each AI labeler of the queue (by username) against the human majority, as the
+    dashboard counts it: (agreeing, counted) over the units where the humans have one."""
+    ai_names = ai_labeler_names()
+    units: dict[Any, dict[str, int]] = defaultdict(dict)
+    ai_units: dict[str, dict[Any, int]] = defaultdict(dict)
+    rankings = Ranking.objects.filter(task__queue=queue).values_list(
+        "task_id", "annotator__username", "order", "verdict"
+    )
+    for task_id, who, order, verdict in rankings.iterator(chunk_size=5000):
+        for pair, label in agreement.label_units(order, verdict).items():
+            if who in ai_names:
+                ai_units[who][(task_id, pair)] = label
+            else:
+                units[(task_id, pair)][who] = label
+    return _ai_against_humans(units, ai_units)
 
 
 def _reward_agreement(

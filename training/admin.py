@@ -9,7 +9,9 @@ from django.http import HttpRequest
 
 from training.models import (
     CompletionReward,
+    ConstitutionLabeler,
     Evaluation,
+    PrincipleSet,
     RewardScoring,
     Round,
     TrainingMetric,
@@ -65,3 +67,22 @@ class EvaluationAdmin(_ReadMostly):
 class RoundAdmin(_ReadMostly):
     list_display = ["__str__", "status", "created_at"]
     list_filter = ["status"]
+
+
+@admin.register(PrincipleSet)
+class PrincipleSetAdmin(_ReadMostly):
+    """Browse only: a constitution version is part of the record of its AI labels."""
+
+    list_display = ["__str__", "queue", "text_hash", "created_at"]
+    search_fields = ["name", "text"]
+    raw_id_fields = ["queue", "created_by"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ConstitutionLabeler)
+class ConstitutionLabelerAdmin(_ReadMostly):
+    list_display = ["__str__", "status", "labeled", "unparseable", "updated_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["principle_set", "judge_model", "user", "created_by"]

@@ -221,26 +221,51 @@ def queue_assist_finish(*, queue_id: int) -> str:
 # --- the AI labeler -------------------------------------------------------------------------
 
 
+def ai_username(name: str, key: str) -> str:
+    """``ai:<name>``, trimmed to the username length (ending ``~<key>`` when trimmed, so two
+    long names with different keys never share a labeler). Colons are outside Django's
+    username characters, so no human can register one."""
+    full = f"{AI_USERNAME_PREFIX}{name}"
+    if len(full) <= _USERNAME_LENGTH:
+        return full
+    suffix = f"~{key}"
+    return full[: _USERNAME_LENGTH - len(suffix)] + suffix
+
+
 def ai_labeler_username(run: TrainingRun) -> str:
-    """``ai:<run name>``, trimmed to the username length (with the run's id when trimmed,
-    so two long names never share a labeler). Colons are outside Django's username
-    characters, so no human can register one."""
-    name = f"{AI_USERNAME_PREFIX}{run.name}"
-    if len(name) <= _USERNAME_LENGTH:
-        return name
-    suffix = f"~{run.pk}"
-    return name[: _USERNAME_LENGTH - len(suffix)] + suffix
+    """``ai:<run name>`` (see :func:`ai_username`)."""
+    return ai_username(run.name, str(run.pk))
 
 
-def ai_labeler_user(*, reward_run: TrainingRun) -> User:
-    """The reward run's pseudo-user: inactive, no usable password, in the ai-labeler group,
+def ai_pseudo_user(*, username: str, description: str = "AI labeler") -> User:
+    """An AI labeler's pseudo-user: inactive, no usable password, in the ai-labeler group,
     holding no role (it never signs in, claims or sees a page)."""
-    user = pseudo_user_get_or_create(
-        username=ai_labeler_username(reward_run), last_name="AI labeler"
-    )
+    user = pseudo_user_get_or_create(username=username, last_name=description)
     group, _ = Group.objects.get_or_create(name=AI_LABELER_GROUP)
     user.groups.add(group)  # type: ignore[attr-defined]
     return user  # type: ignore[no-any-return]
+
+
+def ai_labeler_user(*, reward_run: TrainingRun) -> User:
+    """The reward run's pseudo-user (:func:`ai_pseudo_user`)."""
+    return ai_pseudo_user(username=ai_labeler_username(reward_run))
+
+
+def ai_label_submit(
+    *, queue: LabelingQueue, ai: User, task_id: int, order: list[list[int]]
+) -> None:
+    """Submit an AI labeler's best-first ranking of a task through labeling's
+    ``ranking_submit``, on an assignment that never takes one of the task's overlap slots
+    (humans can still label every task). Again on a task it labeled: an edit when the
+    order changed, else nothing."""
+    assignment = labeling_services.assignment_uncounted_open(
+        task_id=task_id, user=ai, lease_seconds=queue.lease_seconds
+    )
+    labeling_services.ranking_submit(
+        assignment_id=assignment.pk,
+        user=ai,
+        submission=labeling_services.Submission(order=order),
+    )
 
 
 @transaction.atomic
@@ -288,15 +313,11 @@ def _ai_label(queue: LabelingQueue, run: TrainingRun) -> int:
     for task_id, ids in labeling_selectors.queue_task_completions(queue=queue).items():
         if not all(c in rewards for c in ids):
             continue
-        assignment = labeling_services.assignment_uncounted_open(
-            task_id=task_id, user=ai, lease_seconds=queue.lease_seconds
-        )
-        labeling_services.ranking_submit(
-            assignment_id=assignment.pk,
-            user=ai,
-            submission=labeling_services.Submission(
-                order=agreement.order_by_reward({c: rewards[c] for c in ids})
-            ),
+        ai_label_submit(
+            queue=queue,
+            ai=ai,
+            task_id=task_id,
+            order=agreement.order_by_reward({c: rewards[c] for c in ids}),
         )
         labeled += 1
     return labeled

@@ -1,11 +1,12 @@
-"""A queue dashboard's reward-model assistance: its panel (through labeling's dashboard hook)
-and the two admin actions, served under the queue's labeling URLs."""
+"""A queue dashboard's AI assistance: its panel (through labeling's dashboard hook) with the
+reward-model assistance and the constitution labeler, and their admin actions, served under
+the queue's labeling URLs."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
@@ -14,8 +15,9 @@ from config.roles import ADMIN, AuthenticatedRequest, role_required, user_is_adm
 from labeling import selectors as labeling_selectors
 from labeling.models import LabelingQueue
 from labeling.services import LabelingError
-from training import assistance, selectors
-from training.forms import QueueAssistForm
+from training import assistance, constitution, selectors
+from training.forms import ConstitutionLabelForm, PrincipleSetForm, QueueAssistForm
+from training.models import PrincipleSet
 
 
 def queue_assistance_panel(request: HttpRequest, queue: LabelingQueue) -> SafeString:
@@ -29,9 +31,15 @@ def queue_assistance_panel(request: HttpRequest, queue: LabelingQueue) -> SafeSt
             "task_order": queue.task_order,
         }
     )
+    current = constitution.principle_set_current(queue=queue)
     html = render_to_string(
         "training/_queue_assistance.html",
-        {"queue": queue, "assistance": assist, "assist_form": form},
+        {
+            "queue": queue,
+            "assistance": assist,
+            "assist_form": form,
+            **_constitution_context(queue, PrincipleSetForm(initial=_principles_initial(current))),
+        },
         request=request,
     )
     return mark_safe(html)  # a rendered template: autoescaped already
@@ -77,4 +85,79 @@ def queue_ai_label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             f"The AI labeler ({selectors.queue_assistance_run(queue=queue)}) will label this "
             "queue on the worker.",
         )
+    return redirect("labeling:queue-dashboard", pk=queue.pk)
+
+
+# --- the constitution labeler ---------------------------------------------------------------
+
+
+def _principles_initial(current: PrincipleSet | None) -> dict[str, str]:
+    """The form starts from the current version, to be edited into the next."""
+    if current is None:
+        return {}
+    return {"name": current.name, "text": current.text}
+
+
+def _constitution_context(
+    queue: LabelingQueue, principles_form: PrincipleSetForm
+) -> dict[str, object]:
+    return {
+        "principles": constitution.principle_set_current(queue=queue),
+        "principle_versions": selectors.queue_principle_sets(queue=queue).count(),
+        "principles_form": principles_form,
+        "label_form": ConstitutionLabelForm(),
+        "ai_agreements": selectors.queue_ai_agreements(queue=queue),
+    }
+
+
+@role_required(ADMIN)
+@require_POST
+def queue_principles(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    """Save the queue's constitution (a new version when it changed); 400 with the form's
+    errors on bad input."""
+    queue = labeling_selectors.queue_get(user=request.user, pk=pk)
+    form = PrincipleSetForm(request.POST)
+    if form.is_valid():
+        try:
+            saved = constitution.principle_set_save(
+                queue=queue,
+                name=form.cleaned_data["name"],
+                text=form.cleaned_data["text"],
+                user=request.user,
+            )
+        except LabelingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Constitution saved: {saved}.")
+            return redirect("labeling:queue-dashboard", pk=queue.pk)
+    return render(
+        request,
+        "training/constitution_form.html",
+        {"queue": queue, "principles_form": form},
+        status=400,
+    )
+
+
+@role_required(ADMIN)
+@require_POST
+def queue_constitution_label(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    """Queue the constitution labeler: the chosen model judges every task of the queue by
+    its current constitution, as an extra (AI) annotator."""
+    queue = labeling_selectors.queue_get(user=request.user, pk=pk)
+    form = ConstitutionLabelForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "training/constitution_form.html",
+            {"queue": queue, "label_form": form},
+            status=400,
+        )
+    try:
+        labeler = constitution.constitution_label_start(
+            queue=queue, judge_model=form.cleaned_data["judge_model"], user=request.user
+        )
+    except LabelingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{labeler.user.username} will label this queue on the worker.")
     return redirect("labeling:queue-dashboard", pk=queue.pk)

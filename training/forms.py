@@ -18,7 +18,7 @@ from training.core.configs import (
     ConfigField,
     config_fields,
 )
-from training.models import TrainingRun
+from training.models import PrincipleSet, TrainingRun
 
 DEFAULT_KIND = TrainingRun.Kind.DPO
 # Backends whose weights live on disk or on the hub, so a worker can train them.
@@ -304,4 +304,32 @@ class QueueAssistForm(forms.Form):
     task_order = forms.ChoiceField(
         choices=LabelingQueue.TaskOrder.choices,
         help_text="Uncertainty first serves the pairs the reward model is least sure about.",
+    )
+
+
+class PrincipleSetForm(forms.Form):
+    """A queue's constitution: saving a changed one adds a version (the text kept as typed)."""
+
+    name = forms.CharField(max_length=PrincipleSet.MAX_NAME, strip=False)
+    text = forms.CharField(
+        label="Principles",
+        max_length=PrincipleSet.MAX_TEXT,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text=(
+            "One principle per line, as the question the judge answers, e.g. "
+            '"Which response is more helpful, honest and harmless?"'
+        ),
+    )
+
+
+class ConstitutionLabelForm(forms.Form):
+    """The model that judges the queue by its current constitution."""
+
+    judge_model = forms.ModelChoiceField(
+        queryset=PolicyModel.objects.order_by("name"),
+        help_text=(
+            "A local model is read through its verdict tokens' likelihood; a served one "
+            "(OpenAI-compatible) answers (A) or (B)."
+        ),
     )

@@ -186,6 +186,81 @@ class QueueAssistance(models.Model):
         return f"{self.reward_run or 'no reward run'} for {self.queue}"
 
 
+class PrincipleSet(models.Model):
+    """One version of a queue's constitution: the principles an AI judge labels it by.
+
+    Append-only: editing the constitution adds the next version; a version is never
+    changed or deleted while a labeler points to it, so every AI label keeps the exact text
+    it was produced with (its labeler's ``principle_set``). ``text`` is stored byte for
+    byte as the admin wrote it; ``text_hash`` is the SHA-256 of its UTF-8 bytes.
+    """
+
+    MAX_NAME = 200
+    MAX_TEXT = 20_000
+
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="principles")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=MAX_NAME)
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["queue_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "version"], name="principleset_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class ConstitutionLabeler(models.Model):
+    """A language model labeling a queue by one constitution version, as an AI labeler.
+
+    Its pseudo-user (``user``: inactive, in the ai-labeler group) submits the rankings, so
+    each label points through it to the model and the exact principles it came from.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    principle_set = models.ForeignKey(
+        PrincipleSet, on_delete=models.PROTECT, related_name="labelers"
+    )
+    judge_model = models.ForeignKey(PolicyModel, on_delete=models.PROTECT, related_name="+")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="constitution_labeler"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    labeled = models.PositiveIntegerField(default=0)
+    # Tasks a served judge answered with no verdict it could parse: left without a label.
+    unparseable = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["principle_set", "judge_model"], name="constitutionlabeler_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judge_model} by {self.principle_set}"
+
+
 class Evaluation(models.Model):
     """A blind comparison of two or more models on a held-out prompt set.
 

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 
 from config.roles import user_is_researcher
 from generation.models import PolicyModel
+from labeling import selectors as labeling_selectors
 from labeling.hooks import ReferenceScores
 from labeling.models import AI_LABELER_GROUP, Comparison, LabelingQueue, TaskCompletion
 from training.core import ratings
@@ -23,8 +24,10 @@ from training.core.hacking import HackingCheck, reward_hacking_check
 from training.core.ratings import WinRate
 from training.models import (
     CompletionReward,
+    ConstitutionLabeler,
     Evaluation,
     EvaluationEntry,
+    PrincipleSet,
     QueueAssistance,
     RewardScoring,
     Round,
@@ -168,6 +171,55 @@ def queue_reference_scores(queue: LabelingQueue) -> ReferenceScores | None:
     if run is None:
         return None
     return ReferenceScores(name=run.name, scores=queue_rewards(queue=queue, reward_run_id=run.pk))
+
+
+@dataclass(frozen=True)
+class AILabelerAgreement:
+    """One AI labeler of a queue against the human majority (admins only)."""
+
+    username: str
+    # (agreeing, counted) over the units where the humans have a strict majority.
+    agreement: tuple[int, int]
+    # The constitution labeler behind the username; None for a reward model's labeler.
+    labeler: ConstitutionLabeler | None = None
+
+    @property
+    def rate(self) -> float | None:
+        agree, counted = self.agreement
+        return agree / counted if counted else None
+
+
+def queue_ai_agreements(*, queue: LabelingQueue) -> list[AILabelerAgreement]:
+    """Every AI labeler of the queue with its agreement with the humans: the constitution
+    labelers (each a judge model and one constitution version), newest version first, then
+    the others (reward models) by name. A constitution labeler without labels yet is
+    listed with (0, 0)."""
+    figures = labeling_selectors.queue_ai_agreement(queue=queue)
+    labelers = list(
+        ConstitutionLabeler.objects.filter(principle_set__queue=queue)
+        .select_related("principle_set", "judge_model", "user")
+        .order_by("-principle_set__version", "judge_model__name")
+    )
+    rows = [
+        AILabelerAgreement(
+            username=labeler.user.username,
+            agreement=figures.get(labeler.user.username, (0, 0)),
+            labeler=labeler,
+        )
+        for labeler in labelers
+    ]
+    known = {labeler.user.username for labeler in labelers}
+    rows += [
+        AILabelerAgreement(username=name, agreement=figures[name])
+        for name in sorted(figures)
+        if name not in known
+    ]
+    return rows
+
+
+def queue_principle_sets(*, queue: LabelingQueue) -> QuerySet[PrincipleSet]:
+    """The queue's constitution versions, newest first."""
+    return PrincipleSet.objects.filter(queue=queue).order_by("-version")
 
 
 def evaluation_list(*, user: User | AnonymousUser) -> QuerySet[Evaluation]:

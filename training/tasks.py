@@ -4,7 +4,7 @@ from typing import Any
 
 from celery import shared_task
 
-from training import assistance, runs, scorings
+from training import assistance, constitution, runs, scorings
 
 # While another worker is still scoring a queue's jobs, look again this much later.
 ASSIST_RETRY_S = 15
@@ -50,3 +50,9 @@ def queue_ai_label(self: Any, queue_id: int, reward_run_id: int) -> str:
     if state == "waiting":
         raise self.retry(countdown=ASSIST_RETRY_S)
     return state
+
+
+@shared_task(name="training.tasks.constitution_label", acks_late=True)
+def constitution_label(labeler_id: int) -> str:
+    """Label a queue with a language model judging by the queue's constitution."""
+    return constitution.constitution_label_execute(labeler_id=labeler_id)

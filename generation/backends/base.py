@@ -25,6 +25,8 @@ class SamplingParams:
     max_new_tokens: int = 64
     seed: int | None = 0
     stop: tuple[str, ...] = ()
+    # openai: ask for this many likeliest alternatives of each reply token (0: none).
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -42,6 +44,9 @@ class Sample:
     completion_tokens: int | None = None
     # "stop" (end of sequence or a stop string) or "length" (hit max_new_tokens).
     finish_reason: str = "stop"
+    # openai, when asked (``SamplingParams.top_logprobs``) and the server answers them: for
+    # each reply token, its likeliest alternatives (token text -> log-prob).
+    token_logprobs: tuple[dict[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -156,9 +156,14 @@ class OpenAIBackend:
             body["messages"] = (
                 prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
             )
+            if params.top_logprobs:
+                body["logprobs"] = True
+                body["top_logprobs"] = params.top_logprobs
             data = self._post("/chat/completions", body)
         else:
             body["prompt"] = prompt
+            if params.top_logprobs:
+                body["logprobs"] = params.top_logprobs
             data = self._post("/completions", body)
         choices = data.get("choices")
         if not isinstance(choices, list) or len(choices) != asked:
@@ -176,6 +181,7 @@ class OpenAIBackend:
                 prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None,
                 completion_tokens=per_choice,
                 finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                token_logprobs=_choice_logprobs(choice, chat) if params.top_logprobs else None,
             )
             for choice in choices
         ]
@@ -272,6 +278,28 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
         message = choice.get("message") or {}
         return str(message.get("content") or "")
     return str(choice.get("text") or "")
+
+
+def _choice_logprobs(choice: dict[str, Any], chat: bool) -> tuple[dict[str, float], ...] | None:
+    """Each reply token's top alternatives (token -> log-prob), None when the server sent
+    none: ``logprobs.content[].top_logprobs[]`` from chat, ``logprobs.top_logprobs[]`` from
+    completions (the OpenAI API's two shapes, which vLLM serves too)."""
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return None
+    positions: list[dict[str, float]] = []
+    try:
+        if chat:
+            for entry in logprobs.get("content") or []:
+                positions.append(
+                    {str(t["token"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []}
+                )
+        else:
+            for entry in logprobs.get("top_logprobs") or []:
+                positions.append({str(t): float(v) for t, v in (entry or {}).items()})
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # a malformed answer: no log-probs rather than a failed request
+    return tuple(positions) if positions else None
 
 
 def _retry_after(value: str | None) -> float:

@@ -350,3 +350,40 @@ def test_it_waits_for_every_server(peer) -> None:  # type: ignore[no-untyped-def
     with pytest.raises(BackendError, match=f"{dead}/models did not answer within 1 s"):
         backend.wait_until_ready(timeout=1, interval=0.2)
     backend.close()
+
+
+def _with_logprobs(
+    request: http.server.BaseHTTPRequestHandler, body: dict[str, Any]
+) -> tuple[int, object]:
+    """Answers "(A)" with the top log-probs of each token in the endpoint's own shape."""
+    if "messages" in body:
+        content = [
+            {"token": "(", "logprob": -0.01, "top_logprobs": [{"token": "(", "logprob": -0.01}]},
+            {
+                "token": "A",
+                "logprob": -0.2,
+                "top_logprobs": [{"token": "A", "logprob": -0.2}, {"token": "B", "logprob": -1.8}],
+            },
+        ]
+        choice = {"index": 0, "message": {"content": "(A"}, "logprobs": {"content": content}}
+    else:
+        tops = [{" (": -0.01}, {"A": -0.2, "B": -1.8}]
+        choice = {"index": 0, "text": " (A", "logprobs": {"top_logprobs": tops}}
+    return 200, {"choices": [choice]}
+
+
+def test_it_asks_for_and_returns_the_top_log_probs_of_each_token(peer) -> None:  # type: ignore[no-untyped-def]
+    url, received = peer(_with_logprobs)
+    backend = _backend(url)
+    params = SamplingParams(temperature=0, max_new_tokens=2, top_logprobs=2)
+    plain, chat = backend.generate(["Which?", CONVERSATION], 1, params)
+    assert plain[0].token_logprobs == ({" (": -0.01}, {"A": -0.2, "B": -1.8})
+    assert chat[0].token_logprobs == ({"(": -0.01}, {"A": -0.2, "B": -1.8})
+    by_path = {r["path"]: r for r in received}
+    assert by_path["/v1/completions"]["logprobs"] == 2
+    assert by_path["/v1/chat/completions"]["logprobs"] is True
+    assert by_path["/v1/chat/completions"]["top_logprobs"] == 2
+    # Not asked: none requested, none returned, even when the server sends some.
+    again = backend.generate(["Which?"], 1, SamplingParams(max_new_tokens=2))
+    assert again[0][0].token_logprobs is None and "logprobs" not in received[-1]
+    backend.close()

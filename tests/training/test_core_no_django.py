@@ -17,6 +17,7 @@ import training.core.data
 import training.core.grpo
 import training.core.hacking
 import training.core.hf
+import training.core.judge
 import training.core.launch
 import training.core.logps
 import training.core.ppo
