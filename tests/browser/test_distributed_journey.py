@@ -110,19 +110,19 @@ def test_it_serves_a_job_from_two_workers_through_a_cancel_and_a_resume(  # type
     page, live_server, carol, tiny_model_path: Path
 ) -> None:
     tiny_policy(tiny_model_path, name="tiny-gen")
-    prompt_set_with_prompts(24, name="Two dozen")
+    prompt_set_with_prompts(12, name="A dozen")
     # Two real Celery worker processes on the generation queue (as in test_shards_workers).
     workers = [_start_worker(name) for name in ("first", "second")]
     try:
         login(page, live_server, "carol", PASSWORD)
         page.goto(f"{live_server.url}/generation/jobs/")
-        page.select_option("select[name=prompt_set]", label="Two dozen")
+        page.select_option("select[name=prompt_set]", label="A dozen")
         page.select_option("select[name=model]", label="tiny-gen")
         for name, value in {
             "k": "2",
-            "max_new_tokens": "24",
+            "max_new_tokens": "8",
             "batch_size": "1",
-            "batches_per_shard": "4",
+            "batches_per_shard": "2",
         }.items():
             page.fill(f"input[name={name}]", value)
         page.get_by_role("button", name="Launch").click()
@@ -137,11 +137,11 @@ def test_it_serves_a_job_from_two_workers_through_a_cancel_and_a_resume(  # type
         page.get_by_role("button", name="Cancel").click()
         page.wait_for_selector("#job-progress > p .badge.status-cancelled", timeout=60_000)
         job.refresh_from_db()
-        assert job.prompts_done < 24, "the job ended before the cancel reached it"
+        assert job.prompts_done < 12, "the job ended before the cancel reached it"
 
         page.get_by_role("button", name="Resume").click()
-        page.wait_for_selector("#job-progress > p .badge.status-succeeded", timeout=120_000)
-        assert "24 / 24 prompts" in page.inner_text("#job-progress")
+        page.wait_for_selector("#job-progress > p .badge.status-succeeded", timeout=180_000)
+        assert "12 / 12 prompts" in page.inner_text("#job-progress")
     finally:
         for process in workers:
             process.terminate()
@@ -152,5 +152,5 @@ def test_it_serves_a_job_from_two_workers_through_a_cancel_and_a_resume(  # type
 
     rows = Completion.objects.filter(job=job)
     per_prompt = rows.values("prompt").annotate(n=Count("id"))
-    assert len(per_prompt) == 24 and {row["n"] for row in per_prompt} == {2}
-    assert rows.count() == rows.values("prompt", "sample_index").distinct().count() == 48
+    assert len(per_prompt) == 12 and {row["n"] for row in per_prompt} == {2}
+    assert rows.count() == rows.values("prompt", "sample_index").distinct().count() == 24
