@@ -18,9 +18,13 @@ Generation: the same job served by one and by two generation workers
 (``bench/generation_workers.py``): tokens/s, with a check that both runs wrote exactly k
 completions per prompt, none twice, and the same texts (``gen_same_texts``).
 
-On 2 CPU cores the speed-up is small or negative (two processes share the cores the one
-process already used, and add an all-reduce per step); what the numbers must show is that
-the results agree and nothing is lost.
+On 2 CPU cores the two processes share the cores the one process already used, and add an
+all-reduce per step; what the numbers must show is that the results agree and nothing is
+lost. The rates are not like for like on a CPU: torchrun gives each rank one thread
+(``OMP_NUM_THREADS=1``) while the one process uses torch's default of one per core, and on a
+machine busy with other work those threads lose much of their time waiting for each other
+(measured: the 2-process run 4x faster per step on a small model while the load average
+was 7 to 10).
 
     .venv/bin/python bench/distributed.py [--quick] [--hidden 256] [--layers 4]
 
