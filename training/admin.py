@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
@@ -12,10 +13,16 @@ from training.models import (
     ConstitutionLabeler,
     Evaluation,
     PrincipleSet,
+    RecommendedSettings,
     RewardScoring,
     Round,
     TrainingMetric,
     TrainingRun,
+)
+from training.recommendations import (
+    RecommendationError,
+    recommended_settings_set,
+    recommended_values_check,
 )
 
 
@@ -67,6 +74,46 @@ class EvaluationAdmin(_ReadMostly):
 class RoundAdmin(_ReadMostly):
     list_display = ["__str__", "status", "created_at"]
     list_filter = ["status"]
+
+
+class RecommendedSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = RecommendedSettings
+        fields = ["base_model", "kind", "values", "note"]
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        data = self.cleaned_data
+        kind = data.get("kind", self.instance.kind)  # read-only (not in the form) on edits
+        if kind and "values" in data:
+            try:
+                data["values"] = recommended_values_check(kind=kind, values=data["values"])
+            except RecommendationError as exc:
+                self.add_error("kind" if exc.field == "kind" else "values", str(exc))
+        return cleaned
+
+
+@admin.register(RecommendedSettings)
+class RecommendedSettingsAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Editable: what a base model recommends for a kind of run (checked by the service)."""
+
+    form = RecommendedSettingsForm
+    list_display = ["base_model", "kind", "values", "updated_at"]
+    list_filter = ["kind"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # One row per (model, kind): an edit changes the values, not what they are for.
+        return ["base_model", "kind"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        saved = recommended_settings_set(
+            model=obj.base_model,
+            kind=obj.kind,
+            values=form.cleaned_data["values"],
+            note=form.cleaned_data.get("note", ""),
+            user=request.user if request.user.is_authenticated else None,  # type: ignore[arg-type]
+        )
+        obj.pk = saved.pk
 
 
 @admin.register(PrincipleSet)

@@ -69,7 +69,12 @@ class TrainingRunCreateSerializer(serializers.Serializer):  # type: ignore[type-
     )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
-    config = serializers.DictField(required=False, default=dict)
+    config = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Fields of the kind's config; those left out take the base model's "
+        "recommended settings for the kind, then the kind's defaults.",
+    )
 
 
 class RewardScoringSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

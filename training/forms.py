@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.urls import reverse
 
 from config.bounds import SEED_MAX
 from generation.models import GenerationJob, PolicyModel, PromptSet
@@ -18,7 +19,8 @@ from training.core.configs import (
     ConfigField,
     config_fields,
 )
-from training.models import PrincipleSet, TrainingRun
+from training.models import PrincipleSet, RecommendedSettings, TrainingRun
+from training.recommendations import recommended_settings_for, recommended_values
 
 DEFAULT_KIND = TrainingRun.Kind.DPO
 # Backends whose weights live on disk or on the hub, so a worker can train them.
@@ -89,6 +91,22 @@ def config_form_field(field: ConfigField) -> forms.Field:
     return form_field
 
 
+class BaseModelSelect(forms.Select):
+    """The base-model choice; each option that recommends settings says for which kinds
+    (``data-recommends="reward dpo"``), so the page asks for the settings only when choosing
+    it changes them (static/js/app.js)."""
+
+    recommends: dict[int, list[str]]
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        value = getattr(option["value"], "value", option["value"])
+        kinds = getattr(self, "recommends", {}).get(value if isinstance(value, int) else -1)
+        if kinds:
+            option["attrs"]["data-recommends"] = " ".join(kinds)
+        return option
+
+
 def trainable_models() -> Any:
     return PolicyModel.objects.filter(backend__in=TRAINABLE_BACKENDS).order_by("name")
 
@@ -103,6 +121,7 @@ class TrainingRunForm(forms.Form):
     kind = forms.ChoiceField(choices=TrainingRun.Kind.choices)
     base_model = forms.ModelChoiceField(
         queryset=PolicyModel.objects.none(),
+        widget=BaseModelSelect,
         help_text="The model to start from (and the frozen reference for DPO, PPO and GRPO).",
     )
     snapshot = forms.ModelChoiceField(
@@ -121,11 +140,34 @@ class TrainingRunForm(forms.Form):
         required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind: str, recommend_over_initial: bool = False, **kwargs: Any
+    ) -> None:
+        """``recommend_over_initial``: the base model's recommended settings replace the
+        values in ``initial`` (the admin has just chosen the model or the kind), rather than
+        fill only the fields ``initial`` leaves out."""
         super().__init__(*args, **kwargs)
         self.run_kind = kind_or_default(kind)
         self.fields["kind"].initial = self.run_kind
         self.fields["base_model"].queryset = trainable_models()  # type: ignore[attr-defined]
+        # Choosing a base model fills in its recommended settings (the kind's fields swap).
+        recommends: dict[int, list[str]] = {}
+        for model_id, recommended_kind in RecommendedSettings.objects.values_list(
+            "base_model_id", "kind"
+        ).order_by("kind"):
+            recommends.setdefault(model_id, []).append(recommended_kind)
+        self.fields["base_model"].widget.recommends = recommends  # type: ignore[attr-defined]
+        self.fields["base_model"].widget.attrs.update(
+            {
+                "hx-get": reverse("training:run-create"),
+                "hx-trigger": "change",
+                "hx-include": "closest form",
+                "hx-params": "not csrfmiddlewaretoken",
+                "hx-target": "#kind-fields",
+                "hx-swap": "outerHTML",
+                "data-recommended-settings": "true",
+            }
+        )
         if self.run_kind in TrainingRun.RL_KINDS:
             self.fields["reward_run"].queryset = selectors.reward_runs_finished()  # type: ignore[attr-defined]
         else:
@@ -134,6 +176,36 @@ class TrainingRunForm(forms.Form):
         self.config_spec = config_fields(self.run_kind)
         for field in self.config_spec:
             self.fields[field.name] = config_form_field(field)
+        self.recommended: RecommendedSettings | None = None
+        self.recommended_fields: list[str] = []
+        if not self.is_bound:
+            self._fill_recommended(override=recommend_over_initial)
+
+    def _fill_recommended(self, *, override: bool) -> None:
+        """Show the chosen base model's recommended settings for this kind, each marked with
+        where it came from and the kind's own default."""
+        model = self._initial_base_model()
+        recommended = recommended_settings_for(model=model, kind=self.run_kind)
+        defaults = {f.name: f.default for f in self.config_spec}
+        for name, value in recommended_values(recommended).items():
+            if name not in self.initial or override:
+                self.initial[name] = value
+                self.recommended_fields.append(name)
+                field = self.fields[name]
+                field.help_text = (
+                    f"Recommended for {model} (the default is {defaults[name]!r}). "
+                    f"{field.help_text}"
+                )
+        if self.recommended_fields:
+            self.recommended = recommended
+
+    def _initial_base_model(self) -> PolicyModel | None:
+        value = self.initial.get("base_model")
+        if isinstance(value, PolicyModel):
+            return value
+        if value is None or not str(value).isdigit():
+            return None
+        return trainable_models().filter(pk=int(str(value))).first()  # type: ignore[no-any-return]
 
     def _preselect_only_choices(self) -> None:
         """Where a choice has exactly one option, start with it chosen (an empty form only)."""

@@ -95,6 +95,39 @@ class TrainingRun(BackgroundJob):
         return min(100, int(100 * self.step / self.total_steps))
 
 
+class RecommendedSettings(models.Model):
+    """Settings a base model recommends for runs of one kind, measured rather than guessed:
+    the launch form fills them in when the model is chosen, and a run created without them
+    (the API) takes them before the kind's defaults.
+
+    ``values`` holds some fields of the kind's config (``training.core.configs``), validated
+    by ``training.recommendations.recommended_settings_set``; ``note`` says where they come
+    from (shown on the form).
+    """
+
+    base_model = models.ForeignKey(
+        PolicyModel, on_delete=models.CASCADE, related_name="recommended_settings"
+    )
+    kind = models.CharField(max_length=10, choices=TrainingRun.Kind.choices)
+    values = models.JSONField(default=dict)
+    note = models.TextField(blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "recommended settings"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base_model", "kind"], name="recommendedsettings_unique_model_kind"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base_model} ({self.kind})"
+
+
 class TrainingMetric(models.Model):
     """One report of a run: the metrics after optimizer step ``step`` (the curves' points)."""
 

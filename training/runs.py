@@ -32,6 +32,7 @@ from training.core.configs import ConfigError, from_dict
 from training.core.runners import RunResult, RunSpec, TrainingError, latest_checkpoint
 from training.core.scoring import RewardStats
 from training.models import TrainingMetric, TrainingRun
+from training.recommendations import recommended_settings_for, recommended_values
 from training.reporting import RunReporter
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,9 @@ def training_run_create(
 ) -> TrainingRun:
     """Validate and queue a run of ``kind``; a worker starts it after the commit.
 
+    Config fields left out take the base model's recommended settings for ``kind``
+    (:mod:`training.recommendations`), then the kind's defaults.
+
     Raises :class:`RunError` (with ``field``) for a bad config value, a model that cannot
     be trained, a snapshot without the data the kind needs, or a wrong reward run.
     """
@@ -238,7 +242,10 @@ def training_run_create(
             f"unknown kind of run {kind!r} (known: {', '.join(TrainingRun.Kind.values)})",
             field="kind",
         )
-    stored_config = _validated_config(kind, config)
+    # What the caller leaves out, the base model's recommendations fill before the kind's
+    # defaults (the launch form shows and sends them all).
+    recommended = recommended_values(recommended_settings_for(model=base_model, kind=kind))
+    stored_config = _validated_config(kind, {**recommended, **(config or {})})
     _check_trainable(base_model)
     _check_reward_base(kind, base_model)
     _check_policy_base(kind, base_model)

@@ -113,6 +113,19 @@ def reward_run_heldout_accuracy(*, run: TrainingRun) -> float | None:
     return _finite((run.eval_metrics or {}).get("eval/rewards/accuracies"))
 
 
+def reward_run_heldout_interval(*, run: TrainingRun) -> WinRate | None:
+    """The held-out accuracy as a rate over the snapshot's held-out pairs, with its 95%
+    Wilson interval: how far 20 pairs can tell a reward model from a coin. Exact when each
+    prompt has one pair (the HH demo); with several, the accuracy is a mean over prompts and
+    the count is rounded."""
+    accuracy = reward_run_heldout_accuracy(run=run)
+    pairs = run.snapshot.eval_count
+    if accuracy is None or not pairs:
+        return None
+    right = min(pairs, max(0, round(accuracy * pairs)))
+    return ratings.win_rate(right, 0, pairs - right)
+
+
 def reward_runs_finished() -> QuerySet[TrainingRun]:
     """Succeeded reward-model runs with a model folder: the choices for PPO, GRPO and scoring."""
     return (

@@ -7,7 +7,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -21,6 +27,7 @@ from training.forms import (
     TrainingRunForm,
     kind_or_default,
     run_filter_choices,
+    trainable_models,
 )
 from training.models import RewardScoring, TrainingRun
 
@@ -75,15 +82,29 @@ def run_create(request: AuthenticatedRequest) -> HttpResponse:
                 return redirect(run)
     else:
         # ?kind=&model=&snapshot=&reward_run= prefill the form; htmx sends every field when
-        # the kind changes so the values typed so far survive the swap.
-        form = TrainingRunForm(
-            initial=_initial_from(request.GET), kind=kind_or_default(request.GET.get("kind"))
-        )
+        # the kind or the base model changes so the values typed so far survive the swap.
+        initial = _initial_from(request.GET)
+        if not _names_a_trainable_model(initial.get("base_model")):
+            return HttpResponseBadRequest(
+                "base model: not the id of a model that can be trained", content_type="text/plain"
+            )
         # A checkbox that was on the page but sent no value was unticked: keep it unticked
         # rather than falling back to its default (boxes of the previous kind only).
         for name in request.GET.getlist("_checkbox"):
-            if name in form.fields and name not in request.GET:
-                form.initial[name] = False
+            if name not in request.GET:
+                initial[name] = False
+        # The admin has just chosen a base model or a kind: its recommended settings replace
+        # what the form showed, and the fields the last recommendation filled go back to the
+        # kind's defaults (unless the new one fills them too).
+        chosen = request.htmx and request.htmx.trigger_name in ("base_model", "kind")  # type: ignore[attr-defined]
+        if chosen:
+            for name in request.GET.getlist("_recommended"):
+                initial.pop(name, None)
+        form = TrainingRunForm(
+            initial=initial,
+            kind=kind_or_default(request.GET.get("kind")),
+            recommend_over_initial=bool(chosen),
+        )
         if request.htmx:  # type: ignore[attr-defined]
             return render(request, "training/_run_kind_fields.html", {"form": form})
     kinds = TrainingRun.Kind.choices
@@ -95,8 +116,16 @@ def _initial_from(params: Any) -> dict[str, Any]:
     return {
         aliases.get(key, key): params.get(key)
         for key in params
-        if key not in ("csrfmiddlewaretoken", "kind", "_checkbox") and params.get(key) != ""
+        if key not in ("csrfmiddlewaretoken", "kind", "_checkbox", "_recommended")
+        and params.get(key) != ""
     }
+
+
+def _names_a_trainable_model(value: object) -> bool:
+    """No base model given, or the id of one a run can start from."""
+    if value is None:
+        return True
+    return str(value).isdigit() and trainable_models().filter(pk=int(str(value))).exists()
 
 
 # --- one run ------------------------------------------------------------------------------------
@@ -162,6 +191,8 @@ def _status_context(run: TrainingRun) -> dict[str, Any]:
         context["hacking"] = selectors.training_run_hacking_check(run=run)
         if run.reward_run is not None:
             context["reward_accuracy"] = selectors.reward_run_heldout_accuracy(run=run.reward_run)
+    if run.kind == TrainingRun.Kind.REWARD:
+        context["heldout"] = selectors.reward_run_heldout_interval(run=run)
     if run.kind == TrainingRun.Kind.REWARD and run.status == TrainingRun.Status.SUCCEEDED:
         context["score_jobs"] = GenerationJob.objects.filter(
             status=GenerationJob.Status.SUCCEEDED

@@ -70,6 +70,20 @@
   document.addEventListener("htmx:afterSettle", () => syncShownWith(document));
   syncShownWith(document);
 
+  // The run form's base model (data-recommended-settings) asks the server for the settings
+  // only when the choice changes them: the new model recommends some for the kind shown, or
+  // the settings shown are the last model's recommendations. Otherwise nothing is swapped,
+  // so what was typed meanwhile cannot be overwritten by a late answer.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const select = event.detail.elt;
+    if (!select.matches || !select.matches("select[data-recommended-settings]")) return;
+    const fields = document.getElementById("kind-fields");
+    const option = select.selectedOptions[0];
+    const kinds = ((option && option.dataset.recommends) || "").split(" ");
+    const shown = document.getElementById("recommended-note");
+    if (!shown && !(fields && kinds.includes(fields.dataset.kind))) event.preventDefault();
+  });
+
   // Escape leaves a text box, so the page's keyboard shortcuts work again instead of
   // typing into it (the comment or ideal response on the labeling page).
   document.addEventListener("keydown", (event) => {

@@ -87,6 +87,35 @@ def test_the_run_form_preselects_hides_lora_and_keeps_the_token_out_of_urls(  # 
     assert not page.is_checked("#id_use_lora")
 
 
+def test_the_run_form_fills_in_what_the_chosen_base_model_recommends(  # type: ignore[no-untyped-def]
+    page, live_server, carol, tmp_path: Path
+) -> None:
+    from training.recommendations import recommended_settings_set
+
+    plain = tiny_policy(tmp_path / "plain", name="plain model")
+    encoder = tiny_policy(tmp_path / "encoder", name="encoder")
+    recommended_settings_set(model=encoder, kind="reward", values={"learning_rate": 5e-5})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    login(page, live_server, "carol", PASSWORD)
+    page.goto(f"{live_server.url}/training/runs/new/?kind=reward")
+    page.fill("#id_seed", "7")
+    requests.clear()  # the page itself
+    # A model that recommends nothing: no request, nothing changes.
+    page.select_option("#id_base_model", str(plain.pk))
+    page.wait_for_timeout(300)
+    assert not [u for u in requests if "/training/runs/new/?" in u]
+    page.select_option("#id_base_model", str(encoder.pk))
+    page.wait_for_selector("#recommended-note")
+    assert page.input_value("#id_learning_rate") == "5e-05"
+    assert page.input_value("#id_seed") == "7"  # typed, kept
+    # Back to the plain model: the recommended value returns to the kind's default.
+    page.select_option("#id_base_model", str(plain.pk))
+    page.wait_for_selector("#recommended-note", state="detached")
+    assert page.input_value("#id_learning_rate") == "1e-05"
+    assert page.input_value("#id_seed") == "7"
+
+
 def test_long_names_stay_on_one_line_and_undo_keeps_what_was_written(  # type: ignore[no-untyped-def]
     page, live_server, carol, alice
 ) -> None:

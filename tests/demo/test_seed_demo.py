@@ -12,10 +12,13 @@ from django.core.management import call_command
 from django.test import RequestFactory
 
 from config.roles import user_is_admin, user_is_annotator, user_is_researcher
+from demo.management.commands.seed_demo import ENCODER_REWARD_SETTINGS
 from generation.models import Completion, GenerationJob, PolicyModel, PromptSet
 from labeling.models import DatasetSnapshot, LabelingQueue
 from tests.queries import first_row
 from training.core.hf import reward_architecture
+from training.forms import TrainingRunForm
+from training.recommendations import recommended_settings_for, recommended_settings_set
 
 
 @pytest.mark.slow
@@ -59,6 +62,23 @@ def test_it_seeds_the_demo_idempotently(db, settings, tmp_path: Path) -> None:  
     assert snapshot.name == "HH-RLHF harmless (demo snapshot)"
     assert snapshot.row_count == 200 and snapshot.eval_count > 0
     assert LabelingQueue.objects.count() == 2
+    # MiniLM recommends its measured reward-run settings, and carol's launch form shows them
+    # as soon as she picks it (with the HH snapshot): her first run needs no typing.
+    recommended = recommended_settings_for(model=encoder, kind="reward")
+    assert recommended is not None and recommended.values == ENCODER_REWARD_SETTINGS
+    assert recommended.values["learning_rate"] > 1e-5  # the form's own default stays at chance
+    form = TrainingRunForm(
+        initial={"base_model": str(encoder.pk), "snapshot": str(snapshot.pk)}, kind="reward"
+    )
+    for name, value in ENCODER_REWARD_SETTINGS.items():
+        assert form[name].value() == value, name
+    assert recommended_settings_for(model=tiny, kind="reward") is None
+    # An admin's later change survives another seed.
+    recommended_settings_set(model=encoder, kind="reward", values={"learning_rate": 2e-5})
+    call_command("seed_demo", "--no-job", stdout=StringIO())
+    assert recommended_settings_for(model=encoder, kind="reward").values == {  # type: ignore[union-attr]
+        "learning_rate": 2e-5
+    }
 
 
 @pytest.mark.slow

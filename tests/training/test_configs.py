@@ -18,6 +18,7 @@ from training.core.configs import (
     KTOConfig,
     PPOConfig,
     RewardConfig,
+    RLConfig,
     SFTConfig,
     config_fields,
     from_dict,
@@ -111,6 +112,7 @@ BAD_VALUES: list[tuple[str, str, Any]] = [
     ("ppo", "vllm_gpu_memory_utilization", 0.0),
     ("ppo", "vllm_gpu_memory_utilization", 1.5),
     ("ppo", "rollout_backend", "sglang"),
+    ("ppo", "rollout_sample_batch", 0),
     ("ppo", "reward_clip", -1.0),
     ("ppo", "length_penalty", -0.01),
     ("grpo", "rollout_k", 1),
@@ -141,6 +143,33 @@ def test_it_checks_lora_settings_only_when_lora_is_on(field: str, value: Any) ->
     assert off.errors() == []
     with pytest.raises(ConfigError, match=field):
         on.validate()
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "message"),
+    [
+        ({"rollout_batch_prompts": 6}, "rollout_batch_prompts", "multiple of the number"),
+        ({"batch_size": 4, "minibatch_size": 4}, "minibatch_size", ">= batch_size * num_"),
+        ({"rollout_backend": "vllm"}, "rollout_backend", "vllm samples in one process"),
+        ({"num_nodes": 2}, "num_nodes", "one machine"),
+        ({"parallelism": "fsdp"}, "parallelism", "ddp only"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["ppo", "grpo"])
+def test_it_refuses_an_rl_run_in_processes_it_cannot_share(
+    kind: str, config: dict[str, Any], field: str, message: str
+) -> None:
+    # Valid in 4 processes: 8 prompts (2 each), minibatches of 8 micro-batches of 1.
+    rl: type[RLConfig] = PPOConfig if kind == "ppo" else GRPOConfig
+    four = rl(num_processes=4, batch_size=1, minibatch_size=8)
+    assert four.validate() is four
+    # batch_size is each process's micro-batch here, not a global batch to split.
+    assert dataclasses.replace(four, batch_size=2, minibatch_size=8).validate()
+
+    with pytest.raises(ConfigError) as excinfo:
+        dataclasses.replace(four, **config).validate()
+
+    assert excinfo.value.field == field and message in str(excinfo.value)
 
 
 def test_it_checks_the_adaptive_kl_settings_only_when_adaptive() -> None:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import wait_for
 from tests.training.factories import labeled_snapshot, tiny_policy
+from tests.training.test_api_rl import _reward_run
 from tests.training.test_views_runs import launch_data
 from training import runs
 from training.models import TrainingMetric, TrainingRun
@@ -36,11 +37,13 @@ def snapshot(db):  # type: ignore[no-untyped-def]
     return labeled_snapshot(prompts=4, k=3, eval_fraction=0.3, seed=1, name="prefs")
 
 
-def _create(user, base, snapshot, kind: str = "dpo", **config):  # type: ignore[no-untyped-def]
+def _create(user, base, snapshot, kind: str = "dpo", reward_run=None, **config):  # type: ignore[no-untyped-def]
     api = APIClient()
     token, _ = Token.objects.get_or_create(user=user)
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     body = {"kind": kind, "base_model": base.pk, "snapshot": snapshot.pk, "config": config}
+    if reward_run is not None:
+        body["reward_run"] = reward_run
     return api.post(RUNS, body, format="json")
 
 
@@ -93,10 +96,26 @@ def test_it_refuses_deepspeed_where_the_workers_have_no_cuda(
     assert response.status_code == 201, response.content
 
 
-def test_it_keeps_ppo_in_one_process(carol, base, snapshot) -> None:  # type: ignore[no-untyped-def]
-    response = _create(carol, base, snapshot, kind="ppo", num_processes=2)
-    assert response.status_code == 400
-    assert "one process" in str(response.json()["num_processes"])
+@pytest.mark.parametrize("kind", ["ppo", "grpo"])
+def test_it_creates_an_rl_run_in_processes_that_share_its_rollouts(  # type: ignore[no-untyped-def]
+    carol, base, snapshot, tmp_path, kind
+) -> None:
+    reward = _reward_run(tmp_path)
+    shared = {"num_processes": 2, "batch_size": 2, "minibatch_size": 4}
+
+    created = _create(carol, base, snapshot, kind, reward_run=reward.pk, **shared)
+
+    assert created.status_code == 201, created.content
+    assert TrainingRun.objects.get(kind=kind).config["num_processes"] == 2
+    refused = [
+        _create(carol, base, snapshot, kind, reward_run=reward.pk, **shared, **bad)
+        for bad in ({"rollout_batch_prompts": 3}, {"rollout_backend": "vllm"})
+    ]
+    assert [r.status_code for r in refused] == [400, 400]
+    assert "multiple of the number of processes (2)" in str(
+        refused[0].json()["rollout_batch_prompts"]
+    )
+    assert "vllm samples in one process" in str(refused[1].json()["rollout_backend"])
 
 
 def test_it_launches_a_two_process_run_from_the_form(  # type: ignore[no-untyped-def]

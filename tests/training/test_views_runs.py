@@ -281,6 +281,159 @@ def test_it_prefills_the_form_from_the_query(
     assert '<option value="ppo" selected>' in body
 
 
+# --- a base model's recommended settings ------------------------------------------------------
+
+
+@pytest.fixture
+def encoder(db, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A second base model that recommends settings for reward runs."""
+    from training.recommendations import recommended_settings_set
+
+    (tmp_path / "encoder").mkdir()
+    encoder = tiny_policy(tmp_path / "encoder", name="encoder <base>")
+    recommended_settings_set(
+        model=encoder,
+        kind="reward",
+        values={"learning_rate": 5e-5, "num_epochs": 3, "grouped": False},
+        note="Measured on <b>HH</b>.",
+    )
+    return encoder
+
+
+def test_it_fills_in_the_base_models_recommended_settings(
+    client: Client, carol, model, encoder
+) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    body = client.get(f"/training/runs/new/?kind=reward&model={encoder.pk}").content.decode()
+    rate = field_block(body, "learning_rate")
+    assert 'value="5e-05"' in rate
+    # Where the value came from, and what it would have been.
+    assert "Recommended for encoder &lt;base&gt; (the default is 1e-05)" in rate
+    assert 'value="3"' in field_block(body, "num_epochs")
+    assert "checked" not in field_block(body, "grouped")  # a box recommended off
+    assert 'value="4"' in field_block(body, "batch_size")  # not recommended: the default
+    assert "Recommended" not in field_block(body, "batch_size")
+    note = body[body.index('id="recommended-note"') :]
+    note = note[: note.index("</p>")]
+    assert "encoder &lt;base&gt;" in note and "Measured on &lt;b&gt;HH&lt;/b&gt;." in note
+    assert '<input type="hidden" name="_recommended" value="learning_rate">' in body
+    # The same model recommends nothing for DPO; another model nothing at all.
+    dpo = client.get(f"/training/runs/new/?kind=dpo&model={encoder.pk}").content.decode()
+    assert 'value="1e-05"' in field_block(dpo, "learning_rate")
+    assert "recommended-note" not in dpo and "Recommended for" not in dpo
+    tiny = client.get(f"/training/runs/new/?kind=reward&model={model.pk}").content.decode()
+    assert "recommended-note" not in tiny and 'value="1e-05"' in field_block(tiny, "learning_rate")
+
+
+def test_it_keeps_a_value_the_link_gives_over_the_recommendation(
+    client: Client, carol, encoder
+) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    body = client.get(
+        f"/training/runs/new/?kind=reward&model={encoder.pk}&learning_rate=0.001"
+    ).content.decode()
+    assert 'value="0.001"' in field_block(body, "learning_rate")
+    assert "Recommended" not in field_block(body, "learning_rate")
+    assert "Recommended for" in field_block(body, "num_epochs")
+
+
+def test_it_swaps_in_the_recommendations_when_the_base_model_changes(
+    client: Client, carol, model, encoder
+) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    page = client.get("/training/runs/new/?kind=reward").content.decode()
+    select = field_block(page, "base_model")
+    assert 'hx-get="/training/runs/new/"' in select and 'hx-target="#kind-fields"' in select
+    assert 'hx-params="not csrfmiddlewaretoken"' in select
+    # The options say which kinds a model recommends settings for (the page asks for the
+    # settings only when they change); the other models' options say nothing.
+    assert f'<option value="{encoder.pk}" data-recommends="reward">' in select
+    assert f'<option value="{model.pk}">' in select
+    # htmx sends the whole form: the values shown so far, then the new model.
+    shown = {"kind": "reward", "learning_rate": "1e-05", "num_epochs": "1", "seed": "7"}
+    picked = client.get(
+        "/training/runs/new/",
+        shown | {"base_model": encoder.pk, "grouped": "on", "_checkbox": ["grouped"]},
+        headers=HX | {"HX-Trigger-Name": "base_model"},
+    ).content.decode()
+    assert "<html" not in picked and 'id="recommended-note"' in picked
+    assert 'value="5e-05"' in field_block(picked, "learning_rate")
+    assert 'value="3"' in field_block(picked, "num_epochs")
+    assert "checked" not in field_block(picked, "grouped")
+    assert 'value="7"' in field_block(picked, "seed")  # typed, not recommended: kept
+    # Back to a model that recommends nothing: the recommended fields return to the
+    # kind's defaults, the typed seed stays.
+    back = client.get(
+        "/training/runs/new/",
+        {
+            "kind": "reward",
+            "base_model": model.pk,
+            "learning_rate": "5e-05",
+            "num_epochs": "3",
+            "seed": "7",
+            "_checkbox": ["grouped"],
+            "_recommended": ["learning_rate", "num_epochs", "grouped"],
+        },
+        headers=HX | {"HX-Trigger-Name": "base_model"},
+    ).content.decode()
+    assert "recommended-note" not in back
+    assert 'value="1e-05"' in field_block(back, "learning_rate")
+    assert 'value="1"' in field_block(back, "num_epochs")
+    assert "checked" in field_block(back, "grouped")
+    assert 'value="7"' in field_block(back, "seed")
+
+
+def test_it_swaps_in_the_recommendations_when_the_kind_changes(
+    client: Client, carol, encoder
+) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(carol)
+    # The DPO form showed the common defaults; the admin switches to reward.
+    body = client.get(
+        "/training/runs/new/",
+        {"kind": "reward", "base_model": encoder.pk, "learning_rate": "1e-05", "beta": "0.1"},
+        headers=HX | {"HX-Trigger-Name": "kind"},
+    ).content.decode()
+    assert 'value="5e-05"' in field_block(body, "learning_rate")
+    assert 'id="recommended-note"' in body
+
+
+def test_it_launches_with_the_recommended_settings_as_shown(
+    client: Client, carol, encoder, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    pairs = labeled_snapshot(prompts=3, k=2, mode="pairwise", name="pairs")
+    client.force_login(carol)
+    data = launch_data(encoder, pairs, kind="reward", learning_rate=5e-5, num_epochs=3)
+    del data["grouped"]
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/training/runs/new/", data)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    run = TrainingRun.objects.get()
+    assert (run.config["learning_rate"], run.config["num_epochs"], run.config["grouped"]) == (
+        5e-5,
+        3,
+        False,
+    )
+
+
+def test_it_refuses_a_base_model_that_is_not_a_trainable_models_id(
+    client: Client, carol, model
+) -> None:  # type: ignore[no-untyped-def]
+    served = PolicyModelFactory(name="served", backend="openai", server_url="http://x/v1")
+    client.force_login(carol)
+    for value in ("abc", "999999", str(served.pk), "-1"):
+        response = client.get(f"/training/runs/new/?kind=reward&model={value}")
+        assert response.status_code == 400, value
+        assert "base model" in response.content.decode()
+        htmx = client.get(
+            "/training/runs/new/",
+            {"kind": "reward", "base_model": value},
+            headers=HX | {"HX-Trigger-Name": "base_model"},
+        )
+        assert htmx.status_code == 400, value
+    # An empty choice ("---------") is no model, not a bad one.
+    assert client.get("/training/runs/new/?kind=reward&base_model=").status_code == 200
+
+
 def test_it_launches_a_run_from_the_form(  # type: ignore[no-untyped-def]
     client: Client, carol, model, snapshot, django_capture_on_commit_callbacks
 ) -> None:
@@ -433,6 +586,36 @@ def test_it_shows_a_finished_run_with_its_model(client: Client, carol, model, sn
     assert snapshot.name in lineage and model.name in lineage
     assert f"/generation/jobs/?model={output.pk}" in model_page
     assert 'id="model-lineage"' not in client.get(model.get_absolute_url()).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("eval_pairs", "accuracy", "shown", "chance"),
+    [
+        # 7 of 20: Wilson's 95% interval is 18-57%, which holds 50%.
+        (20, 0.35, "<strong>35%</strong> of the 20 held-out pairs (95% interval 18–57%)", True),
+        # 180 of 300: 54-65%, clear of chance.
+        (300, 0.6, "<strong>60%</strong> of the 300 held-out pairs (95% interval 54–65%)", False),
+    ],
+)
+def test_it_shows_a_reward_runs_held_out_accuracy_with_its_interval(
+    client: Client, carol, model, tmp_path, eval_pairs, accuracy, shown, chance
+) -> None:  # type: ignore[no-untyped-def]
+    pairs = labeled_snapshot(prompts=2, k=2, mode="pairwise", name="pairs")
+    type(pairs).objects.filter(pk=pairs.pk).update(eval_count=eval_pairs)
+    run = reward_run(
+        tmp_path,
+        snapshot=pairs,
+        base_model=model,
+        eval_metrics={"eval/loss": 0.69, "eval/rewards/accuracies": accuracy},
+    )
+    client.force_login(carol)
+    body = client.get(run.get_absolute_url()).content.decode()
+    line = body.split('id="heldout-accuracy">', 1)[1].split("</p>", 1)[0]
+    assert shown in line
+    assert ("too few pairs to tell this model from chance" in line) is chance
+    # A DPO run's page says nothing of the kind.
+    dpo = reward_run(tmp_path, kind="dpo", snapshot=pairs, eval_metrics=run.eval_metrics)
+    assert "heldout-accuracy" not in client.get(dpo.get_absolute_url()).content.decode()
 
 
 def test_it_shows_why_a_run_failed_and_offers_resume(

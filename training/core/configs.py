@@ -73,6 +73,7 @@ BUDGET_LIMITS: dict[str, int | float] = {
     "kl_horizon": 10_000_000,
     "rollout_k": 64,
     "rollout_batch_prompts": 4096,
+    "rollout_sample_batch": 4096,
     "max_new_tokens": 8192,
     "ppo_epochs": 100,
     "minibatch_size": 4096,
@@ -402,7 +403,14 @@ class RLConfig(CommonConfig):
     """Completions sampled per prompt in each rollout."""
 
     rollout_batch_prompts: int = 8
-    """Prompts per rollout."""
+    """Prompts per rollout (all processes together: each takes an equal share)."""
+
+    rollout_sample_batch: int = 64
+    """Completions the transformers sampler draws in one ``generate`` call. Each call's
+    randomness is seeded from the rollout and the position of its first completion in the
+    rollout, so a run in several processes samples what one process samples when each
+    process's share (``rollout_batch_prompts / num_processes * rollout_k`` completions) is
+    a multiple of it."""
 
     max_new_tokens: int = 32
     """Longest sampled completion, in tokens."""
@@ -466,17 +474,45 @@ class RLConfig(CommonConfig):
             )
         if not self.clip_range > 0:
             yield ConfigError("clip_range", "must be > 0")
+        if self.rollout_sample_batch < 1:
+            yield ConfigError("rollout_sample_batch", "must be >= 1")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             yield ConfigError("vllm_gpu_memory_utilization", "must be in (0, 1]")
 
     def _parallel_errors(self) -> Iterator[ConfigError]:
-        # PPO and GRPO are this project's own loop, not a Trainer: one process for now.
-        if self.num_processes != 1:
-            yield ConfigError("num_processes", "PPO and GRPO run in one process (for now)")
+        # This project's own loop (training/core/rl), not a Trainer: ``batch_size`` is each
+        # process's micro-batch, not a global batch split among the processes; see the
+        # README's "Scaling out" for how the work is shared.
+        if self.num_processes < 1:
+            yield ConfigError("num_processes", "must be >= 1")
         if self.num_nodes != 1:
             yield ConfigError("num_nodes", "PPO and GRPO run on one machine (for now)")
         if self.parallelism != "ddp" or self.parallelism_config.strip():
-            yield ConfigError("parallelism", "PPO and GRPO run in one process (for now)")
+            yield ConfigError(
+                "parallelism", "PPO and GRPO run under ddp only (each process holds the model)"
+            )
+        processes = self.num_processes
+        if processes <= 1:
+            return
+        if self.rollout_batch_prompts % processes:
+            yield ConfigError(
+                "rollout_batch_prompts",
+                f"must be a multiple of the number of processes ({processes}): each process "
+                "samples and scores an equal share of the rollout's prompts",
+            )
+        if self.minibatch_size < self.batch_size * processes:
+            yield ConfigError(
+                "minibatch_size",
+                f"must be >= batch_size * num_processes ({self.batch_size * processes}): "
+                "each optimizer step shares its minibatch's micro-batches of batch_size "
+                "completions among the processes, at least one each",
+            )
+        if self.rollout_backend == "vllm":
+            yield ConfigError(
+                "rollout_backend",
+                "vllm samples in one process only: use the transformers backend with "
+                "num_processes > 1",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,7 @@ from generation.backends.base import PromptInput
 from training.core.configs import GRPOConfig
 from training.core.data import PromptData
 from training.core.reporting import ProgressReporter
-from training.core.rl import RLTrainer, mix_seed, run_rl
+from training.core.rl import RLTrainer, run_rl
 from training.core.runners import RunResult, RunSpec
 
 __all__ = ["run_grpo"]
@@ -80,9 +80,8 @@ class _GRPOTrainer(RLTrainer):
 
         config = self.config
         k = config.rollout_k
-        batch, scores = self.sample_and_score(
-            prompts, prompt_ids, n=k, seed=mix_seed(config.seed, 1, index)
-        )
+        # The whole rollout's, when several processes each sampled their share of it.
+        batch, scores = self.experience(index, prompts, prompt_ids)
         task = self.task_rewards(scores, batch)
         kl = self.sequence_kl(batch)
         rewards = task - kl_coef * kl

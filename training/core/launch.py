@@ -19,8 +19,9 @@ Each rank runs ``python -m training.core.launch rank <launch folder>``: the same
 :func:`~training.core.runners.run_training` as a one-process run, with a
 :class:`RankReporter`. The Trainer (through accelerate) reads torchrun's environment and
 trains under DDP, on gloo on a CPU and NCCL on GPUs, or under FSDP or DeepSpeed when the
-config says so (:func:`parallelism_arguments`). The caller's own heartbeat keeps beating
-while the group runs: this module only polls files.
+config says so (:func:`parallelism_arguments`). PPO and GRPO, this project's own loop, join
+the group themselves (:mod:`training.core.rl.distributed`). The caller's own heartbeat
+keeps beating while the group runs: this module only polls files.
 
 Layout of ``output_dir/launch``::
 

@@ -69,6 +69,9 @@ Design choices:
 - **Stopping.** ``reporter.should_stop()`` is asked before each rollout and after each PPO
   epoch; a stop in the middle of a rollout skips its remaining epochs (the rollout counts
   as done). Either way a checkpoint is saved and the run returns ``"cancelled"``.
+- **Several processes.** With ``num_processes > 1`` each rank samples and scores its share
+  of the rollout's prompts; GAE, the whitening and the metrics are computed on the gathered
+  rollout, so over all ranks' completions (:mod:`training.core.rl.distributed`).
 - **Lengths.** A completion that reaches ``max_new_tokens`` without EOS is scored as it
   is (the scorer appends the EOS the reward model was trained with). Prompts keep their
   last ``max_length - max_new_tokens`` tokens.
@@ -99,7 +102,7 @@ from generation.backends.base import PromptInput
 from training.core.configs import PPOConfig
 from training.core.data import PromptData
 from training.core.reporting import ProgressReporter
-from training.core.rl import RLTrainer, mix_seed, run_rl
+from training.core.rl import RLTrainer, run_rl
 from training.core.runners import RunResult, RunSpec
 
 __all__ = ["run_ppo"]
@@ -142,9 +145,8 @@ class _PPOTrainer(RLTrainer):
         from training.core.losses import gae, masked_whiten, shaped_rewards
 
         config = self.config
-        batch, scores = self.sample_and_score(
-            prompts, prompt_ids, n=config.rollout_k, seed=mix_seed(config.seed, 1, index)
-        )
+        # The whole rollout's, when several processes each sampled their share of it.
+        batch, scores = self.experience(index, prompts, prompt_ids)
         assert batch.values is not None
         task = self.task_rewards(scores, batch)
         mask = batch.response_mask

@@ -85,12 +85,16 @@ class RolloutSampler(Protocol):
         max_new_tokens: int,
         temperature: float,
         seed: int,
+        first_row: int = 0,
     ) -> list[list[int]]:
         """``n`` completions per prompt, prompt-major (``len(prompts) * n`` rows).
 
         Each row is the sampled token ids, through the first EOS when one was sampled
-        (inclusive), else ``max_new_tokens`` ids. The same inputs and ``seed`` give the
-        same rows.
+        (inclusive), else ``max_new_tokens`` ids. The same inputs, ``seed`` and
+        ``first_row`` give the same rows. ``first_row`` is the position of this call's first
+        row in the whole rollout, when a process samples only its share of it: the
+        randomness of a row derives from ``seed`` and its position in the rollout, not in
+        this call.
         """
         ...
 
@@ -107,8 +111,11 @@ class TransformersRolloutSampler:
     """Samples with ``model.generate`` from the in-memory policy (peft-wrapped or not).
 
     Prompts are left-padded and batched ``batch_size`` rows (prompt x sample) at a time;
-    ``autocast()`` is entered around each ``generate`` call (bf16 on CUDA). The global RNG
-    is left as it was: the seed applies to a fork of it.
+    ``autocast()`` is entered around each ``generate`` call (bf16 on CUDA). Each batch is
+    seeded with ``seed`` plus the rollout position of its first row (``seed`` itself at row
+    0), so a process sampling the rows ``first_row ..`` of a rollout draws what one process
+    sampling the whole rollout draws, when ``first_row`` is a multiple of ``batch_size``.
+    The global RNG is left as it was: the seeds apply to a fork of it.
     """
 
     def __init__(
@@ -136,6 +143,7 @@ class TransformersRolloutSampler:
         max_new_tokens: int,
         temperature: float,
         seed: int,
+        first_row: int = 0,
     ) -> list[list[int]]:
         import torch
 
@@ -144,8 +152,9 @@ class TransformersRolloutSampler:
         cuda = self.device.startswith("cuda")
         devices = [torch.device(self.device).index or 0] if cuda else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
             for start in range(0, len(rows), self.batch_size):
+                # As vLLM's requests are seeded: the seed plus the row's position.
+                torch.manual_seed((seed + first_row + start) % (1 << 63))
                 out.extend(
                     self._generate(
                         rows[start : start + self.batch_size], max_new_tokens, temperature
@@ -371,6 +380,7 @@ class VLLMRolloutSampler:
         max_new_tokens: int,
         temperature: float,
         seed: int,
+        first_row: int = 0,
     ) -> list[list[int]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -394,7 +404,7 @@ class VLLMRolloutSampler:
                 top_k=0,  # off: PPO needs the policy's full distribution
                 min_p=0.0,
                 max_tokens=max_new_tokens,
-                seed=base + index * n,
+                seed=base + first_row + index * n,
                 ignore_eos=True,  # stop at eos_ids only, as the transformers sampler does
                 stop_token_ids=list(self.eos_ids) or None,
                 detokenize=False,  # the trainer decodes the tokens it keeps

@@ -25,6 +25,10 @@ Everything else is here, once:
   derived from ``(seed, r)``), **checkpoints** written to a temporary folder and renamed
   (``policy/``, ``optimizer.pt``, ``rng_state.pt``, ``ppo_state.json`` and, for PPO,
   ``value_head.pt``), a stop asked before each rollout and after each epoch over it.
+- **Several processes** (``num_processes > 1``, launched by torchrun through
+  :func:`~training.core.launch.run_launched`): each rank samples its share of a rollout's
+  prompts, the rollout is gathered, micro-batches are dealt to the ranks and their gradients
+  summed; see :mod:`training.core.rl.distributed`.
 
 Metrics every kind reports per rollout: ``score`` (the reward model's raw score),
 ``score/task`` (the score after normalisation, clipping and the length penalty),

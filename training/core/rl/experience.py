@@ -33,6 +33,7 @@ __all__ = [
     "decode_completions",
     "eos_token_ids",
     "forward_response",
+    "merge_rollouts",
     "pack_rollout",
     "trim_padding",
 ]
@@ -74,6 +75,59 @@ def pack_rollout(
         input_ids[i, width : width + len(response)] = torch.tensor(response, dtype=torch.long)
         attention_mask[i, width - len(prompt) : width + len(response)] = 1
     return input_ids, attention_mask, input_ids[:, width:], attention_mask[:, width:].bool()
+
+
+def merge_rollouts(
+    parts: Sequence[tuple[Rollout, torch.Tensor]], pad_id: int
+) -> tuple[Rollout, torch.Tensor]:
+    """The processes' rollouts and scores as one, in order: what one process would have
+    built from all their completions (:func:`pack_rollout`'s layout, prompts left-padded to
+    the longest prompt, completions right-padded to the longest completion)."""
+    import torch
+
+    if len(parts) == 1:
+        return parts[0]
+    batches = [batch for batch, _ in parts]
+    width = max(b.input_ids.shape[1] - b.response_mask.shape[1] for b in batches)
+    length = max(b.response_mask.shape[1] for b in batches)
+
+    def widen(t: torch.Tensor, prompt: int, fill: int | float | bool) -> torch.Tensor:
+        """``t`` ``[n, prompt + r]`` placed in ``[n, width + length]``: the prompt part
+        left-padded, the completion part right-padded."""
+        out = torch.full((t.shape[0], width + length), fill, dtype=t.dtype)
+        out[:, width - prompt : width] = t[:, :prompt]
+        out[:, width : width + t.shape[1] - prompt] = t[:, prompt:]
+        return out
+
+    def right(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((t.shape[0], length), dtype=t.dtype)
+        out[:, : t.shape[1]] = t
+        return out
+
+    input_ids, attention_mask = [], []
+    for b in batches:
+        prompt = b.input_ids.shape[1] - b.response_mask.shape[1]
+        input_ids.append(widen(b.input_ids, prompt, pad_id))
+        attention_mask.append(widen(b.attention_mask, prompt, 0))
+    ids, attn = torch.cat(input_ids), torch.cat(attention_mask)
+    tokens = [b.response_mask.sum() for b in batches]
+    entropy = sum(b.entropy * t for b, t in zip(batches, tokens, strict=True)) / max(
+        int(sum(tokens)), 1
+    )
+    values = None
+    if batches[0].values is not None:
+        values = torch.cat([right(b.values) for b in batches if b.values is not None])
+    merged = Rollout(
+        ids,
+        attn,
+        ids[:, width:],
+        attn[:, width:].bool(),
+        torch.cat([right(b.logprobs) for b in batches]),
+        torch.cat([right(b.ref_logprobs) for b in batches]),
+        values,
+        torch.as_tensor(entropy, dtype=torch.float32),
+    )
+    return merged, torch.cat([scores for _, scores in parts])
 
 
 def trim_padding(
@@ -185,6 +239,7 @@ class RLExperience:
                 eos_ids=self.eos_ids,
                 pad_id=self.pad_id,
                 device=device,
+                batch_size=config.rollout_sample_batch,
                 autocast=self.autocast,
             )
 
@@ -203,9 +258,19 @@ class RLExperience:
         return ids[-max(1, self.config.max_length - self.max_new_tokens) :]
 
     def sample_and_score(
-        self, prompts: list[PromptInput], prompt_ids: list[list[int]], *, n: int, seed: int
+        self,
+        prompts: list[PromptInput],
+        prompt_ids: list[list[int]],
+        *,
+        n: int,
+        seed: int,
+        first_row: int = 0,
     ) -> tuple[Rollout, torch.Tensor]:
-        """``n`` completions per prompt from the current policy, and their scores ``[N]``."""
+        """``n`` completions per prompt from the current policy, and their scores ``[N]``.
+
+        ``first_row``: where these completions start in the whole rollout, when this
+        process samples only its share of it (see :meth:`RolloutSampler.sample`).
+        """
         import torch
 
         responses = self.sampler.sample(
@@ -214,6 +279,7 @@ class RLExperience:
             max_new_tokens=self.max_new_tokens,
             temperature=self.config.temperature,
             seed=seed,
+            first_row=first_row,
         )
         texts = decode_completions(self.tokenizer, responses, self.eos_ids)
         items = [(prompts[i // n], text) for i, text in enumerate(texts)]
@@ -222,6 +288,26 @@ class RLExperience:
         )
         rows = [ids for ids in prompt_ids for _ in range(n)]
         return self._score_tokens(rows, responses), scores
+
+    def experience(
+        self, index: int, prompts: list[PromptInput], prompt_ids: list[list[int]]
+    ) -> tuple[Rollout, torch.Tensor]:
+        """Rollout ``index``'s completions of this process's ``prompts`` (all of the rollout's
+        in one process), sampled, scored and scored by the policy and reference, then the
+        whole rollout's: every process's, merged in rank order
+        (:mod:`training.core.rl.distributed`)."""
+        from training.core.rl import distributed
+
+        k = self.config.rollout_k
+        first_row = distributed.rank() * len(prompts) * k
+        batch, scores = self.sample_and_score(
+            prompts,
+            prompt_ids,
+            n=k,
+            seed=mix_seed(self.config.seed, 1, index),
+            first_row=first_row,
+        )
+        return merge_rollouts(distributed.all_gather((batch, scores)), self.pad_id)
 
     def task_rewards(self, scores: torch.Tensor, batch: Rollout) -> torch.Tensor:
         """Each completion's reward before the KL penalty ``[N]``: normalised, clipped and
@@ -336,13 +422,22 @@ class RLExperience:
 
     def evaluate(self, prompts: list[PromptInput]) -> dict[str, float]:
         """``eval/score``, ``eval/kl`` and ``eval/response_length``: means over one sampled
-        completion per prompt."""
+        completion per prompt.
+
+        In several processes the chunks of ``rollout_batch_prompts`` prompts are dealt
+        round-robin to the ranks, each sampled as one process samples it, and the means
+        taken over all of them on every rank.
+        """
+        from training.core.rl import distributed
 
         scores: list[float] = []
         kls: list[float] = []
         lengths: list[float] = []
         chunk = self.config.rollout_batch_prompts
-        for start in range(0, len(prompts), chunk):
+        rank, ranks = distributed.rank(), distributed.world_size()
+        for number, start in enumerate(range(0, len(prompts), chunk)):
+            if number % ranks != rank:
+                continue
             part = prompts[start : start + chunk]
             batch, part_scores = self.sample_and_score(
                 part,
@@ -353,6 +448,9 @@ class RLExperience:
             kls.extend(self.sequence_kl(batch).tolist())
             lengths.extend(batch.response_mask.sum(dim=-1).float().tolist())
             scores.extend(part_scores.tolist())
+        if ranks > 1:
+            shares = distributed.all_gather((scores, kls, lengths))
+            scores, kls, lengths = ([x for share in shares for x in share[i]] for i in range(3))
         return {
             "eval/score": sum(scores) / len(scores),
             "eval/kl": sum(kls) / len(kls),

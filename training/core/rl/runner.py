@@ -36,6 +36,7 @@ def run_rl(
     the run ends.
     """
     from training.core.hf import resolve_device
+    from training.core.rl import distributed
 
     config = spec.config
     name = spec.kind.upper()
@@ -59,7 +60,25 @@ def run_rl(
             "normalize_rewards off to train on raw scores"
         )
 
-    device = resolve_device(spec.device)
+    device, joined = distributed.join(resolve_device(spec.device))
+    result = _load_and_train(spec, data, reporter, config, device, trainer_class, value_head)
+    # Only after a run that ended well: a rank that raised leaves the group as it is
+    # (torchrun stops the others), since leaving could wait for a peer already gone.
+    if joined:
+        distributed.leave()
+    return result
+
+
+def _load_and_train(
+    spec: RunSpec,
+    data: PromptData,
+    reporter: ProgressReporter,
+    config: RLConfig,
+    device: str,
+    trainer_class: type[RLTrainer],
+    value_head: bool,
+) -> RunResult:
+    """Load the reward model, the policy and the trainer on ``device``, then train."""
     reporter.log(f"loading the reward model from {spec.reward_model_path}")
     if config.normalize_rewards and spec.reward_stats is not None:
         stats = spec.reward_stats
@@ -90,6 +109,7 @@ def _train(
     """The rollouts, checkpoints, evaluation and ``final/`` of :func:`run_rl`."""
     from training.core.hf import save_final
     from training.core.losses import AdaptiveKLController, FixedKLController, KLController
+    from training.core.rl import distributed
 
     config, policy, scorer = trainer.config, trainer.policy, trainer.scorer
     if policy.rollouts_done:
@@ -113,20 +133,27 @@ def _train(
     checkpoint_dir: Path | None = spec.resume_from if rollout else None
     saved_at = rollout if rollout else -1
 
+    # In several processes rank r samples the prompts r * share .. (r + 1) * share of each
+    # rollout (the weights, optimizer and KL coefficient are the same on every rank).
+    rank, share = distributed.rank(), per_rollout // distributed.world_size()
+
     def save() -> Path:
         nonlocal saved_at
-        path = save_checkpoint(
-            Path(spec.output_dir) / CHECKPOINTS / f"checkpoint-{rollout}",
-            policy,
-            state={
-                "rollout": rollout,
-                "kl_coef": controller.value,
-                "prompts_consumed": rollout * per_rollout,
-                "use_lora": config.use_lora,
-            },
-        )
+        path = Path(spec.output_dir) / CHECKPOINTS / f"checkpoint-{rollout}"
+        if rank == 0:
+            save_checkpoint(
+                path,
+                policy,
+                state={
+                    "rollout": rollout,
+                    "kl_coef": controller.value,
+                    "prompts_consumed": rollout * per_rollout,
+                    "use_lora": config.use_lora,
+                },
+            )
+            reporter.log(f"saved checkpoint {path.name}")
+        distributed.barrier()  # written before any rank goes on (or returns it)
         saved_at = rollout
-        reporter.log(f"saved checkpoint {path.name}")
         return path
 
     while rollout < total:
@@ -136,13 +163,15 @@ def _train(
             scorer.close()
             return RunResult("cancelled", rollout, None, checkpoint_dir)
         indices = prompt_indices(config.seed, rollout * per_rollout, per_rollout, len(train_ids))
+        mine = indices[rank * share : (rank + 1) * share]
         metrics = trainer.rollout(
             rollout,
-            [train_prompts[i] for i in indices],
-            [train_ids[i] for i in indices],
+            [train_prompts[i] for i in mine],
+            [train_ids[i] for i in mine],
             kl_coef=controller.value,
             should_stop=reporter.should_stop,
         )
+        # The whole rollout's mean KL (every rank has it), so beta moves alike everywhere.
         controller.update(metrics["kl"], len(indices) * config.rollout_k)
         rollout += 1
         if rollout < total or data.eval:
@@ -161,6 +190,9 @@ def _train(
     # Free the engine and the reward model before merging LoRA into a copy of the weights.
     trainer.sampler.close()
     scorer.close()
-    final_dir = save_final(policy.model, policy.tokenizer, Path(spec.output_dir) / FINAL)
-    reporter.log(f"saved the trained model to {final_dir}")
+    final_dir = Path(spec.output_dir) / FINAL
+    if rank == 0:
+        final_dir = save_final(policy.model, policy.tokenizer, final_dir)
+        reporter.log(f"saved the trained model to {final_dir}")
+    distributed.barrier()
     return RunResult("succeeded", rollout, final_dir, checkpoint_dir, eval_metrics)

@@ -40,7 +40,10 @@ class RLTrainer(RLExperience):
         should_stop: Callable[[], bool],
     ) -> dict[str, float]:
         """Sample, score and optimise on rollout ``index`` (0-based); returns its metrics,
-        ``kl`` among them (the controller adapts beta to it).
+        ``kl`` among them (the controller adapts beta to it): the whole rollout's.
+
+        ``prompts`` and ``prompt_ids`` are this process's share of the rollout's prompts (all
+        of them in one process); :meth:`experience` gathers the other processes' shares.
 
         ``should_stop`` is asked after each epoch over the rollout: a stop ends it early.
         """
@@ -61,8 +64,14 @@ class RLTrainer(RLExperience):
         (PPO) or None (no value head, no value loss). ``should_stop`` is asked after each
         epoch: a stop ends the rollout early (it counts as done; the caller saves a
         checkpoint).
+
+        In several processes each rank backpropagates its share of each minibatch's
+        micro-batches and the gradients are summed before the step
+        (:mod:`training.core.rl.distributed`); the metrics are those of all the ranks.
         """
         import torch
+
+        from training.core.rl import distributed
 
         config = self.config
         sums: dict[str, float] = {}
@@ -77,6 +86,14 @@ class RLTrainer(RLExperience):
                 updates += 1
             if should_stop():
                 break
+        if distributed.world_size() > 1:
+            # Each rank summed the metrics of its micro-batches, weighted by their share of
+            # their minibatch: added up over the ranks, they are the one-process sums.
+            totals: dict[str, float] = {}
+            for share in distributed.all_gather(sums):
+                for name, value in share.items():
+                    totals[name] = totals.get(name, 0.0) + value
+            sums = totals
         return {name: value / max(updates, 1) for name, value in sums.items()}
 
     def _update(
@@ -108,11 +125,19 @@ class RLTrainer(RLExperience):
         metrics: dict[str, float],
     ) -> None:
         """Forward and backward ``minibatch`` micro-batch by micro-batch, summing the
-        gradients and adding each micro-batch's share of the metrics to ``metrics``."""
+        gradients and adding each micro-batch's share of the metrics to ``metrics``.
+
+        In several processes rank ``r`` of ``W`` takes the micro-batches ``r, r + W, ...``.
+        """
         from training.core.losses import ppo_policy_loss, ppo_value_loss, token_logps
+        from training.core.rl import distributed
 
         config, device = self.config, self.device
-        for start in range(0, len(minibatch), config.batch_size):
+        rank, ranks = distributed.rank(), distributed.world_size()
+        starts = range(0, len(minibatch), config.batch_size)
+        for number, start in enumerate(starts):
+            if number % ranks != rank:
+                continue
             rows = minibatch[start : start + config.batch_size]
             ids, attn, width = trim_padding(
                 batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows]
@@ -155,12 +180,16 @@ class RLTrainer(RLExperience):
                 metrics[name] = metrics.get(name, 0.0) + float(value) * share
 
     def optimizer_step(self) -> None:
-        """Clip the summed gradients to ``max_grad_norm``, step, and zero them."""
+        """Sum the gradients over the ranks (in several processes), clip them to
+        ``max_grad_norm``, step, and zero them."""
         import torch
 
+        from training.core.rl import distributed
+
         optimizer = self.policy.optimizer
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        distributed.all_reduce_gradients(params)
         if self.config.max_grad_norm > 0:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
