@@ -183,6 +183,12 @@ class GenerationJob(BackgroundJob):
             return 100 if self.status == self.Status.SUCCEEDED else 0
         return int(100 * self.prompts_done / self.prompts_total)
 
+    @property
+    def shard_workers(self) -> list[str]:
+        """The workers that hold or held this job's shards (``<node>:<pid>``), by name."""
+        taken = self.shards.exclude(worker="").values_list("worker", flat=True)
+        return sorted(set(taken))
+
     def sampling_params(self) -> dict[str, object]:
         return {
             "temperature": self.temperature,

@@ -551,7 +551,9 @@ def _chunks(items: Sequence[Prompt], size: int) -> Iterator[Sequence[Prompt]]:
         yield items[start : start + size]
 
 
-def generation_job_execute(*, job_id: int, heartbeat_interval: float | None = None) -> str:
+def generation_job_execute(
+    *, job_id: int, heartbeat_interval: float | None = None, worker: str | None = None
+) -> str:
     """Work on a job: take its queued shards one at a time until none is left. Any number
     of workers run this on the same job at once; each shard goes to one of them.
 
@@ -559,7 +561,8 @@ def generation_job_execute(*, job_id: int, heartbeat_interval: float | None = No
     the progress counters commit in one transaction, so a worker killed mid-batch leaves no
     half-written rows, and a shard run again skips the prompts that already have all k
     completions. Returns the job's status when this worker stops ("skipped" when it found
-    the job neither queued nor running).
+    the job neither queued nor running). ``worker`` names this worker on the shards it
+    takes (``<host>:<pid>`` by default).
     """
     interval = float(heartbeat_interval or settings.GENERATION_HEARTBEAT_S)
     job_lifecycle.claim(job_id)
@@ -567,7 +570,7 @@ def generation_job_execute(*, job_id: int, heartbeat_interval: float | None = No
     if job is None or job.status != GenerationJob.Status.RUNNING:
         logger.info("generation job %s is not running (finished, cancelled or gone)", job_id)
         return "skipped"
-    worker = _worker_name()
+    worker = worker or _worker_name()
     try:
         with job_lifecycle.heartbeat(job_id, interval):
             _take_shards(job, worker, interval)

@@ -417,8 +417,11 @@ class SnapshotRow(models.Model):
 class SnapshotRanking(models.Model):
     """One listwise record of a snapshot (after its filters and aggregation), frozen."""
 
-    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="listwise")
-    # No database constraint, as on SnapshotRow.
+    # No database constraints, as on SnapshotRow (the snapshot's deferred check on every
+    # record was a big build's whole commit time).
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.CASCADE, related_name="listwise", db_constraint=False
+    )
     prompt = models.ForeignKey(
         Prompt, on_delete=models.PROTECT, related_name="+", db_constraint=False
     )

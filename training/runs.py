@@ -9,6 +9,7 @@ feeds it a snapshot's data and a reporter, and registers what it produced.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import traceback
@@ -94,6 +95,27 @@ def _check_reward_base(kind: str, model: PolicyModel) -> None:
         reward_architecture(model.source)
     except TrainingError as exc:
         raise RunError(str(exc), field="base_model") from exc
+
+
+def _check_policy_base(kind: str, model: PolicyModel) -> None:
+    """Every kind but a reward run trains a causal LM: an encoder that is only a base for
+    reward models (BERT, DeBERTa...; its local folder's config says so) is refused at once,
+    not after the worker has loaded it."""
+    config = Path(model.source) / "config.json"
+    if kind == TrainingRun.Kind.REWARD or not config.is_file():
+        return
+    from training.core.hf import ENCODER_POOLING
+
+    try:
+        model_type = str(json.loads(config.read_text()).get("model_type", ""))
+    except (OSError, ValueError, AttributeError):
+        return  # the worker reports an unreadable config with its own message
+    if model_type in ENCODER_POOLING:
+        raise RunError(
+            f"{model.name!r} is an encoder ({model_type}), a base for reward models only: "
+            f"a {TrainingRun.Kind(kind).label} run trains a causal language model",
+            field="base_model",
+        )
 
 
 def reward_run_check_finished(reward_run: TrainingRun) -> None:
@@ -226,6 +248,7 @@ def training_run_create(
     stored_config = _validated_config(kind, {**recommended, **(config or {})})
     _check_trainable(base_model)
     _check_reward_base(kind, base_model)
+    _check_policy_base(kind, base_model)
     _check_reward_run(kind, reward_run)
     _check_data(kind, snapshot, stored_config)
     name = name.strip()

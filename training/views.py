@@ -137,7 +137,10 @@ def _eta(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
     The rate is measured up to the moment the current step was reported (its curve point),
     not up to now: between two reports the step stands still while the clock runs, and a
     rate taken against the clock would make the estimate climb. Instead it counts down from
-    that report, and stops at zero.
+    that report, and stops at zero. Once this attempt has reported two steps, the rate is
+    taken between its first report and the current one: the start-up before the first step
+    (loading the model, launching a process group) and the steps of an earlier attempt
+    would otherwise count as training time.
     """
     if run.status != TrainingRun.Status.RUNNING or not run.started_at or not run.step:
         return None
@@ -150,10 +153,19 @@ def _eta(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
         .values_list("created_at", flat=True)
         .first()
     ) or now
-    elapsed = (reported_at - run.started_at).total_seconds()
+    first = (
+        run.metric_points.filter(created_at__gte=run.started_at)
+        .order_by("step", "id")
+        .values_list("step", "created_at")
+        .first()
+    )
+    steps, since = run.step, run.started_at
+    if first is not None and first[0] < run.step:
+        steps, since = run.step - first[0], first[1]
+    elapsed = (reported_at - since).total_seconds()
     if elapsed <= 0:
         return None
-    left = elapsed / run.step * (run.total_steps - run.step) - (now - reported_at).total_seconds()
+    left = elapsed / steps * (run.total_steps - run.step) - (now - reported_at).total_seconds()
     return timedelta(seconds=max(0, round(left)))
 
 
@@ -197,7 +209,21 @@ def run_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         return render(request, "training/_run_status.html", context)
     context["curves"] = _curves_payload(run, after_step=-1)
     context["config_rows"] = sorted(run.config.items()) if isinstance(run.config, dict) else []
+    context["processes"] = _processes_label(run.config if isinstance(run.config, dict) else {})
     return render(request, "training/run_detail.html", context)
+
+
+def _processes_label(config: dict[str, Any]) -> str:
+    """How a multi-process run is spread ("2 processes (ddp, torchrun)"); empty for one."""
+    try:
+        per_node = int(config.get("num_processes", 1))
+        nodes = int(config.get("num_nodes", 1))
+    except (TypeError, ValueError):
+        return ""
+    if per_node * nodes <= 1:
+        return ""
+    where = f" on each of {nodes} nodes" if nodes > 1 else ""
+    return f"{per_node} processes{where} ({config.get('parallelism', 'ddp')}, torchrun)"
 
 
 def _curves_payload(run: TrainingRun, *, after_step: int) -> dict[str, Any]:

@@ -9,10 +9,12 @@ frozen.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,7 +42,7 @@ from labeling.models import (
     Verdict,
 )
 from labeling.review import rejected_labels
-from labeling.snapshots.lines import snapshot_lines_digest
+from labeling.snapshots.lines import LinesDigest
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -123,7 +125,6 @@ class _Row:
     # +1: the low id of the unordered pair preferred, -1: the high id, 0: a tie.
     direction: int
     split: str = SnapshotRow.Split.TRAIN
-    line: str = ""
 
 
 def _within(qs: QuerySet[Any], spec: SnapshotFilter, *, date_field: str) -> QuerySet[Any]:
@@ -471,6 +472,7 @@ class _Writer:
         self.answer_json = _Encoded(lambda pk: self.encode(self.answer(texts[pk])))
         self.quoted = _Encoded(_quote)
         self._name_json = _quote(name)
+        self._pair_tails: dict[tuple[Any, ...], str] = {}
 
     def prompt(self, text: str, messages: Any) -> Any:
         if self.conversational:
@@ -482,17 +484,50 @@ class _Writer:
 
     def pair(self, row: _Row, queue: str) -> str:
         """The TRL record of ``row`` in queue ``queue``."""
-        gap = _number(row.rank_gap)
+        # Everything after the texts, keyed by its values: a big snapshot's rows share a
+        # few dozen such tails (gaps, scores and agreements take few values).
+        key = (
+            row.rank_gap,
+            row.score_diff,
+            row.score_chosen,
+            row.score_rejected,
+            row.agreement,
+            row.both_bad,
+            row.votes,
+            row.annotator,
+            queue,
+        )
+        tail = self._pair_tails.get(key)
+        if tail is None:
+            tail = self._pair_tail(*key)
+            # 0.0 and -0.0 are equal keys with different JSON: zeros are never kept.
+            if 0 not in key[:5]:
+                self._pair_tails[key] = tail
         answers = self.answer_json
         return (
             f'{{"prompt": {self.prompt_json[row.prompt_id]}, '
-            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, '
-            f'"margin": {gap}, "rank_gap": {gap}, '
-            f'"score_diff": {_number(row.score_diff)}, '
-            f'"score_chosen": {_number(row.score_chosen)}, '
-            f'"score_rejected": {_number(row.score_rejected)}, '
-            f'"both_bad": {"true" if row.both_bad else "false"}, "votes": {row.votes}, '
-            f'"agreement": {_number(row.agreement)}, "annotator": {self.quoted[row.annotator]}, '
+            f'"chosen": {answers[row.chosen_id]}, "rejected": {answers[row.rejected_id]}, {tail}'
+        )
+
+    def _pair_tail(
+        self,
+        rank_gap: float,
+        score_diff: float | None,
+        score_chosen: float | None,
+        score_rejected: float | None,
+        agreement: float,
+        both_bad: bool,
+        votes: int,
+        annotator: str,
+        queue: str,
+    ) -> str:
+        gap = _number(rank_gap)
+        return (
+            f'"margin": {gap}, "rank_gap": {gap}, "score_diff": {_number(score_diff)}, '
+            f'"score_chosen": {_number(score_chosen)}, '
+            f'"score_rejected": {_number(score_rejected)}, '
+            f'"both_bad": {"true" if both_bad else "false"}, "votes": {votes}, '
+            f'"agreement": {_number(agreement)}, "annotator": {self.quoted[annotator]}, '
             f'"queue": {self.quoted[queue]}, "snapshot": {self._name_json}}}'
         )
 
@@ -552,6 +587,11 @@ def _json_list(values: Sequence[float | int | None]) -> str:
     )
 
 
+def _int_list(values: Iterable[int]) -> str:
+    """A list of ints (ids, ranks) as the standard encoder writes it."""
+    return "[" + ", ".join(map(int.__repr__, values)) + "]"
+
+
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
@@ -559,20 +599,21 @@ def _copeland(rows: Sequence[_Row]) -> list[tuple[int, int]]:
     """(completion id, rank) best first from a group's pairs: wins minus losses (Copeland),
     equal scores share a rank (dense: 1, 2, 2, 3). On a full ranking this is the ranking."""
     score: dict[int, int] = {}
+    get = score.get
     for r in rows:
-        score.setdefault(r.chosen_id, 0)
-        score.setdefault(r.rejected_id, 0)
-        if not r.is_tie:
-            score[r.chosen_id] += 1
-            score[r.rejected_id] -= 1
-    ordered = sorted(score, key=lambda c: (-score[c], c))
+        if r.is_tie:
+            score.setdefault(r.chosen_id, 0)
+            score.setdefault(r.rejected_id, 0)
+        else:
+            score[r.chosen_id] = get(r.chosen_id, 0) + 1
+            score[r.rejected_id] = get(r.rejected_id, 0) - 1
     ranks: list[tuple[int, int]] = []
     rank = 0
     previous: int | None = None
-    for c in ordered:
-        if score[c] != previous:
+    for c, points in sorted(score.items(), key=lambda item: (-item[1], item[0])):
+        if points != previous:
             rank += 1
-            previous = score[c]
+            previous = points
         ranks.append((c, rank))
     return ranks
 
@@ -594,13 +635,17 @@ class _Listwise:
 
 def _listwise(
     rows: Sequence[_Row], labels: dict[int, _Label], writer: _Writer, queue_names: dict[int, str]
-) -> list[_Listwise]:
+) -> Iterator[_Listwise]:
     """Listwise records from the snapshot's own rows (so after its filters and
-    aggregation): one per ranking under `all`, one per prompt otherwise."""
+    aggregation): one per ranking under `all`, one per prompt otherwise; made one by one,
+    as they are stored."""
     groups: dict[tuple[Any, ...], list[_Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
-    out: list[_Listwise] = []
+    # The JSON of rank and score lists, by value: a big snapshot's repeat a lot (zeros are
+    # never kept: 0.0 == -0.0, their JSON differs).
+    ranks_seen: dict[tuple[int, ...], str] = {}
+    scores_seen: dict[tuple[float | None, ...], str] = {}
     for (kind, key), members in groups.items():
         ranked = _copeland(members)
         first = members[0]
@@ -620,32 +665,37 @@ def _listwise(
             annotator, votes = "", max(r.votes for r in members)
         queue = queue_names[first.queue_id]
         completion_ids = [c for c, _ in ranked]
-        ranks_json = _json_list([rank for _, rank in ranked])
-        scores_json = _json_list(scores)
-        out.append(
-            _Listwise(
+        ranks = tuple([rank for _, rank in ranked])
+        ranks_json = ranks_seen.get(ranks)
+        if ranks_json is None:
+            ranks_json = ranks_seen[ranks] = _int_list(ranks)
+        scores_key = tuple(scores)
+        scores_json = scores_seen.get(scores_key)
+        if scores_json is None:
+            scores_json = _json_list(scores)
+            if 0 not in scores_key:
+                scores_seen[scores_key] = scores_json
+        yield _Listwise(
+            prompt_id=first.prompt_id,
+            completion_ids=_int_list(completion_ids),
+            ranks=ranks_json,
+            scores=scores_json,
+            both_bad=both_bad,
+            annotator=annotator,
+            queue_name=queue,
+            votes=votes,
+            split=first.split,
+            line=writer.listwise(
                 prompt_id=first.prompt_id,
-                completion_ids=_json_list(completion_ids),
-                ranks=ranks_json,
-                scores=scores_json,
+                completion_ids=completion_ids,
+                ranks_json=ranks_json,
+                scores_json=scores_json,
                 both_bad=both_bad,
-                annotator=annotator,
-                queue_name=queue,
                 votes=votes,
-                split=first.split,
-                line=writer.listwise(
-                    prompt_id=first.prompt_id,
-                    completion_ids=completion_ids,
-                    ranks_json=ranks_json,
-                    scores_json=scores_json,
-                    both_bad=both_bad,
-                    votes=votes,
-                    annotator=annotator,
-                    queue=queue,
-                ),
-            )
+                annotator=annotator,
+                queue=queue,
+            ),
         )
-    return out
 
 
 def _demonstrations(
@@ -772,6 +822,119 @@ def _insert(model: Any, columns: Sequence[str], values: Iterable[tuple[Any, ...]
         flush()
 
 
+_PAIR_COLUMNS = (
+    "snapshot_id",
+    "prompt_id",
+    "chosen_id",
+    "rejected_id",
+    "is_tie",
+    "margin",
+    "rank_gap",
+    "score_diff",
+    "score_chosen",
+    "score_rejected",
+    "both_bad",
+    "annotator",
+    "queue_id",
+    "votes",
+    "agreement",
+    "split",
+    "line",
+)
+
+
+def _pair_values(
+    snapshot_id: int,
+    rows: Iterable[_Row],
+    splits: dict[int, str],
+    writer: _Writer,
+    queue_names: dict[int, str],
+    digest: LinesDigest,
+) -> Iterator[tuple[Any, ...]]:
+    """The pair rows' column values (``_PAIR_COLUMNS``), each row's line written and hashed
+    on the way (a tie's line is stored but not exported, so not hashed); sets their split."""
+    for r in rows:
+        split = r.split = splits[r.prompt_id]
+        line = writer.pair(r, queue_names[r.queue_id])
+        if not r.is_tie:
+            digest.add(line)
+        yield (
+            snapshot_id,
+            r.prompt_id,
+            r.chosen_id,
+            r.rejected_id,
+            r.is_tie,
+            r.rank_gap,
+            r.rank_gap,
+            r.score_diff,
+            r.score_chosen,
+            r.score_rejected,
+            r.both_bad,
+            r.annotator,
+            r.queue_id,
+            r.votes,
+            r.agreement,
+            split,
+            line,
+        )
+
+
+_LISTWISE_COLUMNS = (
+    "snapshot_id",
+    "prompt_id",
+    "completion_ids",
+    "ranks",
+    "scores",
+    "both_bad",
+    "annotator",
+    "queue_name",
+    "votes",
+    "split",
+    "line",
+)
+
+
+def _listwise_values(
+    snapshot_id: int, records: Iterable[_Listwise], digest: LinesDigest
+) -> Iterator[tuple[Any, ...]]:
+    """The listwise records' column values (``_LISTWISE_COLUMNS``), their lines hashed."""
+    for x in records:
+        digest.add(x.line)
+        yield (
+            snapshot_id,
+            x.prompt_id,
+            x.completion_ids,
+            x.ranks,
+            x.scores,
+            x.both_bad,
+            x.annotator,
+            x.queue_name,
+            x.votes,
+            x.split,
+            x.line,
+        )
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cycle collector off for the duration (back on after, if it was on).
+
+    A build allocates an object or more per vote, row and line and frees none until the
+    end, so the collector would traverse the whole growing heap again and again: about a
+    third of a big build's time in Python, for nothing, since the build's objects form no
+    cycles (reference counting frees them). Process-wide: a concurrent build only runs
+    with the collector on again sooner.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_cyclic_gc_paused()
 @transaction.atomic
 def snapshot_build(
     *,
@@ -837,25 +1000,18 @@ def snapshot_build(
         prompts=prompts,
         texts=texts,
     )
-    splits: dict[int, str] = {}
-    for r in rows:
-        split = splits.get(r.prompt_id)
-        if split is None:
-            split = splits[r.prompt_id] = snapshot_split_of(
-                prompts[r.prompt_id][2], seed, eval_fraction
-            )
-        r.split = split
-        r.line = writer.pair(r, queue_names[r.queue_id])
+    splits = {p: snapshot_split_of(prompts[p][2], seed, eval_fraction) for p in prompt_ids}
     for x in singles:
-        if x.prompt_id not in splits:
-            splits[x.prompt_id] = snapshot_split_of(prompts[x.prompt_id][2], seed, eval_fraction)
         x.split = splits[x.prompt_id]
         x.line = writer.single(x, queue_names[x.queue_id])
-    listwise = _listwise(rows, labels, writer, queue_names)
     demo_ids, demos = _demonstrations(
         spec, writer, seed, eval_fraction, rejected=set(rejected.values())
     )
+    eval_count = sum(1 for r in rows if splits[r.prompt_id] == SnapshotRow.Split.EVAL)
 
+    # The snapshot comes first, its content hash last: its pair and listwise rows stream in
+    # as their lines are written and hashed (the server stores each batch while the next is
+    # made), never all held at once. One transaction: nobody sees it before the hash.
     snapshot = DatasetSnapshot.objects.create(
         name=name,
         description=description,
@@ -864,16 +1020,11 @@ def snapshot_build(
         ties=ties,
         eval_fraction=eval_fraction,
         seed=seed,
-        content_hash=snapshot_lines_digest(
-            (r.line for r in rows if not r.is_tie),
-            (x.line for x in listwise),
-            (d.line for d in demos),
-            (x.line for x in singles),
-        ),
+        content_hash="",
         hash_scheme=2,
         row_count=len(rows),
-        train_count=sum(1 for r in rows if r.split == SnapshotRow.Split.TRAIN),
-        eval_count=sum(1 for r in rows if r.split == SnapshotRow.Split.EVAL),
+        train_count=len(rows) - eval_count,
+        eval_count=eval_count,
         prompt_count=len(prompt_ids),
         stats={
             "ties": sum(1 for r in rows if r.is_tie),
@@ -893,86 +1044,35 @@ def snapshot_build(
         demonstration_ids=demo_ids,
         created_by=user,
     )
-    snapshot_id = snapshot.pk
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # The commit does not wait for the server to flush the snapshot's write-ahead
+            # log to disk (tens of MB for a big one). Safe: a server crash right after the
+            # commit could lose this latest transaction (the snapshot is then simply not
+            # there, and the build can run again), never leave a part of it or break
+            # consistency. SET LOCAL: this transaction only.
+            cursor.execute("SET LOCAL synchronous_commit = off")
+    digest = LinesDigest()
+    digest.section("trl")
     _insert(
         SnapshotRow,
-        (
-            "snapshot_id",
-            "prompt_id",
-            "chosen_id",
-            "rejected_id",
-            "is_tie",
-            "margin",
-            "rank_gap",
-            "score_diff",
-            "score_chosen",
-            "score_rejected",
-            "both_bad",
-            "annotator",
-            "queue_id",
-            "votes",
-            "agreement",
-            "split",
-            "line",
-        ),
-        (
-            (
-                snapshot_id,
-                r.prompt_id,
-                r.chosen_id,
-                r.rejected_id,
-                r.is_tie,
-                r.rank_gap,
-                r.rank_gap,
-                r.score_diff,
-                r.score_chosen,
-                r.score_rejected,
-                r.both_bad,
-                r.annotator,
-                r.queue_id,
-                r.votes,
-                r.agreement,
-                r.split,
-                r.line,
-            )
-            for r in rows
-        ),
+        _PAIR_COLUMNS,
+        _pair_values(snapshot.pk, rows, splits, writer, queue_names, digest),
     )
+    digest.section("listwise")
     _insert(
         SnapshotRanking,
-        (
-            "snapshot_id",
-            "prompt_id",
-            "completion_ids",
-            "ranks",
-            "scores",
-            "both_bad",
-            "annotator",
-            "queue_name",
-            "votes",
-            "split",
-            "line",
-        ),
-        (
-            (
-                snapshot_id,
-                x.prompt_id,
-                x.completion_ids,
-                x.ranks,
-                x.scores,
-                x.both_bad,
-                x.annotator,
-                x.queue_name,
-                x.votes,
-                x.split,
-                x.line,
-            )
-            for x in listwise
-        ),
+        _LISTWISE_COLUMNS,
+        _listwise_values(snapshot.pk, _listwise(rows, labels, writer, queue_names), digest),
     )
+    digest.section("sft")
     for d in demos:
         d.snapshot = snapshot
+        digest.add(d.line)
     SnapshotDemonstration.objects.bulk_create(demos, batch_size=2000)
+    digest.section("unpaired", optional=True)
+    for x in singles:
+        digest.add(x.line)
     SnapshotSingle.objects.bulk_create(
         [
             SnapshotSingle(
@@ -992,6 +1092,8 @@ def snapshot_build(
         ],
         batch_size=2000,
     )
+    snapshot.content_hash = digest.hexdigest()
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(content_hash=snapshot.content_hash)
     return snapshot
 
 

@@ -20,6 +20,45 @@ def lines_joined(lines: Iterable[str], chunk_size: int) -> Iterator[bytes]:
         yield ("\n".join(batch) + "\n").encode("utf-8")
 
 
+class LinesDigest:
+    """The content hash, fed section by section and line by line as the lines are made:
+    a build hashes each line as it writes it, so no section has to be held in memory.
+
+    Each section is its name and a newline, then every line followed by a newline; a
+    section opened with ``optional=True`` (the unpaired lines) adds its heading only if a
+    line follows. :func:`snapshot_lines_digest` is this over whole sections.
+    """
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._batch: list[str] = []
+        self._heading = b""
+
+    def section(self, name: str, *, optional: bool = False) -> None:
+        self._flush()
+        self._heading = f"{name}\n".encode()
+        if not optional:
+            self._digest.update(self._heading)
+            self._heading = b""
+
+    def add(self, line: str) -> None:
+        if self._heading:
+            self._digest.update(self._heading)
+            self._heading = b""
+        self._batch.append(line)
+        if len(self._batch) >= 2000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._digest.update(("\n".join(self._batch) + "\n").encode("utf-8"))
+            self._batch = []
+
+    def hexdigest(self) -> str:
+        self._flush()
+        return self._digest.hexdigest()
+
+
 def snapshot_lines_digest(
     pair_lines: Iterable[str],
     listwise: Iterable[str],
@@ -30,13 +69,12 @@ def snapshot_lines_digest(
     lines, then the SFT lines, each section headed by its name; then, when the snapshot
     froze single-answer labels, the unpaired (KTO) lines under their own heading (absent
     when there are none, so snapshots without them keep the hash they always had)."""
-    digest = hashlib.sha256()
+    digest = LinesDigest()
     for name, lines in (("trl", pair_lines), ("listwise", listwise), ("sft", sft)):
-        digest.update(f"{name}\n".encode())
-        for chunk in lines_joined(lines, 2000):
-            digest.update(chunk)
-    for i, chunk in enumerate(lines_joined(unpaired, 2000)):
-        if i == 0:
-            digest.update(b"unpaired\n")
-        digest.update(chunk)
+        digest.section(name)
+        for line in lines:
+            digest.add(line)
+    digest.section("unpaired", optional=True)
+    for line in unpaired:
+        digest.add(line)
     return digest.hexdigest()

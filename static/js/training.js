@@ -177,6 +177,15 @@
 
     draw();
     if (curves.active) window.setTimeout(poll, POLL_MS);
+    // A cancelled or failed run that is resumed is active again: its status fragment
+    // (swapped in by htmx) says so, and the curves poll again from their last step.
+    document.body.addEventListener("htmx:afterSettle", () => {
+      const status = document.getElementById("run-status");
+      if (!curves.active && status && status.dataset.active === "true") {
+        curves.active = true;
+        window.setTimeout(poll, POLL_MS);
+      }
+    });
   }
 
   // --- compare: one chart per shared metric, a series per run -----------------------------

@@ -5,6 +5,7 @@ Run on SQLite by default and on PostgreSQL (COPY export path) with DATABASE_URL 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import timedelta
@@ -26,7 +27,7 @@ from labeling.models import (
 )
 from labeling.snapshots import build
 from tests.factories import UserFactory
-from tests.labeling.factories import claim_next, label_queue, make_queue
+from tests.labeling.factories import claim_next, judge_queue, label_queue, make_queue
 from tests.queries import first_row
 from training import datasets
 
@@ -239,6 +240,34 @@ def test_it_hashes_every_format(db) -> None:  # type: ignore[no-untyped-def]
         [],
     )
     assert digest != with_demos.content_hash == snapshots.snapshot_export_digest(with_demos)
+
+
+def test_its_hash_is_the_sha256_of_every_export_under_its_heading(db) -> None:  # type: ignore[no-untyped-def]
+    # Written out by hand, independently of the code that hashes at build (which hashes
+    # each line as it writes it) and of the one that recomputes it from the exports.
+    ranked = make_queue(mode="ranking", prompts=2, k=3)
+    single = make_queue(mode="single", prompts=2, k=2)
+    ann = UserFactory(username="ann", roles=["annotator"])
+    label_queue(ranked, ann, demonstration="Ideal.")
+    judge_queue(single, ann, lambda i, text: "good" if i % 2 else "bad")
+
+    def sections(snap: DatasetSnapshot) -> bytes:
+        parts = {
+            "trl": b"".join(snapshots.snapshot_export_trl_jsonl(snap)),
+            "listwise": b"".join(snapshots.snapshot_export_rankings_jsonl(snap)),
+            "sft": b"".join(snapshots.snapshot_export_sft_jsonl(snap)),
+        }
+        assert all(parts.values())
+        return b"".join(name.encode() + b"\n" + data for name, data in parts.items())
+
+    with_singles = _build([ranked, single], name="with singles", ties="keep")
+    unpaired = b"".join(snapshots.snapshot_export_unpaired_jsonl(with_singles))
+    assert unpaired.count(b"\n") == 4
+    expected = hashlib.sha256(sections(with_singles) + b"unpaired\n" + unpaired).hexdigest()
+    assert with_singles.content_hash == expected
+    # Without single answers there is no unpaired heading.
+    pairs_only = _build([ranked], name="pairs only")
+    assert pairs_only.content_hash == hashlib.sha256(sections(pairs_only)).hexdigest()
 
 
 # --- one meaning of margin ---------------------------------------------------------------------

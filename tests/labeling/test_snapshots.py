@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ from labeling.models import (
     SnapshotRow,
     TaskCompletion,
 )
-from labeling.snapshots import export
+from labeling.snapshots import build, export
 from tests.factories import UserFactory
 from tests.labeling.factories import claim_next, label_queue, make_queue
 from tests.queries import first_row
@@ -373,14 +374,34 @@ def test_it_writes_every_export_line_as_the_standard_encoder_would(
     assert [r["messages"][-1]["content"] for r in records] == [_TRICKY[1]] * 2
 
 
+def test_it_writes_zero_and_minus_zero_as_the_standard_encoder_would() -> None:
+    # Pair lines reuse the JSON of the values after the texts for equal values; 0.0 and
+    # -0.0 are equal, their JSON is not.
+    writer = build._Writer(
+        name="s", conversational=False, prompts={1: ("p", None, "h")}, texts={2: "a", 3: "b"}
+    )
+    row = build._Row(1, 2, 3, False, 1.0, 0.0, 4.0, 4.0, False, "ann", 1, 1, 1.0, ("x", 1), 1)
+    for diff in (0.0, -0.0, 0.0, -0.0):
+        line = writer.pair(replace(row, score_diff=diff, rank_gap=-diff), "q")
+        record = json.loads(line)
+        assert line == json.dumps(record, ensure_ascii=False)
+        assert str(record["score_diff"]) == str(diff) and str(record["margin"]) == str(-diff)
+
+
 def test_it_deletes_a_snapshots_rows_with_it(voted_queue) -> None:  # type: ignore[no-untyped-def]
-    """SnapshotRow.snapshot has no database constraint (it made big builds slow): deleting a
-    snapshot through Django must still take its rows along, and leave other snapshots whole."""
+    """SnapshotRow.snapshot and SnapshotRanking.snapshot have no database constraint (it made
+    big builds slow): deleting a snapshot through Django must still take its rows and listwise
+    records along, and leave other snapshots whole."""
     kept = _build(voted_queue, name="kept")
     gone = _build(voted_queue, name="gone")
     kept_rows = SnapshotRow.objects.filter(snapshot=kept).count()
+    kept_listwise = SnapshotRanking.objects.filter(snapshot=kept).count()
     assert kept_rows > 0 and SnapshotRow.objects.filter(snapshot=gone).count() == kept_rows
+    assert kept_listwise > 0
+    assert SnapshotRanking.objects.filter(snapshot=gone).count() == kept_listwise
     gone_id = gone.pk
     gone.delete()
     assert not SnapshotRow.objects.filter(snapshot_id=gone_id).exists()
+    assert not SnapshotRanking.objects.filter(snapshot_id=gone_id).exists()
     assert SnapshotRow.objects.filter(snapshot=kept).count() == kept_rows
+    assert SnapshotRanking.objects.filter(snapshot=kept).count() == kept_listwise

@@ -455,6 +455,22 @@ def test_it_refuses_a_reward_base_no_reward_model_can_be_built_on(db, tmp_path, 
     runs.training_run_create(kind="sft", base_model=t5, snapshot=snapshot)  # not a reward run
 
 
+def test_it_refuses_a_reward_models_encoder_as_the_base_of_a_policy_run(
+    db, tmp_path, snapshot
+) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoConfig
+
+    folder = tmp_path / "bert"
+    AutoConfig.for_model("bert").save_pretrained(folder)
+    bert = tiny_policy(folder, name="bert")
+
+    for kind in ("dpo", "sft"):
+        with pytest.raises(RunError, match="is an encoder") as caught:
+            runs.training_run_create(kind=kind, base_model=bert, snapshot=snapshot)
+        assert caught.value.field == "base_model"
+    runs.training_run_create(kind="reward", base_model=bert, snapshot=snapshot)
+
+
 def test_it_needs_scored_answers_for_score_regression(base, snapshot) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="no scored answer") as caught:
         runs.training_run_create(

@@ -512,6 +512,25 @@ def test_it_counts_the_eta_down_between_two_reports(model, snapshot) -> None:  #
     assert _eta(run, now=now + timedelta(seconds=600)) == timedelta(0)
 
 
+def test_it_times_the_eta_from_the_first_report_not_from_the_start_up(model, snapshot) -> None:  # type: ignore[no-untyped-def]
+    """A resumed (or multi-process) attempt: 60 s of start-up before its first report (step
+    21), then 4 s a step up to step 25; 5 steps to go."""
+    from training.views import _eta
+
+    run = dpo_run(model, snapshot)
+    now = timezone.now()
+    started = now - timedelta(seconds=76)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", step=25, total_steps=30, started_at=started
+    )
+    for step, at in ((20, -30), (21, 60), (25, 76)):  # step 20: the earlier attempt's
+        point = TrainingMetric.objects.create(run=run, step=step, values={"loss": 0.6})
+        created = started + timedelta(seconds=at)
+        TrainingMetric.objects.filter(pk=point.pk).update(created_at=created)
+    run.refresh_from_db()
+    assert _eta(run, now=now) == timedelta(seconds=20)
+
+
 def test_it_shows_a_running_run_that_polls(client: Client, dave, model, snapshot) -> None:  # type: ignore[no-untyped-def]
     run = dpo_run(model, snapshot, beta=0.25)
     TrainingRun.objects.filter(pk=run.pk).update(
