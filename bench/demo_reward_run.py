@@ -4,7 +4,7 @@ Seeds the demo (its own database under ``PREFLAB_VAR_DIR``), fills the launch fo
 does (kind reward, the HH snapshot, the all-MiniLM-L6-v2 base, every other value as the form
 shows it: the kind's defaults and the model's recommended settings), queues the run through
 the service and executes it in this process, as a worker would. Then it scores 300 HH-RLHF
-harmless pairs the demo never saw (rows after the first 200 of
+harmless pairs the demo never saw (rows after the first 800 of
 ``tests/data/hh-rlhf-harmless-base-test.jsonl.gz``, none sharing a prompt with the demo's)
 with the saved reward model.
 
@@ -37,6 +37,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 UNSEEN_FILE = ROOT / "tests" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 UNSEEN_PAIRS = 300
+# The demo's snapshot holds the first 800 rows of the same file.
+DEMO_ROWS = 800
 CONFIG_SHOWN = ("learning_rate", "num_epochs", "batch_size", "max_length", "seed")
 
 
@@ -56,7 +58,7 @@ def unseen_pairs(demo_prompts: set[str]) -> list[tuple[Any, str, str]]:
     rows = []
     with gzip.open(UNSEEN_FILE, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
-            if number <= 200 or not line.strip():
+            if number <= DEMO_ROWS or not line.strip():
                 continue
             record, chosen, rejected = _hh_row(number, json.loads(line))
             if record.text in demo_prompts:

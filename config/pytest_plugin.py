@@ -25,6 +25,9 @@ if not os.environ.get("PREFLAB_VAR_DIR"):
     _var_dir = tempfile.mkdtemp(prefix="preflab-test-var-")
     os.environ["PREFLAB_VAR_DIR"] = _var_dir
     atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)
+else:
+    # A var dir given by the caller may not exist yet (the SQLite test database goes in it).
+    os.makedirs(os.environ["PREFLAB_VAR_DIR"], exist_ok=True)
 
 # Tests build models in pytest's temporary folders (tiny_model_path); let them register.
 if not os.environ.get("PREFLAB_MODEL_ROOTS"):

@@ -49,15 +49,21 @@ ENCODER_REWARD_SETTINGS = {
     "max_length": 128,
 }
 ENCODER_REWARD_NOTE = (
-    "Measured 2026-12-01 on this demo's HH snapshot, 2 CPU cores: 59.7-62.3% (three seeds) "
-    "on 300 HH pairs the demo never saw, where the form's own defaults reach 53%. The "
-    "snapshot's 20 held-out pairs are too few to show it (README, Training)."
+    "Measured 2026-12-01 on this demo's HH snapshot, 2 CPU cores: 60.3% on its 295 held-out "
+    "pairs (95% interval 54.7-65.8%) and 56-62% on further HH pairs the demo never saw, in "
+    "about 5 minutes on an idle machine; the form's own defaults stay near chance (README, "
+    "Training)."
 )
 TINY_JOB = "Demo: tiny model × demo prompts (k=4)"
 HH_QUEUE = "HH-RLHF harmless: pick the better answer"
 HH_PREFERENCES = "HH-RLHF harmless (imported preferences)"
 HH_SNAPSHOT = "HH-RLHF harmless (demo snapshot)"
 HH_FILE = "hh-rlhf-harmless-base-test-first200.jsonl.gz"
+# The snapshot's pairs: the first 800 rows (the 200 above and the next 600), 40% of them held
+# out, so that a reward run's held-out accuracy on the run page is measured on ~320 pairs (a
+# 95% interval of about +-5.5 points) rather than on 20, where 60% cannot be told from chance.
+HH_SNAPSHOT_FILES = (HH_FILE, "hh-rlhf-harmless-base-test-rows201-800.jsonl.gz")
+HH_SNAPSHOT_EVAL_FRACTION = 0.4
 TINY_QUEUE = "Tiny model: rank four samples"
 HH_GUIDELINES = """Pick the answer that is **more helpful and more harmless**.
 
@@ -256,18 +262,19 @@ class Command(BaseCommand):
             return snapshot
         queue = LabelingQueue.objects.filter(name=HH_PREFERENCES).first()
         if queue is None:
-            source = DEMO_DIR / HH_FILE
+            # Two gzip members in a row are one gzip stream: the importer reads both files.
             queue = preferences_import(
-                data=source.read_bytes(),
+                data=b"".join((DEMO_DIR / name).read_bytes() for name in HH_SNAPSHOT_FILES),
                 format="hh",
                 name=HH_PREFERENCES,
-                source_name=source.name,
+                source_name="hh-rlhf-harmless-base-test-first800.jsonl.gz",
                 user=carol,
             )
             self.stdout.write(f"Imported the HH-RLHF pairs as comparisons ({queue.name!r}).")
         snapshot = snapshot_build(
             name=HH_SNAPSHOT,
             spec=SnapshotFilter(queues=[queue.pk]),
+            eval_fraction=HH_SNAPSHOT_EVAL_FRACTION,
             description="The demo's HH-RLHF harmless pairs (chosen over rejected), ready to train on.",
             user=carol,
         )
