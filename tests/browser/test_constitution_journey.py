@@ -49,3 +49,8 @@ def test_an_admin_labels_a_queue_by_its_constitution(  # type: ignore[no-untyped
     # The principles are shown as text, never as markup.
     assert page.locator("#constitution textarea b").count() == 0
     assert "<b>helpful</b>" in page.input_value("#constitution textarea[name=text]")
+
+    # On a phone the dashboard's tables scroll inside their boxes; the page does not spill over.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
