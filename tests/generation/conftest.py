@@ -6,9 +6,11 @@ The ``vllm`` marker's skip-or-fail rule lives in tests/conftest.py.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +70,12 @@ def vllm_server(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory)
         "0",
     ]
     with log.open("w") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # A session of its own: the server starts an EngineCore process of its own, which must
+        # go with it (an orphan left behind would outlive the module and could signal a pid
+        # that another test's process has reused by then).
+        server = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         probe = OpenAIBackend(BackendSpec(kind="openai", server_url=url, server_model=SERVED_MODEL))
@@ -90,9 +97,23 @@ def vllm_server(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory)
             probe.close()
         yield url
     finally:
-        server.terminate()
+        _stop_session(server)
+
+
+def _stop_session(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM every process of ``server``'s session (the server and the engine it started),
+    then SIGKILL what is left after 30 s; returns once none is left."""
+    for sig, grace_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                try:
+                    os.killpg(server.pid, 0)  # anyone left in the group?
+                except ProcessLookupError:
+                    return
+            time.sleep(0.1)
+    server.wait()
