@@ -469,8 +469,25 @@ def main(argv: Sequence[str]) -> int:
     return mains[argv[0]](argv[1:])
 
 
+def _end_rank(code: int) -> None:
+    """End a rank's process now, with ``code``, skipping the interpreter's teardown.
+
+    Everything a rank leaves behind (checkpoints, ``result.json``, ``error-<r>.json``) is
+    written and closed by then. What the teardown would add is the destruction of the
+    process group's native threads, which can abort the process ("terminate called without
+    an active exception", SIGABRT) after it has done its work, and torchrun then fails the
+    whole run for it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     # Run the module under its own name, so its classes are the ones the runners import.
     from training.core import launch
 
-    sys.exit(launch.main(sys.argv[1:]))
+    status = launch.main(sys.argv[1:])
+    if sys.argv[1:2] == ["rank"]:
+        launch._end_rank(status)
+    sys.exit(status)
