@@ -5,6 +5,7 @@ Annotators see only their own queues and rankings; admins see everything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
@@ -317,6 +318,11 @@ class GoldAPI(APIView):
         task = LabelingTask.objects.filter(pk=pk).first()
         if task is None:
             raise Http404
+        if not isinstance(request.data, Mapping):
+            return Response(
+                {"detail": 'send a JSON object: {"order": [[completion ids], ...]}'},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         order = request.data.get("order")
         try:
             task = services.labeling_task_set_gold(task=task, order=order)

@@ -175,7 +175,7 @@ def labeling_queue_create(
 
 
 @transaction.atomic
-def labeling_task_set_gold(*, task: LabelingTask, order: list[list[int]]) -> LabelingTask:
+def labeling_task_set_gold(*, task: LabelingTask, order: Any) -> LabelingTask:
     """Mark a task as gold with its known best-first order (tie groups of completion ids)."""
     task.gold_order = _validate_order(task, order)
     task.is_gold = True

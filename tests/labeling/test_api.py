@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -122,3 +123,17 @@ def test_it_lets_admins_mark_gold_tasks_and_scores_annotators_on_them(alice, car
     )
     board = selectors.queue_dashboard(queue=queue, user=carol)
     assert [(x.username, x.gold) for x in board.annotators] == [("alice", (0, 1))]
+
+
+@pytest.mark.parametrize(
+    "body", [[], [[1]], None, "order", 7, {"order": "AB"}, {"order": [[None]]}, {}]
+)
+def test_it_answers_a_gold_body_that_is_not_an_order_with_a_400(carol, body) -> None:  # type: ignore[no-untyped-def]
+    from labeling.models import LabelingTask
+
+    queue = make_queue(mode="pairwise", prompts=1, k=2)
+    task = LabelingTask.objects.get(queue=queue)
+    response = _api(carol).post(f"/api/labeling/tasks/{task.pk}/gold/", body, format="json")
+    assert response.status_code == 400
+    task.refresh_from_db()
+    assert task.is_gold is False and not task.gold_order
