@@ -38,7 +38,7 @@ def queue_assistance_panel(request: HttpRequest, queue: LabelingQueue) -> SafeSt
             "queue": queue,
             "assistance": assist,
             "assist_form": form,
-            **_constitution_context(queue, PrincipleSetForm(initial=_principles_initial(current))),
+            **_constitution_context(queue, current),
         },
         request=request,
     )
@@ -98,13 +98,11 @@ def _principles_initial(current: PrincipleSet | None) -> dict[str, str]:
     return {"name": current.name, "text": current.text}
 
 
-def _constitution_context(
-    queue: LabelingQueue, principles_form: PrincipleSetForm
-) -> dict[str, object]:
+def _constitution_context(queue: LabelingQueue, current: PrincipleSet | None) -> dict[str, object]:
     return {
-        "principles": constitution.principle_set_current(queue=queue),
+        "principles": current,
         "principle_versions": selectors.queue_principle_sets(queue=queue).count(),
-        "principles_form": principles_form,
+        "principles_form": PrincipleSetForm(initial=_principles_initial(current)),
         "label_form": ConstitutionLabelForm(),
         "ai_agreements": selectors.queue_ai_agreements(queue=queue),
     }
