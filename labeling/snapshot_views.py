@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -48,14 +54,21 @@ def snapshot_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     )
 
 
+def _split_param(request: HttpRequest) -> str | None | HttpResponse:
+    """``?split=train|eval`` of a download (None: both), or the 400 that says why not."""
+    try:
+        return snapshots.snapshot_split(request.GET.get("split"))
+    except snapshots.SnapshotError as exc:
+        return HttpResponse(str(exc), status=400)
+
+
 @role_required(RESEARCHER)
 @require_GET
 def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    try:
-        split = snapshots.snapshot_split(request.GET.get("split"))
-    except snapshots.SnapshotError as exc:
-        return HttpResponse(str(exc), status=400)
+    split = _split_param(request)
+    if isinstance(split, HttpResponse):
+        return split
     response = StreamingHttpResponse(
         snapshots.snapshot_export_trl_jsonl(snapshot, split=split),
         content_type="application/jsonl; charset=utf-8",
@@ -69,10 +82,9 @@ def snapshot_export(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
 @require_GET
 def snapshot_export_parquet(request: AuthenticatedRequest, pk: int) -> HttpResponseBase:
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
-    try:
-        split = snapshots.snapshot_split(request.GET.get("split"))
-    except snapshots.SnapshotError as exc:
-        return HttpResponse(str(exc), status=400)
+    split = _split_param(request)
+    if isinstance(split, HttpResponse):
+        return split
     suffix = f"-{split}" if split else ""
     return FileResponse(
         snapshots.snapshot_parquet_file(snapshot, split=split),
@@ -90,10 +102,9 @@ def snapshot_export_extra(request: AuthenticatedRequest, pk: int, kind: str) -> 
     snapshot = get_object_or_404(DatasetSnapshot, pk=pk)
     suffix = ""
     if kind == "unpaired":
-        try:
-            split = snapshots.snapshot_split(request.GET.get("split"))
-        except snapshots.SnapshotError as exc:
-            return HttpResponse(str(exc), status=400)
+        split = _split_param(request)
+        if isinstance(split, HttpResponse):
+            return split
         suffix = f"-{split}" if split else ""
         content = snapshots.snapshot_export_unpaired_jsonl(snapshot, split=split)
     elif kind == "rankings":
