@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import time
@@ -46,14 +45,13 @@ DEMO_ROWS = 800
 CONFIG_SHOWN = ("learning_rate", "num_epochs", "batch_size", "max_length", "seed")
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (``training.core.ratings.win_rate``,
+    the run page's own)."""
+    from training.core.ratings import win_rate
+
+    rate = win_rate(successes, 0, n - successes)
+    return (rate.low, rate.high)
 
 
 def unseen_pairs(demo_prompts: set[str]) -> list[tuple[Any, str, str]]:
